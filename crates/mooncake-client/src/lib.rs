@@ -1,0 +1,1 @@
+//! The Mooncake Rust client.

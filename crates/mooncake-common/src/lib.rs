@@ -1,0 +1,17 @@
+//! Types every Mooncake role shares.
+//!
+//! Layout:
+//! - [`errors`]: the contract's error codes (numeric values are part of the public API).
+//! - [`size`]: size strings such as `50gb`, `1.5 GB`, `4194304` (base 1024).
+//! - [`duration`]: durations given as plain milliseconds or `500ms`, `10s`, `1m`.
+//! - [`config`]: the `MOONCAKE_*` environment and `MOONCAKE_CONFIG_PATH` JSON shared by
+//!   the store daemon and the client.
+//! - [`hostname`]: `host[:port]` handling for `local_hostname`.
+
+pub mod config;
+pub mod duration;
+pub mod errors;
+pub mod hostname;
+pub mod size;
+
+pub use errors::{ErrorCode, MooncakeError, Result};

@@ -1,0 +1,1 @@
+//! The Mooncake master (see the crate README section in the workspace README).

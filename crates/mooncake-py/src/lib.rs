@@ -1,0 +1,1 @@
+//! PyO3 bindings for the Python package `mooncake`.

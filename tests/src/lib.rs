@@ -1,0 +1,1 @@
+//! Helpers for the integration tests: start binaries on free loopback ports, wait for them.
