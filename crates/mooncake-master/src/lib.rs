@@ -1,1 +1,5 @@
-//! The Mooncake master (see the crate README section in the workspace README).
+//! The Mooncake master: the only process that knows where objects live.
+//!
+//! Layout (each module has one job):
+//! - `config`: the master's settings with the reference's defaults.
+pub mod config;

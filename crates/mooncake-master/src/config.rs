@@ -1,0 +1,148 @@
+//! The master's settings (CONTRACT §1). Defaults match the reference's gflags so that
+//! existing command lines keep their meaning. The flag parser (`flags.rs`) and the
+//! `--config_path` file fill this struct; everything else only reads it.
+
+use std::time::Duration;
+
+/// How a put's replicas pick segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocationStrategy {
+    /// Uniformly random among segments that fit (the reference's default).
+    Random,
+    /// The segments with the largest free ratio first: spreads load evenly.
+    FreeRatioFirst,
+}
+
+impl AllocationStrategy {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "random" => Ok(Self::Random),
+            "free_ratio_first" => Ok(Self::FreeRatioFirst),
+            other => Err(format!(
+                "invalid value for --allocation_strategy: {other:?} (use random or free_ratio_first)"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Random => "random",
+            Self::FreeRatioFirst => "free_ratio_first",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MasterConfig {
+    pub rpc_address: String,
+    pub rpc_port: u16,
+    pub metrics_host: String,
+    pub metrics_port: u16,
+    pub enable_metric_reporting: bool,
+    /// Resolved: true when `--enable_http_metadata_server` is set OR either of
+    /// `--http_metadata_server_host/_port` was given explicitly (the seed's manifest).
+    pub enable_http_metadata_server: bool,
+    pub http_metadata_server_host: String,
+    pub http_metadata_server_port: u16,
+    pub default_kv_lease_ttl: Duration,
+    pub default_kv_soft_pin_ttl: Duration,
+    pub max_kv_soft_pin_ttl: Duration,
+    pub allow_evict_soft_pinned_objects: bool,
+    pub eviction_high_watermark_ratio: f64,
+    pub eviction_ratio: f64,
+    pub client_ttl: Duration,
+    pub put_start_discard_timeout: Duration,
+    pub put_start_release_timeout: Duration,
+    pub allocation_strategy: AllocationStrategy,
+    pub enable_ha: bool,
+    pub etcd_endpoints: Vec<String>,
+    pub cluster_id: String,
+    pub config_path: String,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        Self {
+            rpc_address: "0.0.0.0".into(),
+            rpc_port: 50051,
+            metrics_host: "0.0.0.0".into(),
+            metrics_port: 9003,
+            enable_metric_reporting: true,
+            enable_http_metadata_server: false,
+            http_metadata_server_host: "0.0.0.0".into(),
+            http_metadata_server_port: 8080,
+            default_kv_lease_ttl: Duration::from_millis(10_000),
+            default_kv_soft_pin_ttl: Duration::from_secs(30 * 60),
+            max_kv_soft_pin_ttl: Duration::from_secs(24 * 3600),
+            allow_evict_soft_pinned_objects: true,
+            eviction_high_watermark_ratio: 0.9,
+            eviction_ratio: 0.05,
+            client_ttl: Duration::from_secs(10),
+            put_start_discard_timeout: Duration::from_secs(30),
+            put_start_release_timeout: Duration::from_secs(600),
+            allocation_strategy: AllocationStrategy::Random,
+            enable_ha: false,
+            etcd_endpoints: Vec::new(),
+            cluster_id: "mooncake_cluster".into(),
+            config_path: String::new(),
+        }
+    }
+}
+
+impl MasterConfig {
+    /// Checks cross-field rules; the message names the flag at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        let ratio = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) && v.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("invalid value for --{name}: {v} (must be between 0 and 1)"))
+            }
+        };
+        ratio("eviction_high_watermark_ratio", self.eviction_high_watermark_ratio)?;
+        ratio("eviction_ratio", self.eviction_ratio)?;
+        if self.default_kv_soft_pin_ttl > self.max_kv_soft_pin_ttl {
+            return Err(
+                "invalid value for --default_kv_soft_pin_ttl: larger than --max_kv_soft_pin_ttl"
+                    .into(),
+            );
+        }
+        if self.client_ttl.is_zero() {
+            return Err("invalid value for --client_ttl: must be positive".into());
+        }
+        if self.put_start_release_timeout < self.put_start_discard_timeout {
+            return Err("invalid value for --put_start_release_timeout_sec: smaller than --put_start_discard_timeout_sec".into());
+        }
+        if self.enable_ha && self.etcd_endpoints.is_empty() {
+            return Err("--enable_ha needs --etcd_endpoints (e.g. 127.0.0.1:2379;h2:2379)".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_contract() {
+        let c = MasterConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.rpc_port, 50051);
+        assert_eq!(c.metrics_port, 9003);
+        assert_eq!(c.default_kv_lease_ttl, Duration::from_secs(10));
+        assert_eq!(c.allocation_strategy, AllocationStrategy::Random);
+    }
+
+    #[test]
+    fn invalid_values_name_the_flag() {
+        let c = MasterConfig {
+            eviction_ratio: 2.0,
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().contains("eviction_ratio"));
+        assert!(AllocationStrategy::parse("best")
+            .unwrap_err()
+            .contains("allocation_strategy"));
+    }
+}
