@@ -2,6 +2,26 @@
 //!
 //! Layout (each module has one job):
 //! - `config`: the master's settings with the reference's defaults.
+//! - `master`: all state (`Master`) and its operations; `index` (sharded object map),
+//!   `segments` (registry + per-segment allocator from `alloc`), `placement` (pure
+//!   replica placement), `lease` (clock, leases, pins), `eviction`, `liveness`,
+//!   `workers` (background tasks), `service` + `server` (gRPC), `errors`.
 //! - `flags`: the gflags-style command line and `--config_path` file that fill `config`.
+pub mod alloc;
 pub mod config;
+pub mod errors;
+pub mod eviction;
 pub mod flags;
+pub mod index;
+pub mod lease;
+pub mod liveness;
+pub mod master;
+pub mod placement;
+pub mod segments;
+pub mod server;
+pub mod service;
+pub mod workers;
+
+pub use master::{KeyInfo, Master, MasterCounters, MasterStats, ReplicaInfo, SegmentInfo};
+pub use server::serve_grpc;
+pub use workers::WorkerHandles;

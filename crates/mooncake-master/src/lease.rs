@@ -1,0 +1,118 @@
+//! Time, leases and pins. The master's clock is milliseconds since it started, read
+//! from `tokio::time::Instant` so that tests can pause and advance time; objects store
+//! plain `u64` deadlines on it (0 = none).
+
+use crate::config::MasterConfig;
+use crate::index::SoftPinChange;
+use mooncake_common::ErrorCode;
+use mooncake_proto::{ReplicateConfig, SoftPinAction};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Milliseconds since the master started; never 0 so that 0 can mean "no deadline".
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    epoch: Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+}
+
+pub fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX / 4)) as u64
+}
+
+/// The pins a write asks for, resolved against the master's TTL settings.
+/// ENABLE without a TTL uses `default_kv_soft_pin_ttl`; any TTL is capped at
+/// `max_kv_soft_pin_ttl`; a TTL with PRESERVE or DISABLE is a caller error.
+pub fn resolve_pins(
+    rc: Option<&ReplicateConfig>,
+    cfg: &MasterConfig,
+    now_ms: u64,
+) -> Result<(bool, SoftPinChange), ErrorCode> {
+    let Some(rc) = rc else {
+        return Ok((false, SoftPinChange::Preserve));
+    };
+    let action =
+        SoftPinAction::try_from(rc.soft_pin_action).map_err(|_| ErrorCode::InvalidParams)?;
+    let soft = match (action, rc.soft_pin_ttl_ms) {
+        (SoftPinAction::SoftPinEnable, ttl) => {
+            let ttl = ttl.map_or(ms(cfg.default_kv_soft_pin_ttl), |t| t);
+            SoftPinChange::Until(now_ms + ttl.min(ms(cfg.max_kv_soft_pin_ttl)))
+        }
+        (_, Some(_)) => return Err(ErrorCode::InvalidParams),
+        (SoftPinAction::SoftPinPreserve, None) => SoftPinChange::Preserve,
+        (SoftPinAction::SoftPinDisable, None) => SoftPinChange::Clear,
+    };
+    Ok((rc.with_hard_pin, soft))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rc(action: SoftPinAction, ttl: Option<u64>) -> ReplicateConfig {
+        ReplicateConfig {
+            soft_pin_action: action as i32,
+            soft_pin_ttl_ms: ttl,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn soft_pin_ttls_default_and_cap() {
+        let cfg = MasterConfig {
+            default_kv_soft_pin_ttl: Duration::from_secs(60),
+            max_kv_soft_pin_ttl: Duration::from_secs(120),
+            ..Default::default()
+        };
+        let r = |a, t| resolve_pins(Some(&rc(a, t)), &cfg, 1000);
+        assert_eq!(
+            r(SoftPinAction::SoftPinEnable, None),
+            Ok((false, SoftPinChange::Until(61_000)))
+        );
+        assert_eq!(
+            r(SoftPinAction::SoftPinEnable, Some(5)),
+            Ok((false, SoftPinChange::Until(1005)))
+        );
+        assert_eq!(
+            r(SoftPinAction::SoftPinEnable, Some(10_000_000)),
+            Ok((false, SoftPinChange::Until(121_000)))
+        );
+        assert_eq!(
+            r(SoftPinAction::SoftPinPreserve, Some(5)),
+            Err(ErrorCode::InvalidParams)
+        );
+        assert_eq!(
+            r(SoftPinAction::SoftPinDisable, None),
+            Ok((false, SoftPinChange::Clear))
+        );
+        let bad = ReplicateConfig {
+            soft_pin_action: 9,
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve_pins(Some(&bad), &cfg, 1),
+            Err(ErrorCode::InvalidParams)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clock_follows_paused_time() {
+        let c = Clock::default();
+        let t0 = c.now_ms();
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert_eq!(c.now_ms() - t0, 1500);
+    }
+}

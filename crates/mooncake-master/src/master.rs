@@ -1,0 +1,123 @@
+//! `Master`: all of the master's state, and the operations the gRPC service and the
+//! admin port call. The operations live in submodules by concern (`put`, `read`,
+//! `remove`, `mount`); eviction, liveness and the workers are their own modules.
+
+pub(crate) mod counters;
+mod mount;
+mod put;
+mod read;
+mod reaper;
+mod remove;
+mod views;
+
+pub use counters::MasterCounters;
+pub use views::{KeyInfo, MasterStats, ReplicaInfo, SegmentInfo};
+
+use crate::config::MasterConfig;
+use crate::index::{Index, Replica};
+use crate::lease::{ms, Clock};
+use crate::liveness::Liveness;
+use crate::segments::SegmentRegistry;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// All master state. `Send + Sync`; share it as `Arc<Master>`.
+pub struct Master {
+    cfg: MasterConfig,
+    pub(crate) clock: Clock,
+    pub(crate) index: Index,
+    pub(crate) segments: SegmentRegistry,
+    pub(crate) liveness: Liveness,
+    counters: MasterCounters,
+    view_id: u64,
+    next_put_id: AtomicU64,
+    access_tick: AtomicU64,
+    /// One eviction at a time (background or on behalf of a put that found no space).
+    pub(crate) evict_lock: Mutex<()>,
+    /// Wakes the eviction worker early (a put found no space).
+    pub(crate) evict_wakeup: tokio::sync::Notify,
+    pub(crate) worker_status: Mutex<Vec<(String, String)>>,
+}
+
+impl Master {
+    pub fn new(cfg: MasterConfig) -> Arc<Master> {
+        let clock = Clock::default();
+        let view_id = rand::random::<u64>() >> 1 | 1;
+        Arc::new(Master {
+            liveness: Liveness::new(clock.now_ms()),
+            cfg,
+            clock,
+            index: Index::default(),
+            segments: SegmentRegistry::default(),
+            counters: MasterCounters::default(),
+            view_id,
+            next_put_id: AtomicU64::new(1),
+            access_tick: AtomicU64::new(1),
+            evict_lock: Mutex::new(()),
+            evict_wakeup: tokio::sync::Notify::new(),
+            worker_status: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn config(&self) -> &MasterConfig {
+        &self.cfg
+    }
+
+    pub fn counters(&self) -> &MasterCounters {
+        &self.counters
+    }
+
+    /// Identifies this master instance; clients seeing it change re-mount.
+    pub fn view_id(&self) -> u64 {
+        self.view_id
+    }
+
+    /// Named background workers and what each last did.
+    pub fn workers_status(&self) -> Vec<(String, String)> {
+        self.worker_status.lock().clone()
+    }
+
+    pub(crate) fn set_worker_status(&self, name: &str, status: String) {
+        let mut w = self.worker_status.lock();
+        match w.iter_mut().find(|(n, _)| n == name) {
+            Some(e) => e.1 = status,
+            None => w.push((name.to_string(), status)),
+        }
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn lease_ms(&self) -> u64 {
+        ms(self.cfg.default_kv_lease_ttl)
+    }
+
+    pub(crate) fn tick(&self) -> u64 {
+        self.access_tick.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn new_put_id(&self) -> u64 {
+        self.next_put_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Returns replicas' space to their segments.
+    pub(crate) fn free_replicas(&self, replicas: &[Replica], size: u64) {
+        for r in replicas {
+            if let Some(seg) = self.segments.get(r.seg) {
+                seg.free(r.handle, size);
+            }
+        }
+    }
+
+    /// The wire form of a replica (None if its segment vanished meanwhile).
+    pub(crate) fn replica_proto(&self, r: &Replica, size: u64) -> Option<mooncake_proto::Replica> {
+        let seg = self.segments.get(r.seg)?;
+        Some(mooncake_proto::Replica {
+            offset: seg.offset_of(r.handle),
+            size,
+            segment: Some(seg.desc.clone()),
+        })
+    }
+}

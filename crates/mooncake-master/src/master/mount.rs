@@ -1,0 +1,171 @@
+//! Segments and liveness: mount, remount, unmount, heartbeat, and dropping a gone
+//! segment's replicas from the index (objects with another complete replica stay;
+//! objects left with none are dropped).
+
+use super::Master;
+use crate::index::{Replica, SHARDS};
+use crate::liveness::Sweep;
+use crate::segments::{Mounted, Segment};
+use mooncake_common::ErrorCode;
+use mooncake_proto::{HeartbeatResponse, MountSegmentResponse, SegmentDesc};
+use std::sync::Arc;
+
+impl Master {
+    /// Registers a segment for `client_id`. Mounting the same segment again from the
+    /// same client is a no-op success; another client's segment name is -102.
+    pub fn mount_segment(
+        &self,
+        client_id: &str,
+        desc: Option<SegmentDesc>,
+    ) -> MountSegmentResponse {
+        let code = self.mount_inner(client_id, desc, false);
+        MountSegmentResponse {
+            code,
+            view_id: self.view_id(),
+        }
+    }
+
+    /// Like mount, for a client re-registering after `remount_needed` or a new view: a
+    /// segment of the same name held by another client id (e.g. the same store before
+    /// a restart) is replaced.
+    pub fn remount_segment(
+        &self,
+        client_id: &str,
+        desc: Option<SegmentDesc>,
+    ) -> MountSegmentResponse {
+        let code = self.mount_inner(client_id, desc, true);
+        MountSegmentResponse {
+            code,
+            view_id: self.view_id(),
+        }
+    }
+
+    fn mount_inner(&self, client_id: &str, desc: Option<SegmentDesc>, replace: bool) -> i32 {
+        let Some(desc) = desc else {
+            return ErrorCode::InvalidParams.code();
+        };
+        if client_id.is_empty() {
+            return ErrorCode::InvalidParams.code();
+        }
+        let name = desc.name.clone();
+        let mut result = self.segments.mount(client_id, desc.clone());
+        if replace && matches!(result, Err(ErrorCode::SegmentAlreadyExists)) {
+            if let Some(old) = self.segments.remove(&name) {
+                self.liveness.remove_segment(&old.client_id, &name);
+                self.drop_segment(&old);
+            }
+            result = self.segments.mount(client_id, desc);
+        }
+        match result {
+            Ok(Mounted::New(_) | Mounted::Existing(_)) => {
+                self.liveness.add_segment(client_id, &name, self.now_ms());
+                0
+            }
+            Err(e) => e.code(),
+        }
+    }
+
+    /// Unmounts a segment at once (a clean close): returns the code and how many
+    /// objects lost their last replica.
+    pub fn unmount_segment(&self, client_id: &str, name: &str) -> (i32, u64) {
+        let Some(seg) = self.segments.by_name(name) else {
+            return (ErrorCode::SegmentNotFound.code(), 0);
+        };
+        if &*seg.client_id != client_id {
+            return (ErrorCode::IllegalClient.code(), 0);
+        }
+        self.liveness.touch(client_id, self.now_ms());
+        let Some(seg) = self.segments.remove(name) else {
+            return (ErrorCode::SegmentNotFound.code(), 0);
+        };
+        self.liveness.remove_segment(client_id, name);
+        (0, self.drop_segment(&seg))
+    }
+
+    pub fn heartbeat(&self, client_id: &str) -> HeartbeatResponse {
+        HeartbeatResponse {
+            view_id: self.view_id(),
+            remount_needed: !client_id.is_empty()
+                && self.liveness.heartbeat(client_id, self.now_ms()),
+        }
+    }
+
+    /// One liveness sweep: unmounts the segments of clients silent for `client_ttl`
+    /// (or grants everyone a fresh TTL after a master stall).
+    pub fn sweep_clients(&self) -> Sweep {
+        let ttl = crate::lease::ms(self.config().client_ttl);
+        let sweep = self.liveness.sweep(self.now_ms(), ttl);
+        if let Sweep::Expired(dead) = &sweep {
+            for (client, names) in dead {
+                super::counters::add(&self.counters().expired_clients, 1);
+                for name in names {
+                    let ours = self
+                        .segments
+                        .by_name(name)
+                        .is_some_and(|s| &*s.client_id == client.as_str());
+                    if let Some(seg) = ours.then(|| self.segments.remove(name)).flatten() {
+                        let dropped = self.drop_segment(&seg);
+                        tracing::warn!(client = %client, segment = %name, dropped, "client missed its heartbeats; segment unmounted");
+                    }
+                }
+            }
+        }
+        sweep
+    }
+
+    /// Removes a dead segment's replicas everywhere; returns how many complete objects
+    /// lost their last replica and were dropped.
+    pub(crate) fn drop_segment(&self, seg: &Arc<Segment>) -> u64 {
+        let mut dropped = 0;
+        for i in 0..SHARDS {
+            let mut shard = self.index.lock_shard(i);
+            let mut doomed: Vec<Box<str>> = Vec::new();
+            for (k, o) in shard.iter_mut() {
+                let was_complete = o.is_complete();
+                if strip(&mut o.replicas, seg.id) && o.replicas.is_empty() && was_complete {
+                    dropped += 1;
+                }
+                if let Some(p) = &mut o.pending {
+                    if strip(&mut p.replicas, seg.id) && p.replicas.is_empty() {
+                        o.pending = None;
+                    }
+                }
+                if o.replicas.is_empty() && o.pending.is_none() {
+                    doomed.push(k.clone());
+                }
+            }
+            for k in doomed {
+                shard.remove(&k);
+            }
+        }
+        dropped
+    }
+
+    /// After a put raced with an unmount: strips dead segments from one object.
+    pub(crate) fn drop_dead_replicas_of(&self, key: &str) {
+        let alive = |r: &Replica| self.segments.get(r.seg).is_some_and(|s| s.is_alive());
+        let mut shard = self.index.lock(key);
+        let Some(o) = shard.get_mut(key) else { return };
+        if let Some(p) = &mut o.pending {
+            if p.replicas.iter().any(|r| !alive(r)) {
+                p.replicas = p.replicas.iter().copied().filter(alive).collect();
+                if p.replicas.is_empty() {
+                    o.pending = None;
+                }
+            }
+        }
+        if o.replicas.is_empty() && o.pending.is_none() {
+            shard.remove(key);
+        }
+    }
+}
+
+/// Drops replicas on segment `seg`; whether any were dropped.
+fn strip(replicas: &mut Box<[Replica]>, seg: u32) -> bool {
+    if replicas.iter().any(|r| r.seg == seg) {
+        *replicas = replicas.iter().copied().filter(|r| r.seg != seg).collect();
+        true
+    } else {
+        false
+    }
+}

@@ -1,0 +1,205 @@
+//! Read-only views of the master for the admin port, the CLI and tests.
+
+use super::Master;
+use crate::index::SHARDS;
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+
+/// Cluster-wide numbers (the 10-second log line, `/metrics`, `GetStats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MasterStats {
+    pub allocated_bytes: u64,
+    pub total_capacity_bytes: u64,
+    pub key_count: u64,
+    pub soft_pin_key_count: u64,
+    pub active_clients: u64,
+    pub segment_count: u64,
+    pub view_id: u64,
+}
+
+/// One mounted segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentInfo {
+    pub name: String,
+    pub owner: String,
+    pub client_id: String,
+    pub base: u64,
+    pub size: u64,
+    pub used: u64,
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplicaInfo {
+    pub segment: String,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// One object, as `/query_key` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    pub size: u64,
+    pub complete: bool,
+    pub replicas: Vec<ReplicaInfo>,
+    pub lease_remaining_ms: u64,
+    pub hard_pinned: bool,
+    pub soft_pinned: bool,
+}
+
+impl Master {
+    pub fn stats(&self) -> MasterStats {
+        let now = self.now_ms();
+        let (mut keys, mut soft) = (0u64, 0u64);
+        for i in 0..SHARDS {
+            let shard = self.index.lock_shard(i);
+            keys += shard.len() as u64;
+            soft += shard.values().filter(|o| o.is_soft_pinned(now)).count() as u64;
+        }
+        let (used, cap) = self.segments.totals();
+        MasterStats {
+            allocated_bytes: used,
+            total_capacity_bytes: cap,
+            key_count: keys,
+            soft_pin_key_count: soft,
+            active_clients: self.liveness.count() as u64,
+            segment_count: self.segments.count() as u64,
+            view_id: self.view_id(),
+        }
+    }
+
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let mut v: Vec<SegmentInfo> = self
+            .segments
+            .list()
+            .iter()
+            .map(|s| SegmentInfo {
+                name: s.desc.name.clone(),
+                owner: s.desc.owner.clone(),
+                client_id: s.client_id.to_string(),
+                base: s.desc.base,
+                size: s.capacity(),
+                used: s.used(),
+                endpoint: s.desc.transport_endpoint.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// An object's metadata, without granting a lease.
+    pub fn query_key(&self, key: &str) -> Option<KeyInfo> {
+        let now = self.now_ms();
+        let shard = self.index.lock(key);
+        let o = shard.get(key)?;
+        let (size, reps) = match (&o.pending, o.is_complete()) {
+            (Some(p), false) => (p.size, &p.replicas),
+            _ => (o.size, &o.replicas),
+        };
+        let replicas = reps
+            .iter()
+            .filter_map(|r| {
+                let seg = self.segments.get(r.seg)?;
+                Some(ReplicaInfo {
+                    segment: seg.desc.name.clone(),
+                    offset: seg.offset_of(r.handle),
+                    size,
+                })
+            })
+            .collect();
+        Some(KeyInfo {
+            size,
+            complete: o.is_complete(),
+            replicas,
+            lease_remaining_ms: o.lease_until_ms.saturating_sub(now),
+            hard_pinned: o.hard_pin,
+            soft_pinned: o.is_soft_pinned(now),
+        })
+    }
+
+    /// Every key in the index (complete or not), sorted.
+    pub fn all_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        for i in 0..SHARDS {
+            keys.extend(self.index.lock_shard(i).keys().map(|k| k.to_string()));
+        }
+        keys.sort();
+        keys
+    }
+
+    /// `GetStats` on the wire.
+    pub fn stats_proto(&self) -> mooncake_proto::GetStatsResponse {
+        let s = self.stats();
+        mooncake_proto::GetStatsResponse {
+            key_count: s.key_count,
+            soft_pin_key_count: s.soft_pin_key_count,
+            allocated_bytes: s.allocated_bytes,
+            total_capacity_bytes: s.total_capacity_bytes,
+            active_clients: s.active_clients,
+            segment_count: s.segment_count,
+            view_id: s.view_id,
+            evicted_objects: self.counters().evicted_objects.load(Ordering::Relaxed),
+            role: "leader".into(),
+        }
+    }
+}
+
+impl Master {
+    /// `ListSegments` on the wire.
+    pub fn list_segments_proto(&self) -> mooncake_proto::ListSegmentsResponse {
+        let mut segments: Vec<mooncake_proto::SegmentStatus> = self
+            .segments
+            .list()
+            .iter()
+            .map(|s| mooncake_proto::SegmentStatus {
+                segment: Some(s.desc.clone()),
+                used: s.used(),
+                client_id: s.client_id.to_string(),
+            })
+            .collect();
+        segments.sort_by(|a, b| {
+            let name =
+                |x: &mooncake_proto::SegmentStatus| x.segment.as_ref().map(|d| d.name.clone());
+            name(a).cmp(&name(b))
+        });
+        mooncake_proto::ListSegmentsResponse { segments }
+    }
+
+    /// `QueryKey` on the wire (no lease granted).
+    pub fn query_key_proto(&self, key: &str) -> mooncake_proto::QueryKeyResponse {
+        use mooncake_common::ErrorCode;
+        if key.is_empty() {
+            return mooncake_proto::QueryKeyResponse {
+                code: ErrorCode::InvalidParams.code(),
+                ..Default::default()
+            };
+        }
+        let Some(info) = self.query_key(key) else {
+            return mooncake_proto::QueryKeyResponse {
+                code: ErrorCode::ObjectNotFound.code(),
+                ..Default::default()
+            };
+        };
+        let replicas = info
+            .replicas
+            .iter()
+            .filter_map(|r| {
+                let seg = self.segments.by_name(&r.segment)?;
+                Some(mooncake_proto::Replica {
+                    segment: Some(seg.desc.clone()),
+                    offset: r.offset,
+                    size: r.size,
+                })
+            })
+            .collect();
+        mooncake_proto::QueryKeyResponse {
+            code: 0,
+            size: info.size,
+            complete: info.complete,
+            replicas,
+            lease_remaining_ms: info.lease_remaining_ms,
+            hard_pinned: info.hard_pinned,
+            soft_pinned: info.soft_pinned,
+        }
+    }
+}
