@@ -1,0 +1,140 @@
+//! Engine configuration. The first six fields are the seam other crates fill in
+//! (docs/internal-apis.md); [`TcpTuning`] holds the knobs of the TCP data path, with
+//! defaults chosen for loopback and 25-100 GbE hosts alike. Build with
+//! [`TransferConfig::new`] and adjust fields, so new knobs never break callers.
+
+use mooncake_common::config::{Protocol, P2P_HANDSHAKE};
+use std::time::Duration;
+
+use crate::errors::TransferError;
+
+/// Tuning of the TCP transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpTuning {
+    /// Requests larger than this are split into slices of this size, each sent on its
+    /// own path. 1 MiB keeps per-frame overhead below 0.01% while letting a 4 MiB
+    /// request use four connections at once.
+    pub slice_size: usize,
+    /// Connections opened per (peer endpoint, local interface) pair.
+    pub conns_per_path: usize,
+    /// Bytes in flight per engine, across all peers (back-pressure bound).
+    pub max_inflight_bytes: usize,
+    /// Attach and verify a CRC32C of every payload. Off by default: TCP already
+    /// checksums each segment, and the CRC costs a pass over every byte on each side.
+    pub crc: bool,
+    /// How many times a failed slice is retried on another path.
+    pub max_retries: usize,
+    /// Bound on connect + handshake.
+    pub connect_timeout: Duration,
+    /// SO_SNDBUF / SO_RCVBUF of data sockets (0 = kernel default / autotuning).
+    pub socket_buffer: usize,
+}
+
+impl Default for TcpTuning {
+    fn default() -> Self {
+        Self {
+            slice_size: 1 << 20,
+            conns_per_path: 2,
+            max_inflight_bytes: 256 << 20,
+            crc: false,
+            max_retries: 4,
+            connect_timeout: Duration::from_secs(3),
+            socket_buffer: 0,
+        }
+    }
+}
+
+/// What a [`crate::TransferEngine`] needs to start.
+#[derive(Debug, Clone)]
+pub struct TransferConfig {
+    /// Segment name this engine publishes ("host:port").
+    pub local_hostname: String,
+    /// IP the data listener binds (e.g. "127.0.0.1", "0.0.0.0").
+    pub bind_ip: String,
+    /// Data listener port; 0 = any free port.
+    pub port: u16,
+    /// "P2PHANDSHAKE" | "http://host:port/metadata" | "etcd://h1:2379;h2:2379".
+    pub metadata: String,
+    pub protocol: Protocol,
+    /// MOONCAKE_DEVICE: NIC names or IPs, comma-separated; "" = discover.
+    pub devices: String,
+    /// TCP data-path knobs.
+    pub tcp: TcpTuning,
+    /// With `protocol = rdma` and no usable RDMA device: use TCP instead of failing.
+    pub rdma_fallback_to_tcp: bool,
+    /// Addresses advertised to peers in the descriptor. Empty = derived from `bind_ip`
+    /// (the local interfaces' addresses when bound to 0.0.0.0).
+    pub advertise: Vec<String>,
+}
+
+impl TransferConfig {
+    /// TCP, P2PHANDSHAKE metadata, listener on 127.0.0.1 with any free port.
+    pub fn new(local_hostname: impl Into<String>) -> Self {
+        Self {
+            local_hostname: local_hostname.into(),
+            bind_ip: "127.0.0.1".into(),
+            port: 0,
+            metadata: P2P_HANDSHAKE.into(),
+            protocol: Protocol::Tcp,
+            devices: String::new(),
+            tcp: TcpTuning::default(),
+            rdma_fallback_to_tcp: false,
+            advertise: Vec::new(),
+        }
+    }
+
+    /// Rejects settings that cannot work, naming the field.
+    pub fn validate(&self) -> Result<(), TransferError> {
+        let bad = |m: String| Err(TransferError::Config(m));
+        if self.local_hostname.trim().is_empty() {
+            return bad("local_hostname is empty".into());
+        }
+        if self.bind_ip.parse::<std::net::IpAddr>().is_err() {
+            return bad(format!("bind_ip {:?} is not an IP address", self.bind_ip));
+        }
+        let t = &self.tcp;
+        if t.slice_size < 4096 || t.slice_size > (64 << 20) {
+            return bad(format!(
+                "tcp.slice_size {} must be within 4 KiB..=64 MiB",
+                t.slice_size
+            ));
+        }
+        if t.conns_per_path == 0 || t.conns_per_path > 64 {
+            return bad(format!(
+                "tcp.conns_per_path {} must be 1..=64",
+                t.conns_per_path
+            ));
+        }
+        if t.max_inflight_bytes < t.slice_size {
+            return bad(format!(
+                "tcp.max_inflight_bytes {} is below tcp.slice_size {}",
+                t.max_inflight_bytes, t.slice_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_fields_are_named() {
+        let cfg = TransferConfig::new("node:1");
+        cfg.validate().unwrap();
+        let mut c = cfg.clone();
+        c.bind_ip = "nowhere".into();
+        assert!(c.validate().unwrap_err().to_string().contains("bind_ip"));
+        let mut c = cfg.clone();
+        c.tcp.slice_size = 10;
+        assert!(c.validate().unwrap_err().to_string().contains("slice_size"));
+        let mut c = cfg;
+        c.tcp.conns_per_path = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("conns_per_path"));
+    }
+}

@@ -1,0 +1,307 @@
+//! The engine: owns the local segment and its listener, resolves peers through the
+//! metadata backend and caches them, and runs transfers through the batch driver.
+
+use dashmap::DashMap;
+use mooncake_common::config::Protocol;
+use parking_lot::Mutex;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::batch::{self, Batch, BatchState};
+use crate::config::TransferConfig;
+use crate::errors::TransferError;
+use crate::local::LocalSegment;
+use crate::metadata::{self, MetadataStore};
+use crate::metrics::MetricsSnapshot;
+use crate::nic;
+use crate::segment::{new_generation, ram_key, rpc_meta_key, NicEndpoint, RpcMeta};
+use crate::tcp::describe::describe;
+use crate::tcp::pool::Peer;
+use crate::TransferRequest;
+
+/// Bytes per permit of the in-flight budget semaphore.
+pub(crate) const BUDGET_UNIT: usize = 1024;
+
+/// A transfer engine. `Send + Sync`; share it as `Arc<TransferEngine>`.
+pub struct TransferEngine {
+    pub(crate) cfg: TransferConfig,
+    pub(crate) seg: Arc<LocalSegment>,
+    pub(crate) budget: Arc<Semaphore>,
+    pub(crate) budget_units: usize,
+    meta: Arc<dyn MetadataStore>,
+    peers: DashMap<String, Arc<Peer>>,
+    local_ips: Vec<IpAddr>,
+    endpoint: String,
+    stop: watch::Sender<bool>,
+    listener: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl TransferEngine {
+    /// Binds the data listener, discovers local interfaces and connects the metadata
+    /// backend. Does not publish (see [`TransferEngine::publish`]).
+    pub async fn start(cfg: TransferConfig) -> Result<Arc<TransferEngine>, TransferError> {
+        cfg.validate()?;
+        let protocol = effective_protocol(&cfg)?;
+        let listener = TcpListener::bind((cfg.bind_ip.as_str(), cfg.port))
+            .await
+            .map_err(|e| {
+                TransferError::Config(format!(
+                    "cannot bind data listener {}:{}: {e}",
+                    cfg.bind_ip, cfg.port
+                ))
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| TransferError::io("listener address", e))?
+            .port();
+        let all = nic::list_interfaces()?;
+        let selected = nic::select(&cfg.devices, &all);
+        let local_ips: Vec<IpAddr> = selected.iter().map(|(_, ip)| *ip).collect();
+        let endpoints = advertised(&cfg, port, &selected)?;
+        let meta = metadata::connect(&cfg.metadata).await?;
+        let name = mooncake_common::hostname::with_port(&cfg.local_hostname, port);
+        let seg = Arc::new(LocalSegment::new(name, new_generation(), protocol.as_str()));
+        *seg.endpoints.write() = endpoints;
+        let endpoint = seg.endpoints.read()[0].addr.clone();
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(crate::tcp::server::run_listener(
+            listener,
+            seg.clone(),
+            cfg.tcp.socket_buffer,
+            stop_rx,
+        ));
+        let budget_units = (cfg.tcp.max_inflight_bytes / BUDGET_UNIT).max(1);
+        tracing::info!(segment = %seg.name, %endpoint, nics = ?selected, "transfer engine started");
+        Ok(Arc::new(TransferEngine {
+            budget: Arc::new(Semaphore::new(budget_units)),
+            budget_units,
+            cfg,
+            seg,
+            meta,
+            peers: DashMap::new(),
+            local_ips,
+            endpoint,
+            stop,
+            listener: Mutex::new(Some(task)),
+        }))
+    }
+
+    /// The segment name this engine publishes (`local_hostname`, with the data port
+    /// appended when it had none).
+    pub fn segment_name(&self) -> &str {
+        &self.seg.name
+    }
+
+    /// `ip:port` peers use to reach this engine.
+    pub fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    /// This engine's generation (changes at every start).
+    pub fn generation(&self) -> u64 {
+        self.seg.generation
+    }
+
+    /// The descriptor peers see right now.
+    pub fn descriptor(&self) -> crate::SegmentDescriptor {
+        self.seg.descriptor()
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.seg.metrics.snapshot()
+    }
+
+    /// Allows peers to read/write `[addr, addr+len)`. O(log n), touches no page.
+    ///
+    /// # Safety
+    /// The memory stays valid until `unregister_memory(addr)` or the engine is dropped.
+    pub unsafe fn register_memory(&self, addr: usize, len: usize) -> Result<(), TransferError> {
+        self.seg.memory.register(addr, len)
+    }
+
+    /// Stops serving the region at `addr`; returns once no access to it is in progress.
+    pub fn unregister_memory(&self, addr: usize) -> Result<(), TransferError> {
+        self.seg.memory.unregister(addr)
+    }
+
+    /// Publishes this engine's descriptor (`mooncake/ram/<name>`) and handshake address
+    /// (`mooncake/rpc_meta/<name>`). A no-op for P2PHANDSHAKE. Call again after
+    /// registering memory so looked-up descriptors list it.
+    pub async fn publish(&self) -> Result<(), TransferError> {
+        if self.meta.is_p2p() {
+            return Ok(());
+        }
+        let d = self.seg.descriptor();
+        self.meta.put(&ram_key(&d.name), &d.to_json()).await?;
+        let ep: SocketAddr = self
+            .endpoint
+            .parse()
+            .map_err(|_| TransferError::Config(format!("bad endpoint {}", self.endpoint)))?;
+        let rpc = RpcMeta {
+            ip_or_host_name: ep.ip().to_string(),
+            rpc_port: ep.port(),
+        };
+        let rpc = serde_json::to_string(&rpc).unwrap_or_default();
+        self.meta.put(&rpc_meta_key(&d.name), &rpc).await
+    }
+
+    /// Moves bytes for every request; one result per request, in order.
+    ///
+    /// # Safety
+    /// Each request's local range is valid (readable for Write, writable for Read) until
+    /// this future completes or is dropped; after a drop no byte of it is touched.
+    pub async unsafe fn transfer(
+        &self,
+        reqs: &[TransferRequest],
+    ) -> Vec<Result<(), TransferError>> {
+        let state = BatchState::new(reqs.len());
+        let plan = batch::plan(self, reqs, &state);
+        let mut guard = plan.guard();
+        batch::drive(self, reqs, plan, &state).await;
+        guard.disarm();
+        state.results()
+    }
+
+    /// Submits a batch and returns at once; poll [`Batch::status`] or await
+    /// [`Batch::wait`]. Dropping the batch cancels what has not completed.
+    ///
+    /// # Safety
+    /// Each request's local range stays valid until the batch completes or is dropped.
+    pub unsafe fn submit(self: &Arc<Self>, reqs: Vec<TransferRequest>) -> Batch {
+        batch::submit(self.clone(), reqs)
+    }
+
+    /// The cached peer for `target`, resolving it on first use.
+    pub(crate) async fn peer(
+        &self,
+        target: &str,
+        hint: Option<&str>,
+    ) -> Result<Arc<Peer>, TransferError> {
+        if let Some(p) = self.peers.get(target) {
+            return Ok(p.clone());
+        }
+        let desc = self.lookup(target, hint).await?;
+        let peer = Arc::new(Peer::new(
+            desc,
+            &self.local_ips,
+            self.cfg.tcp.conns_per_path,
+        )?);
+        Ok(self.peers.entry(target.to_string()).or_insert(peer).clone())
+    }
+
+    /// Drops a cached peer (after a generation mismatch) so the next use re-resolves.
+    pub(crate) fn forget_peer(&self, target: &str, stale: &Arc<Peer>) {
+        self.peers.remove_if(target, |_, p| Arc::ptr_eq(p, stale));
+    }
+
+    /// Cached peer, for tests that break paths on purpose.
+    pub fn debug_peer(&self, target: &str) -> Option<Arc<Peer>> {
+        self.peers.get(target).map(|p| p.clone())
+    }
+
+    async fn lookup(
+        &self,
+        target: &str,
+        hint: Option<&str>,
+    ) -> Result<crate::SegmentDescriptor, TransferError> {
+        let timeout = self.cfg.tcp.connect_timeout;
+        if !self.meta.is_p2p() {
+            match self.meta.get(&ram_key(target)).await {
+                Ok(Some(json)) => {
+                    return crate::SegmentDescriptor::from_json(&json)
+                        .map_err(TransferError::Metadata)
+                }
+                Ok(None) if hint.is_none() => {
+                    return Err(TransferError::SegmentNotFound(
+                        target.into(),
+                        "not in the metadata server".into(),
+                    ))
+                }
+                Err(e) if hint.is_none() => return Err(e),
+                _ => {}
+            }
+        }
+        describe(hint.unwrap_or(target), timeout).await
+    }
+
+    /// Stops the listener, withdraws published keys and closes connections.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let task = self.listener.lock().take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        if !self.meta.is_p2p() {
+            let _ = self.meta.delete(&ram_key(&self.seg.name)).await;
+            let _ = self.meta.delete(&rpc_meta_key(&self.seg.name)).await;
+        }
+        self.peers.clear();
+    }
+}
+
+impl Drop for TransferEngine {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.listener.lock().take() {
+            t.abort();
+        }
+    }
+}
+
+fn effective_protocol(cfg: &TransferConfig) -> Result<Protocol, TransferError> {
+    if cfg.protocol == Protocol::Tcp {
+        return Ok(Protocol::Tcp);
+    }
+    match crate::rdma_probe(&cfg.devices) {
+        Ok(()) => Ok(Protocol::Rdma),
+        Err(e) if cfg.rdma_fallback_to_tcp => {
+            tracing::warn!(error = %e, "RDMA unavailable; falling back to TCP as configured");
+            Ok(Protocol::Tcp)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn advertised(
+    cfg: &TransferConfig,
+    port: u16,
+    nics: &[(String, IpAddr)],
+) -> Result<Vec<NicEndpoint>, TransferError> {
+    if !cfg.advertise.is_empty() {
+        return Ok(cfg
+            .advertise
+            .iter()
+            .map(|a| NicEndpoint {
+                nic: a.clone(),
+                addr: mooncake_common::hostname::with_port(a, port),
+            })
+            .collect());
+    }
+    let ip: IpAddr = cfg
+        .bind_ip
+        .parse()
+        .map_err(|_| TransferError::Config(format!("bad bind_ip {}", cfg.bind_ip)))?;
+    if !ip.is_unspecified() {
+        return Ok(vec![NicEndpoint {
+            nic: cfg.bind_ip.clone(),
+            addr: SocketAddr::new(ip, port).to_string(),
+        }]);
+    }
+    let mut eps: Vec<NicEndpoint> = nics
+        .iter()
+        .map(|(n, ip)| NicEndpoint {
+            nic: n.clone(),
+            addr: SocketAddr::new(*ip, port).to_string(),
+        })
+        .collect();
+    if eps.is_empty() {
+        eps.push(NicEndpoint {
+            nic: "lo".into(),
+            addr: format!("127.0.0.1:{port}"),
+        });
+    }
+    Ok(eps)
+}

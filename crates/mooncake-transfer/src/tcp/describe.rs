@@ -1,0 +1,60 @@
+//! P2PHANDSHAKE: ask a peer's data listener for its segment descriptor.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+use super::frame::{Header, Op};
+use super::io::{read_control, read_header, write_frame};
+use crate::errors::TransferError;
+use crate::segment::SegmentDescriptor;
+
+/// Resolves `host:port` (names allowed) to a socket address, IPv4 first.
+pub async fn resolve_endpoint(endpoint: &str) -> Result<SocketAddr, TransferError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(endpoint)
+        .await
+        .map_err(|e| {
+            TransferError::SegmentNotFound(endpoint.to_string(), format!("cannot resolve: {e}"))
+        })?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| TransferError::SegmentNotFound(endpoint.to_string(), "no address".into()))
+}
+
+/// Fetches the descriptor from the listener at `endpoint`.
+pub async fn describe(
+    endpoint: &str,
+    timeout: Duration,
+) -> Result<SegmentDescriptor, TransferError> {
+    let fut = async {
+        let addr = resolve_endpoint(endpoint).await?;
+        let mut s = TcpStream::connect(addr).await.map_err(|e| {
+            TransferError::SegmentNotFound(endpoint.to_string(), format!("connect: {e}"))
+        })?;
+        write_frame(&mut s, &Header::new(Op::Describe, 0, 0, 0), &[])
+            .await
+            .map_err(|e| TransferError::io("describe request", e))?;
+        let h = read_header(&mut s).await?.ok_or_else(|| {
+            TransferError::Io(format!("{endpoint} closed before describing itself"))
+        })?;
+        if h.op != Op::DescribeData {
+            return Err(TransferError::Frame(format!(
+                "expected DescribeData, got {:?}",
+                h.op
+            )));
+        }
+        let body = read_control(&mut s, h.len)
+            .await
+            .map_err(|e| TransferError::io("describe payload", e))?;
+        let text = String::from_utf8(body)
+            .map_err(|_| TransferError::Frame("descriptor is not UTF-8".into()))?;
+        SegmentDescriptor::from_json(&text).map_err(TransferError::Frame)
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| TransferError::Io(format!("describe {endpoint} timed out")))?
+}

@@ -1,0 +1,10 @@
+//! The TCP transport: framing, the data listener, pipelined connections and the
+//! per-peer connection pool.
+
+pub mod conn;
+pub mod describe;
+pub mod frame;
+pub mod io;
+pub mod pool;
+pub mod server;
+pub mod slice;
