@@ -121,3 +121,6 @@ impl Master {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+use super::*;
+use std::time::Duration;
+
+const KB64: u64 = 64 * 1024;
+
+fn cfg() -> MasterConfig {
+    MasterConfig {
+        eviction_high_watermark_ratio: 0.5,
+        eviction_ratio: 0.25,
+        default_kv_lease_ttl: Duration::from_millis(10),
+        ..Default::default()
+    }
+}
+
+fn keys(m: &Master) -> Vec<String> {
+    m.all_keys()
+}
+
+#[tokio::test(start_paused = true)]
+async fn below_the_watermark_nothing_is_evicted() {
+    let m = master(cfg());
+    mount(&m, "c", "a:1", 1 << 20);
+    for i in 0..8 {
+        put(&m, &format!("k{i}"), KB64);
+    }
+    assert_eq!(m.run_eviction().objects, 0, "exactly at 50%");
+}
+
+#[tokio::test(start_paused = true)]
+async fn least_recently_used_go_first() {
+    let m = master(cfg());
+    mount(&m, "c", "a:1", 1 << 20);
+    for i in 0..10 {
+        put(&m, &format!("k{i}"), KB64);
+    }
+    // Reading k0 and k1 makes them the most recently used.
+    assert_eq!(m.exist("k0"), 1);
+    assert_eq!(m.get_replica_list("k1").code, 0);
+    tokio::time::advance(Duration::from_millis(20)).await; // leases over
+    let r = m.run_eviction();
+    assert_eq!((r.objects, r.bytes), (4, 4 * KB64), "25% of 1 MiB");
+    assert_eq!(keys(&m), ["k0", "k1", "k6", "k7", "k8", "k9"]);
+    assert_eq!(m.stats().allocated_bytes, 6 * KB64);
+    let c = m.counters().snapshot();
+    assert!(c.contains(&("evicted_objects", 4)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn leased_in_progress_and_hard_pinned_objects_are_skipped() {
+    let m = master(cfg());
+    mount(&m, "c", "a:1", 1 << 20);
+    let hard = ReplicateConfig {
+        with_hard_pin: true,
+        ..Default::default()
+    };
+    for i in 0..3 {
+        let r = m.put_start("c", &format!("h{i}"), KB64, Some(&hard));
+        assert_eq!(m.write_end("c", &format!("h{i}"), r.put_id), 0);
+    }
+    let open = m.put_start("c", "open", KB64, None);
+    assert_eq!(open.code, 0);
+    put(&m, "leased", KB64);
+    for i in 0..5 {
+        put(&m, &format!("k{i}"), KB64);
+    }
+    assert_eq!(m.exist("leased"), 1); // lease runs 10 ms; no time passes
+    let r = m.run_eviction();
+    assert_eq!(r.objects, 4);
+    assert_eq!(keys(&m), ["h0", "h1", "h2", "k4", "leased", "open"]);
+    // Only hard-pinned, leased and in-progress objects remain evictable-free: a
+    // second round can take k4 only.
+    put(&m, "k5", KB64);
+    put(&m, "k6", KB64);
+    put(&m, "k7", KB64);
+    let r = m.run_eviction();
+    assert_eq!(keys(&m), ["h0", "h1", "h2", "leased", "open"]);
+    assert_eq!(r.objects, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn soft_pinned_only_in_a_second_pass_and_only_if_allowed() {
+    for allow in [true, false] {
+        let m = master(MasterConfig {
+            allow_evict_soft_pinned_objects: allow,
+            ..cfg()
+        });
+        mount(&m, "c", "a:1", 1 << 20);
+        let soft = ReplicateConfig {
+            soft_pin_action: mooncake_proto::SoftPinAction::SoftPinEnable as i32,
+            ..Default::default()
+        };
+        // Soft-pinned objects are the oldest, yet plain ones go first.
+        for i in 0..6 {
+            let r = m.put_start("c", &format!("s{i}"), KB64, Some(&soft));
+            assert_eq!(m.write_end("c", &format!("s{i}"), r.put_id), 0);
+        }
+        put(&m, "p0", KB64);
+        put(&m, "p1", KB64);
+        put(&m, "p2", KB64);
+        let r = m.run_eviction();
+        if allow {
+            assert_eq!(r.objects, 4);
+            assert_eq!(
+                keys(&m),
+                ["s1", "s2", "s3", "s4", "s5"],
+                "plain first, then the oldest soft-pinned"
+            );
+        } else {
+            assert_eq!(r.objects, 3);
+            assert_eq!(keys(&m), ["s0", "s1", "s2", "s3", "s4", "s5"]);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_put_that_finds_no_space_evicts_and_succeeds() {
+    let m = master(cfg());
+    mount(&m, "c", "a:1", 1 << 20);
+    for i in 0..16 {
+        put(&m, &format!("k{i}"), KB64);
+    }
+    assert_eq!(m.stats().allocated_bytes, 1 << 20, "full");
+    let r = m.put_start("c", "new", 2 * KB64, None);
+    assert_eq!(r.code, 0, "evicted at once instead of -200");
+    assert!(!m.all_keys().contains(&"k0".to_string()), "oldest went");
+    assert_eq!(
+        m.counters()
+            .snapshot()
+            .iter()
+            .find(|c| c.0 == "sync_evictions")
+            .unwrap()
+            .1,
+        1
+    );
+    // Nothing evictable: -200.
+    let m = master(cfg());
+    mount(&m, "c", "a:1", 1 << 20);
+    let hard = ReplicateConfig {
+        with_hard_pin: true,
+        ..Default::default()
+    };
+    let r = m.put_start("c", "pinned", 1 << 20, Some(&hard));
+    assert_eq!(m.write_end("c", "pinned", r.put_id), 0);
+    assert_eq!(m.put_start("c", "new", KB64, None).code, -200);
+}
