@@ -1,1 +1,34 @@
-//! The Mooncake Rust client.
+//! The Mooncake Rust client: put/get/exist/remove through the master (gRPC control
+//! plane) and the transfer engine (data plane), with a same-host shared-memory fast path.
+//!
+//! Layout (each module has one job):
+//! - [`config`]: `ClientConfig`, `ReplicateConfig`, `SoftPin`, `Health`.
+//! - `client`: the handle; start-up, identity, health, close, registered buffers.
+//! - `put` / `get` / `admin`: the object operations (one batched path each).
+//! - `io`: the data path; splits a batch between memcpy (same host) and the engine.
+//! - `shm`: mappings of same-host peers' segment files and their liveness probe.
+//! - [`segment`]: the memory a process contributes (file-backed, pre-faulted).
+//! - `mount`: mounting that memory at the master and the heartbeat that keeps it.
+//! - `rpc`: the master connection (tight connect timeout, per-call deadline).
+//! - `buffers`: caller memory registered for zero-copy calls.
+//! - `errors`: how statuses, per-item codes and transfer failures become contract codes.
+//! - `host`: this host's identity (boot id).
+
+mod admin;
+mod buffers;
+mod client;
+pub mod config;
+mod errors;
+mod get;
+pub mod host;
+mod io;
+mod mount;
+mod put;
+mod rpc;
+pub mod segment;
+mod shm;
+
+pub use client::Client;
+pub use config::{ClientConfig, Health, ReplicateConfig, SoftPin};
+pub use errors::MAX_KEY_LEN;
+pub use mooncake_common::{ErrorCode, MooncakeError, Result};

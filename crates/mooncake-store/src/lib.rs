@@ -1,1 +1,16 @@
-//! The Mooncake store daemon.
+//! The Mooncake store daemon (`mooncake_store`): contributes a global segment to the
+//! pool and serves `/health` and the reference's REST API on its HTTP port.
+//!
+//! Layout:
+//! - [`config`]: flags over the `MOONCAKE_*` environment.
+//! - [`http`]: the HTTP routes.
+//! - [`daemon`]: start-up, readiness (`MOONCAKE_READY_FILE`), and shutdown on
+//!   SIGTERM/SIGINT (unmount first, then exit).
+//!
+//! The segment itself (memory, registration, mount, heartbeats, re-mounts) is the
+//! client's: a store is a client with `global_segment_size > 0` that issues no puts of
+//! its own except through the REST API.
+
+pub mod config;
+pub mod daemon;
+pub mod http;

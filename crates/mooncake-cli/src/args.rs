@@ -1,0 +1,60 @@
+//! Command-line shape of `mooncake_cli`.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mooncake_cli",
+    about = "Operate a Mooncake store pool: put, get, inspect"
+)]
+pub struct Cli {
+    /// Master address `host:port` (default: MOONCAKE_MASTER).
+    #[arg(long, env = "MOONCAKE_MASTER", global = true)]
+    pub master: Option<String>,
+    /// Per-call timeout in milliseconds.
+    #[arg(
+        long = "timeout_ms",
+        alias = "timeout-ms",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub timeout_ms: u64,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Store a value (put-if-absent: an existing key is left as it is).
+    Put {
+        key: String,
+        /// Read the value from this file.
+        #[arg(long, conflicts_with = "value", required_unless_present = "value")]
+        file: Option<String>,
+        /// The value itself.
+        #[arg(long)]
+        value: Option<String>,
+        /// Number of replicas (on distinct segment owners, best effort).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+    },
+    /// Read a value (to stdout without --out).
+    Get {
+        key: String,
+        #[arg(long)]
+        out: Option<String>,
+    },
+    /// Print whether a complete object is stored under KEY.
+    Exist { key: String },
+    /// Remove an object.
+    Remove {
+        key: String,
+        /// Remove even while a reader holds a lease.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List mounted segments with owner, used and total bytes.
+    Segments,
+    /// Print the master's statistics.
+    Stats,
+}

@@ -1,0 +1,277 @@
+//! The client handle: start-up (transfer engine, optional segment, heartbeats),
+//! identity, health, close, and registered buffers. The object operations live in
+//! `put.rs`, `get.rs` and `admin.rs` as further `impl Client` blocks.
+
+use crate::buffers::BufferRegistry;
+use crate::config::{ClientConfig, Health, SegmentEnv};
+use crate::errors::{closed, transfer_error};
+use crate::io::DataPath;
+use crate::mount::{spawn_heartbeat, HeartbeatHost, Liveness, LocalSegment};
+use crate::rpc::MasterRpc;
+use crate::segment::SegmentMemory;
+use crate::shm::ShmCache;
+use mooncake_common::hostname::{split_host_port, with_port};
+use mooncake_common::{MooncakeError, Result};
+use mooncake_proto::SegmentDesc;
+use mooncake_transfer::{TransferConfig, TransferEngine};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A connection to the pool. Cheap to clone; every method takes `&self` and may be
+/// called from many tasks at once.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub client_id: String,
+    pub hostname: String,
+    pub rpc: MasterRpc,
+    pub data: DataPath,
+    pub buffers: BufferRegistry,
+    pub segment: Option<LocalSegment>,
+    pub liveness: Liveness,
+    pub closed: AtomicBool,
+    pub rotation: AtomicU64,
+    heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    close_lock: tokio::sync::Mutex<()>,
+}
+
+impl HeartbeatHost for Inner {
+    fn rpc(&self) -> &MasterRpc {
+        &self.rpc
+    }
+    fn client_id(&self) -> &str {
+        &self.client_id
+    }
+    fn segment(&self) -> Option<&LocalSegment> {
+        self.segment.as_ref()
+    }
+    fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(h) = self.heartbeat.get_mut().take() {
+            h.abort();
+        }
+        // Peers must stop touching the memory before it is unmapped (field drop).
+        if let Some(seg) = &self.segment {
+            if let Some(mem) = seg.memory.lock().take() {
+                let _ = self.data.engine.unregister_memory(mem.addr());
+            }
+        }
+    }
+}
+
+/// The address the transfer engine listens on: `MC_TCP_BIND_ADDRESS`, else the
+/// hostname when it is an IP (or loopback for `localhost`), else every interface.
+fn bind_ip(host: &str) -> String {
+    if let Ok(ip) = std::env::var("MC_TCP_BIND_ADDRESS") {
+        if !ip.trim().is_empty() {
+            return ip.trim().to_string();
+        }
+    }
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        host.to_string()
+    } else if host == "localhost" {
+        "127.0.0.1".to_string()
+    } else {
+        "0.0.0.0".to_string()
+    }
+}
+
+impl Client {
+    /// Starts the transfer engine, maps and mounts the global segment when
+    /// `global_segment_size > 0`, and starts heartbeats.
+    pub async fn connect(cfg: ClientConfig) -> Result<Client> {
+        let client = Self::start(cfg).await?;
+        if let Some(seg) = &client.inner.segment {
+            seg.mount(&client.inner.rpc, &client.inner.client_id, false)
+                .await?;
+        }
+        Ok(client)
+    }
+
+    /// Like [`Client::connect`] but does not wait for the mount: the heartbeat task
+    /// keeps trying until the master accepts the segment (see [`Client::is_mounted`]).
+    /// The store daemon uses it to come up before its master does.
+    pub async fn start(cfg: ClientConfig) -> Result<Client> {
+        let node = &cfg.node;
+        node.validate().map_err(|e| MooncakeError::invalid(e.0))?;
+        let rpc = MasterRpc::new(&node.master_server_address, cfg.rpc_timeout)?;
+        let (host, port) = split_host_port(&node.local_hostname);
+        let mut tc = TransferConfig::new(node.local_hostname.clone());
+        tc.bind_ip = bind_ip(host);
+        tc.port = port.unwrap_or(0);
+        tc.metadata = node.metadata_server.clone();
+        tc.protocol = node.protocol;
+        tc.devices = node.device_name.clone();
+        let engine = TransferEngine::start(tc)
+            .await
+            .map_err(|e| transfer_error(&e))?;
+        let hostname = match split_host_port(engine.segment_name()) {
+            (_, Some(_)) => engine.segment_name().to_string(),
+            _ => {
+                let ep = engine.endpoint();
+                let p = split_host_port(&ep).1.unwrap_or(0);
+                with_port(&node.local_hostname, p)
+            }
+        };
+        let host_id = crate::host::host_id();
+        let segment = if node.global_segment_size > 0 {
+            let env = SegmentEnv::from_env();
+            let size = usize::try_from(node.global_segment_size).map_err(|_| {
+                MooncakeError::invalid("global_segment_size does not fit in memory")
+            })?;
+            let mem =
+                SegmentMemory::create(&hostname, size, env.shm_dir.as_deref(), env.hugepages)?;
+            // Safety: the mapping lives in `LocalSegment` until `close`/drop, which
+            // unregister it first.
+            unsafe { engine.register_memory(mem.addr(), mem.len()) }
+                .map_err(|e| transfer_error(&e))?;
+            let desc = SegmentDesc {
+                name: hostname.clone(),
+                owner: hostname.clone(),
+                base: mem.addr() as u64,
+                size: mem.len() as u64,
+                protocol: node.protocol.as_str().to_string(),
+                transport_endpoint: engine.endpoint(),
+                shm_path: mem
+                    .shm_path()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                host_id: host_id.clone(),
+            };
+            Some(LocalSegment {
+                memory: Mutex::new(Some(mem)),
+                ever_mounted: AtomicBool::new(false),
+                desc,
+                mounted: AtomicBool::new(false),
+                view_id: AtomicU64::new(0),
+            })
+        } else {
+            None
+        };
+        if let Err(e) = engine.publish().await {
+            tracing::warn!(error = %e, "could not publish the segment descriptor; peers use the master's endpoint hint");
+        }
+        let inner = Arc::new(Inner {
+            client_id: uuid::Uuid::new_v4().to_string(),
+            hostname,
+            rpc,
+            data: DataPath {
+                engine,
+                shm: ShmCache::new(host_id),
+            },
+            buffers: BufferRegistry::default(),
+            segment,
+            liveness: Liveness::default(),
+            closed: AtomicBool::new(false),
+            rotation: AtomicU64::new(0),
+            heartbeat: Mutex::new(None),
+            close_lock: tokio::sync::Mutex::new(()),
+        });
+        let hb = spawn_heartbeat(Arc::downgrade(&inner));
+        *inner.heartbeat.lock() = Some(hb);
+        Ok(Client { inner })
+    }
+
+    /// The `host:port` this client registered.
+    pub fn hostname(&self) -> String {
+        self.inner.hostname.clone()
+    }
+
+    /// This process's identity at the master.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    /// Whether this client's segment is mounted (always false without one).
+    pub fn is_mounted(&self) -> bool {
+        !self.is_closed()
+            && self
+                .inner
+                .segment
+                .as_ref()
+                .is_some_and(|s| s.mounted.load(Ordering::Acquire))
+    }
+
+    /// The descriptor of this client's segment, if it contributes one.
+    pub fn segment_desc(&self) -> Option<SegmentDesc> {
+        self.inner.segment.as_ref().map(|s| s.desc.clone())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn ensure_open(&self) -> Result<()> {
+        if self.is_closed() {
+            Err(closed())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// 0 healthy, 1 not set up or closed, 2 master unreachable.
+    pub async fn health(&self) -> Health {
+        if self.is_closed() {
+            return Health::NotSetUp;
+        }
+        match self.stats().await {
+            Ok(_) => Health::Healthy,
+            Err(_) => Health::MasterUnreachable,
+        }
+    }
+
+    /// Idempotent: stops heartbeats, unmounts this client's segment (its objects go),
+    /// stops serving and unmaps it.
+    pub async fn close(&self) -> Result<()> {
+        let _guard = self.inner.close_lock.lock().await;
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if let Some(h) = self.inner.heartbeat.lock().take() {
+            h.abort();
+        }
+        let mut result = Ok(());
+        if let Some(seg) = &self.inner.segment {
+            if seg.ever_mounted.load(Ordering::Acquire) {
+                result = seg.unmount(&self.inner.rpc, &self.inner.client_id).await;
+            }
+            let mem = seg.memory.lock().take();
+            if let Some(mem) = mem {
+                let engine = self.inner.data.engine.clone();
+                // Unregistering waits for in-flight peer accesses; keep it off the runtime.
+                let _ = tokio::task::spawn_blocking(move || {
+                    let _ = engine.unregister_memory(mem.addr());
+                    drop(mem);
+                })
+                .await;
+            }
+        }
+        self.inner.data.engine.shutdown().await;
+        result
+    }
+
+    /// Allows zero-copy puts from and gets into `[addr, addr+len)`.
+    ///
+    /// # Safety
+    /// The range stays valid until `unregister_buffer(addr)` or the client is dropped.
+    pub unsafe fn register_buffer(&self, addr: usize, len: usize) -> Result<()> {
+        self.ensure_open()?;
+        self.inner.buffers.register(addr, len)
+    }
+
+    pub fn unregister_buffer(&self, addr: usize) -> Result<()> {
+        self.inner.buffers.unregister(addr).map(|_| ())
+    }
+}

@@ -1,0 +1,93 @@
+//! Turning the outcomes of the control plane and the data path into contract errors.
+//!
+//! The client returns `mooncake_common::MooncakeError` everywhere (the seam the Python
+//! package relies on); this module is the one place that decides which code a gRPC
+//! status, a per-item code or a transfer failure becomes.
+
+use mooncake_common::{ErrorCode, MooncakeError, Result};
+
+/// `Ok(())` for 0, the contract error otherwise; `what` says which call produced it.
+pub(crate) fn check_code(code: i32, what: &str) -> Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(code_error(code, what))
+    }
+}
+
+/// The error for a non-zero per-item code.
+pub(crate) fn code_error(code: i32, what: &str) -> MooncakeError {
+    let c = ErrorCode::from_code(code);
+    let why = match c {
+        ErrorCode::ObjectNotFound => "no such object",
+        ErrorCode::ReplicaIsNotReady => "object is still being written",
+        ErrorCode::NoAvailableHandle => "no space left in the pool",
+        ErrorCode::ObjectHasLease => "object is leased by a reader; use force",
+        ErrorCode::IllegalClient => "this writer's put was taken over",
+        _ => c.name(),
+    };
+    MooncakeError::new(c, format!("{what}: {why}"))
+}
+
+/// A gRPC failure of a whole request.
+pub(crate) fn status_error(status: &tonic::Status, what: &str) -> MooncakeError {
+    let e = mooncake_proto::status::error_from_status(status);
+    let msg = if e.message.is_empty() {
+        format!("{what}: master call failed")
+    } else {
+        format!("{what}: {}", e.message)
+    };
+    MooncakeError::new(e.code, msg)
+}
+
+/// A failed data movement.
+pub(crate) fn transfer_error(e: &mooncake_transfer::TransferError) -> MooncakeError {
+    MooncakeError::new(e.code(), format!("transfer failed: {e}"))
+}
+
+/// The error every call returns after `close()`.
+pub(crate) fn closed() -> MooncakeError {
+    MooncakeError::new(ErrorCode::InvalidParams, "client is closed")
+}
+
+/// Validates a key the way every write and read does.
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(MooncakeError::invalid("empty key"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(MooncakeError::invalid(format!(
+            "key of {} bytes is longer than the limit of {MAX_KEY_LEN}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Keys are hashes or paths in practice; a bound keeps the master's index sane.
+pub const MAX_KEY_LEN: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_become_named_errors() {
+        assert!(check_code(0, "put").is_ok());
+        let e = check_code(-704, "get k").unwrap_err();
+        assert_eq!(e.code, ErrorCode::ObjectNotFound);
+        assert!(e.to_string().contains("OBJECT_NOT_FOUND (-704)"), "{e}");
+        assert_eq!(check_key("").unwrap_err().code, ErrorCode::InvalidParams);
+        assert!(check_key(&"k".repeat(MAX_KEY_LEN + 1)).is_err());
+        assert!(check_key("ok").is_ok());
+    }
+
+    #[test]
+    fn statuses_keep_their_code() {
+        let s = mooncake_proto::status::to_status(ErrorCode::NoAvailableHandle, "full");
+        let e = status_error(&s, "put_start");
+        assert_eq!(e.code, ErrorCode::NoAvailableHandle);
+        let e = status_error(&tonic::Status::unavailable("conn refused"), "exist");
+        assert_eq!(e.code, ErrorCode::RpcFail);
+    }
+}

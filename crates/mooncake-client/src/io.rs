@@ -1,0 +1,197 @@
+//! The data path: moving bytes between local memory and replicas. A batch of jobs is
+//! split once: replicas in same-host segments are copied with `memcpy` through their
+//! mapped file, all others go to the transfer engine in one `transfer` call (which
+//! pipelines and stripes them). One result per job, in order.
+
+use crate::errors::transfer_error;
+use crate::shm::{PeerMap, ShmCache};
+use mooncake_common::{ErrorCode, MooncakeError, Result};
+use mooncake_proto::Replica;
+use mooncake_transfer::{Opcode, TransferEngine, TransferRequest};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A piece of local memory and where it sits inside the object.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Piece {
+    pub local: usize,
+    pub len: usize,
+    pub obj_off: u64,
+}
+
+/// Move `pieces` to (Write) or from (Read) one replica.
+pub(crate) struct Job<'a> {
+    pub replica: &'a Replica,
+    pub pieces: Vec<Piece>,
+}
+
+/// Lays `bufs` (local address, length) out back to back from object offset `start`.
+pub(crate) fn layout(bufs: &[(usize, usize)], start: u64) -> Vec<Piece> {
+    let mut off = start;
+    bufs.iter()
+        .filter(|(_, len)| *len > 0)
+        .map(|&(local, len)| {
+            let p = Piece {
+                local,
+                len,
+                obj_off: off,
+            };
+            off += len as u64;
+            p
+        })
+        .collect()
+}
+
+/// Cuts `bufs` so that exactly `total` bytes are covered (the object may be smaller
+/// than the caller's buffers).
+pub(crate) fn truncate(bufs: &[(usize, usize)], mut total: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for &(a, l) in bufs {
+        if total == 0 {
+            break;
+        }
+        let take = l.min(total);
+        out.push((a, take));
+        total -= take;
+    }
+    out
+}
+
+pub(crate) struct DataPath {
+    pub engine: Arc<TransferEngine>,
+    pub shm: ShmCache,
+}
+
+impl DataPath {
+    /// Runs every job; the result of job `i` is at index `i`.
+    ///
+    /// # Safety
+    /// Each piece's local range must be valid for the whole call (readable for
+    /// `Write`, writable for `Read`) and not aliased by another piece being read into.
+    pub async unsafe fn run(&self, op: Opcode, jobs: &[Job<'_>]) -> Vec<Result<()>> {
+        let mut results: Vec<Result<()>> = Vec::with_capacity(jobs.len());
+        let mut reqs = Vec::new();
+        let mut owner = Vec::new(); // request index -> job index
+        let mut maps: HashMap<&str, Option<Arc<PeerMap>>> = HashMap::new();
+        for (j, job) in jobs.iter().enumerate() {
+            results.push(Ok(()));
+            let Some(seg) = job.replica.segment.as_ref() else {
+                results[j] = Err(MooncakeError::new(
+                    ErrorCode::InvalidReplica,
+                    "replica without a segment",
+                ));
+                continue;
+            };
+            if let Some(bad) = job
+                .pieces
+                .iter()
+                .find(|p| p.obj_off + p.len as u64 > job.replica.size)
+            {
+                results[j] = Err(MooncakeError::new(
+                    ErrorCode::InvalidParams,
+                    format!(
+                        "range +{}..{} is outside the {}-byte object",
+                        bad.obj_off,
+                        bad.obj_off + bad.len as u64,
+                        job.replica.size
+                    ),
+                ));
+                continue;
+            }
+            if self.shm.is_local(seg) {
+                let map = maps.entry(seg.shm_path.as_str()).or_insert_with(|| {
+                    let m = self.shm.get(seg);
+                    match m {
+                        Some(m) if !m.owner_alive() => {
+                            self.shm.forget(&seg.shm_path);
+                            None
+                        }
+                        other => other,
+                    }
+                });
+                if let Some(map) = map {
+                    // Safety: forwarded from the caller's contract on local ranges.
+                    results[j] = unsafe { copy_shm(op, map, job) };
+                    continue;
+                }
+                if !std::path::Path::new(&seg.shm_path).exists() {
+                    // Same host, file gone: the owner has exited; do not wait on TCP.
+                    results[j] = Err(MooncakeError::new(
+                        ErrorCode::TransferFail,
+                        format!("segment {} is gone (owner exited)", seg.name),
+                    ));
+                    continue;
+                }
+            }
+            for p in &job.pieces {
+                reqs.push(TransferRequest {
+                    opcode: op,
+                    local_addr: p.local,
+                    length: p.len,
+                    target: seg.name.clone(),
+                    target_endpoint: (!seg.transport_endpoint.is_empty())
+                        .then(|| seg.transport_endpoint.clone()),
+                    remote_addr: seg.base + job.replica.offset + p.obj_off,
+                });
+                owner.push(j);
+            }
+        }
+        if !reqs.is_empty() {
+            // Safety: the caller keeps every local range valid for this call.
+            let outcome = unsafe { self.engine.transfer(&reqs).await };
+            for (i, r) in outcome.into_iter().enumerate() {
+                if let Err(e) = r {
+                    let j = owner[i];
+                    if results[j].is_ok() {
+                        results[j] = Err(transfer_error(&e));
+                    }
+                }
+            }
+        }
+        results
+    }
+}
+
+/// Copies one job through a same-host mapping.
+///
+/// # Safety
+/// The job's local ranges are valid as `DataPath::run` requires.
+unsafe fn copy_shm(op: Opcode, map: &PeerMap, job: &Job<'_>) -> Result<()> {
+    for p in &job.pieces {
+        let off = job.replica.offset + p.obj_off;
+        let remote = map.range(off, p.len).ok_or_else(|| {
+            MooncakeError::new(
+                ErrorCode::InvalidReplica,
+                format!(
+                    "replica range +{off}..{} is outside its segment",
+                    off + p.len as u64
+                ),
+            )
+        })?;
+        // Safety: both ranges are valid for p.len bytes and belong to different mappings.
+        unsafe {
+            match op {
+                Opcode::Write => std::ptr::copy_nonoverlapping(p.local as *const u8, remote, p.len),
+                Opcode::Read => {
+                    std::ptr::copy_nonoverlapping(remote as *const u8, p.local as *mut u8, p.len)
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_and_truncate() {
+        let p = layout(&[(100, 10), (500, 0), (200, 5)], 7);
+        assert_eq!(p.len(), 2);
+        assert_eq!((p[0].local, p[0].obj_off), (100, 7));
+        assert_eq!((p[1].local, p[1].obj_off, p[1].len), (200, 17, 5));
+        assert_eq!(truncate(&[(1, 10), (2, 10)], 12), vec![(1, 10), (2, 2)]);
+        assert_eq!(truncate(&[(1, 10)], 0), vec![]);
+    }
+}

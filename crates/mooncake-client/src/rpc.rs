@@ -1,0 +1,109 @@
+//! The control-plane connection to the master: one lazily connected gRPC channel with
+//! a tight connect timeout and a deadline on every call. tonic re-dials a broken
+//! connection on the next call, so the client reconnects by itself once the master is
+//! back; meanwhile every call fails fast with `RPC_FAIL` (or `RPC_TIMEOUT` when a
+//! connected master does not answer in time).
+
+use crate::config::CONNECT_TIMEOUT;
+use crate::errors::status_error;
+use mooncake_common::{ErrorCode, MooncakeError, Result};
+use mooncake_proto::master_client::MasterClient;
+use std::future::Future;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Clone)]
+pub(crate) struct MasterRpc {
+    client: MasterClient<Channel>,
+    timeout: Duration,
+    addr: String,
+}
+
+impl MasterRpc {
+    /// Prepares the channel; nothing is dialled until the first call.
+    pub fn new(addr: &str, timeout: Duration) -> Result<Self> {
+        let addr = addr.trim();
+        if addr.starts_with("etcd://") {
+            return Err(MooncakeError::invalid(format!(
+                "MOONCAKE_MASTER {addr:?}: etcd:// (HA) master addresses are not supported by this client yet"
+            )));
+        }
+        let (host, port) = mooncake_common::hostname::split_host_port(addr);
+        if host.is_empty() || port.is_none() {
+            return Err(MooncakeError::invalid(format!(
+                "master address {addr:?} is not host:port"
+            )));
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| MooncakeError::invalid(format!("master address {addr:?}: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
+        Ok(Self {
+            client: MasterClient::new(endpoint.connect_lazy()),
+            timeout,
+            addr: addr.to_string(),
+        })
+    }
+
+    /// Runs one call with the deadline; `what` names it in errors.
+    pub async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(MasterClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match tokio::time::timeout(self.timeout + CONNECT_TIMEOUT, f(self.client.clone())).await {
+            Err(_) => Err(MooncakeError::new(
+                ErrorCode::RpcTimeout,
+                format!(
+                    "{what}: master {} did not answer within {:?}",
+                    self.addr, self.timeout
+                ),
+            )),
+            Ok(Err(status)) => {
+                let mut e = status_error(&status, what);
+                if e.code == ErrorCode::RpcFail {
+                    e.message = format!("{} (master {})", e.message, self.addr);
+                }
+                Err(e)
+            }
+            Ok(Ok(resp)) => Ok(resp.into_inner()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_addresses() {
+        assert!(MasterRpc::new("etcd://a:1", Duration::from_secs(1)).is_err());
+        assert!(MasterRpc::new("nohost", Duration::from_secs(1)).is_err());
+    }
+
+    #[tokio::test]
+    async fn unreachable_master_fails_fast_with_rpc_fail() {
+        // A port nobody listens on: bind, read the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let rpc = MasterRpc::new(&format!("127.0.0.1:{port}"), Duration::from_secs(2)).unwrap();
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let e = rpc
+                .call("get_stats", |mut c| async move {
+                    c.get_stats(mooncake_proto::GetStatsRequest {}).await
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::RpcFail, "{e}");
+            assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        }
+    }
+}

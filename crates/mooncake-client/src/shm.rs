@@ -1,0 +1,180 @@
+//! The same-host fast path: segments owned by a process on this host are mapped once
+//! (from the `shm_path` their owner published) and read or written with `memcpy`
+//! instead of a round trip through the transfer engine.
+//!
+//! A mapping is only used while its owner lives: the owner holds an exclusive `flock`
+//! on the file, and every I/O call probes it once per segment. A dead owner's mapping
+//! is dropped and its replicas fail like an unreachable peer would.
+
+use mooncake_proto::SegmentDesc;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+/// One mapped segment file of a peer on this host.
+pub(crate) struct PeerMap {
+    ptr: *mut u8,
+    len: usize,
+    file: File,
+}
+
+// Safety: shared memory; byte ranges are handed out by the master's allocator.
+unsafe impl Send for PeerMap {}
+unsafe impl Sync for PeerMap {}
+
+impl PeerMap {
+    /// Whether the owner still holds its lock on the file.
+    pub fn owner_alive(&self) -> bool {
+        let fd = self.file.as_raw_fd();
+        // Safety: probing and releasing a shared lock on our own descriptor.
+        unsafe {
+            if libc::flock(fd, libc::LOCK_SH | libc::LOCK_NB) == 0 {
+                libc::flock(fd, libc::LOCK_UN);
+                false
+            } else {
+                true
+            }
+        }
+    }
+
+    /// Address of `[off, off+len)` inside the mapping, if it fits.
+    pub fn range(&self, off: u64, len: usize) -> Option<*mut u8> {
+        let end = off.checked_add(len as u64)?;
+        if end > self.len as u64 {
+            return None;
+        }
+        // Safety: in bounds, checked above.
+        Some(unsafe { self.ptr.add(off as usize) })
+    }
+}
+
+impl Drop for PeerMap {
+    fn drop(&mut self) {
+        // Safety: unmapping our own mapping once.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+/// Mappings of same-host segments, keyed by file path (unique per owner process).
+pub(crate) struct ShmCache {
+    host_id: String,
+    enabled: bool,
+    maps: Mutex<HashMap<String, Option<Arc<PeerMap>>>>,
+}
+
+impl ShmCache {
+    pub fn new(host_id: String) -> Self {
+        // Escape hatch for benchmarks comparing against the TCP path.
+        let enabled =
+            std::env::var("MOONCAKE_DISABLE_SHM").map_or(true, |v| v.is_empty() || v == "0");
+        Self {
+            host_id,
+            enabled,
+            maps: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `seg` is on this host and has a file to map (a cheap test, no syscalls).
+    pub fn is_local(&self, seg: &SegmentDesc) -> bool {
+        self.enabled && !seg.shm_path.is_empty() && seg.host_id == self.host_id
+    }
+
+    /// The mapping of a same-host segment, or `None` when it cannot be used (other host,
+    /// no file, file not accessible here, size mismatch).
+    pub fn get(&self, seg: &SegmentDesc) -> Option<Arc<PeerMap>> {
+        if !self.is_local(seg) {
+            return None;
+        }
+        if let Some(m) = self.maps.lock().get(&seg.shm_path) {
+            return m.clone();
+        }
+        let mapped = map_file(&seg.shm_path, seg.size).map(Arc::new);
+        if mapped.is_none() {
+            tracing::debug!(path = %seg.shm_path, "same-host segment not mappable; using the transfer engine");
+        }
+        self.maps
+            .lock()
+            .insert(seg.shm_path.clone(), mapped.clone());
+        mapped
+    }
+
+    /// Forgets a mapping (its owner died).
+    pub fn forget(&self, path: &str) {
+        self.maps.lock().remove(path);
+    }
+}
+
+fn map_file(path: &str, size: u64) -> Option<PeerMap> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .ok()?;
+    let len = file.metadata().ok()?.len();
+    if len < size || size == 0 {
+        return None;
+    }
+    let len = usize::try_from(size).ok()?;
+    // Safety: mapping `len` bytes of a file at least that long.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return None;
+    }
+    Some(PeerMap {
+        ptr: ptr.cast(),
+        len,
+        file,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::SegmentMemory;
+
+    fn desc(seg: &SegmentMemory, host: &str) -> SegmentDesc {
+        SegmentDesc {
+            name: "h:1".into(),
+            owner: "h:1".into(),
+            base: seg.addr() as u64,
+            size: seg.len() as u64,
+            shm_path: seg.shm_path().unwrap().to_string_lossy().into_owned(),
+            host_id: host.into(),
+            ..SegmentDesc::default()
+        }
+    }
+
+    #[test]
+    fn maps_a_live_peer_and_sees_its_bytes() {
+        let dir = std::env::temp_dir().join(format!("mc-shm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let seg = SegmentMemory::create("peer", 1 << 16, dir.to_str(), false).unwrap();
+        let cache = ShmCache::new("boot-1".into());
+        assert!(cache.get(&desc(&seg, "other-host")).is_none());
+        let d = desc(&seg, "boot-1");
+        let m = cache.get(&d).expect("mapped");
+        assert!(m.owner_alive());
+        unsafe { *(seg.addr() as *mut u8).add(100) = 42 };
+        let p = m.range(100, 1).unwrap();
+        assert_eq!(unsafe { *p }, 42);
+        assert!(m.range((1 << 16) - 1, 2).is_none(), "out of bounds");
+        assert!(Arc::ptr_eq(&m, &cache.get(&d).unwrap()), "mapped once");
+        drop(seg); // owner gone: lock released, file removed
+        assert!(!m.owner_alive());
+        cache.forget(&d.shm_path);
+        assert!(cache.get(&d).is_none());
+    }
+}

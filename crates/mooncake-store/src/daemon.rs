@@ -1,0 +1,113 @@
+//! The daemon's life: start the client (engine + segment), serve HTTP, wait for the
+//! mount (then write `MOONCAKE_READY_FILE`), and on SIGTERM/SIGINT unmount before
+//! exiting so the master drops the segment at once instead of after `client_ttl`.
+
+use crate::config::StoreArgs;
+use mooncake_client::{Client, ClientConfig};
+use mooncake_common::config::NodeConfig;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Runs the daemon until a signal; returns the process exit code.
+pub async fn run(args: StoreArgs, node: NodeConfig) -> i32 {
+    let client = match Client::start(ClientConfig::new(node)).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mooncake_store: cannot start: {e}");
+            return 1;
+        }
+    };
+    let seg = client.segment_desc().unwrap_or_default();
+    tracing::info!(
+        hostname = %client.hostname(),
+        size = seg.size,
+        shm_path = %seg.shm_path,
+        endpoint = %seg.transport_endpoint,
+        "segment mapped; mounting"
+    );
+    let addr = format!("{}:{}", args.http_host, args.port);
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mooncake_store: cannot bind HTTP port {addr}: {e}");
+            let _ = client.close().await;
+            return 1;
+        }
+    };
+    if let Ok(a) = listener.local_addr() {
+        tracing::info!("REST API listening on {a}");
+    }
+    let app = crate::http::router(client.clone());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+    let code = tokio::select! {
+        r = wait_mounted(&client, args.max_wait()) => match r {
+            Ok(()) => {
+                tracing::info!("store ready");
+                wait_signal().await;
+                0
+            }
+            Err(msg) => {
+                eprintln!("mooncake_store: {msg}");
+                1
+            }
+        },
+        _ = wait_signal() => 0,
+    };
+    tracing::info!("shutting down: unmounting the segment");
+    if let Err(e) = client.close().await {
+        tracing::warn!(error = %e, "unmount failed; the master drops the segment after client_ttl");
+    }
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    if let Ok(p) = std::env::var("MOONCAKE_READY_FILE") {
+        let _ = std::fs::remove_file(p);
+    }
+    code
+}
+
+/// Waits until the heartbeat task has mounted the segment; writes the ready file.
+async fn wait_mounted(client: &Client, max_wait: Option<Duration>) -> Result<(), String> {
+    let t0 = Instant::now();
+    let mut warned = false;
+    while !client.is_mounted() {
+        if let Some(m) = max_wait {
+            if t0.elapsed() > m {
+                return Err(format!(
+                    "segment not mounted after {m:?}; is the master at the configured address?"
+                ));
+            }
+        }
+        if !warned && t0.elapsed() > Duration::from_secs(3) {
+            tracing::warn!("still waiting for the master to accept the segment");
+            warned = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Ok(p) = std::env::var("MOONCAKE_READY_FILE") {
+        if let Err(e) = std::fs::write(&p, client.hostname()) {
+            tracing::warn!(path = %p, error = %e, "cannot write the ready file");
+        }
+    }
+    Ok(())
+}
+
+async fn wait_signal() {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}

@@ -1,0 +1,124 @@
+//! The daemon's HTTP port: `/health` (200 only while the segment is mounted) and the
+//! reference store service's REST routes, with the same request and answer shapes:
+//! `PUT /api/put` with JSON `{"key", "value"}`, `GET /api/get/{key}` (raw bytes),
+//! `GET /api/exist/{key}` (`{"exists": bool}`), `DELETE /api/remove/{key}`,
+//! `DELETE /api/remove_all`.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, put};
+use axum::Router;
+use mooncake_client::{Client, ErrorCode, ReplicateConfig};
+use serde_json::json;
+
+/// The reference accepts request bodies up to 100 MB.
+const MAX_BODY: usize = 100 << 20;
+
+pub fn router(client: Client) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/put", put(api_put))
+        .route("/api/get/{key}", get(api_get))
+        .route("/api/exist/{key}", get(api_exist))
+        .route("/api/remove/{key}", delete(api_remove))
+        .route("/api/remove_all", delete(api_remove_all))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(client)
+}
+
+fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    json_response(status, json!({ "error": msg.into() }))
+}
+
+async fn health(State(c): State<Client>) -> Response {
+    if c.is_mounted() {
+        (StatusCode::OK, "OK").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "segment not mounted").into_response()
+    }
+}
+
+async fn api_put(State(c): State<Client>, body: Bytes) -> Response {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "body is not JSON");
+    };
+    let key = v.get("key").and_then(|k| k.as_str()).unwrap_or("");
+    let Some(value) = v.get("value").and_then(|k| k.as_str()) else {
+        return error(StatusCode::BAD_REQUEST, "Missing key or value");
+    };
+    if key.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "Missing key or value");
+    }
+    match c
+        .put(key, value.as_bytes(), &ReplicateConfig::default())
+        .await
+    {
+        Ok(()) => json_response(StatusCode::OK, json!({"status": "success"})),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("PUT operation failed: {e}"),
+        ),
+    }
+}
+
+async fn api_get(State(c): State<Client>, Path(key): Path<String>) -> Response {
+    match c.get(&key).await {
+        Ok(v) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            v,
+        )
+            .into_response(),
+        Err(e) if e.code == ErrorCode::ObjectNotFound => {
+            error(StatusCode::NOT_FOUND, "Key not found")
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("GET operation failed: {e}"),
+        ),
+    }
+}
+
+async fn api_exist(State(c): State<Client>, Path(key): Path<String>) -> Response {
+    match c.exist(&key).await {
+        Ok(b) => json_response(StatusCode::OK, json!({ "exists": b })),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Exist check failed: {e}"),
+        ),
+    }
+}
+
+async fn api_remove(State(c): State<Client>, Path(key): Path<String>) -> Response {
+    match c.remove(&key, false).await {
+        Ok(()) => json_response(StatusCode::OK, json!({"status": "success"})),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Remove operation failed: {e}"),
+        ),
+    }
+}
+
+async fn api_remove_all(State(c): State<Client>) -> Response {
+    match c.remove_all(false).await {
+        Ok(n) => json_response(
+            StatusCode::OK,
+            json!({ "status": format!("success removed {n} keys") }),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("RemoveAll operation failed: {e}"),
+        ),
+    }
+}
