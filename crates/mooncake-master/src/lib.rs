@@ -7,16 +7,22 @@
 //!   replica placement), `lease` (clock, leases, pins), `eviction`, `liveness`,
 //!   `workers` (background tasks), `service` + `server` (gRPC), `errors`.
 //! - `flags`: the gflags-style command line and `--config_path` file that fill `config`.
+//! - `http` (admin port + metadata server), `metrics` (Prometheus export), `report`
+//!   (the 10-second log line), `app` (a whole master process: listeners, signals).
 pub mod alloc;
+pub mod app;
 pub mod config;
 pub mod errors;
 pub mod eviction;
 pub mod flags;
+pub mod http;
 pub mod index;
 pub mod lease;
 pub mod liveness;
 pub mod master;
+pub mod metrics;
 pub mod placement;
+pub mod report;
 pub mod segments;
 pub mod server;
 pub mod service;

@@ -1,0 +1,219 @@
+//! Wiring of a whole master process: binds every listener first (so a taken port fails
+//! fast, naming its flag), then starts the gRPC service, the admin port, the metadata
+//! server (when enabled), the background workers and the periodic log line, and stops
+//! them all together on SIGTERM/SIGINT.
+//!
+//! [`start`] is what `main` and the end-to-end tests use; [`run`] adds the signals.
+
+use crate::config::MasterConfig;
+use crate::http::{self, admin, metadata};
+use crate::master::Master;
+use crate::metrics::MasterMetrics;
+use crate::report;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// How long in-flight requests get to finish after a stop signal.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the master could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot listen on {addr} (--{flag}): {source}")]
+    Bind {
+        flag: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("{0} stopped unexpectedly: {1}")]
+    Server(&'static str, String),
+}
+
+/// A started master: its bound addresses, and the handles to stop it.
+pub struct Running {
+    pub master: Arc<Master>,
+    pub rpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub metadata_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<(&'static str, Result<(), String>)>,
+    _workers: crate::WorkerHandles,
+}
+
+/// `host:port`, with brackets for an IPv6 literal.
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+async fn bind(flag: &'static str, host: &str, port: u16) -> Result<TcpListener, AppError> {
+    let addr = join_host_port(host, port);
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| AppError::Bind { flag, addr, source })
+}
+
+fn local(l: &TcpListener, flag: &'static str) -> Result<SocketAddr, AppError> {
+    l.local_addr().map_err(|source| AppError::Bind {
+        flag,
+        addr: "?".into(),
+        source,
+    })
+}
+
+/// Binds every port of `cfg` and starts serving. Ports may be 0 (tests).
+pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
+    let rpc = bind("rpc_port", &cfg.rpc_address, cfg.rpc_port).await?;
+    let admin_l = bind("metrics_port", &cfg.metrics_host, cfg.metrics_port).await?;
+    let meta_l = if cfg.enable_http_metadata_server {
+        let l = bind(
+            "http_metadata_server_port",
+            &cfg.http_metadata_server_host,
+            cfg.http_metadata_server_port,
+        )
+        .await?;
+        Some(l)
+    } else {
+        None
+    };
+    let rpc_addr = local(&rpc, "rpc_port")?;
+    let admin_addr = local(&admin_l, "metrics_port")?;
+    let metadata_addr = match &meta_l {
+        Some(l) => Some(local(l, "http_metadata_server_port")?),
+        None => None,
+    };
+
+    let reporting = cfg.enable_metric_reporting;
+    let advertised = join_host_port(&cfg.rpc_address, rpc_addr.port());
+    let master = Master::new(cfg);
+    let metrics = Arc::new(MasterMetrics::new(prometheus::Registry::new())?);
+    let workers = master.spawn_workers();
+    let (stop, stopped) = watch::channel(false);
+    let signal = move || {
+        let mut rx = stopped.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let mut tasks = JoinSet::new();
+    let m = master.clone();
+    let sig = signal();
+    tasks.spawn(async move {
+        let r = crate::serve_grpc(m, rpc, sig).await;
+        ("gRPC service", r.map_err(|e| e.to_string()))
+    });
+    let app = admin::router(admin::AdminState::new(
+        master.clone(),
+        metrics,
+        advertised.clone(),
+    ));
+    let sig = signal();
+    tasks.spawn(async move {
+        let r = http::serve(admin_l, app, sig).await;
+        ("admin HTTP server", r.map_err(|e| e.to_string()))
+    });
+    if let Some(l) = meta_l {
+        let app = metadata::router(metadata::MetadataStore::new());
+        let sig = signal();
+        tasks.spawn(async move {
+            let r = http::serve(l, app, sig).await;
+            ("metadata HTTP server", r.map_err(|e| e.to_string()))
+        });
+    }
+    if reporting {
+        let (m, sig) = (master.clone(), signal());
+        tasks.spawn(async move {
+            report::run(m, report::REPORT_INTERVAL, sig).await;
+            ("log reporter", Ok(()))
+        });
+    }
+
+    tracing::info!(
+        "mooncake_master started: rpc={rpc_addr} (advertised {advertised}), admin=http://{admin_addr}/metrics, metadata={}, view_id={}",
+        metadata_addr.map_or_else(|| "disabled".to_string(), |a| format!("http://{a}/metadata")),
+        master.view_id(),
+    );
+    Ok(Running {
+        master,
+        rpc_addr,
+        admin_addr,
+        metadata_addr,
+        stop,
+        tasks,
+        _workers: workers,
+    })
+}
+
+impl Running {
+    /// Serves until `shutdown` resolves or a server fails, then stops everything.
+    pub async fn serve_until(mut self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+        let failed = tokio::select! {
+            _ = shutdown => None,
+            Some(done) = self.tasks.join_next() => Some(match done {
+                Ok((name, Ok(()))) => AppError::Server(name, "exited".into()),
+                Ok((name, Err(e))) => AppError::Server(name, e),
+                Err(e) => AppError::Server("a server task", e.to_string()),
+            }),
+        };
+        self.stop().await;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded), stops the workers.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        let drain = async {
+            while let Some(done) = self.tasks.join_next().await {
+                if let Ok((name, Err(e))) = done {
+                    tracing::warn!("{name} ended with an error while stopping: {e}");
+                }
+            }
+        };
+        if tokio::time::timeout(STOP_GRACE, drain).await.is_err() {
+            tracing::warn!("servers did not stop within {STOP_GRACE:?}; aborting them");
+            self.tasks.abort_all();
+        }
+        tracing::info!("mooncake_master stopped");
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn stop_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received; stopping"),
+        _ = term => tracing::info!("SIGTERM received; stopping"),
+    }
+}
+
+/// Starts the master and serves until SIGTERM/SIGINT.
+pub async fn run(cfg: MasterConfig) -> Result<(), AppError> {
+    start(cfg).await?.serve_until(stop_signal()).await
+}

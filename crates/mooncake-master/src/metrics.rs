@@ -1,0 +1,236 @@
+//! Prometheus export of one master (CONTRACT §6 names).
+//!
+//! The master keeps plain atomics and computes its stats on demand; this module owns
+//! an injected `Registry` (never the process-global one, so two masters in one test
+//! process never mix) and refreshes it from the master at scrape time. Nothing here
+//! sits on the request path.
+
+use crate::master::{Master, MasterStats, SegmentInfo};
+use parking_lot::Mutex;
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Counters that are not per-operation requests: exported as `master_<name>_total`.
+const STANDALONE: &[(&str, &str)] = &[
+    ("failures", "requests of any kind that failed"),
+    ("eviction_runs", "eviction rounds run"),
+    ("evicted_objects", "objects evicted"),
+    ("evicted_bytes", "bytes freed by eviction"),
+    (
+        "sync_evictions",
+        "puts that found no space and evicted at once",
+    ),
+    (
+        "expired_clients",
+        "clients unmounted for missing heartbeats",
+    ),
+];
+
+/// The registry and the handles registered in it.
+pub struct MasterMetrics {
+    registry: Registry,
+    gauges: Vec<(IntGauge, StatFn)>,
+    segment_allocated: IntGaugeVec,
+    segment_capacity: IntGaugeVec,
+    requests: IntCounterVec,
+    request_failures: IntCounterVec,
+    standalone: Vec<(&'static str, IntCounter)>,
+    /// Serialises refreshes: counters advance by the difference to the master's atomics,
+    /// which two concurrent scrapes would otherwise both add.
+    refresh: Mutex<()>,
+}
+
+impl std::fmt::Debug for MasterMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterMetrics").finish_non_exhaustive()
+    }
+}
+
+/// Reads one number out of the master's stats.
+type StatFn = fn(&MasterStats) -> u64;
+
+type GaugeDef = (&'static str, &'static str, StatFn);
+
+const GAUGES: &[GaugeDef] = &[
+    (
+        "master_allocated_bytes",
+        "bytes allocated to objects across all segments",
+        |s| s.allocated_bytes,
+    ),
+    (
+        "master_total_capacity_bytes",
+        "bytes of all mounted segments",
+        |s| s.total_capacity_bytes,
+    ),
+    ("master_key_count", "objects in the index", |s| s.key_count),
+    (
+        "master_soft_pin_key_count",
+        "objects with a live soft pin",
+        |s| s.soft_pin_key_count,
+    ),
+    (
+        "master_active_clients",
+        "clients with live heartbeats",
+        |s| s.active_clients,
+    ),
+    ("master_segment_count", "mounted segments", |s| {
+        s.segment_count
+    }),
+    (
+        "master_view_id",
+        "identity of this master's view; changes on restart or failover",
+        |s| s.view_id,
+    ),
+];
+
+impl MasterMetrics {
+    /// Registers every metric in `registry` (a fresh one per master).
+    pub fn new(registry: Registry) -> Result<Self, prometheus::Error> {
+        let mut gauges = Vec::new();
+        for (name, help, get) in GAUGES {
+            let g = IntGauge::new(*name, *help)?;
+            registry.register(Box::new(g.clone()))?;
+            gauges.push((g, *get));
+        }
+        let vec_gauge = |name: &str, help: &str| -> Result<IntGaugeVec, prometheus::Error> {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["segment"])?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let segment_allocated =
+            vec_gauge("segment_allocated_bytes", "bytes allocated in a segment")?;
+        let segment_capacity = vec_gauge("segment_capacity_bytes", "size of a segment")?;
+        let vec_counter = |name: &str, help: &str| -> Result<IntCounterVec, prometheus::Error> {
+            let c = IntCounterVec::new(Opts::new(name, help), &["op"])?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let requests = vec_counter(
+            "master_requests_total",
+            "requests by operation (batch items count one each)",
+        )?;
+        let request_failures = vec_counter(
+            "master_request_failures_total",
+            "failed requests by operation",
+        )?;
+        let mut standalone = Vec::new();
+        for (name, help) in STANDALONE {
+            let c = IntCounter::new(format!("master_{name}_total"), *help)?;
+            registry.register(Box::new(c.clone()))?;
+            standalone.push((*name, c));
+        }
+        Ok(Self {
+            registry,
+            gauges,
+            segment_allocated,
+            segment_capacity,
+            requests,
+            request_failures,
+            standalone,
+            refresh: Mutex::new(()),
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Brings every metric up to date with `master`.
+    pub fn refresh(&self, master: &Master) {
+        let _one_at_a_time = self.refresh.lock();
+        let stats = master.stats();
+        for (g, get) in &self.gauges {
+            g.set(clamp(get(&stats)));
+        }
+        self.refresh_segments(&master.segments());
+        for (name, value) in master.counters().snapshot() {
+            let counter = if let Some((_, c)) = self.standalone.iter().find(|(n, _)| *n == name) {
+                c.clone()
+            } else if let Some(op) = name.strip_suffix("_failures") {
+                self.request_failures.with_label_values(&[op])
+            } else {
+                self.requests.with_label_values(&[name])
+            };
+            advance(&counter, value);
+        }
+    }
+
+    fn refresh_segments(&self, segments: &[SegmentInfo]) {
+        // Unmounted segments must disappear from the export, not linger at their last value.
+        self.segment_allocated.reset();
+        self.segment_capacity.reset();
+        for s in segments {
+            self.segment_allocated
+                .with_label_values(&[s.name.as_str()])
+                .set(clamp(s.used));
+            self.segment_capacity
+                .with_label_values(&[s.name.as_str()])
+                .set(clamp(s.size));
+        }
+    }
+
+    /// Refreshes from `master` and renders the Prometheus text format.
+    pub fn render(&self, master: &Master) -> Result<String, prometheus::Error> {
+        self.refresh(master);
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+/// Moves a counter up to `target` (the master's atomics only grow).
+fn advance(c: &IntCounter, target: u64) {
+    let now = c.get();
+    if target > now {
+        c.inc_by(target - now);
+    }
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MasterConfig;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn two_masters_keep_separate_counts() {
+        let (a, b) = (
+            Master::new(MasterConfig::default()),
+            Master::new(MasterConfig::default()),
+        );
+        let (ma, mb) = (
+            MasterMetrics::new(Registry::new()).unwrap(),
+            MasterMetrics::new(Registry::new()).unwrap(),
+        );
+        a.counters().exist.fetch_add(7, Ordering::Relaxed);
+        a.counters().exist_failures.fetch_add(2, Ordering::Relaxed);
+        a.counters().evicted_objects.fetch_add(3, Ordering::Relaxed);
+        let ta = ma.render(&a).unwrap();
+        let tb = mb.render(&b).unwrap();
+        assert!(ta.contains("master_requests_total{op=\"exist\"} 7"), "{ta}");
+        assert!(
+            ta.contains("master_request_failures_total{op=\"exist\"} 2"),
+            "{ta}"
+        );
+        assert!(ta.contains("master_evicted_objects_total 3"), "{ta}");
+        assert!(tb.contains("master_requests_total{op=\"exist\"} 0"), "{tb}");
+        // A second scrape does not double-count.
+        a.counters().exist.fetch_add(1, Ordering::Relaxed);
+        let ta = ma.render(&a).unwrap();
+        assert!(ta.contains("master_requests_total{op=\"exist\"} 8"), "{ta}");
+        for name in [
+            "master_allocated_bytes",
+            "master_total_capacity_bytes",
+            "master_key_count",
+            "master_soft_pin_key_count",
+            "master_active_clients",
+        ] {
+            assert!(ta.contains(&format!("\n{name} 0")), "{name} missing: {ta}");
+        }
+    }
+}
