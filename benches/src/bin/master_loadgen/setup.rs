@@ -1,0 +1,92 @@
+//! Connecting to (or starting) a master and giving it synthetic segments to place into.
+//! The segments are descriptors only: the master never touches value bytes, so no
+//! memory backs them.
+
+use mooncake_proto::master_client::MasterClient;
+use mooncake_proto::{HeartbeatRequest, MountSegmentRequest, SegmentDesc, UnmountSegmentRequest};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+
+pub type Client = MasterClient<Channel>;
+
+/// A new HTTP/2 connection to the master: each simulated client gets its own, as
+/// separate processes would.
+pub async fn connect(addr: &str) -> Result<Client, String> {
+    let ep = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad --master {addr:?}: {e}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(3));
+    let ch = ep
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to the master at {addr}: {e}"))?;
+    Ok(MasterClient::new(ch))
+}
+
+/// The synthetic segments, their owners heartbeating until dropped.
+pub struct Segments {
+    ids: Vec<(String, String)>,
+    heartbeat: JoinHandle<()>,
+}
+
+impl Segments {
+    /// Mounts `count` segments of `size` bytes, each with its own owner and client id.
+    pub async fn mount(c: &mut Client, count: usize, size: u64) -> Result<Self, String> {
+        let run = std::process::id();
+        let mut ids = Vec::new();
+        for i in 0..count {
+            let name = format!("loadgen-{run}-{i}:1");
+            let client_id = format!("loadgen-{run}-{i}");
+            let r = c
+                .mount_segment(MountSegmentRequest {
+                    client_id: client_id.clone(),
+                    segment: Some(SegmentDesc {
+                        name: name.clone(),
+                        owner: name.clone(),
+                        base: 0x1000_0000_0000 + (i as u64) * size,
+                        size,
+                        protocol: "tcp".into(),
+                        transport_endpoint: "127.0.0.1:9".into(),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .map_err(|e| format!("mount {name}: {}", e.message()))?
+                .into_inner();
+            if r.code != 0 {
+                return Err(format!("mount {name}: code {}", r.code));
+            }
+            ids.push((client_id, name));
+        }
+        let mut hb = c.clone();
+        let clients: Vec<String> = ids.iter().map(|(c, _)| c.clone()).collect();
+        let heartbeat = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                for id in &clients {
+                    let _ = hb
+                        .heartbeat(HeartbeatRequest {
+                            client_id: id.clone(),
+                        })
+                        .await;
+                }
+            }
+        });
+        Ok(Self { ids, heartbeat })
+    }
+
+    /// Unmounts everything (drops the objects placed on them).
+    pub async fn unmount(self, c: &mut Client) {
+        self.heartbeat.abort();
+        for (client_id, segment_name) in &self.ids {
+            let _ = c
+                .unmount_segment(UnmountSegmentRequest {
+                    client_id: client_id.clone(),
+                    segment_name: segment_name.clone(),
+                })
+                .await;
+        }
+    }
+}
