@@ -1,1 +1,330 @@
-//! Helpers for the integration tests: start binaries on free loopback ports, wait for them.
+//! Helpers for the integration tests: start the real binaries (`mooncake_master`,
+//! `mooncake_store`, `mooncake_cli`) from the build's `target/<profile>/` on free
+//! loopback ports, wait for them, talk to their HTTP ports, and kill them on drop.
+//!
+//! Building the binaries is the test command's job (`scripts/test.sh` runs
+//! `cargo build --release --workspace --bins` first); a missing binary fails the test
+//! with a message saying so.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// `target/<profile>/`, derived from the test executable (`target/<profile>/deps/x`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// Path of a workspace binary, panicking with a clear message when it is not built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins, same profile as the tests)",
+        p.display()
+    );
+    p
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_port(port: u16, within: Duration) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // Safety: signalling our own child.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit; its code (None if it did not exit in time).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn log_file(name: &str) -> Stdio {
+    let dir = bin_dir().join("test-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    match std::fs::File::create(dir.join(format!("{name}.log"))) {
+        Ok(f) => Stdio::from(f),
+        Err(_) => Stdio::null(),
+    }
+}
+
+/// A running master.
+pub struct Master {
+    pub proc: Proc,
+    pub rpc_port: u16,
+    pub metrics_port: u16,
+    pub meta_port: u16,
+}
+
+impl Master {
+    /// Starts `mooncake_master` on loopback with the embedded metadata server.
+    pub fn start(extra: &[&str]) -> Master {
+        let (rpc, met, meta) = (free_port(), free_port(), free_port());
+        let name = format!("master-{rpc}");
+        let child = Command::new(bin("mooncake_master"))
+            .args(["--rpc_address", "127.0.0.1", "--rpc_port", &rpc.to_string()])
+            .args([
+                "--metrics_host",
+                "127.0.0.1",
+                "--metrics_port",
+                &met.to_string(),
+            ])
+            .args(["--http_metadata_server_host", "127.0.0.1"])
+            .args(["--http_metadata_server_port", &meta.to_string()])
+            .args(extra)
+            .stdout(log_file(&name))
+            .stderr(log_file(&format!("{name}.err")))
+            .spawn()
+            .expect("spawn mooncake_master");
+        let m = Master {
+            proc: Proc { child, name },
+            rpc_port: rpc,
+            metrics_port: met,
+            meta_port: meta,
+        };
+        assert!(
+            wait_port(rpc, Duration::from_secs(20)),
+            "master rpc port never opened"
+        );
+        assert!(
+            wait_port(met, Duration::from_secs(10)),
+            "master metrics port never opened"
+        );
+        m
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.rpc_port)
+    }
+
+    pub fn metadata_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metadata", self.meta_port)
+    }
+
+    /// A sample of `/metrics` (first series with that name, labels ignored).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = http("GET", self.metrics_port, "/metrics", b"").ok()?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find(|l| l.split([' ', '{']).next() == Some(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Polls `metric` until it equals `want`; returns the last value seen.
+    pub fn wait_metric(&self, name: &str, want: f64, within: Duration) -> Option<f64> {
+        let t0 = Instant::now();
+        loop {
+            let v = self.metric(name);
+            if v == Some(want) || t0.elapsed() > within {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The seed's store environment for a master (sizes as strings, like the manifests).
+pub fn store_env(m: &Master, segment: &str) -> Vec<(String, String)> {
+    [
+        ("MOONCAKE_MASTER", m.addr()),
+        ("MOONCAKE_TE_META_DATA_SERVER", m.metadata_url()),
+        ("MOONCAKE_GLOBAL_SEGMENT_SIZE", segment.to_string()),
+        ("MOONCAKE_LOCAL_BUFFER_SIZE", "4194304".to_string()),
+        ("MOONCAKE_PROTOCOL", "tcp".to_string()),
+        ("MOONCAKE_DEVICE", String::new()),
+        ("MOONCAKE_LOCAL_HOSTNAME", "127.0.0.1".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// A running store daemon.
+pub struct Store {
+    pub proc: Proc,
+    pub http_port: u16,
+}
+
+impl Store {
+    /// Spawns `mooncake_store --port P` with exactly `env` as its MOONCAKE_* settings.
+    pub fn spawn(env: &[(String, String)]) -> Store {
+        let port = free_port();
+        let name = format!("store-{port}");
+        let child = Command::new(bin("mooncake_store"))
+            .args(["--port", &port.to_string(), "--http_host", "127.0.0.1"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(log_file(&name))
+            .stderr(log_file(&format!("{name}.err")))
+            .spawn()
+            .expect("spawn mooncake_store");
+        Store {
+            proc: Proc { child, name },
+            http_port: port,
+        }
+    }
+
+    /// Spawns and waits until `/health` answers 200 (segment mounted).
+    pub fn start(env: &[(String, String)]) -> Store {
+        let s = Store::spawn(env);
+        assert!(
+            s.wait_healthy(Duration::from_secs(20)),
+            "store never became healthy"
+        );
+        s
+    }
+
+    pub fn wait_healthy(&self, within: Duration) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            if matches!(http("GET", self.http_port, "/health", b""), Ok((200, _))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`; returns status and body.
+pub fn http(method: &str, port: u16, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no HTTP header end"))?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    let mut rest = buf[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        rest = dechunk(&rest);
+    }
+    Ok((status, rest))
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(p) = b.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..p]).trim(), 16).unwrap_or(0);
+        if n == 0 || b.len() < p + 2 + n {
+            break;
+        }
+        out.extend_from_slice(&b[p + 2..p + 2 + n]);
+        b = &b[(p + 4 + n).min(b.len())..];
+    }
+    out
+}
+
+/// Runs `mooncake_cli --master <addr> args...`.
+pub fn cli(master: &str, args: &[&str]) -> Output {
+    Command::new(bin("mooncake_cli"))
+        .args(["--master", master])
+        .args(args)
+        .output()
+        .expect("run mooncake_cli")
+}
+
+/// A Rust client (pure: contributes no memory) connected to `m`.
+pub async fn client(m: &Master) -> mooncake_client::Client {
+    let node = mooncake_common::config::NodeConfig {
+        master_server_address: m.addr(),
+        metadata_server: m.metadata_url(),
+        global_segment_size: 0,
+        local_buffer_size: 0,
+        local_hostname: "127.0.0.1".into(),
+        ..Default::default()
+    };
+    mooncake_client::Client::connect(mooncake_client::ClientConfig::new(node))
+        .await
+        .expect("client connects")
+}
+
+/// Deterministic, key-specific bytes (so a wrong object is never mistaken for the
+/// right one).
+pub fn value_for(key: &str, len: usize) -> Vec<u8> {
+    let mut x: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        x = (x ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -104,6 +104,18 @@ impl Client {
     /// keeps trying until the master accepts the segment (see [`Client::is_mounted`]).
     /// The store daemon uses it to come up before its master does.
     pub async fn start(cfg: ClientConfig) -> Result<Client> {
+        let client = Self::prepare(cfg).await?;
+        client.spawn_heartbeat();
+        Ok(client)
+    }
+
+    fn spawn_heartbeat(&self) {
+        let hb = spawn_heartbeat(Arc::downgrade(&self.inner));
+        *self.inner.heartbeat.lock() = Some(hb);
+    }
+
+    /// Engine, segment memory and registration; no mount, no heartbeat yet.
+    async fn prepare(cfg: ClientConfig) -> Result<Client> {
         let node = &cfg.node;
         node.validate().map_err(|e| MooncakeError::invalid(e.0))?;
         let rpc = MasterRpc::new(&node.master_server_address, cfg.rpc_timeout)?;
@@ -179,8 +191,6 @@ impl Client {
             heartbeat: Mutex::new(None),
             close_lock: tokio::sync::Mutex::new(()),
         });
-        let hb = spawn_heartbeat(Arc::downgrade(&inner));
-        *inner.heartbeat.lock() = Some(hb);
         Ok(Client { inner })
     }
 

@@ -193,10 +193,7 @@ impl Client {
         let mut results: Vec<Result<()>> = Vec::with_capacity(keys.len());
         let mut todo = Vec::new(); // indices going to the master
         for (i, (key, item)) in keys.iter().zip(items).enumerate() {
-            let checked = self
-                .ensure_open()
-                .and_then(|_| check_key(key))
-                .and(item);
+            let checked = self.ensure_open().and_then(|_| check_key(key)).and(item);
             match checked {
                 Ok(b) => {
                     let size: u64 = b.iter().map(|(_, l)| *l as u64).sum();

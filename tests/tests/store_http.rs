@@ -1,0 +1,70 @@
+//! The store daemon's HTTP port (health and the reference's REST routes), its ready
+//! file, and a clean exit on SIGTERM.
+
+use mooncake_tests::{http, store_env, Master, Store};
+use std::time::Duration;
+
+#[test]
+fn rest_routes_health_and_ready_file() {
+    let m = Master::start(&[]);
+    let ready = std::env::temp_dir().join(format!("mc-ready-{}", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let mut env = store_env(&m, "16mb");
+    env.push((
+        "MOONCAKE_READY_FILE".into(),
+        ready.to_string_lossy().into_owned(),
+    ));
+    let mut s = Store::start(&env);
+    assert!(ready.exists(), "ready file written once mounted");
+    let p = s.http_port;
+
+    let (st, _) = http(
+        "PUT",
+        p,
+        "/api/put",
+        br#"{"key":"rk","value":"hello rest"}"#,
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    let (st, body) = http("GET", p, "/api/get/rk", b"").unwrap();
+    assert_eq!((st, body.as_slice()), (200, b"hello rest".as_slice()));
+    let (st, body) = http("GET", p, "/api/exist/rk", b"").unwrap();
+    assert_eq!(st, 200);
+    assert!(String::from_utf8_lossy(&body).contains("true"));
+    let (st, _) = http("GET", p, "/api/get/missing", b"").unwrap();
+    assert_eq!(st, 404);
+    let (st, _) = http("PUT", p, "/api/put", br#"{"value":"no key"}"#).unwrap();
+    assert_eq!(st, 400);
+    let (st, _) = http("PUT", p, "/api/put", b"not json").unwrap();
+    assert_eq!(st, 400);
+    let (st, _) = http("DELETE", p, "/api/remove/rk", b"").unwrap_or((0, vec![]));
+    // A fresh get granted a lease: removal may be refused until it runs out.
+    assert!(st == 200 || st == 500, "{st}");
+    let (st, body) = http("DELETE", p, "/api/remove_all", b"").unwrap();
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+
+    s.proc.signal(libc::SIGTERM);
+    assert_eq!(s.proc.wait_exit(Duration::from_secs(5)), Some(0));
+    assert!(!ready.exists(), "ready file removed on exit");
+}
+
+#[test]
+fn health_is_503_until_a_master_accepts_the_segment() {
+    // A master address nobody serves yet.
+    let port = mooncake_tests::free_port();
+    let env: Vec<(String, String)> = [
+        ("MOONCAKE_MASTER", format!("127.0.0.1:{port}")),
+        ("MOONCAKE_GLOBAL_SEGMENT_SIZE", "8mb".to_string()),
+        ("MOONCAKE_LOCAL_HOSTNAME", "127.0.0.1".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let s = Store::spawn(&env);
+    assert!(mooncake_tests::wait_port(
+        s.http_port,
+        Duration::from_secs(10)
+    ));
+    let (st, _) = http("GET", s.http_port, "/health", b"").unwrap();
+    assert_eq!(st, 503);
+}
