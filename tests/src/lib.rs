@@ -112,7 +112,12 @@ pub struct Master {
 impl Master {
     /// Starts `mooncake_master` on loopback with the embedded metadata server.
     pub fn start(extra: &[&str]) -> Master {
-        let (rpc, met, meta) = (free_port(), free_port(), free_port());
+        Self::start_on(free_port(), extra)
+    }
+
+    /// Starts a master whose RPC port is `rpc` (to restart one in place).
+    pub fn start_on(rpc: u16, extra: &[&str]) -> Master {
+        let (met, meta) = (free_port(), free_port());
         let name = format!("master-{rpc}");
         let child = Command::new(bin("mooncake_master"))
             .args(["--rpc_address", "127.0.0.1", "--rpc_port", &rpc.to_string()])
