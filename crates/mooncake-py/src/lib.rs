@@ -1,1 +1,37 @@
-//! PyO3 bindings for the Python package `mooncake`.
+//! PyO3 bindings: the native module `mooncake._mooncake` behind the Python package
+//! `mooncake` (`mooncake.store`, `mooncake.engine`). The Python files in `python/`
+//! re-export these classes and add the argument handling of `setup()`.
+//!
+//! Layout:
+//! - [`store`]: `NativeStore`, base class of `MooncakeDistributedStore`: every call of
+//!   CONTRACT §3, each releasing the GIL and never raising on the data path.
+//! - [`replicate`]: `ReplicateConfig` and `SoftPinAction`.
+//! - [`handle`]: `BufferHandle`, the buffer-protocol result of `get_buffer`.
+//! - [`pybuf`]: zero-copy reads of Python buffer arguments.
+//! - [`engine`]: `TransferEngine` (`mooncake.engine`).
+//! - [`allocator`]: the `MooncakeHostMemAllocator` class.
+//! - [`runtime`]: the per-store tokio runtime and the GIL-releasing `block_on`.
+//! - [`codes`]: results to the contract's return conventions.
+
+mod allocator;
+mod codes;
+mod engine;
+mod handle;
+mod pybuf;
+mod replicate;
+mod runtime;
+mod store;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _mooncake(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<store::NativeStore>()?;
+    m.add_class::<replicate::ReplicateConfig>()?;
+    m.add_class::<replicate::SoftPinAction>()?;
+    m.add_class::<handle::BufferHandle>()?;
+    m.add_class::<allocator::MooncakeHostMemAllocator>()?;
+    m.add_class::<engine::TransferEngine>()?;
+    m.add_class::<engine::EngineRef>()?;
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! The tokio runtime each store object owns, and the one way Python threads enter it.
+//!
+//! Every blocking call releases the GIL (`Python::detach`) and then blocks the calling
+//! thread on the runtime. The future runs on the caller's own thread (spawned I/O tasks
+//! run on the workers), so N Python threads drive N futures in parallel and a copy
+//! done inside a future scales with the callers, not with the worker count.
+
+use pyo3::Python;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Worker threads: enough to keep the transfer engine's sockets busy, capped so a
+/// process with many store objects (one per SGLang rank) does not flood the machine.
+fn worker_threads() -> usize {
+    let from_env = std::env::var("MOONCAKE_PY_RUNTIME_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    from_env.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(2, 8)
+    })
+}
+
+/// Builds the multi-thread runtime for one store object.
+pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let id = SEQ.fetch_add(1, Ordering::Relaxed);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads())
+        .thread_name(format!("mooncake-py-{id}"))
+        .enable_all()
+        .build()
+}
+
+/// Runs `fut` to completion on `rt` with the GIL released.
+pub fn block_on<F>(py: Python<'_>, rt: &tokio::runtime::Runtime, fut: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    py.detach(|| rt.block_on(fut))
+}

@@ -1,0 +1,321 @@
+//! `NativeStore`: the native half of `mooncake.store.MooncakeDistributedStore`.
+//!
+//! The Python class subclasses this one and only overrides `setup()` (its three
+//! calling forms are easier to get exactly right in Python); every data-path method
+//! is inherited from here unchanged, so no Python frame sits on the hot path.
+//!
+//! Layout: [`session`] (client + runtime, shared by in-flight calls), [`setup`],
+//! [`bytes_ops`] (values as Python buffers), [`zero_copy`] (caller pointers),
+//! [`ranges`] (`get_into_ranges`), [`meta`] (exist, size, remove, health, close).
+//! This file is only the Python-facing signatures; each delegates to those modules.
+
+mod bytes_ops;
+mod meta;
+mod ranges;
+mod session;
+mod setup;
+mod zero_copy;
+
+use crate::codes;
+use crate::handle::BufferHandle;
+use crate::replicate::ReplicateConfig;
+use bytes_ops::{handle_of, WriteMode};
+use mooncake_common::MooncakeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use session::Session;
+use std::sync::{Arc, RwLock};
+use zero_copy::PtrWrite;
+
+type Cfg<'a, 'py> = Option<&'a Bound<'py, ReplicateConfig>>;
+
+#[pyclass(subclass, module = "mooncake._mooncake")]
+pub struct NativeStore {
+    session: RwLock<Option<Arc<Session>>>,
+}
+
+impl NativeStore {
+    /// The live session, or INVALID_PARAMS before `setup()` / after `close()`.
+    fn session(&self) -> Result<Arc<Session>, MooncakeError> {
+        self.session
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(codes::not_set_up)
+    }
+}
+
+#[pymethods]
+impl NativeStore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyAny>>) -> Self {
+        NativeStore {
+            session: RwLock::new(None),
+        }
+    }
+
+    /// Native end of `setup()`: `(code, message)`, message empty on success.
+    #[allow(clippy::too_many_arguments)]
+    fn _setup<'py>(
+        &self,
+        py: Python<'py>,
+        local_hostname: String,
+        metadata_server: String,
+        global_segment_size: Bound<'py, PyAny>,
+        local_buffer_size: Bound<'py, PyAny>,
+        protocol: String,
+        device_name: String,
+        master_server_address: String,
+    ) -> (i32, String) {
+        let args = setup::SetupArgs {
+            local_hostname,
+            metadata_server,
+            global_segment_size,
+            local_buffer_size,
+            protocol,
+            device_name,
+            master_server_address,
+        };
+        match self.setup_impl(py, args) {
+            Ok(()) => (0, String::new()),
+            Err(e) => (codes::code(&e), e.to_string()),
+        }
+    }
+
+    #[pyo3(signature = (key, value, config=None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+        config: Cfg,
+    ) -> PyResult<i32> {
+        Ok(codes::status(&self.put_value(
+            py,
+            key,
+            value,
+            config,
+            WriteMode::Insert,
+        )?))
+    }
+
+    #[pyo3(signature = (key, value, config=None))]
+    fn upsert(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+        config: Cfg,
+    ) -> PyResult<i32> {
+        Ok(codes::status(&self.put_value(
+            py,
+            key,
+            value,
+            config,
+            WriteMode::Upsert,
+        )?))
+    }
+
+    #[pyo3(signature = (key, *parts, config=None))]
+    fn put_parts(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        parts: &Bound<'_, PyTuple>,
+        config: Cfg,
+    ) -> PyResult<i32> {
+        Ok(codes::status(&self.put_parts_impl(py, key, parts, config)?))
+    }
+
+    #[pyo3(signature = (keys, values, config=None))]
+    fn put_batch(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        values: &Bound<'_, PyAny>,
+        config: Cfg,
+    ) -> PyResult<i32> {
+        Ok(codes::status(
+            &self.put_batch_impl(py, keys, values, config)?,
+        ))
+    }
+
+    fn get<'py>(&self, py: Python<'py>, key: &str) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.get_value(py, key).unwrap_or_default())
+    }
+
+    fn get_batch<'py>(&self, py: Python<'py>, keys: Vec<String>) -> Vec<Bound<'py, PyBytes>> {
+        let values = self.get_values(py, &keys);
+        values
+            .iter()
+            .map(|r| PyBytes::new(py, r.as_deref().unwrap_or_default()))
+            .collect()
+    }
+
+    fn get_buffer(&self, py: Python<'_>, key: &str) -> Option<BufferHandle> {
+        handle_of(self.get_value(py, key))
+    }
+
+    fn batch_get_buffer(&self, py: Python<'_>, keys: Vec<String>) -> Vec<Option<BufferHandle>> {
+        self.get_values(py, &keys)
+            .into_iter()
+            .map(handle_of)
+            .collect()
+    }
+
+    fn is_exist(&self, py: Python<'_>, key: &str) -> i32 {
+        self.is_exist_impl(py, key)
+    }
+
+    fn batch_is_exist(&self, py: Python<'_>, keys: Vec<String>) -> Vec<i32> {
+        self.batch_is_exist_impl(py, &keys)
+    }
+
+    fn get_size(&self, py: Python<'_>, key: &str) -> i64 {
+        self.get_size_impl(py, key)
+    }
+
+    #[pyo3(signature = (key, force=false))]
+    fn remove(&self, py: Python<'_>, key: &str, force: bool) -> i32 {
+        self.remove_impl(py, key, force)
+    }
+
+    #[pyo3(signature = (force=false))]
+    fn remove_all(&self, py: Python<'_>, force: bool) -> i64 {
+        self.remove_all_impl(py, force)
+    }
+
+    #[pyo3(signature = (regex_pattern, force=false))]
+    fn remove_by_regex(&self, py: Python<'_>, regex_pattern: &str, force: bool) -> i64 {
+        self.remove_by_regex_impl(py, regex_pattern, force)
+    }
+
+    fn register_buffer(&self, buffer_ptr: usize, size: usize) -> i32 {
+        codes::status(&self.register_impl(buffer_ptr, size))
+    }
+
+    fn unregister_buffer(&self, buffer_ptr: usize) -> i32 {
+        codes::status(&self.unregister_impl(buffer_ptr))
+    }
+
+    #[pyo3(signature = (key, buffer_ptr, size, config=None))]
+    fn put_from(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        buffer_ptr: usize,
+        size: usize,
+        config: Cfg,
+    ) -> i32 {
+        codes::status(&self.put_from_impl(py, key, buffer_ptr, size, config, PtrWrite::Insert))
+    }
+
+    #[pyo3(signature = (key, buffer_ptr, size, config=None))]
+    fn upsert_from(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        buffer_ptr: usize,
+        size: usize,
+        config: Cfg,
+    ) -> i32 {
+        codes::status(&self.put_from_impl(py, key, buffer_ptr, size, config, PtrWrite::Upsert))
+    }
+
+    fn get_into(&self, py: Python<'_>, key: &str, buffer_ptr: usize, size: usize) -> i64 {
+        codes::amount(self.get_into_impl(py, key, buffer_ptr, size))
+    }
+
+    #[pyo3(signature = (keys, buffer_ptrs, sizes, config=None))]
+    fn batch_put_from(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        buffer_ptrs: Vec<usize>,
+        sizes: Vec<usize>,
+        config: Cfg,
+    ) -> Vec<i64> {
+        self.batch_put_from_impl(py, &keys, &buffer_ptrs, &sizes, config, PtrWrite::Insert)
+    }
+
+    #[pyo3(signature = (keys, buffer_ptrs, sizes, config=None))]
+    fn batch_upsert_from(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        buffer_ptrs: Vec<usize>,
+        sizes: Vec<usize>,
+        config: Cfg,
+    ) -> Vec<i64> {
+        self.batch_put_from_impl(py, &keys, &buffer_ptrs, &sizes, config, PtrWrite::Upsert)
+    }
+
+    fn batch_get_into(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        buffer_ptrs: Vec<usize>,
+        sizes: Vec<usize>,
+    ) -> Vec<i64> {
+        self.batch_get_into_impl(py, &keys, &buffer_ptrs, &sizes)
+    }
+
+    #[pyo3(signature = (keys, all_buffer_ptrs, all_sizes, config=None))]
+    fn batch_put_from_multi_buffers(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        all_buffer_ptrs: Vec<Vec<usize>>,
+        all_sizes: Vec<Vec<usize>>,
+        config: Cfg,
+    ) -> Vec<i64> {
+        self.batch_put_multi_impl(py, &keys, &all_buffer_ptrs, &all_sizes, config)
+    }
+
+    /// `prefer_alloc_in_same_node` is accepted for the reference's signature; reads
+    /// already prefer a replica on this host.
+    #[pyo3(signature = (keys, all_buffer_ptrs, all_sizes, prefer_alloc_in_same_node=false))]
+    fn batch_get_into_multi_buffers(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        all_buffer_ptrs: Vec<Vec<usize>>,
+        all_sizes: Vec<Vec<usize>>,
+        prefer_alloc_in_same_node: bool,
+    ) -> Vec<i64> {
+        let _ = prefer_alloc_in_same_node;
+        self.batch_get_multi_impl(py, &keys, &all_buffer_ptrs, &all_sizes)
+    }
+
+    fn get_into_ranges(
+        &self,
+        py: Python<'_>,
+        buffer_ptrs: Vec<usize>,
+        all_keys: Vec<Vec<String>>,
+        all_dst_offsets: Vec<Vec<Vec<u64>>>,
+        all_src_offsets: Vec<Vec<Vec<u64>>>,
+        all_sizes: Vec<Vec<Vec<usize>>>,
+    ) -> Vec<Vec<Vec<i64>>> {
+        let ranges = ranges::Ranges {
+            buffer_ptrs,
+            all_keys,
+            all_dst_offsets,
+            all_src_offsets,
+            all_sizes,
+        };
+        self.get_into_ranges_impl(py, &ranges)
+    }
+
+    fn get_hostname(&self) -> String {
+        self.hostname_impl()
+    }
+
+    fn health_check(&self, py: Python<'_>) -> i32 {
+        self.health_impl(py)
+    }
+
+    fn close(&self, py: Python<'_>) -> i32 {
+        self.close_impl(py)
+    }
+}

@@ -1,0 +1,114 @@
+//! `setup()`: turning the (already normalised) arguments into a client configuration,
+//! starting the runtime and connecting. The positional / keyword / dict forms are
+//! sorted out in Python (`mooncake/_setup_args.py`); this is the native end.
+
+use super::session::Session;
+use super::NativeStore;
+use crate::runtime;
+use mooncake_client::{Client, ClientConfig};
+use mooncake_common::config::{NodeConfig, Protocol};
+use mooncake_common::size::parse_size;
+use mooncake_common::{ErrorCode, MooncakeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyString};
+use std::sync::Arc;
+
+/// A size argument: a non-negative int, or a size string such as `"16MB"`.
+fn size_arg(what: &str, v: &Bound<'_, PyAny>) -> Result<u64, MooncakeError> {
+    if v.is_instance_of::<PyString>() {
+        let s: String = v
+            .extract()
+            .map_err(|e: PyErr| MooncakeError::invalid(e.to_string()))?;
+        return parse_size(what, &s).map_err(|e| MooncakeError::invalid(e.0));
+    }
+    if !v.is_instance_of::<PyBool>() {
+        if let Ok(n) = v.extract::<u64>() {
+            return Ok(n);
+        }
+    }
+    let shown = v.repr().map(|r| r.to_string()).unwrap_or_default();
+    Err(MooncakeError::invalid(format!(
+        "invalid size for {what}: {shown} (use a non-negative int or a string like \"16MB\")"
+    )))
+}
+
+/// The normalised `setup()` arguments.
+pub struct SetupArgs<'py> {
+    pub local_hostname: String,
+    pub metadata_server: String,
+    pub global_segment_size: Bound<'py, PyAny>,
+    pub local_buffer_size: Bound<'py, PyAny>,
+    pub protocol: String,
+    pub device_name: String,
+    pub master_server_address: String,
+}
+
+impl SetupArgs<'_> {
+    /// Validates what can be checked before touching the network; every message
+    /// names the argument at fault.
+    pub fn node_config(&self) -> Result<NodeConfig, MooncakeError> {
+        let required = |name: &str, v: &str| {
+            if v.trim().is_empty() {
+                Err(MooncakeError::invalid(format!(
+                    "setup(): {name} is required"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        required("local_hostname", &self.local_hostname)?;
+        required("metadata_server", &self.metadata_server)?;
+        required("master_server_address", &self.master_server_address)?;
+        let protocol =
+            Protocol::parse("protocol", &self.protocol).map_err(|e| MooncakeError::invalid(e.0))?;
+        Ok(NodeConfig {
+            master_server_address: self.master_server_address.trim().to_string(),
+            metadata_server: self.metadata_server.trim().to_string(),
+            global_segment_size: size_arg("global_segment_size", &self.global_segment_size)?,
+            local_buffer_size: size_arg("local_buffer_size", &self.local_buffer_size)?,
+            protocol,
+            device_name: self.device_name.trim().to_string(),
+            local_hostname: self.local_hostname.trim().to_string(),
+        })
+    }
+}
+
+impl NativeStore {
+    /// Connects; 0 or a contract code. A bad argument is INVALID_PARAMS with its
+    /// message returned alongside, for the Python side to log.
+    pub(super) fn setup_impl(
+        &self,
+        py: Python<'_>,
+        args: SetupArgs<'_>,
+    ) -> Result<(), MooncakeError> {
+        let node = args.node_config()?;
+        let already =
+            || MooncakeError::invalid("setup(): this store is already set up; call close() first");
+        if self
+            .session
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            return Err(already());
+        }
+        let rt = runtime::build().map_err(|e| {
+            MooncakeError::new(
+                ErrorCode::InternalError,
+                format!("cannot start the runtime: {e}"),
+            )
+        })?;
+        // Connect without holding the lock: other threads keep getting "not set up"
+        // answers instead of waiting on it with the GIL held.
+        let client = runtime::block_on(py, &rt, Client::connect(ClientConfig::new(node)))?;
+        let session = Arc::new(Session::new(client, rt));
+        let mut slot = self.session.write().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            drop(slot);
+            session.close(py);
+            return Err(already());
+        }
+        *slot = Some(session);
+        Ok(())
+    }
+}
