@@ -3,6 +3,7 @@
 //! `remove`, `mount`); eviction, liveness and the workers are their own modules.
 
 pub(crate) mod counters;
+mod finish;
 mod mount;
 mod put;
 mod read;
@@ -38,6 +39,8 @@ pub struct Master {
     /// Wakes the eviction worker early (a put found no space).
     pub(crate) evict_wakeup: tokio::sync::Notify,
     pub(crate) worker_status: Mutex<Vec<(String, String)>>,
+    /// Upserted-away replicas waiting for their readers' leases to end.
+    deferred: Mutex<Vec<finish::DeferredFree>>,
 }
 
 impl Master {
@@ -57,6 +60,7 @@ impl Master {
             evict_lock: Mutex::new(()),
             evict_wakeup: tokio::sync::Notify::new(),
             worker_status: Mutex::new(Vec::new()),
+            deferred: Mutex::new(Vec::new()),
         })
     }
 

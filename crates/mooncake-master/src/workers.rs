@@ -1,7 +1,8 @@
 //! The master's background workers, each a named tokio task whose status the admin
 //! port shows: `eviction` (above the watermark, or woken by a put that found no
 //! space), `liveness` (expires silent clients, with stall grace) and `put_reaper`
-//! (frees stuck puts). They stop when [`WorkerHandles`] is dropped.
+//! (frees stuck puts, and upserted-away space once readers' leases end). They stop
+//! when [`WorkerHandles`] is dropped.
 
 use crate::liveness::Sweep;
 use crate::master::Master;
@@ -11,6 +12,8 @@ use tokio::task::JoinHandle;
 
 /// How often the eviction worker checks the watermark.
 pub const EVICTION_INTERVAL: Duration = Duration::from_millis(100);
+/// How often space freed by upserts (held for readers' leases) is returned.
+pub const DEFERRED_FREE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Owns the worker tasks; dropping it aborts them.
 #[derive(Debug)]
@@ -91,9 +94,19 @@ impl Master {
         let m = self.clone();
         self.set_worker_status("put_reaper", "idle".into());
         tasks.push(tokio::spawn(async move {
-            let period = reap_interval(m.config().put_start_release_timeout);
+            // Deferred frees are cheap and checked every tick; the stuck-put scan walks
+            // the index and runs every `reap_interval`.
+            let scan_every = reap_interval(m.config().put_start_release_timeout);
+            let tick = scan_every.min(DEFERRED_FREE_INTERVAL);
+            let mut since_scan = Duration::ZERO;
             loop {
-                tokio::time::sleep(period).await;
+                tokio::time::sleep(tick).await;
+                m.run_deferred_frees();
+                since_scan += tick;
+                if since_scan < scan_every {
+                    continue;
+                }
+                since_scan = Duration::ZERO;
                 let m2 = m.clone();
                 if let Ok(n) = tokio::task::spawn_blocking(move || m2.reap_stuck_puts()).await {
                     if n > 0 {

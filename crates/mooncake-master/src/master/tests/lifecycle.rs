@@ -141,6 +141,14 @@ async fn upsert_replaces_on_end_and_keeps_old_value_until_then() {
     let g = m.get_replica_list("k");
     assert_eq!((g.code, g.size), (0, 300));
     assert_eq!(g.replicas[0].offset, u2.replicas[0].offset);
+    assert_eq!(
+        m.stats().allocated_bytes,
+        128 + 320,
+        "old space kept while the reader's lease runs"
+    );
+    assert_eq!(m.run_deferred_frees(), 0);
+    tokio::time::advance(m.config().default_kv_lease_ttl).await;
+    assert_eq!(m.run_deferred_frees(), 1);
     assert_eq!(m.stats().allocated_bytes, 320, "old space freed");
     // A revoked upsert leaves the old value alone.
     let u3 = m.upsert_start("c", "k", 50, None);

@@ -1,0 +1,105 @@
+//! Finishing writes: end (the new replicas become the object's) and revoke (the
+//! write's space is freed). Both check the writer's `put_id`, so a writer whose put
+//! was taken over after the discard timeout gets -601 instead of clobbering.
+//!
+//! An upsert's old replicas may still be read by a client holding a lease; their
+//! space is returned only when that lease runs out (deferred free), so a new put
+//! cannot overwrite bytes under a reader.
+
+use super::Master;
+use crate::index::Replica;
+use mooncake_common::ErrorCode;
+
+/// Space to free once no reader can hold a lease on it.
+#[derive(Debug)]
+pub(crate) struct DeferredFree {
+    pub until_ms: u64,
+    pub size: u64,
+    pub replicas: Box<[Replica]>,
+}
+
+impl Master {
+    /// Completes a put or upsert: the new replicas become the object's (an upsert's
+    /// old replicas are freed). A writer whose put was taken over gets -601.
+    pub fn write_end(&self, client_id: &str, key: &str, put_id: u64) -> i32 {
+        let now = self.now_ms();
+        self.liveness.touch(client_id, now);
+        if key.is_empty() {
+            return ErrorCode::InvalidParams.code();
+        }
+        let tick = self.tick();
+        let mut shard = self.index.lock(key);
+        let Some(o) = shard.get_mut(key) else {
+            return ErrorCode::ObjectNotFound.code();
+        };
+        if o.pending.as_ref().is_none_or(|p| p.put_id != put_id) {
+            return ErrorCode::IllegalClient.code();
+        }
+        let Some(p) = o.pending.take() else {
+            return ErrorCode::IllegalClient.code();
+        };
+        let old_size = std::mem::replace(&mut o.size, p.size);
+        let old = std::mem::replace(&mut o.replicas, p.replicas);
+        o.apply_pins(p.hard_pin, p.soft_pin);
+        o.last_access = tick;
+        let lease_until = o.lease_until_ms;
+        drop(shard);
+        if lease_until > now && !old.is_empty() {
+            self.deferred.lock().push(DeferredFree {
+                until_ms: lease_until,
+                size: old_size,
+                replicas: old,
+            });
+        } else {
+            self.free_replicas(&old, old_size);
+        }
+        0
+    }
+
+    /// Abandons a put or upsert: its space is freed; a first put's object goes away.
+    pub fn write_revoke(&self, client_id: &str, key: &str, put_id: u64) -> i32 {
+        let now = self.now_ms();
+        self.liveness.touch(client_id, now);
+        if key.is_empty() {
+            return ErrorCode::InvalidParams.code();
+        }
+        let mut shard = self.index.lock(key);
+        let Some(o) = shard.get_mut(key) else {
+            return ErrorCode::ObjectNotFound.code();
+        };
+        if o.pending.as_ref().is_none_or(|p| p.put_id != put_id) {
+            return ErrorCode::IllegalClient.code();
+        }
+        let p = o.pending.take();
+        if !o.is_complete() {
+            shard.remove(key);
+        }
+        drop(shard);
+        if let Some(p) = p {
+            self.free_replicas(&p.replicas, p.size);
+        }
+        0
+    }
+}
+
+impl Master {
+    /// Frees deferred space whose lease ran out; returns how many frees ran.
+    pub fn run_deferred_frees(&self) -> usize {
+        let now = self.now_ms();
+        let due: Vec<DeferredFree> = {
+            let mut d = self.deferred.lock();
+            if d.is_empty() {
+                return 0;
+            }
+            let (due, keep) = std::mem::take(&mut *d)
+                .into_iter()
+                .partition(|f| f.until_ms <= now);
+            *d = keep;
+            due
+        };
+        for f in &due {
+            self.free_replicas(&f.replicas, f.size);
+        }
+        due.len()
+    }
+}
