@@ -32,6 +32,10 @@ const QUEUE: usize = 1024;
 struct Pending {
     closed: Option<TransferError>,
     map: HashMap<u64, Job>,
+    /// The request whose payload the writer is sending right now: `close` leaves it to
+    /// the writer, which fails it only after it stops reading the caller's memory (so a
+    /// retry on another path never overlaps with this copy).
+    writing: Option<u64>,
 }
 
 struct Shared {
@@ -43,13 +47,31 @@ struct Shared {
 }
 
 impl Shared {
-    fn insert(&self, id: u64, job: Job) -> Result<(), (Job, TransferError)> {
+    fn insert(&self, id: u64, job: Job, writing: bool) -> Result<(), (Job, TransferError)> {
         let mut p = self.pending.lock();
         if let Some(e) = &p.closed {
             return Err((job, e.clone()));
         }
         p.map.insert(id, job);
+        if writing {
+            p.writing = Some(id);
+        }
         Ok(())
+    }
+
+    /// The writer finished sending request `id`'s payload.
+    fn written(&self, id: u64) {
+        let job = {
+            let mut p = self.pending.lock();
+            p.writing = None;
+            match p.closed.clone() {
+                Some(e) => p.map.remove(&id).map(|j| (j, e)),
+                None => None,
+            }
+        };
+        if let Some((job, e)) = job {
+            self.finish(job, Err(e));
+        }
     }
 
     fn take(&self, id: u64) -> Option<Job> {
@@ -64,7 +86,12 @@ impl Shared {
             if p.closed.is_none() {
                 p.closed = Some(err.clone());
             }
-            p.map.drain().map(|(_, j)| j).collect()
+            let keep = p.writing.and_then(|id| p.map.remove(&id).map(|j| (id, j)));
+            let all = p.map.drain().map(|(_, j)| j).collect();
+            if let Some((id, j)) = keep {
+                p.map.insert(id, j);
+            }
+            all
         };
         for j in jobs {
             self.finish(j, Err(err.clone()));
@@ -110,6 +137,7 @@ impl Conn {
             pending: Mutex::new(Pending {
                 closed: None,
                 map: HashMap::new(),
+                writing: None,
             }),
             dead: AtomicBool::new(false),
             outstanding: AtomicU64::new(0),
@@ -253,13 +281,14 @@ async fn writer(
                 if crc_on {
                     h = h.with_crc(crc(payload));
                 }
-                if let Err((job, e)) = sh.insert(id, job) {
+                if let Err((job, e)) = sh.insert(id, job, true) {
                     ctl.end();
                     sh.finish(job, Err(e));
                     continue;
                 }
                 let r = write_frame(&mut wr, &h, payload).await;
                 ctl.end();
+                sh.written(id);
                 if r.is_ok() {
                     Metrics::add(&seg.metrics.bytes_written, len as u64);
                 }
@@ -270,7 +299,7 @@ async fn writer(
                 if crc_on {
                     h.flags |= FLAG_CRC;
                 }
-                if let Err((job, e)) = sh.insert(id, job) {
+                if let Err((job, e)) = sh.insert(id, job, false) {
                     sh.finish(job, Err(e));
                     continue;
                 }
