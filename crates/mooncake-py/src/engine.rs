@@ -5,7 +5,8 @@
 //! The engine is real (it listens, and publishes its segment to the metadata service).
 //! `setup(..., engine)` accepts what `get_engine()` returns, but the store's client still
 //! starts its own engine: the client API has no way to adopt one. SGLang names the
-//! store after this engine (`host:rpc_port`), so the two never collide.
+//! store after this engine (`host:rpc_port`); since that port is taken, `setup()` then
+//! registers the store under the same host with a port of its own.
 
 use crate::codes;
 use crate::runtime;
@@ -35,6 +36,12 @@ pub struct EngineRef {
 
 #[pymethods]
 impl EngineRef {
+    /// The segment name (`host:port`) the engine publishes.
+    #[getter]
+    fn segment_name(&self) -> &str {
+        &self.segment
+    }
+
     fn __repr__(&self) -> String {
         format!("<mooncake TransferEngine {}>", self.segment)
     }

@@ -30,6 +30,18 @@ logger = logging.getLogger("mooncake.store")
 INVALID_PARAMS = -600
 
 
+def _hostname_beside_engine(local_hostname: str, engine) -> str:
+    """SGLang passes the engine's own ``host:port`` as local_hostname. Our client runs
+    its own engine (it cannot adopt one), and that port is taken by the engine the
+    caller keeps using, so the store registers under the same host and a free port."""
+    segment = getattr(engine, "segment_name", None)
+    if segment and local_hostname == segment:
+        host, sep, port = local_hostname.rpartition(":")
+        if sep and port.isdigit():
+            return host
+    return local_hostname
+
+
 class MooncakeDistributedStore(_NativeStore):
     """A client of the Mooncake Store; may also contribute memory to the pool.
 
@@ -55,7 +67,7 @@ class MooncakeDistributedStore(_NativeStore):
         if opts.get("enable_client_http_server"):
             logger.warning("setup(): enable_client_http_server is not supported; ignored")
         code, message = self._setup(
-            a.local_hostname,
+            _hostname_beside_engine(a.local_hostname, a.engine),
             a.metadata_server,
             a.global_segment_size,
             a.local_buffer_size,

@@ -1,0 +1,158 @@
+"""setup() in its three forms (CONTRACT §3) and the calling-form rules SGLang and
+LMCache rely on."""
+
+import logging
+
+import pytest
+from mooncake.engine import TransferEngine
+from mooncake.store import MooncakeDistributedStore
+
+INVALID_PARAMS = -600
+
+
+def positional(cluster, segment=0, local_buffer=16 << 20):
+    return ("127.0.0.1", cluster.metadata, segment, local_buffer, "tcp", "", cluster.master)
+
+
+def works(s, key):
+    assert s.put(key, b"hello") == 0
+    assert s.get(key) == b"hello"
+
+
+def test_positional_with_engine_none_and_sglang_keywords(cluster, keyspace):
+    s = MooncakeDistributedStore()
+    rc = s.setup(*positional(cluster), None, enable_client_http_server=False,
+                 client_http_port=9300, enable_ssd_offload=False, ssd_offload_path="",
+                 tenant_id="tenant-a")
+    assert rc == 0
+    works(s, keyspace("pos"))
+    assert s.close() == 0
+
+
+def test_keyword_form_and_aliases(cluster, keyspace):
+    s = MooncakeDistributedStore()
+    rc = s.setup(local_hostname="127.0.0.1", metadata_server=cluster.metadata,
+                 global_segment_size="0", local_buffer_size="16MB", protocol="TCP",
+                 device_name="", master_server_address=cluster.master)
+    assert rc == 0
+    works(s, keyspace("kw"))
+    s.close()
+
+
+def test_unknown_keyword_is_a_type_error_naming_it(cluster):
+    s = MooncakeDistributedStore()
+    with pytest.raises(TypeError, match="no_such_option"):
+        s.setup(*positional(cluster), None, no_such_option=True)
+    with pytest.raises(TypeError, match="at most 8"):
+        s.setup(*positional(cluster), None, "ninth")
+    with pytest.raises(TypeError, match="local_hostname"):
+        s.setup(123, cluster.metadata, 0, 0, "tcp", "", cluster.master)
+    with pytest.raises(TypeError, match="multiple values"):
+        s.setup(*positional(cluster), protocol="tcp")
+    assert s.health_check() == 1
+
+
+def test_sglang_drops_unsupported_keywords_on_type_error(cluster, keyspace):
+    """SGLang retries without every keyword named in the TypeError's message."""
+    s = MooncakeDistributedStore()
+    kwargs = {"tenant_id": "t", "some_future_option": 1}
+    while True:
+        try:
+            rc = s.setup(*positional(cluster), None, **kwargs)
+            break
+        except TypeError as e:
+            named = [k for k in kwargs if k in str(e)]
+            assert named == ["some_future_option"]
+            for k in named:
+                kwargs.pop(k)
+    assert rc == 0
+    works(s, keyspace("retry"))
+    s.close()
+
+
+def test_dict_form_with_size_strings(cluster, keyspace):
+    s = MooncakeDistributedStore()
+    rc = s.setup({
+        "local_hostname": "127.0.0.1",
+        "metadata_server": cluster.metadata,
+        "global_segment_size": "32MB",
+        "local_buffer_size": "16mb",
+        "protocol": "tcp",
+        "rdma_devices": "",
+        "master_server_addr": cluster.master,
+        "unknown_key_is_ignored": 1,
+    })
+    assert rc == 0
+    host = s.get_hostname()
+    assert host.startswith("127.0.0.1:") and host.rsplit(":", 1)[1].isdigit()
+    works(s, keyspace("dict"))
+    s.close()
+
+
+def test_dict_form_bad_values_return_invalid_params(cluster, caplog):
+    s = MooncakeDistributedStore()
+    caplog.set_level(logging.ERROR, logger="mooncake.store")
+    assert s.setup({"local_hostname": "127.0.0.1"}) == INVALID_PARAMS
+    assert "metadata_server" in caplog.text
+    base = {"local_hostname": "127.0.0.1", "metadata_server": cluster.metadata,
+            "master_server_addr": cluster.master}
+    caplog.clear()
+    assert s.setup({**base, "global_segment_size": "50%"}) == INVALID_PARAMS
+    assert "global_segment_size" in caplog.text
+    caplog.clear()
+    assert s.setup({**base, "protocol": "carrier-pigeon"}) == INVALID_PARAMS
+    assert "protocol" in caplog.text
+    assert s.health_check() == 1
+
+
+def test_dict_defaults_master_address():
+    """Without master_server_addr the dict form targets 127.0.0.1:50051 (the default)."""
+    from mooncake import _setup_args
+
+    a = _setup_args.parse(({"local_hostname": "h", "metadata_server": "P2PHANDSHAKE"},), {})
+    assert (a.master_server_addr, a.global_segment_size, a.local_buffer_size, a.protocol) == (
+        "127.0.0.1:50051", 16 << 20, 16 << 20, "tcp")
+
+
+def test_setup_twice_is_refused_until_closed(cluster, keyspace):
+    s = MooncakeDistributedStore()
+    assert s.setup(*positional(cluster)) == 0
+    assert s.setup(*positional(cluster)) == INVALID_PARAMS
+    assert s.close() == 0
+    assert s.setup(*positional(cluster)) == 0
+    works(s, keyspace("again"))
+    s.close()
+
+
+def test_master_unreachable_at_setup_is_an_error_code(cluster):
+    from conftest import free_port
+
+    s = MooncakeDistributedStore()
+    rc = s.setup("127.0.0.1", cluster.metadata, 16 << 20, 16 << 20, "tcp", "",
+                 f"127.0.0.1:{free_port()}")
+    assert rc < 0
+
+
+def test_transfer_engine_handed_to_setup(cluster, keyspace):
+    te = TransferEngine()
+    assert te.get_rpc_port() == -1
+    assert te.initialize("127.0.0.1", "P2PHANDSHAKE", "tcp", "") == 0
+    port = te.get_rpc_port()
+    assert 0 < port < 65536
+    assert te.initialize("127.0.0.1", "P2PHANDSHAKE", "tcp", "") == INVALID_PARAMS
+    engine = te.get_engine()
+    assert engine is not None
+    # SGLang names the store after the engine and passes it as the 8th positional.
+    s = MooncakeDistributedStore()
+    rc = s.setup(f"127.0.0.1:{port}", cluster.metadata, 0, 16 << 20, "tcp", "",
+                 cluster.master, engine)
+    assert rc == 0
+    host = s.get_hostname()
+    assert host.startswith("127.0.0.1:") and host != f"127.0.0.1:{port}"
+    works(s, keyspace("te"))
+    s.close()
+    assert te.get_rpc_port() == port  # the caller's engine keeps running
+
+
+def test_transfer_engine_bad_protocol():
+    assert TransferEngine().initialize("127.0.0.1", "P2PHANDSHAKE", "pigeon", "") == INVALID_PARAMS
