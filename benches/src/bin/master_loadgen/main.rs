@@ -56,6 +56,13 @@ struct Args {
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 1.0)]
     progress_secs: f64,
+    /// Runtime threads of the load generator (1 = a single-threaded runtime, which
+    /// avoids cross-thread wake-ups and leaves more CPU to the master).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Heartbeat round trips timed first, as the floor of a gRPC call here.
+    #[arg(long, default_value_t = 2000)]
+    baseline_calls: usize,
 }
 
 fn secs(flag: &str, v: f64) -> Result<Duration, String> {
@@ -120,6 +127,9 @@ async fn run(args: Args) -> Result<(), String> {
     let mut c = setup::connect(&addr).await?;
     let segments = setup::Segments::mount(&mut c, args.segments, segment_size).await?;
 
+    let base = setup::baseline(&mut c, args.baseline_calls).await?;
+    println!("baseline: heartbeat round trip {base}");
+
     let keys: Vec<String> = (0..args.batch)
         .map(|i| format!("lg{}-exist-{i:06}", std::process::id()))
         .collect();
@@ -156,6 +166,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
 
     println!("\n== results ==");
+    println!("baseline heartbeat {base}");
     println!(
         "batch_exist keys={} {ex} ({exist_rate:.0} batches/s, {:.2} M keys/s)  goal p50 <= 350µs: {}",
         args.batch,

@@ -2,9 +2,10 @@
 //! The segments are descriptors only: the master never touches value bytes, so no
 //! memory backs them.
 
+use mooncake_benches::latency::{Samples, Summary};
 use mooncake_proto::master_client::MasterClient;
 use mooncake_proto::{HeartbeatRequest, MountSegmentRequest, SegmentDesc, UnmountSegmentRequest};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
 
@@ -89,4 +90,20 @@ impl Segments {
                 .await;
         }
     }
+}
+
+/// Times `calls` heartbeats (an RPC that does almost nothing): the floor every other
+/// figure stands on.
+pub async fn baseline(c: &mut Client, calls: usize) -> Result<Summary, String> {
+    let mut s = Samples::with_capacity(calls);
+    for _ in 0..calls.max(1) {
+        let t = Instant::now();
+        c.heartbeat(HeartbeatRequest {
+            client_id: "loadgen-baseline".into(),
+        })
+        .await
+        .map_err(|e| format!("heartbeat: {}", e.message()))?;
+        s.record(t.elapsed());
+    }
+    s.summary().ok_or_else(|| "no heartbeat".to_string())
 }
