@@ -174,6 +174,12 @@ impl TransferEngine {
         batch::submit(self.clone(), reqs)
     }
 
+    /// Installs the answerer of Control frames on this engine's listener (the RDMA
+    /// transport's queue-pair handshake uses it).
+    pub fn set_control_handler(&self, handler: crate::local::ControlHandler) {
+        *self.seg.control.write() = Some(handler);
+    }
+
     /// The cached peer for `target`, resolving it on first use.
     pub(crate) async fn peer(
         &self,

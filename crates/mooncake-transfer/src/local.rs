@@ -2,12 +2,15 @@
 //! and the endpoints it advertises. Shared by the listener and the engine.
 
 use parking_lot::RwLock;
+use std::sync::Arc;
+
+/// Answers Control frames (transport handshakes such as RDMA queue-pair setup).
+pub type ControlHandler = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
 
 use crate::memory::MemoryRegistry;
 use crate::metrics::Metrics;
 use crate::segment::{BufferDesc, NicEndpoint, SegmentDescriptor};
 
-#[derive(Debug)]
 pub struct LocalSegment {
     pub name: String,
     pub generation: u64,
@@ -17,6 +20,7 @@ pub struct LocalSegment {
     pub metrics: Metrics,
     /// Extra per-buffer RDMA keys (filled by the RDMA transport when active).
     pub rkeys: RwLock<Vec<(u64, Vec<u32>)>>,
+    pub control: RwLock<Option<ControlHandler>>,
 }
 
 impl LocalSegment {
@@ -29,6 +33,7 @@ impl LocalSegment {
             memory: MemoryRegistry::default(),
             metrics: Metrics::default(),
             rkeys: RwLock::new(Vec::new()),
+            control: RwLock::new(None),
         }
     }
 

@@ -58,3 +58,47 @@ pub async fn describe(
         .await
         .map_err(|_| TransferError::Io(format!("describe {endpoint} timed out")))?
 }
+
+/// Sends a Control request to the listener at `endpoint` and returns its answer
+/// (transport handshakes, e.g. RDMA queue-pair exchange, ride the TCP control path).
+pub async fn control(
+    endpoint: &str,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, TransferError> {
+    let fut = async {
+        let addr = resolve_endpoint(endpoint).await?;
+        let mut s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| TransferError::io("control connect", e))?;
+        write_frame(
+            &mut s,
+            &Header::new(Op::Control, 0, 0, payload.len() as u64),
+            payload,
+        )
+        .await
+        .map_err(|e| TransferError::io("control request", e))?;
+        let h = read_header(&mut s)
+            .await?
+            .ok_or_else(|| TransferError::Io(format!("{endpoint} closed before answering")))?;
+        if h.op != Op::ControlData {
+            return Err(TransferError::Frame(format!(
+                "expected ControlData, got {:?}",
+                h.op
+            )));
+        }
+        let body = read_control(&mut s, h.len)
+            .await
+            .map_err(|e| TransferError::io("control answer", e))?;
+        if h.status != super::frame::status::OK {
+            return Err(TransferError::Io(format!(
+                "{endpoint} refused: {}",
+                String::from_utf8_lossy(&body)
+            )));
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| TransferError::Io(format!("control exchange with {endpoint} timed out")))?
+}

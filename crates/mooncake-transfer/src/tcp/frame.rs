@@ -42,6 +42,10 @@ pub enum Op {
     Describe = 7,
     /// Answer to Describe: payload = descriptor JSON.
     DescribeData = 8,
+    /// Control request for a transport handshake (RDMA queue-pair exchange): payload JSON.
+    Control = 9,
+    /// Answer to Control: payload JSON (status OK) or an error message.
+    ControlData = 10,
 }
 
 impl Op {
@@ -55,6 +59,8 @@ impl Op {
             6 => Op::HelloAck,
             7 => Op::Describe,
             8 => Op::DescribeData,
+            9 => Op::Control,
+            10 => Op::ControlData,
             _ => return None,
         })
     }
@@ -62,7 +68,7 @@ impl Op {
     /// Bytes that follow the header for a frame of this opcode with `len` / `status`.
     pub fn payload_len(self, len: u64, status: i32) -> u64 {
         match self {
-            Op::Write | Op::Hello | Op::DescribeData => len,
+            Op::Write | Op::Hello | Op::DescribeData | Op::Control | Op::ControlData => len,
             Op::ReadData if status == 0 => len,
             _ => 0,
         }

@@ -78,6 +78,24 @@ async fn serve(mut stream: TcpStream, seg: &LocalSegment) -> Result<(), Transfer
                     .await
                     .map_err(io("describe"))?;
             }
+            Op::Control => {
+                let req = read_control(&mut rd, h.len).await.map_err(io("control"))?;
+                let handler = seg.control.read().clone();
+                let (st, body) = match handler {
+                    None => (
+                        status::BAD_REQUEST,
+                        b"no control handler on this engine".to_vec(),
+                    ),
+                    Some(f) => match f(&req) {
+                        Ok(b) => (status::OK, b),
+                        Err(e) => (status::BAD_REQUEST, e.into_bytes()),
+                    },
+                };
+                let resp = Header::new(Op::ControlData, h.id, 0, body.len() as u64).with_status(st);
+                write_frame(&mut wr, &resp, &body)
+                    .await
+                    .map_err(io("control answer"))?;
+            }
             Op::Write => {
                 let st = match seg.memory.lookup(h.addr, h.len) {
                     None => {
