@@ -22,13 +22,22 @@ cargo build --release --workspace --bins
 step "Rust tests (release)"
 cargo test --release --workspace
 
-if [ -f crates/mooncake-py/pyproject.toml ]; then
-  step "Python package and pytest"
-  VENV=${MOONCAKE_VENV:-$ROOT/target/venv}
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip maturin pytest numpy >/dev/null
-  "$VENV/bin/pip" install -q --force-reinstall crates/mooncake-py
-  MOONCAKE_BIN_DIR=$ROOT/target/release "$VENV/bin/python" -m pytest -q crates/mooncake-py/tests
+step "Python package"
+VENV=${MOONCAKE_VENV:-$ROOT/target/venv}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q --upgrade pip maturin pytest numpy pyyaml >/dev/null
+"$VENV/bin/pip" install -q --force-reinstall crates/mooncake-py
+export MOONCAKE_BIN_DIR=$ROOT/target/release
+
+step "pytest: the Python package against real master and store processes"
+"$VENV/bin/python" -m pytest -q crates/mooncake-py/tests
+
+step "pytest: every manifest role started as written"
+"$VENV/bin/python" -m pytest -q tests/manifests
+
+if [ "${MOONCAKE_SKIP_CONTAINERS:-0}" != 1 ]; then
+  step "containers: image build, master + 3 stores + CLI as containers"
+  tests/containers/run.sh
 fi
 
 step "all tests passed"
