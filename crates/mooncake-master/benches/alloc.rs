@@ -28,7 +28,9 @@ fn desc(name: &str) -> SegmentDesc {
 fn alloc_free(c: &mut Criterion) {
     let mut g = c.benchmark_group("alloc_free");
     let mut raw = SegmentAllocator::new(SEGMENT).unwrap();
-    let _live: Vec<_> = (0..10_000).map(|i| raw.allocate(4096 + i * 64).unwrap()).collect();
+    let _live: Vec<_> = (0..10_000)
+        .map(|i| raw.allocate(4096 + i * 64).unwrap())
+        .collect();
     g.bench_function("raw", |b| {
         b.iter(|| {
             let h = raw.allocate(black_box(1 << 20)).unwrap();
@@ -39,7 +41,9 @@ fn alloc_free(c: &mut Criterion) {
     let Ok(Mounted::New(seg)) = reg.mount("c", desc("a:1")) else {
         panic!("mount")
     };
-    let _live: Vec<_> = (0..10_000).map(|i| seg.allocate(4096 + i * 64).unwrap()).collect();
+    let _live: Vec<_> = (0..10_000)
+        .map(|i| seg.allocate(4096 + i * 64).unwrap())
+        .collect();
     g.bench_function("segment", |b| {
         b.iter(|| {
             let h = seg.allocate(black_box(1 << 20)).unwrap();
@@ -63,5 +67,18 @@ fn put_start_end(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, alloc_free, put_start_end);
+fn batch_exist(c: &mut Criterion) {
+    let m = Master::new(MasterConfig::default());
+    assert_eq!(m.mount_segment("c", Some(desc("s0:1"))).code, 0);
+    let keys: Vec<String> = (0..1024).map(|i| format!("sglang-page-{i:08x}")).collect();
+    for k in &keys {
+        let r = m.put_start("c", k, 4096, None);
+        m.write_end("c", k, r.put_id);
+    }
+    c.bench_function("batch_exist_1024_in_process", |b| {
+        b.iter(|| black_box(m.batch_exist(black_box(&keys))))
+    });
+}
+
+criterion_group!(benches, alloc_free, put_start_end, batch_exist);
 criterion_main!(benches);

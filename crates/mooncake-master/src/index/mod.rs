@@ -3,40 +3,45 @@
 //! holds two shard locks at once; whole-index walks (eviction, unmount, regex removal)
 //! take one shard at a time.
 
+mod hash;
 mod object;
+
+pub use hash::{FastHasher, FastState};
 
 pub use object::{Object, Pending, Replica, SoftPinChange};
 
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 
 /// Shard count: a power of two well above the core count, so lock collisions on a
 /// hot path are rare while whole-index walks stay cheap.
 pub const SHARDS: usize = 64;
 
-pub type Shard = HashMap<Box<str>, Object>;
+pub type Shard = HashMap<Box<str>, Object, FastState>;
 
 /// The sharded key -> object map.
 pub struct Index {
     shards: Box<[Mutex<Shard>]>,
-    hasher: std::hash::RandomState,
+    hasher: FastState,
 }
 
 impl Default for Index {
     fn default() -> Self {
+        let hasher = FastState::default();
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: std::hash::RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(hasher)))
+                .collect(),
+            hasher,
         }
     }
 }
 
 impl Index {
     fn shard_of(&self, key: &str) -> usize {
-        let mut h = self.hasher.build_hasher();
-        h.write(key.as_bytes());
-        (h.finish() as usize) % SHARDS
+        // Bits the shard maps do not use for buckets (see `hash`).
+        ((self.hasher.hash_one(key) >> 32) as usize) % SHARDS
     }
 
     /// Locks the shard that holds `key`.

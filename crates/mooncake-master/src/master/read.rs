@@ -64,9 +64,11 @@ impl Master {
         }
     }
 
-    /// `exist` for many keys; one clock read for the whole batch.
+    /// `exist` for many keys; one clock read and one LRU tick for the whole batch.
     pub fn batch_exist(&self, keys: &[String]) -> Vec<i32> {
         let until = self.now_ms() + self.lease_ms();
+        // One LRU tick for the batch: its keys were used together.
+        let tick = self.tick();
         keys.iter()
             .map(|key| {
                 if key.is_empty() {
@@ -76,7 +78,7 @@ impl Master {
                 match shard.get_mut(key.as_str()) {
                     Some(o) if o.is_complete() => {
                         o.grant_lease(until);
-                        o.last_access = self.tick();
+                        o.last_access = tick;
                         1
                     }
                     _ => 0,
