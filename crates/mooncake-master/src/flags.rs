@@ -40,6 +40,9 @@ pub struct Parsed {
     pub config: MasterConfig,
     /// Reference-only flags that were accepted but have no effect here.
     pub ignored: Vec<String>,
+    /// `--rpc_thread_num` (or the reference's older `--max_threads`): threads of the
+    /// process's async runtime, which serves gRPC and HTTP. `None` = the default.
+    pub rpc_threads: Option<usize>,
 }
 
 /// One `name[=value]` setting from the command line or the file.
@@ -145,10 +148,13 @@ fn build(cli: Vec<Setting>) -> Result<Parsed, FlagError> {
     let mut config = MasterConfig::default();
     let mut explicit = HashSet::new();
     let mut ignored = Vec::new();
+    let (mut rpc_threads, mut max_threads) = (None, None);
     for s in &all {
-        match spec::lookup(&s.name) {
-            Some(f) => (f.apply)(&mut config, &s.value).map_err(FlagError)?,
-            None => ignored.push(s.name.clone()),
+        match (spec::lookup(&s.name), s.name.as_str()) {
+            (Some(f), _) => (f.apply)(&mut config, &s.value).map_err(FlagError)?,
+            (None, "rpc_thread_num") => rpc_threads = Some(threads(&s.name, &s.value)?),
+            (None, "max_threads") => max_threads = Some(threads(&s.name, &s.value)?),
+            (None, _) => ignored.push(s.name.clone()),
         }
         explicit.insert(s.name.as_str());
     }
@@ -161,7 +167,23 @@ fn build(cli: Vec<Setting>) -> Result<Parsed, FlagError> {
     }
     config.validate().map_err(FlagError)?;
     ignored.dedup();
-    Ok(Parsed { config, ignored })
+    Ok(Parsed {
+        config,
+        ignored,
+        rpc_threads: rpc_threads.or(max_threads),
+    })
+}
+
+/// A thread count: 1 to 1024.
+fn threads(flag: &str, v: &str) -> Result<usize, FlagError> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(FlagError(spec::bad(
+            flag,
+            v,
+            "expected a thread count 1-1024",
+        ))),
+    }
 }
 
 /// `--help`: every flag with its default.
@@ -179,10 +201,14 @@ pub fn help() -> String {
             f.name, f.help, f.default
         ));
     }
+    out.push_str(
+        "  --rpc_thread_num=<value>, --max_threads\n      threads serving gRPC and HTTP (default: the cores, at most 4)\n",
+    );
     out.push_str("  --help\n      print this list\n  --version\n      print the version\n");
     out.push_str("\nAccepted for compatibility with the C++ master, without effect: ");
     let names: Vec<String> = spec::COMPAT_FLAGS
         .iter()
+        .filter(|(n, _)| !matches!(*n, "rpc_thread_num" | "max_threads"))
         .map(|(n, _)| format!("--{n}"))
         .collect();
     out.push_str(&names.join(", "));

@@ -28,7 +28,9 @@ fn main() -> ExitCode {
             "--{name} is accepted for compatibility with the C++ master and has no effect"
         );
     }
+    let threads = parsed.rpc_threads.unwrap_or_else(default_threads);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .thread_name("mooncake-master")
         .build()
@@ -46,6 +48,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The reference's default for `--rpc_thread_num`: the cores, at most 4.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 /// Logs go to stderr, which is unbuffered: every line reaches a redirected log file

@@ -27,12 +27,13 @@ pub struct FlagSpec {
     pub apply: Apply,
 }
 
-/// Flags the reference master accepts that have no meaning here (thread counts,
-/// its RPC library's knobs). They are accepted with a warning so that existing
-/// command lines keep starting; anything else unknown is an error.
+/// Flags of the reference master that do not live in `MasterConfig`. The two thread
+/// counts size the process's runtime (`Parsed::rpc_threads`); the rest (its RPC
+/// library's knobs) are accepted with a warning so that existing command lines keep
+/// starting. Anything else unknown is an error.
 pub const COMPAT_FLAGS: &[(&str, Kind)] = &[
-    ("max_threads", Kind::Value),
     ("rpc_thread_num", Kind::Value),
+    ("max_threads", Kind::Value),
     ("rpc_conn_timeout_seconds", Kind::Value),
     ("rpc_enable_tcp_no_delay", Kind::Bool),
     ("enable_gc", Kind::Bool),

@@ -209,15 +209,39 @@ fn unknown_flags_and_stray_words_are_errors() {
     assert!(err(&["--"]).contains("--"));
 }
 
-#[test]
-fn reference_only_flags_are_accepted_and_reported() {
-    match parse(["--max_threads", "8", "--enable_gc", "--rpc_port=1"]).unwrap() {
-        Command::Run(p) => {
-            assert_eq!(p.ignored, vec!["max_threads", "enable_gc"]);
-            assert_eq!(p.config.rpc_port, 1);
-        }
+fn parsed(args: &[&str]) -> Parsed {
+    match parse(args.iter().copied()).unwrap() {
+        Command::Run(p) => *p,
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn reference_only_flags_are_accepted_and_reported() {
+    let p = parsed(&[
+        "--rpc_conn_timeout_seconds",
+        "8",
+        "--enable_gc",
+        "--rpc_port=1",
+    ]);
+    assert_eq!(p.ignored, vec!["rpc_conn_timeout_seconds", "enable_gc"]);
+    assert_eq!(p.config.rpc_port, 1);
+    assert_eq!(p.rpc_threads, None);
+}
+
+#[test]
+fn thread_counts_size_the_runtime() {
+    assert_eq!(parsed(&["--rpc_thread_num=3"]).rpc_threads, Some(3));
+    assert_eq!(parsed(&["--max_threads", "6"]).rpc_threads, Some(6));
+    let p = parsed(&["--max_threads=6", "--rpc_thread_num=2"]);
+    assert_eq!(
+        p.rpc_threads,
+        Some(2),
+        "rpc_thread_num wins over the older flag"
+    );
+    assert!(p.ignored.is_empty());
+    assert!(err(&["--rpc_thread_num=0"]).contains("rpc_thread_num"));
+    assert!(err(&["--max_threads=lots"]).contains("max_threads"));
 }
 
 #[test]
