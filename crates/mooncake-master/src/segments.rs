@@ -191,6 +191,17 @@ impl SegmentRegistry {
         self.table.read().live
     }
 
+    /// The capacity of the largest live segment (0 when none).
+    pub fn largest_capacity(&self) -> u64 {
+        let t = self.table.read();
+        t.by_id
+            .iter()
+            .flatten()
+            .map(|s| s.capacity())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// (used, capacity) over all live segments.
     pub fn totals(&self) -> (u64, u64) {
         let t = self.table.read();

@@ -69,7 +69,15 @@ impl Master {
             Ok(p) => p,
             Err(e) => return fail(e),
         };
-        let want = rc.map_or(1, |r| r.replica_num.max(1) as usize);
+        // More replicas than segments can never be placed; the cap also keeps a bogus
+        // replica_num from sizing buffers.
+        let want = rc
+            .map_or(1, |r| r.replica_num.max(1) as usize)
+            .min(self.segments.count().max(1));
+        // Larger than every segment: no eviction could make room, so evict nothing.
+        if size > self.segments.largest_capacity() {
+            return fail(ErrorCode::NoAvailableHandle);
+        }
         let preferred: Vec<u32> = rc
             .map(|r| {
                 r.preferred_segments

@@ -132,6 +132,15 @@ async fn a_put_that_finds_no_space_evicts_and_succeeds() {
             .1,
         1
     );
+    // Larger than any segment: -200 and nothing is evicted for it.
+    let before = m.all_keys().len();
+    assert_eq!(
+        m.put_start("c", "huge", u64::MAX, Some(&replicas(u32::MAX)))
+            .code,
+        -200
+    );
+    assert_eq!(m.put_start("c", "huge", (1 << 20) + 1, None).code, -200);
+    assert_eq!(m.all_keys().len(), before);
     // Nothing evictable: -200.
     let m = master(cfg());
     mount(&m, "c", "a:1", 1 << 20);
