@@ -93,6 +93,9 @@ impl ShmCache {
             return m.clone();
         }
         let mapped = map_file(&seg.shm_path, seg.size).map(Arc::new);
+        if let Some(m) = &mapped {
+            prefault(m.clone());
+        }
         if mapped.is_none() {
             tracing::debug!(path = %seg.shm_path, "same-host segment not mappable; using the transfer engine");
         }
@@ -105,6 +108,24 @@ impl ShmCache {
     /// Forgets a mapping (its owner died).
     pub fn forget(&self, path: &str) {
         self.maps.lock().remove(path);
+    }
+}
+
+/// Fills our page tables for the whole mapping in the background: the owner's pages
+/// exist already, but without this every first touch of a 4 KiB page in this process
+/// is a minor fault (measured: puts ran at a fifth of the speed of gets).
+fn prefault(m: Arc<PeerMap>) {
+    let spawned = std::thread::Builder::new()
+        .name("mc-shm-prefault".into())
+        .spawn(move || {
+            const MADV_POPULATE_WRITE: libc::c_int = 23;
+            // Safety: advice on our own live mapping (the Arc keeps it mapped).
+            unsafe {
+                libc::madvise(m.ptr.cast(), m.len, MADV_POPULATE_WRITE);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "no prefault thread; pages fault in on first use");
     }
 }
 
