@@ -12,11 +12,13 @@
 //! - [`allocator`]: the `MooncakeHostMemAllocator` class.
 //! - [`runtime`]: the per-store tokio runtime and the GIL-releasing `block_on`.
 //! - [`codes`]: results to the contract's return conventions.
+//! - [`malloc_tuning`]: glibc settings that keep large `get()` buffers warm.
 
 mod allocator;
 mod codes;
 mod engine;
 mod handle;
+mod malloc_tuning;
 mod pybuf;
 mod replicate;
 mod runtime;
@@ -26,6 +28,7 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _mooncake(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    malloc_tuning::apply();
     m.add_class::<store::NativeStore>()?;
     m.add_class::<replicate::ReplicateConfig>()?;
     m.add_class::<replicate::SoftPinAction>()?;
