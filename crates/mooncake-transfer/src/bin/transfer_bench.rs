@@ -115,12 +115,17 @@ async fn target(args: &Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     unsafe { engine.register_memory(segment.as_mut_ptr() as usize, size) }
         .map_err(|e| e.to_string())?;
+    let endpoints: Vec<String> = engine
+        .descriptor()
+        .endpoints
+        .into_iter()
+        .map(|e| e.addr)
+        .collect();
     println!(
-        "target: segment {} ({} bytes at {:#x}) endpoints {:?}",
+        "target ready: segment={} bytes={size} addr={:#x} endpoints={}",
         engine.segment_name(),
-        size,
         segment.as_ptr() as usize,
-        engine.descriptor().endpoints
+        endpoints.join(",")
     );
     tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
     engine.shutdown().await;
