@@ -137,8 +137,29 @@ impl DataPath {
             }
         }
         if !reqs.is_empty() {
-            // Safety: the caller keeps every local range valid for this call.
-            let outcome = unsafe { self.engine.transfer(&reqs).await };
+            let bytes: usize = reqs.iter().map(|r| r.length).sum();
+            let deadline = data_deadline(bytes);
+            // Safety: the caller keeps every local range valid for this call; a dropped
+            // (timed-out) transfer touches none of it afterwards.
+            let outcome = match tokio::time::timeout(deadline, unsafe {
+                self.engine.transfer(&reqs)
+            })
+            .await
+            {
+                Ok(o) => o,
+                Err(_) => {
+                    let e = MooncakeError::new(
+                        ErrorCode::TransferFail,
+                        format!("transfer of {bytes} bytes did not finish within {deadline:?}"),
+                    );
+                    for j in owner {
+                        if results[j].is_ok() {
+                            results[j] = Err(e.clone());
+                        }
+                    }
+                    return results;
+                }
+            };
             for (i, r) in outcome.into_iter().enumerate() {
                 if let Err(e) = r {
                     let j = owner[i];
@@ -150,6 +171,12 @@ impl DataPath {
         }
         results
     }
+}
+
+/// A bound on one batch of network transfers, so no call hangs on a stalled peer:
+/// 10 s plus the time the bytes take at a pessimistic 50 MB/s.
+pub(crate) fn data_deadline(bytes: usize) -> std::time::Duration {
+    std::time::Duration::from_secs(10) + std::time::Duration::from_micros(bytes as u64 / 50)
 }
 
 /// Copies one job through a same-host mapping.
