@@ -4,7 +4,8 @@
 //! touched), so registering a store's multi-GB segment is O(log n) and instant. Every
 //! remote access is looked up here and refused unless it lies inside one region.
 //!
-//! A lookup returns an `Arc<Region>` held for the duration of the access; unregistering
+//! A lookup returns an `Arc<Region>` held for one synchronous copy or syscall (never
+//! across an `.await`, see `tcp::guarded`); unregistering
 //! removes the region from the map and then waits until no access holds it, so memory
 //! is never touched after `unregister_memory` returns.
 
@@ -74,7 +75,7 @@ impl MemoryRegistry {
         let region = self.regions.write().remove(&addr).ok_or_else(|| {
             TransferError::Registration(format!("no region registered at {addr:#x}"))
         })?;
-        // Accesses hold a clone for at most one slice; wait them out.
+        // Accesses hold a clone for at most one syscall or memcpy; wait them out.
         while Arc::strong_count(&region) > 1 {
             std::thread::sleep(Duration::from_micros(50));
         }

@@ -219,3 +219,28 @@ async fn a_restarted_peer_is_never_reached_through_a_stale_descriptor() {
     );
     r1[0] ^= 0;
 }
+
+/// On a single-threaded runtime a drop must not wait on a task that cannot run.
+#[tokio::test(flavor = "current_thread")]
+async fn dropping_mid_flight_on_a_current_thread_runtime_does_not_hang() {
+    let a = engine().await;
+    let b = engine().await;
+    let mut region = vec![0u8; 32 << 20];
+    let base = region.as_mut_ptr() as u64;
+    unsafe { a.register_memory(base as usize, region.len()) }.unwrap();
+    for i in 0..10u64 {
+        let buf = vec![0u8; 32 << 20];
+        let r = req(Opcode::Read, &buf, &a, base);
+        let fut = unsafe { b.transfer(std::slice::from_ref(&r)) };
+        let _ = tokio::time::timeout(Duration::from_micros(100 + 300 * i), fut).await;
+        drop(buf);
+    }
+    // The owner can unregister while peers are mid-transfer, and nothing hangs.
+    let data = pattern(1 << 20, 1);
+    let res = unsafe { b.transfer(&[req(Opcode::Write, &data, &a, base)]).await };
+    assert!(res[0].is_ok(), "{:?}", res[0]);
+    a.unregister_memory(base as usize).unwrap();
+    let res = unsafe { b.transfer(&[req(Opcode::Write, &data, &a, base)]).await };
+    assert!(res[0].is_err());
+    region[0] ^= 0;
+}

@@ -5,7 +5,7 @@
 //!
 //! Copies per payload byte on this side: a Write is sent from the caller's memory with
 //! writev (one user->kernel copy); a Read response is read from the socket straight
-//! into the caller's memory (one kernel->user copy, except up to 64 KiB that may arrive
+//! into the caller's memory (one kernel->user copy, except up to 8 KiB that may arrive
 //! together with the header and pass through the read buffer).
 
 use parking_lot::Mutex;
@@ -13,13 +13,14 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
 use super::frame::{crc, status, Header, Op, FLAG_CRC};
-use super::io::{drain, read_header, tune, write_frame, READ_BUF};
+use super::guarded::{read_into, write_from, CallerMem, MemAccess};
+use super::io::{read_header, tune, write_frame, READ_BUF};
 use super::slice::Job;
 use crate::config::TcpTuning;
 use crate::errors::TransferError;
@@ -270,24 +271,30 @@ async fn writer(
             (job.op, job.remote_addr, job.len, job.local, job.ctl.clone());
         let result = match op {
             Opcode::Write => {
-                if !ctl.begin() {
+                if ctl.is_cancelled() {
                     sh.finish(job, Err(TransferError::Shutdown));
                     continue;
                 }
-                // SAFETY: `begin` succeeded, so the transfer has not been dropped and
-                // its caller guarantees the local range is readable until then.
-                let payload = unsafe { std::slice::from_raw_parts(local as *const u8, len) };
+                let mem = CallerMem {
+                    ctl: &ctl,
+                    ptr: local,
+                };
                 let mut h = Header::new(Op::Write, id, addr, len as u64);
                 if crc_on {
-                    h = h.with_crc(crc(payload));
+                    // SAFETY: `with` grants access to the caller's `len` bytes.
+                    match mem.with(|p| crc(unsafe { std::slice::from_raw_parts(p, len) })) {
+                        Some(c) => h = h.with_crc(c),
+                        None => {
+                            sh.finish(job, Err(TransferError::Shutdown));
+                            continue;
+                        }
+                    }
                 }
                 if let Err((job, e)) = sh.insert(id, job, true) {
-                    ctl.end();
                     sh.finish(job, Err(e));
                     continue;
                 }
-                let r = write_frame(&mut wr, &h, payload).await;
-                ctl.end();
+                let r = write_from(&mut wr, &h, len, &mem).await;
                 sh.written(id);
                 if r.is_ok() {
                     Metrics::add(&seg.metrics.bytes_written, len as u64);
@@ -343,30 +350,35 @@ async fn reader(rd: OwnedReadHalf, sh: Arc<Shared>, seg: Arc<LocalSegment>) {
                 break e;
             }
             (Op::ReadData, Opcode::Read) => {
-                let r = if job.ctl.begin() {
-                    // SAFETY: `begin` succeeded: the caller's buffer is still valid.
-                    let dst =
-                        unsafe { std::slice::from_raw_parts_mut(job.local as *mut u8, job.len) };
-                    let r = rd
-                        .read_exact(dst)
-                        .await
-                        .map(|_| h.has_crc() && crc(dst) != h.crc);
-                    job.ctl.end();
-                    r
-                } else {
-                    drain(&mut rd, h.len).await.map(|_| false)
+                let mem = CallerMem {
+                    ctl: &job.ctl,
+                    ptr: job.local,
                 };
+                let r = read_into(&mut rd, job.len, &mem).await.map(|delivered| {
+                    if !delivered {
+                        return Some(TransferError::Shutdown);
+                    }
+                    if !h.has_crc() {
+                        return None;
+                    }
+                    // SAFETY: `with` grants access to the caller's `len` bytes.
+                    match mem.with(|p| crc(unsafe { std::slice::from_raw_parts(p, job.len) })) {
+                        Some(c) if c == h.crc => None,
+                        Some(_) => Some(TransferError::Checksum(format!(
+                            "read of {} bytes at {:#x} from {}",
+                            h.len, h.addr, sh.segment
+                        ))),
+                        None => Some(TransferError::Shutdown),
+                    }
+                });
                 match r {
                     Err(e) => {
                         let e = TransferError::io("reading read payload", e);
                         sh.finish(job, Err(e.clone()));
                         break e;
                     }
-                    Ok(true) => Err(TransferError::Checksum(format!(
-                        "read of {} bytes at {:#x} from {}",
-                        h.len, h.addr, sh.segment
-                    ))),
-                    Ok(false) => {
+                    Ok(Some(e)) => Err(e),
+                    Ok(None) => {
                         Metrics::add(&seg.metrics.bytes_read, h.len);
                         Ok(())
                     }

@@ -9,7 +9,7 @@ use crate::errors::TransferError;
 
 /// Read-side buffer. Payloads larger than this bypass it and go straight from the
 /// kernel into the destination (tokio's `BufReader` skips its buffer for big reads).
-pub const READ_BUF: usize = 64 << 10;
+pub const READ_BUF: usize = 8 << 10;
 
 /// TCP_NODELAY (small requests must not wait for Nagle) and optional buffer sizes.
 pub fn tune(stream: &TcpStream, buf: usize) {

@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod describe;
 pub mod frame;
+pub mod guarded;
 pub mod io;
 pub mod pool;
 pub mod server;

@@ -5,16 +5,18 @@
 //! next; the peer pipelines many requests, so the socket buffers keep the link busy
 //! while this task parses. Copies per payload byte on this side: a Write's payload is
 //! read from the socket straight into the registered region (one kernel->user copy;
-//! only the bytes that arrived with the header, at most 64 KiB, pass through the read
+//! only the bytes that arrived with the header, at most 8 KiB, pass through the read
 //! buffer); a Read's payload is written from the region with writev (one user->kernel
-//! copy). No intermediate buffer exists for payloads.
+//! copy). No intermediate buffer exists for payloads. The region is pinned only inside
+//! each syscall (`tcp::guarded`), so unregistering never waits on a slow peer.
 
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::frame::{crc, status, Header, Op};
+use super::guarded::{read_into, write_from, MemAccess, RegionMem};
 use super::io::{drain, read_control, read_header, tune, write_frame, READ_BUF};
 use crate::errors::TransferError;
 use crate::local::LocalSegment;
@@ -52,8 +54,8 @@ pub async fn run_listener(
     conns.abort_all();
 }
 
-async fn serve(mut stream: TcpStream, seg: &LocalSegment) -> Result<(), TransferError> {
-    let (rd, mut wr) = stream.split();
+async fn serve(stream: TcpStream, seg: &LocalSegment) -> Result<(), TransferError> {
+    let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(READ_BUF, rd);
     let io = |what: &'static str| move |e| TransferError::io(what, e);
     while let Some(h) = read_header(&mut rd).await? {
@@ -104,22 +106,25 @@ async fn serve(mut stream: TcpStream, seg: &LocalSegment) -> Result<(), Transfer
                         status::OUT_OF_REGION
                     }
                     Some(region) => {
-                        // SAFETY: the range lies inside a registered region, which the
-                        // owner keeps valid while registered; `region` pins it.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                h.addr as usize as *mut u8,
-                                h.len as usize,
-                            )
-                        };
-                        rd.read_exact(dst).await.map_err(io("write payload"))?;
-                        let bad_crc = h.has_crc() && crc(dst) != h.crc;
                         drop(region);
+                        let mem = RegionMem {
+                            memory: &seg.memory,
+                            addr: h.addr,
+                            len: h.len,
+                        };
+                        let delivered = read_into(&mut rd, h.len as usize, &mem)
+                            .await
+                            .map_err(io("write payload"))?;
+                        // SAFETY: `with` pins the registered range for the CRC pass.
+                        let crc_ok = !h.has_crc()
+                            || mem.with(|p| {
+                                crc(unsafe { std::slice::from_raw_parts(p, h.len as usize) })
+                            }) == Some(h.crc);
                         Metrics::add(&seg.metrics.bytes_served_in, h.len);
-                        if bad_crc {
-                            status::CHECKSUM
-                        } else {
-                            status::OK
+                        match (delivered, crc_ok) {
+                            (false, _) => status::OUT_OF_REGION,
+                            (true, false) => status::CHECKSUM,
+                            (true, true) => status::OK,
                         }
                     }
                 };
@@ -138,18 +143,23 @@ async fn serve(mut stream: TcpStream, seg: &LocalSegment) -> Result<(), Transfer
                         .map_err(io("read refusal"))?;
                 }
                 Some(region) => {
-                    // SAFETY: as above, the range is inside a pinned registered region.
-                    let src = unsafe {
-                        std::slice::from_raw_parts(h.addr as usize as *const u8, h.len as usize)
-                    };
                     let mut resp = Header::new(Op::ReadData, h.id, h.addr, h.len);
                     if h.has_crc() {
+                        // SAFETY: the range is inside the registered region `region` pins.
+                        let src = unsafe {
+                            std::slice::from_raw_parts(h.addr as usize as *const u8, h.len as usize)
+                        };
                         resp = resp.with_crc(crc(src));
                     }
-                    write_frame(&mut wr, &resp, src)
+                    drop(region);
+                    let mem = RegionMem {
+                        memory: &seg.memory,
+                        addr: h.addr,
+                        len: h.len,
+                    };
+                    write_from(&mut wr, &resp, h.len as usize, &mem)
                         .await
                         .map_err(io("read payload"))?;
-                    drop(region);
                     Metrics::add(&seg.metrics.bytes_served_out, h.len);
                 }
             },

@@ -2,7 +2,7 @@
 //! transfer safe.
 //!
 //! Connection tasks own the sockets and touch the caller's memory only between
-//! [`SliceCtl::begin`] and [`SliceCtl::end`]. When the caller's future (or batch) is
+//! [`SliceCtl::begin`] and [`SliceCtl::end`], around single non-blocking syscalls. When the caller's future (or batch) is
 //! dropped, [`SliceCtl::cancel`] waits out an access in progress and marks the slice
 //! cancelled, after which no task touches that memory: a queued Write is skipped, and a
 //! Read response is drained into scratch. The connection stays in sync either way.
@@ -22,11 +22,23 @@ const CANCELLED: u8 = 2;
 pub struct SliceCtl(AtomicU8);
 
 impl SliceCtl {
-    /// Claims the memory for an access; false once cancelled.
+    /// Claims the memory for one synchronous access; false once cancelled. Another
+    /// path may hold it for the length of one syscall (a retried slice): wait that out.
     pub fn begin(&self) -> bool {
-        self.0
-            .compare_exchange(IDLE, BUSY, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+        loop {
+            match self
+                .0
+                .compare_exchange(IDLE, BUSY, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(CANCELLED) => return false,
+                Err(_) => std::hint::spin_loop(),
+            }
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire) == CANCELLED
     }
 
     pub fn end(&self) {
@@ -35,7 +47,8 @@ impl SliceCtl {
             .compare_exchange(BUSY, IDLE, Ordering::Release, Ordering::Relaxed);
     }
 
-    /// Forbids further access, waiting for one in progress (at most one slice's copy).
+    /// Forbids further access, waiting for one in progress (at most one syscall: no
+    /// task holds the memory across an `.await`, see `tcp::guarded`).
     pub fn cancel(&self) {
         loop {
             match self
