@@ -4,10 +4,19 @@
 //! Stall grace (beyond the reference): the sweeper remembers when it last ran. If the
 //! gap is longer than `client_ttl`, the master itself was not running (SIGSTOP, a
 //! frozen VM, a long GC-like pause), so silence from clients proves nothing: every
-//! client gets a fresh `client_ttl` instead of being expired all at once.
+//! client gets a fresh `client_ttl` instead of being expired all at once. A shorter
+//! stall (the sweep came late by more than its usual slack) is not counted against
+//! the clients either: their silence is shortened by the time the master lost.
 
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The sweep period for a TTL: a quarter of it (so expiry is at most 25% late),
+/// between 10 ms and 1 s.
+pub fn sweep_interval(client_ttl: Duration) -> Duration {
+    (client_ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
 
 #[derive(Debug, Default)]
 struct ClientEntry {
@@ -88,8 +97,10 @@ impl Liveness {
     }
 
     /// Expires clients silent for more than `ttl_ms` (removing them), unless the
-    /// sweeper itself did not run for more than `ttl_ms` (stall grace).
-    pub fn sweep(&self, now_ms: u64, ttl_ms: u64) -> Sweep {
+    /// sweeper itself did not run for more than `ttl_ms` (stall grace). `period_ms`
+    /// is how often sweeps are meant to run; a sweep later than twice that credits
+    /// the lost time to every client.
+    pub fn sweep(&self, now_ms: u64, ttl_ms: u64, period_ms: u64) -> Sweep {
         let last = self.last_sweep_ms.swap(now_ms, Ordering::SeqCst);
         let gap = now_ms.saturating_sub(last);
         if gap > ttl_ms {
@@ -97,6 +108,12 @@ impl Liveness {
                 e.last_seen_ms = e.last_seen_ms.max(now_ms);
             }
             return Sweep::StallGrace { stalled_ms: gap };
+        }
+        let lost = gap.saturating_sub(2 * period_ms);
+        if lost > 0 {
+            for mut e in self.clients.iter_mut() {
+                e.last_seen_ms = (e.last_seen_ms + lost).min(now_ms);
+            }
         }
         let dead: Vec<Box<str>> = self
             .clients
@@ -127,11 +144,11 @@ mod tests {
         let l = Liveness::new(0);
         l.add_segment("a", "a:1", 0);
         l.add_segment("b", "b:1", 0);
-        assert_eq!(l.sweep(500, 1000), Sweep::Expired(vec![]));
+        assert_eq!(l.sweep(500, 1000, 250), Sweep::Expired(vec![]));
         assert!(l.touch("b", 900));
         assert!(!l.touch("zzz", 900));
         assert_eq!(
-            l.sweep(1200, 1000),
+            l.sweep(1200, 1000, 1000),
             Sweep::Expired(vec![("a".into(), vec!["a:1".into()])])
         );
         assert_eq!(l.count(), 1);
@@ -144,9 +161,26 @@ mod tests {
         let l = Liveness::new(0);
         l.add_segment("a", "a:1", 0);
         // The master was frozen from t=0 to t=5000 (ttl 1000): nobody expires.
-        assert_eq!(l.sweep(5000, 1000), Sweep::StallGrace { stalled_ms: 5000 });
-        assert_eq!(l.sweep(5500, 1000), Sweep::Expired(vec![]));
+        assert_eq!(
+            l.sweep(5000, 1000, 250),
+            Sweep::StallGrace { stalled_ms: 5000 }
+        );
+        assert_eq!(l.sweep(5250, 1000, 250), Sweep::Expired(vec![]));
+        assert_eq!(l.sweep(5500, 1000, 250), Sweep::Expired(vec![]));
+        assert_eq!(l.sweep(5750, 1000, 250), Sweep::Expired(vec![]));
         // ... but a client that stays silent after the resume does expire.
-        assert!(matches!(l.sweep(6001, 1000), Sweep::Expired(v) if v.len() == 1));
+        assert!(matches!(l.sweep(6001, 1000, 250), Sweep::Expired(v) if v.len() == 1));
+    }
+
+    #[test]
+    fn a_short_stall_is_not_counted_against_clients() {
+        let l = Liveness::new(0);
+        l.add_segment("a", "a:1", 0);
+        assert_eq!(l.sweep(250, 1000, 250), Sweep::Expired(vec![]));
+        assert_eq!(l.sweep(500, 1000, 250), Sweep::Expired(vec![]));
+        // Frozen from 500 to 1400 (< ttl): 400 ms beyond the usual slack were lost.
+        assert_eq!(l.sweep(1400, 1000, 250), Sweep::Expired(vec![]));
+        // Silent for a full ttl of master running time: expired.
+        assert!(matches!(l.sweep(1650, 1000, 250), Sweep::Expired(v) if v.len() == 1));
     }
 }

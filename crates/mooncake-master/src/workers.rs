@@ -4,7 +4,7 @@
 //! (frees stuck puts, and upserted-away space once readers' leases end). They stop
 //! when [`WorkerHandles`] is dropped.
 
-use crate::liveness::Sweep;
+use crate::liveness::{sweep_interval, Sweep};
 use crate::master::Master;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,12 +27,6 @@ impl Drop for WorkerHandles {
             t.abort();
         }
     }
-}
-
-/// The liveness sweep period: a quarter of the TTL (so expiry is at most 25% late),
-/// between 10 ms and 1 s.
-fn sweep_interval(client_ttl: Duration) -> Duration {
-    (client_ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 fn reap_interval(release: Duration) -> Duration {

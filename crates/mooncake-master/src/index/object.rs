@@ -105,3 +105,20 @@ impl Object {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the per-object footprint (a later goal is <= 200 bytes per object with
+    /// 20-byte keys, map overhead and allocator node included).
+    #[test]
+    fn object_metadata_stays_small() {
+        assert!(
+            std::mem::size_of::<Object>() <= 64,
+            "{}",
+            std::mem::size_of::<Object>()
+        );
+        assert_eq!(std::mem::size_of::<Replica>(), 12);
+    }
+}

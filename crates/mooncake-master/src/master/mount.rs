@@ -94,7 +94,8 @@ impl Master {
     /// (or grants everyone a fresh TTL after a master stall).
     pub fn sweep_clients(&self) -> Sweep {
         let ttl = crate::lease::ms(self.config().client_ttl);
-        let sweep = self.liveness.sweep(self.now_ms(), ttl);
+        let period = crate::lease::ms(crate::liveness::sweep_interval(self.config().client_ttl));
+        let sweep = self.liveness.sweep(self.now_ms(), ttl, period);
         if let Sweep::Expired(dead) = &sweep {
             for (client, names) in dead {
                 super::counters::add(&self.counters().expired_clients, 1);
