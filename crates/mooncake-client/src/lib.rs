@@ -4,7 +4,8 @@
 //! Layout (each module has one job):
 //! - [`config`]: `ClientConfig`, `ReplicateConfig`, `SoftPin`, `Health`.
 //! - `client`: the handle; start-up, identity, health, close, registered buffers.
-//! - `put` / `get` / `admin`: the object operations (one batched path each).
+//! - `put` / `get` / `admin`: the object operations; `write` / `read`: the
+//!   batched paths behind them.
 //! - `io`: the data path; splits a batch between memcpy (same host) and the engine.
 //! - `shm`: mappings of same-host peers' segment files and their liveness probe.
 //! - [`segment`]: the memory a process contributes (file-backed, pre-faulted).
@@ -24,9 +25,11 @@ pub mod host;
 mod io;
 mod mount;
 mod put;
+mod read;
 mod rpc;
 pub mod segment;
 mod shm;
+mod write;
 
 pub use client::Client;
 pub use config::{ClientConfig, Health, ReplicateConfig, SoftPin};

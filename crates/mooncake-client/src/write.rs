@@ -1,0 +1,209 @@
+//! The one write path behind every put form: one `BatchPutStart` (or
+//! `BatchUpsertStart`) for the whole batch, every replica written through the data
+//! path in one go, then one `BatchPutEnd` for the keys whose replicas all landed and
+//! one `BatchPutRevoke` for the rest. `OBJECT_ALREADY_EXISTS` from a put start is
+//! put-if-absent success: nothing is written.
+
+use crate::client::Client;
+use crate::config::ReplicateConfig;
+use crate::errors::{check_code, check_key, code_error};
+use crate::io::{layout, Job};
+use mooncake_common::{ErrorCode, MooncakeError, Result};
+use mooncake_proto::{BatchPutEndRequest, BatchPutStartRequest, PutStartResponse};
+use mooncake_transfer::Opcode;
+
+/// Source buffers of one object (address, length), concatenated in order.
+pub(crate) type Bufs = Vec<(usize, usize)>;
+
+impl Client {
+    /// The one write path. `items[i]` is the source of `keys[i]` (or its validation
+    /// error).
+    ///
+    /// # Safety
+    /// Every source range is valid for reads for the whole call.
+    pub(crate) async unsafe fn write_objects(
+        &self,
+        keys: &[String],
+        items: Vec<Result<Bufs>>,
+        rc: &ReplicateConfig,
+        upsert: bool,
+    ) -> Vec<Result<()>> {
+        let mut results: Vec<Result<()>> = Vec::with_capacity(keys.len());
+        let mut todo = Vec::new(); // indices going to the master
+        for (i, (key, item)) in keys.iter().zip(items).enumerate() {
+            let checked = self.ensure_open().and_then(|_| check_key(key)).and(item);
+            match checked {
+                Ok(b) => {
+                    let size: u64 = b.iter().map(|(_, l)| *l as u64).sum();
+                    if size == 0 {
+                        results.push(Err(MooncakeError::invalid(format!(
+                            "put {key:?}: empty value"
+                        ))));
+                    } else {
+                        results.push(Ok(()));
+                        todo.push((i, b, size));
+                    }
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if todo.is_empty() {
+            return results;
+        }
+        let req = BatchPutStartRequest {
+            client_id: self.inner.client_id.clone(),
+            keys: todo.iter().map(|(i, _, _)| keys[*i].clone()).collect(),
+            sizes: todo.iter().map(|(_, _, s)| *s).collect(),
+            config: Some(rc.to_proto()),
+        };
+        let rpc = &self.inner.rpc;
+        let started = if upsert {
+            rpc.call("batch_upsert_start", |mut c| async move {
+                c.batch_upsert_start(req).await
+            })
+            .await
+        } else {
+            rpc.call("batch_put_start", |mut c| async move {
+                c.batch_put_start(req).await
+            })
+            .await
+        };
+        let starts: Vec<PutStartResponse> = match started {
+            Ok(r) if r.results.len() == todo.len() => r.results,
+            Ok(_) => {
+                let e = MooncakeError::new(
+                    ErrorCode::InternalError,
+                    "put_start: master answered a different number of results",
+                );
+                return fill(results, &todo, e);
+            }
+            Err(e) => return fill(results, &todo, e),
+        };
+        // Plan the writes of every replica of every started object.
+        let mut jobs = Vec::new();
+        let mut job_owner = Vec::new(); // job -> position in `todo`
+        let mut started_ok = vec![false; todo.len()];
+        for (t, ((i, bufs, _), st)) in todo.iter().zip(&starts).enumerate() {
+            if st.code == 0 {
+                if st.replicas.is_empty() {
+                    results[*i] = Err(MooncakeError::new(
+                        ErrorCode::InvalidReplica,
+                        "put_start: no replica",
+                    ));
+                    continue;
+                }
+                started_ok[t] = true;
+                for r in &st.replicas {
+                    jobs.push(Job {
+                        replica: r,
+                        pieces: layout(bufs, 0),
+                    });
+                    job_owner.push(t);
+                }
+            } else if st.code == ErrorCode::ObjectAlreadyExists.code() && !upsert {
+                // put-if-absent: first writer wins, we report success.
+            } else {
+                results[*i] = Err(code_error(st.code, &format!("put {:?}", keys[*i])));
+            }
+        }
+        // Safety: forwarded from the caller.
+        let outcome = unsafe { self.inner.data.run(Opcode::Write, &jobs).await };
+        let mut write_err: Vec<Option<MooncakeError>> = vec![None; todo.len()];
+        for (j, r) in outcome.into_iter().enumerate() {
+            if let Err(e) = r {
+                write_err[job_owner[j]].get_or_insert(e);
+            }
+        }
+        // Confirm what landed, revoke the rest.
+        let (mut end_keys, mut end_ids, mut end_pos) = (vec![], vec![], vec![]);
+        let (mut rev_keys, mut rev_ids) = (vec![], vec![]);
+        for t in 0..todo.len() {
+            if !started_ok[t] {
+                continue;
+            }
+            let (i, _, _) = &todo[t];
+            if let Some(e) = write_err[t].take() {
+                results[*i] = Err(e);
+                rev_keys.push(keys[*i].clone());
+                rev_ids.push(starts[t].put_id);
+            } else {
+                end_keys.push(keys[*i].clone());
+                end_ids.push(starts[t].put_id);
+                end_pos.push(*i);
+            }
+        }
+        let client_id = self.inner.client_id.clone();
+        if !rev_keys.is_empty() {
+            let req = BatchPutEndRequest {
+                client_id: client_id.clone(),
+                keys: rev_keys,
+                put_ids: rev_ids,
+            };
+            let r = if upsert {
+                rpc.call("batch_upsert_revoke", |mut c| async move {
+                    c.batch_upsert_revoke(req).await
+                })
+                .await
+            } else {
+                rpc.call("batch_put_revoke", |mut c| async move {
+                    c.batch_put_revoke(req).await
+                })
+                .await
+            };
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "revoke failed; the master frees the space after its put timeout");
+            }
+        }
+        if !end_keys.is_empty() {
+            let n = end_keys.len();
+            let req = BatchPutEndRequest {
+                client_id,
+                keys: end_keys,
+                put_ids: end_ids,
+            };
+            let r = if upsert {
+                rpc.call("batch_upsert_end", |mut c| async move {
+                    c.batch_upsert_end(req).await
+                })
+                .await
+            } else {
+                rpc.call("batch_put_end", |mut c| async move {
+                    c.batch_put_end(req).await
+                })
+                .await
+            };
+            match r {
+                Ok(r) if r.codes.len() == n => {
+                    for (pos, code) in end_pos.iter().zip(r.codes) {
+                        results[*pos] = check_code(code, &format!("put_end {:?}", keys[*pos]));
+                    }
+                }
+                Ok(_) => {
+                    for pos in end_pos {
+                        results[pos] = Err(MooncakeError::new(
+                            ErrorCode::InternalError,
+                            "put_end: wrong number of results",
+                        ));
+                    }
+                }
+                Err(e) => {
+                    for pos in end_pos {
+                        results[pos] = Err(e.clone());
+                    }
+                }
+            }
+        }
+        results
+    }
+}
+
+fn fill(
+    mut results: Vec<Result<()>>,
+    todo: &[(usize, Bufs, u64)],
+    e: MooncakeError,
+) -> Vec<Result<()>> {
+    for (i, _, _) in todo {
+        results[*i] = Err(e.clone());
+    }
+    results
+}
