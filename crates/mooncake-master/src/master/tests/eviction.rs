@@ -152,3 +152,29 @@ async fn a_put_that_finds_no_space_evicts_and_succeeds() {
     assert_eq!(m.write_end("c", "pinned", r.put_id), 0);
     assert_eq!(m.put_start("c", "new", KB64, None).code, -200);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_background_worker_evicts_above_the_watermark() {
+    let m = master(cfg());
+    mount(&m, "c", "a:1", 1 << 20);
+    let _w = m.spawn_workers();
+    let names: Vec<String> = m.workers_status().into_iter().map(|w| w.0).collect();
+    assert_eq!(names, ["eviction", "liveness", "put_reaper"]);
+    for i in 0..12 {
+        put(&m, &format!("k{i}"), KB64);
+    }
+    assert_eq!(m.stats().allocated_bytes, 12 * KB64);
+    for _ in 0..10 {
+        tokio::time::sleep(crate::workers::EVICTION_INTERVAL).await;
+        if m.stats().allocated_bytes < 12 * KB64 {
+            break;
+        }
+    }
+    assert_eq!(
+        m.stats().allocated_bytes,
+        8 * KB64,
+        "evicted 25% of capacity"
+    );
+    let status = m.workers_status();
+    assert!(status[0].1.contains("evicted 4 objects"), "{status:?}");
+}
