@@ -83,6 +83,18 @@ impl TransferConfig {
         }
     }
 
+    /// The engine settings of a store daemon or client (CONTRACT §2): name, metadata
+    /// server, protocol and devices from the shared `NodeConfig`. Binds `0.0.0.0` so
+    /// peers on other hosts reach it (every selected NIC is advertised).
+    pub fn from_node(node: &mooncake_common::config::NodeConfig) -> Self {
+        let mut cfg = Self::new(node.local_hostname.clone());
+        cfg.bind_ip = "0.0.0.0".into();
+        cfg.metadata = node.metadata_server.clone();
+        cfg.protocol = node.protocol;
+        cfg.devices = node.device_name.clone();
+        cfg
+    }
+
     /// Rejects settings that cannot work, naming the field.
     pub fn validate(&self) -> Result<(), TransferError> {
         let bad = |m: String| Err(TransferError::Config(m));
@@ -118,6 +130,24 @@ impl TransferConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_node_takes_the_shared_settings() {
+        let node = mooncake_common::config::NodeConfig {
+            local_hostname: "10.0.0.5".into(),
+            metadata_server: "http://m:8080/metadata".into(),
+            protocol: Protocol::Rdma,
+            device_name: "mlx5_0".into(),
+            ..Default::default()
+        };
+        let cfg = TransferConfig::from_node(&node);
+        assert_eq!(cfg.local_hostname, "10.0.0.5");
+        assert_eq!(cfg.metadata, "http://m:8080/metadata");
+        assert_eq!(cfg.protocol, Protocol::Rdma);
+        assert_eq!(cfg.devices, "mlx5_0");
+        assert_eq!(cfg.port, 0);
+        assert_eq!(cfg.bind_ip, "0.0.0.0");
+    }
 
     #[test]
     fn defaults_validate_and_bad_fields_are_named() {
