@@ -283,6 +283,28 @@ async fn dispatch(
         Target::Local => return local_copy(eng, s, op).map(|_| false),
         Target::Remote(p) => p,
     };
+    #[cfg(feature = "rdma")]
+    if let Some(r) = rdma_route(eng, peer, s) {
+        let (tx, len) = (tx.clone(), s.len as u64);
+        let (local, remote) = (s.local as u64, s.remote);
+        let name = peer.desc.name.clone();
+        let endpoint = peer.desc.endpoints[0].addr.clone();
+        let nics = peer
+            .desc
+            .buffers
+            .iter()
+            .map(|b| b.rkeys.len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        tokio::spawn(async move {
+            let result = r
+                .transfer(&name, &endpoint, nics, op, local, remote, len)
+                .await;
+            let _ = tx.send(Done { tag, result });
+        });
+        return Ok(true);
+    }
     let units = s.len.div_ceil(BUDGET_UNIT).min(eng.budget_units) as u32;
     let permit = eng
         .budget
@@ -310,6 +332,22 @@ async fn dispatch(
             conn.remote
         ))),
     }
+}
+
+/// The RDMA path for a slice: both engines speak RDMA and the local range is
+/// registered (RDMA NICs only reach registered memory); otherwise the slice goes over
+/// TCP, which every engine's listener also serves.
+#[cfg(feature = "rdma")]
+fn rdma_route(
+    eng: &TransferEngine,
+    peer: &Peer,
+    s: &SliceSpec,
+) -> Option<Arc<dyn crate::rdma::RdmaPath>> {
+    let r = eng.rdma.as_ref()?;
+    (peer.desc.protocol == "rdma"
+        && !peer.desc.endpoints.is_empty()
+        && r.covers_local(s.local as u64, s.len as u64))
+    .then(|| r.clone())
 }
 
 /// A transfer to this engine's own segment: a bounds-checked memcpy.

@@ -37,6 +37,9 @@ pub struct TransferEngine {
     endpoint: String,
     stop: watch::Sender<bool>,
     listener: Mutex<Option<JoinHandle<()>>>,
+    /// The RDMA data path, when `protocol = rdma` found devices (feature `rdma`).
+    #[cfg(feature = "rdma")]
+    pub(crate) rdma: Option<Arc<dyn crate::rdma::RdmaPath>>,
 }
 
 impl TransferEngine {
@@ -45,6 +48,38 @@ impl TransferEngine {
     pub async fn start(cfg: TransferConfig) -> Result<Arc<TransferEngine>, TransferError> {
         cfg.validate()?;
         let protocol = effective_protocol(&cfg)?;
+        #[cfg(feature = "rdma")]
+        if protocol == Protocol::Rdma {
+            let devices = crate::rdma::probe(&cfg.devices)?;
+            let verbs = Arc::new(crate::rdma::ibverbs::IbVerbs::default());
+            let t = crate::rdma::transport::RdmaTransport::new(verbs, &devices, 64 << 10)?;
+            return Self::start_with_rdma(cfg, Arc::new(crate::rdma::RdmaEngine::new(t))).await;
+        }
+        Self::start_inner(cfg, protocol).await
+    }
+
+    /// Starts an RDMA engine on a given RDMA path (tests pass one over fake verbs).
+    #[cfg(feature = "rdma")]
+    pub async fn start_with_rdma(
+        cfg: TransferConfig,
+        path: Arc<dyn crate::rdma::RdmaPath>,
+    ) -> Result<Arc<TransferEngine>, TransferError> {
+        cfg.validate()?;
+        let mut eng = Self::start_inner(cfg, Protocol::Rdma).await?;
+        let e = Arc::get_mut(&mut eng).ok_or(TransferError::Shutdown)?;
+        let p = path.clone();
+        e.seg
+            .control
+            .write()
+            .replace(Arc::new(move |req: &[u8]| p.accept(req)));
+        e.rdma = Some(path);
+        Ok(eng)
+    }
+
+    async fn start_inner(
+        cfg: TransferConfig,
+        protocol: Protocol,
+    ) -> Result<Arc<TransferEngine>, TransferError> {
         let listener = TcpListener::bind((cfg.bind_ip.as_str(), cfg.port))
             .await
             .map_err(|e| {
@@ -86,6 +121,8 @@ impl TransferEngine {
             endpoint,
             stop,
             listener: Mutex::new(Some(task)),
+            #[cfg(feature = "rdma")]
+            rdma: None,
         }))
     }
 
@@ -119,12 +156,29 @@ impl TransferEngine {
     /// # Safety
     /// The memory stays valid until `unregister_memory(addr)` or the engine is dropped.
     pub unsafe fn register_memory(&self, addr: usize, len: usize) -> Result<(), TransferError> {
-        self.seg.memory.register(addr, len)
+        self.seg.memory.register(addr, len)?;
+        #[cfg(feature = "rdma")]
+        if let Some(r) = &self.rdma {
+            match r.register(addr as u64, len as u64) {
+                Ok(keys) => self.seg.rkeys.write().push((addr as u64, keys)),
+                Err(e) => {
+                    let _ = self.seg.memory.unregister(addr);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Stops serving the region at `addr`; returns once no access to it is in progress.
     pub fn unregister_memory(&self, addr: usize) -> Result<(), TransferError> {
-        self.seg.memory.unregister(addr)
+        self.seg.memory.unregister(addr)?;
+        #[cfg(feature = "rdma")]
+        if let Some(r) = &self.rdma {
+            self.seg.rkeys.write().retain(|(a, _)| *a != addr as u64);
+            r.deregister(addr as u64)?;
+        }
+        Ok(())
     }
 
     /// Publishes this engine's descriptor (`mooncake/ram/<name>`) and handshake address

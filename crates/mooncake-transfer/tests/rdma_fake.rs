@@ -136,3 +136,57 @@ async fn engine_with_protocol_rdma_fails_clearly_or_falls_back() {
     let eng = mooncake_transfer::TransferEngine::start(cfg).await.unwrap();
     assert_eq!(eng.descriptor().protocol, "tcp");
 }
+
+/// Through the engine API: both engines speak RDMA (fake NICs), so registered local
+/// memory moves by RDMA work requests (the TCP listener sees no payload); unregistered
+/// local memory falls back to TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_routes_registered_memory_over_rdma_and_the_rest_over_tcp() {
+    use mooncake_transfer::rdma::RdmaEngine;
+    use mooncake_transfer::{TransferConfig, TransferEngine, TransferRequest};
+    let fabric = FakeFabric::default();
+    let start = |names: &'static [&'static str]| {
+        let v = Arc::new(FakeVerbs::new(&fabric, names));
+        let t = RdmaTransport::new(v, &nics(names.len()), 64 << 10).unwrap();
+        TransferEngine::start_with_rdma(
+            TransferConfig::new("127.0.0.1"),
+            Arc::new(RdmaEngine::new(t)),
+        )
+    };
+    let a = start(&["fake0", "fake1"]).await.unwrap();
+    let b = start(&["fake0"]).await.unwrap();
+    let mut region = vec![0u8; 8 << 20];
+    let base = region.as_mut_ptr() as u64;
+    unsafe { a.register_memory(base as usize, region.len()) }.unwrap();
+    assert_eq!(a.descriptor().protocol, "rdma");
+    assert_eq!(a.descriptor().buffers[0].rkeys.len(), 2, "one rkey per NIC");
+
+    let data = pattern(3 << 20 | 5, 7);
+    unsafe { b.register_memory(data.as_ptr() as usize, data.len()) }.unwrap();
+    let r = |op, local: &[u8], remote| TransferRequest {
+        opcode: op,
+        local_addr: local.as_ptr() as usize,
+        length: local.len(),
+        target: a.segment_name().into(),
+        target_endpoint: None,
+        remote_addr: remote,
+    };
+    let res = unsafe { b.transfer(&[r(Opcode::Write, &data, base + 4096)]).await };
+    assert!(res[0].is_ok(), "{:?}", res[0]);
+    assert_eq!(
+        crc32c::crc32c(&region[4096..4096 + data.len()]),
+        crc32c::crc32c(&data)
+    );
+    assert_eq!(
+        a.metrics().bytes_served_in,
+        0,
+        "payload went over RDMA, not TCP"
+    );
+
+    // An unregistered local buffer goes over TCP instead.
+    let other = pattern(1 << 20, 9);
+    let res = unsafe { b.transfer(&[r(Opcode::Write, &other, base)]).await };
+    assert!(res[0].is_ok(), "{:?}", res[0]);
+    assert_eq!(a.metrics().bytes_served_in, other.len() as u64);
+    assert_eq!(&region[..other.len()], &other[..]);
+}
