@@ -15,6 +15,7 @@ mod put;
 mod setup;
 
 use clap::Parser;
+use mooncake_benches::cpu::{cpu_time, per_op_us};
 use mooncake_common::size::parse_size;
 use mooncake_proto::RemoveAllRequest;
 use std::process::ExitCode;
@@ -60,6 +61,9 @@ struct Args {
     /// avoids cross-thread wake-ups and leaves more CPU to the master).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Pid of the `--master` process, to report its CPU time per operation.
+    #[arg(long)]
+    master_pid: Option<u32>,
     /// Heartbeat round trips timed first, as the floor of a gRPC call here.
     #[arg(long, default_value_t = 2000)]
     baseline_calls: usize,
@@ -138,13 +142,25 @@ async fn run(args: Args) -> Result<(), String> {
         "batch exist: {} keys per call, {} s",
         args.batch, args.exist_secs
     );
+    let me = std::process::id();
+    // In-process, the master's CPU is this process's: report it as one figure.
+    let master_pid = if local.is_some() {
+        None
+    } else {
+        args.master_pid
+    };
+    let cpu = |pid: Option<u32>| pid.and_then(cpu_time);
+    let (m0, l0) = (cpu(master_pid), cpu(Some(me)));
     let ex = exist::run(&mut c, &keys, secs("exist_secs", args.exist_secs)?, every).await?;
+    let (m1, l1) = (cpu(master_pid), cpu(Some(me)));
+    let exist_cpu = Cpu::new(m0, m1, l0, l1, ex.count as u64);
     let exist_rate = 1.0 / ex.mean.as_secs_f64();
 
     println!(
         "put start+end: {} clients x {} in flight, {} per object, {} s",
         args.clients, args.depth, args.value_size, args.put_secs
     );
+    let (m0, l0) = (cpu(master_pid), cpu(Some(me)));
     let puts = put::run(
         &addr,
         args.clients,
@@ -154,6 +170,8 @@ async fn run(args: Args) -> Result<(), String> {
         every,
     )
     .await?;
+    let (m1, l1) = (cpu(master_pid), cpu(Some(me)));
+    let put_cpu = Cpu::new(m0, m1, l0, l1, puts.pairs);
 
     let removed = c
         .remove_all(RemoveAllRequest { force: true })
@@ -185,11 +203,47 @@ async fn run(args: Args) -> Result<(), String> {
         ),
         None => println!("put_pairs: none succeeded"),
     }
+    println!("batch_exist CPU per batch: {exist_cpu}");
+    println!("put_pairs CPU per pair: {put_cpu}");
     if !puts.errors.is_empty() {
         println!("put failures by code: {:?}", puts.errors);
     }
     println!("cleanup: removed {removed} objects");
     Ok(())
+}
+
+/// CPU per operation of the master and of this load generator.
+struct Cpu {
+    master_us: Option<f64>,
+    loadgen_us: Option<f64>,
+}
+
+impl Cpu {
+    fn new(
+        m0: Option<Duration>,
+        m1: Option<Duration>,
+        l0: Option<Duration>,
+        l1: Option<Duration>,
+        ops: u64,
+    ) -> Self {
+        Self {
+            master_us: per_op_us(m0, m1, ops),
+            loadgen_us: per_op_us(l0, l1, ops),
+        }
+    }
+}
+
+impl std::fmt::Display for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.master_us {
+            Some(m) => write!(f, "master {m:.1}µs, ")?,
+            None => write!(f, "master n/a (give --master-pid), ")?,
+        }
+        match self.loadgen_us {
+            Some(l) => write!(f, "loadgen process {l:.1}µs"),
+            None => write!(f, "loadgen n/a"),
+        }
+    }
 }
 
 fn verdict(ok: bool) -> &'static str {
