@@ -2,6 +2,7 @@
 //! per-peer connection pool.
 
 pub mod conn;
+mod conn_tasks;
 pub mod describe;
 pub mod frame;
 pub mod guarded;

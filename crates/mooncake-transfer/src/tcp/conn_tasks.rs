@@ -1,0 +1,176 @@
+//! The two tasks of an initiator connection. The writer sends frames from the queue
+//! (payloads straight from the caller's memory); the reader matches responses to
+//! requests by id and lands Read payloads straight in the caller's memory.
+
+use std::sync::Arc;
+use tokio::io::BufReader;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+
+use super::conn::Shared;
+use super::frame::{crc, status, Header, Op, FLAG_CRC};
+use super::guarded::{read_into, write_from, CallerMem, MemAccess};
+use super::io::{read_header, write_frame, READ_BUF};
+use super::slice::Job;
+use crate::errors::TransferError;
+use crate::local::LocalSegment;
+use crate::metrics::Metrics;
+use crate::Opcode;
+
+pub(super) async fn writer(
+    mut rx: mpsc::Receiver<Job>,
+    mut wr: OwnedWriteHalf,
+    sh: Arc<Shared>,
+    crc_on: bool,
+    seg: Arc<LocalSegment>,
+) {
+    let mut next_id = 1u64;
+    while let Some(job) = rx.recv().await {
+        let id = next_id;
+        next_id += 1;
+        let (op, addr, len, local, ctl) =
+            (job.op, job.remote_addr, job.len, job.local, job.ctl.clone());
+        let result = match op {
+            Opcode::Write => {
+                if ctl.is_cancelled() {
+                    sh.finish(job, Err(TransferError::Shutdown));
+                    continue;
+                }
+                let mem = CallerMem {
+                    ctl: &ctl,
+                    ptr: local,
+                };
+                let mut h = Header::new(Op::Write, id, addr, len as u64);
+                if crc_on {
+                    // SAFETY: `with` grants access to the caller's `len` bytes.
+                    match mem.with(|p| crc(unsafe { std::slice::from_raw_parts(p, len) })) {
+                        Some(c) => h = h.with_crc(c),
+                        None => {
+                            sh.finish(job, Err(TransferError::Shutdown));
+                            continue;
+                        }
+                    }
+                }
+                if let Err((job, e)) = sh.insert(id, job, true) {
+                    sh.finish(job, Err(e));
+                    continue;
+                }
+                let r = write_from(&mut wr, &h, len, &mem).await;
+                sh.written(id);
+                if r.is_ok() {
+                    Metrics::add(&seg.metrics.bytes_written, len as u64);
+                }
+                r
+            }
+            Opcode::Read => {
+                let mut h = Header::new(Op::Read, id, addr, len as u64);
+                if crc_on {
+                    h.flags |= FLAG_CRC;
+                }
+                if let Err((job, e)) = sh.insert(id, job, false) {
+                    sh.finish(job, Err(e));
+                    continue;
+                }
+                write_frame(&mut wr, &h, &[]).await
+            }
+        };
+        if let Err(e) = result {
+            sh.close(TransferError::io(&format!("sending to {}", sh.segment), e));
+            break;
+        }
+    }
+    // Fail whatever is still queued; the reader fails what is in flight.
+    rx.close();
+    while let Ok(job) = rx.try_recv() {
+        sh.finish(job, Err(TransferError::Io("data connection closed".into())));
+    }
+}
+
+pub(super) async fn reader(rd: OwnedReadHalf, sh: Arc<Shared>, seg: Arc<LocalSegment>) {
+    let mut rd = BufReader::with_capacity(READ_BUF, rd);
+    let err = loop {
+        let h = match read_header(&mut rd).await {
+            Ok(Some(h)) => h,
+            Ok(None) => break TransferError::Io(format!("{} closed the connection", sh.segment)),
+            Err(e) => break e,
+        };
+        let Some(job) = sh.take(h.id) else {
+            break TransferError::Frame(format!("response for unknown request id {}", h.id));
+        };
+        let result = match (h.op, job.op) {
+            (Op::WriteAck, Opcode::Write) => status_result(&sh.segment, &h, job.len),
+            (Op::ReadData, Opcode::Read) if h.status != status::OK => {
+                status_result(&sh.segment, &h, job.len)
+            }
+            (Op::ReadData, Opcode::Read) if h.len != job.len as u64 => {
+                let e = TransferError::Frame(format!(
+                    "read returned {} bytes, asked {}",
+                    h.len, job.len
+                ));
+                sh.finish(job, Err(e.clone()));
+                break e;
+            }
+            (Op::ReadData, Opcode::Read) => {
+                let mem = CallerMem {
+                    ctl: &job.ctl,
+                    ptr: job.local,
+                };
+                let r = read_into(&mut rd, job.len, &mem).await.map(|delivered| {
+                    if !delivered {
+                        return Some(TransferError::Shutdown);
+                    }
+                    if !h.has_crc() {
+                        return None;
+                    }
+                    // SAFETY: `with` grants access to the caller's `len` bytes.
+                    match mem.with(|p| crc(unsafe { std::slice::from_raw_parts(p, job.len) })) {
+                        Some(c) if c == h.crc => None,
+                        Some(_) => Some(TransferError::Checksum(format!(
+                            "read of {} bytes at {:#x} from {}",
+                            h.len, h.addr, sh.segment
+                        ))),
+                        None => Some(TransferError::Shutdown),
+                    }
+                });
+                match r {
+                    Err(e) => {
+                        let e = TransferError::io("reading read payload", e);
+                        sh.finish(job, Err(e.clone()));
+                        break e;
+                    }
+                    Ok(Some(e)) => Err(e),
+                    Ok(None) => {
+                        Metrics::add(&seg.metrics.bytes_read, h.len);
+                        Ok(())
+                    }
+                }
+            }
+            (got, _) => {
+                let e =
+                    TransferError::Frame(format!("unexpected {got:?} for a {:?} request", job.op));
+                sh.finish(job, Err(e.clone()));
+                break e;
+            }
+        };
+        sh.finish(job, result);
+    };
+    sh.close(err);
+}
+
+fn status_result(segment: &str, h: &Header, len: usize) -> Result<(), TransferError> {
+    match h.status {
+        status::OK => Ok(()),
+        status::OUT_OF_REGION => Err(TransferError::OutOfRegion {
+            segment: segment.to_string(),
+            addr: h.addr,
+            len: len as u64,
+        }),
+        status::CHECKSUM => Err(TransferError::Checksum(format!(
+            "write of {len} bytes at {:#x} to {segment}",
+            h.addr
+        ))),
+        other => Err(TransferError::InvalidRequest(format!(
+            "{segment} refused the request (status {other})"
+        ))),
+    }
+}
