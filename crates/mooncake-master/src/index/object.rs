@@ -56,11 +56,11 @@ pub struct Object {
 
 impl Object {
     /// A fresh object whose first put is in flight.
-    pub fn in_progress(pending: Pending, tick: u64) -> Self {
+    pub fn in_progress(pending: Box<Pending>, tick: u64) -> Self {
         Self {
             size: 0,
             replicas: Box::new([]),
-            pending: Some(Box::new(pending)),
+            pending: Some(pending),
             lease_until_ms: 0,
             soft_pin_until_ms: 0,
             last_access: tick,

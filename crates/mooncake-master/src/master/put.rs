@@ -159,7 +159,7 @@ impl Master {
             }
             None => {
                 let tick = self.tick();
-                shard.insert(key.into(), Object::in_progress(*p, tick));
+                shard.insert(key.into(), Object::in_progress(p, tick));
             }
         }
         drop(shard);
