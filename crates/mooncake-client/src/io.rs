@@ -73,6 +73,7 @@ impl DataPath {
         let mut reqs = Vec::new();
         let mut owner = Vec::new(); // request index -> job index
         let mut maps: HashMap<&str, Option<Arc<PeerMap>>> = HashMap::new();
+        let mut copies = Vec::new();
         for (j, job) in jobs.iter().enumerate() {
             results.push(Ok(()));
             let Some(seg) = job.replica.segment.as_ref() else {
@@ -110,8 +111,11 @@ impl DataPath {
                     }
                 });
                 if let Some(map) = map {
-                    // Safety: forwarded from the caller's contract on local ranges.
-                    results[j] = unsafe { copy_shm(op, map, job) };
+                    let pieces = job
+                        .pieces
+                        .iter()
+                        .map(|p| (p.local, p.len, job.replica.offset + p.obj_off));
+                    results[j] = crate::copy::plan(op, map, pieces, &mut copies);
                     continue;
                 }
                 if !std::path::Path::new(&seg.shm_path).exists() {
@@ -136,6 +140,9 @@ impl DataPath {
                 owner.push(j);
             }
         }
+        // Safety: every copy was checked against its mapping; local ranges are the
+        // caller's contract. The mappings stay alive in `maps` until we return.
+        unsafe { crate::copy::run(&copies) };
         if !reqs.is_empty() {
             let bytes: usize = reqs.iter().map(|r| r.length).sum();
             let deadline = data_deadline(bytes);
@@ -177,35 +184,6 @@ impl DataPath {
 /// 10 s plus the time the bytes take at a pessimistic 50 MB/s.
 pub(crate) fn data_deadline(bytes: usize) -> std::time::Duration {
     std::time::Duration::from_secs(10) + std::time::Duration::from_micros(bytes as u64 / 50)
-}
-
-/// Copies one job through a same-host mapping.
-///
-/// # Safety
-/// The job's local ranges are valid as `DataPath::run` requires.
-unsafe fn copy_shm(op: Opcode, map: &PeerMap, job: &Job<'_>) -> Result<()> {
-    for p in &job.pieces {
-        let off = job.replica.offset + p.obj_off;
-        let remote = map.range(off, p.len).ok_or_else(|| {
-            MooncakeError::new(
-                ErrorCode::InvalidReplica,
-                format!(
-                    "replica range +{off}..{} is outside its segment",
-                    off + p.len as u64
-                ),
-            )
-        })?;
-        // Safety: both ranges are valid for p.len bytes and belong to different mappings.
-        unsafe {
-            match op {
-                Opcode::Write => std::ptr::copy_nonoverlapping(p.local as *const u8, remote, p.len),
-                Opcode::Read => {
-                    std::ptr::copy_nonoverlapping(remote as *const u8, p.local as *mut u8, p.len)
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

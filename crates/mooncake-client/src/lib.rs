@@ -7,6 +7,7 @@
 //! - `put` / `get` / `admin`: the object operations; `write` / `read`: the
 //!   batched paths behind them.
 //! - `io`: the data path; splits a batch between memcpy (same host) and the engine.
+//! - `copy`: the memcpy half of the same-host path (planned and checked, then run).
 //! - `shm`: mappings of same-host peers' segment files and their liveness probe.
 //! - [`segment`]: the memory a process contributes (file-backed, pre-faulted).
 //! - `mount`: mounting that memory at the master and the heartbeat that keeps it.
@@ -19,6 +20,7 @@ mod admin;
 mod buffers;
 mod client;
 pub mod config;
+mod copy;
 mod errors;
 mod get;
 pub mod host;
