@@ -244,3 +244,34 @@ async fn dropping_mid_flight_on_a_current_thread_runtime_does_not_hang() {
     assert!(res[0].is_err());
     region[0] ^= 0;
 }
+
+/// A peer that restarts on another port is found again once its old address fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_moved_is_resolved_again() {
+    let a = engine().await;
+    let b = engine().await;
+    let mut r1 = vec![0u8; 1 << 20];
+    unsafe { a.register_memory(r1.as_mut_ptr() as usize, r1.len()) }.unwrap();
+    let data = pattern(1 << 20, 6);
+    let mut rq = req(Opcode::Write, &data, &a, r1.as_ptr() as u64);
+    rq.target = "store-1".into();
+    rq.target_endpoint = Some(a.endpoint());
+    assert!(unsafe { b.transfer(std::slice::from_ref(&rq)).await }[0].is_ok());
+    a.shutdown().await;
+    drop(a);
+    let a2 = engine_with(|c| c.local_hostname = "127.0.0.1".into()).await;
+    let mut r2 = vec![0u8; 1 << 20];
+    unsafe { a2.register_memory(r2.as_mut_ptr() as usize, r2.len()) }.unwrap();
+    // The master now hands out the new endpoint; the cached peer still points at the old.
+    rq.target_endpoint = Some(a2.endpoint());
+    rq.remote_addr = r2.as_ptr() as u64;
+    let first = unsafe { b.transfer(std::slice::from_ref(&rq)).await };
+    let res = if first[0].is_ok() {
+        first
+    } else {
+        unsafe { b.transfer(std::slice::from_ref(&rq)).await }
+    };
+    assert!(res[0].is_ok(), "{:?}", res[0]);
+    assert_eq!(r2, data);
+    r1[0] ^= 0;
+}

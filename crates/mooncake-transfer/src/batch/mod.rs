@@ -186,7 +186,10 @@ fn on_error<'a>(
         s.attempts += 1;
         Metrics::add(&eng.seg.metrics.slices_retried, 1);
         tracing::debug!(error = %e, attempt = s.attempts, "retrying slice on another path");
-        if let TransferError::StaleDescriptor { .. } = e {
+        // A restarted peer (stale generation), or one that keeps failing on several
+        // paths (it may have moved): resolve it again instead of trusting the cache.
+        let stale = matches!(e, TransferError::StaleDescriptor { .. });
+        if stale || s.attempts >= 2 {
             if let Some(Ok(Target::Remote(p))) = targets.remove(req.target.as_str()) {
                 eng.forget_peer(&req.target, &p);
             }
