@@ -8,8 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
 
 /// What to do with the soft pin of the objects a put creates.
-#[pyclass(eq, eq_int, module = "mooncake.store", from_py_object)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[pyclass(eq, eq_int, hash, frozen, module = "mooncake.store", from_py_object)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum SoftPinAction {
     /// Leave the soft pin as the master decides (no soft pin for new objects).

@@ -65,6 +65,7 @@ def test_soft_pin_action_members():
                              SoftPinAction.DISABLE)] == [0, 1, 2]
     assert SoftPinAction.ENABLE.value == 1
     assert SoftPinAction.ENABLE != SoftPinAction.DISABLE
+    assert {SoftPinAction.ENABLE: 1}[SoftPinAction.ENABLE] == 1  # hashable, as pybind enums
 
 
 def test_host_allocator_gives_usable_aligned_memory():
