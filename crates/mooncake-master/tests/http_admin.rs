@@ -278,3 +278,54 @@ async fn a_taken_port_fails_naming_its_flag() {
     assert!(e.contains("metrics_port"), "{e}");
     m.stop().await;
 }
+
+#[tokio::test]
+async fn a_standby_answers_503_naming_the_leader() {
+    use mooncake_master::http::admin::{router, AdminState, RoleInfo};
+    use mooncake_master::metrics::MasterMetrics;
+    use mooncake_master::Master;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let master = Master::new(MasterConfig::default());
+    let metrics = Arc::new(MasterMetrics::new(prometheus::Registry::new()).unwrap());
+    let leading = Arc::new(AtomicBool::new(false));
+    let flag = leading.clone();
+    let role = Arc::new(move || {
+        if flag.load(Ordering::SeqCst) {
+            RoleInfo::leader("10.0.0.1:50051")
+        } else {
+            RoleInfo {
+                role: "standby".into(),
+                leader: "10.0.0.2:50051".into(),
+            }
+        }
+    });
+    let app = router(AdminState::with_role(master, metrics, role));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(mooncake_master::http::serve(l, app, async {
+        let _ = stopped.await;
+    }));
+
+    for path in [
+        "/health",
+        "/get_all_segments",
+        "/get_all_keys",
+        "/query_key?key=k",
+    ] {
+        let r = get(a, path).await;
+        assert_eq!(r.status, 503, "{path}");
+        assert_eq!(r.json()["leader"], "10.0.0.2:50051", "{path}");
+    }
+    // Metrics stay scrapeable on a standby.
+    assert_eq!(get(a, "/metrics").await.status, 200);
+
+    leading.store(true, Ordering::SeqCst);
+    let h = get(a, "/health").await;
+    assert_eq!(h.status, 200);
+    assert_eq!(h.json()["leader"], "10.0.0.1:50051");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
