@@ -84,6 +84,16 @@ pub struct ReplicateConfig {
     /// Accepted for SGLang's group semantics; placement does not use it yet.
     #[pyo3(get, set)]
     group_ids: Option<Vec<String>>,
+    /// The reference's NoF/DFS tiers and same-node preference: accepted so scripts
+    /// written for it keep running; this implementation has no such tiers.
+    #[pyo3(get, set)]
+    nof_replica_num: u64,
+    #[pyo3(get, set)]
+    dfs_replica_num: u64,
+    #[pyo3(get, set)]
+    preferred_nof_segments: Vec<String>,
+    #[pyo3(get, set)]
+    prefer_alloc_in_same_node: bool,
 }
 
 impl Default for ReplicateConfig {
@@ -96,6 +106,10 @@ impl Default for ReplicateConfig {
             soft_pin_action: SoftPinAction::PRESERVE,
             soft_pin_ttl_ms: None,
             group_ids: None,
+            nof_replica_num: 0,
+            dfs_replica_num: 0,
+            preferred_nof_segments: Vec::new(),
+            prefer_alloc_in_same_node: false,
         }
     }
 }
@@ -191,6 +205,10 @@ const FIELDS: &[&str] = &[
     "soft_pin_action",
     "soft_pin_ttl_ms",
     "group_ids",
+    "nof_replica_num",
+    "dfs_replica_num",
+    "preferred_nof_segments",
+    "prefer_alloc_in_same_node",
 ];
 
 impl ReplicateConfig {

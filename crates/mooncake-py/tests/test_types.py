@@ -34,6 +34,10 @@ def test_fields_are_settable_with_their_types():
     assert c.group_ids == ["g1", "g1"]
     c.soft_pin_ttl_ms = None
     assert c.soft_pin_ttl_ms is None
+    # the reference's extra tiers are accepted (scripts set them), without effect
+    c.nof_replica_num = 0
+    c.prefer_alloc_in_same_node = True
+    assert (c.nof_replica_num, c.prefer_alloc_in_same_node, c.dfs_replica_num) == (0, True, 0)
     k = ReplicateConfig(replica_num=2, with_hard_pin=True)
     assert (k.replica_num, k.with_hard_pin) == (2, True)
     with pytest.raises(TypeError, match="bogus"):
