@@ -118,14 +118,8 @@ impl DataPath {
                     results[j] = crate::copy::plan(op, map, pieces, &mut copies);
                     continue;
                 }
-                if !std::path::Path::new(&seg.shm_path).exists() {
-                    // Same host, file gone: the owner has exited; do not wait on TCP.
-                    results[j] = Err(MooncakeError::new(
-                        ErrorCode::TransferFail,
-                        format!("segment {} is gone (owner exited)", seg.name),
-                    ));
-                    continue;
-                }
+                // Not mappable here (another container's /dev/shm, another user, or a
+                // dead owner): the transfer engine decides.
             }
             for p in &job.pieces {
                 reqs.push(TransferRequest {
