@@ -16,11 +16,17 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo clippy, RDMA transport (feature rdma; no device needed to build)"
+cargo clippy -p mooncake-transfer --all-targets --features rdma -- -D warnings
+
 step "build (release)"
 cargo build --release --workspace --bins
 
 step "Rust tests (release)"
 cargo test --release --workspace
+
+step "RDMA transport logic against fake verbs (release, feature rdma)"
+cargo test --release -p mooncake-transfer --features rdma
 
 step "Python package"
 VENV=${MOONCAKE_VENV:-$ROOT/target/venv}
