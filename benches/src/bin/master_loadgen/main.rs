@@ -34,7 +34,7 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     segments: usize,
     /// Size of each synthetic segment (base-1024 units).
-    #[arg(long, default_value = "64gb")]
+    #[arg(long, default_value = "4gb")]
     segment_size: String,
     /// Keys per BatchExist.
     #[arg(long, default_value_t = 1024)]
