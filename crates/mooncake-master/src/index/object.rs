@@ -51,6 +51,9 @@ pub struct Object {
     pub soft_pin_until_ms: u64,
     /// LRU position: a global access tick (larger = more recent).
     pub last_access: u64,
+    /// The read guard (see [`Object::guard_until_ms`]) as a distance back from
+    /// `lease_until_ms`, so that it fits in the padding next to `hard_pin`.
+    guard_back_ms: u32,
     pub hard_pin: bool,
 }
 
@@ -64,6 +67,7 @@ impl Object {
             lease_until_ms: 0,
             soft_pin_until_ms: 0,
             last_access: tick,
+            guard_back_ms: 0,
             hard_pin: false,
         }
     }
@@ -80,18 +84,36 @@ impl Object {
         self.soft_pin_until_ms > now_ms
     }
 
-    /// Extends the lease to at least `until_ms`.
-    pub fn grant_lease(&mut self, until_ms: u64) {
+    /// Extends the lease to at least `until_ms` and the read guard to at least
+    /// `guard_until_ms` (callers pass a guard no later than the lease).
+    pub fn grant_lease(&mut self, until_ms: u64, guard_until_ms: u64) {
+        let guard = self.guard_until_ms().max(guard_until_ms);
         self.lease_until_ms = self.lease_until_ms.max(until_ms);
+        // A distance too large for 32 bits is clamped, which moves the guard later:
+        // never less protection than asked for.
+        self.guard_back_ms =
+            u32::try_from(self.lease_until_ms.saturating_sub(guard)).unwrap_or(u32::MAX);
     }
 
-    /// Whether eviction may take it: complete, no write in flight, lease expired, not
-    /// hard-pinned, and (unless `soft_ok`) not soft-pinned.
+    /// Until when eviction must leave the object alone because a reader that was
+    /// just given its replicas may still be copying bytes out of them. It ends no
+    /// later than the lease, which keeps protecting against `remove` (-706).
+    pub fn guard_until_ms(&self) -> u64 {
+        self.lease_until_ms
+            .saturating_sub(u64::from(self.guard_back_ms))
+    }
+
+    pub fn is_read_guarded(&self, now_ms: u64) -> bool {
+        self.guard_until_ms() > now_ms
+    }
+
+    /// Whether eviction may take it: complete, no write in flight, read guard over,
+    /// not hard-pinned, and (unless `soft_ok`) not soft-pinned.
     pub fn evictable(&self, now_ms: u64, soft_ok: bool) -> bool {
         self.is_complete()
             && self.pending.is_none()
             && !self.hard_pin
-            && !self.is_leased(now_ms)
+            && !self.is_read_guarded(now_ms)
             && (soft_ok || !self.is_soft_pinned(now_ms))
     }
 
@@ -120,5 +142,58 @@ mod tests {
             std::mem::size_of::<Object>()
         );
         assert_eq!(std::mem::size_of::<Replica>(), 12);
+    }
+
+    fn complete() -> Object {
+        let mut o = Object::in_progress(
+            Box::new(Pending {
+                put_id: 1,
+                started_ms: 1,
+                size: 1,
+                replicas: Box::new([]),
+                hard_pin: false,
+                soft_pin: SoftPinChange::Preserve,
+            }),
+            1,
+        );
+        o.pending = None;
+        o.size = 4096;
+        o.replicas = Box::new([Replica {
+            seg: 0,
+            handle: crate::alloc::SegmentAllocator::new(1 << 20)
+                .unwrap()
+                .allocate(4096)
+                .unwrap(),
+        }]);
+        o
+    }
+
+    #[test]
+    fn the_read_guard_ends_before_the_lease_and_only_it_blocks_eviction() {
+        let mut o = complete();
+        assert_eq!((o.lease_until_ms, o.guard_until_ms()), (0, 0));
+        assert!(o.evictable(1, false));
+        o.grant_lease(10_000, 100);
+        assert_eq!((o.lease_until_ms, o.guard_until_ms()), (10_000, 100));
+        assert!(!o.evictable(99, false), "a reader may still be copying");
+        assert!(o.evictable(100, false), "guard over, lease still running");
+        assert!(o.is_leased(100), "remove still answers -706");
+        // A later grant with a shorter guard keeps the longer one.
+        o.grant_lease(10_050, 60);
+        assert_eq!((o.lease_until_ms, o.guard_until_ms()), (10_050, 100));
+        // A later, longer guard extends it.
+        o.grant_lease(10_500, 5_000);
+        assert_eq!((o.lease_until_ms, o.guard_until_ms()), (10_500, 5_000));
+        // An earlier lease never shortens anything.
+        o.grant_lease(20, 20);
+        assert_eq!((o.lease_until_ms, o.guard_until_ms()), (10_500, 5_000));
+    }
+
+    #[test]
+    fn a_guard_far_before_a_huge_lease_is_clamped_later_not_earlier() {
+        let mut o = complete();
+        o.grant_lease(u64::MAX / 4, 1_000);
+        assert!(o.guard_until_ms() >= 1_000, "never less protection");
+        assert_eq!(o.lease_until_ms, u64::MAX / 4);
     }
 }

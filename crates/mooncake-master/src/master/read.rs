@@ -1,9 +1,13 @@
 //! Reads: replica lists and existence checks. Both grant a lease of
 //! `default_kv_lease_ttl` on complete objects they find (CONTRACT §5): while it runs,
-//! remove answers -706 and eviction skips the object.
+//! remove answers -706. Eviction skips the object for the lease's first part, the
+//! read guard (`lease::read_guard_ms`): long enough for the reader to copy its bytes
+//! (a replica list's guard grows with the bytes its batch reads), short enough that
+//! objects read a few seconds ago stay in LRU order instead of blocking eviction.
 
 use super::Master;
 use crate::index::Replica;
+use crate::lease::read_guard_ms;
 use mooncake_common::ErrorCode;
 use mooncake_proto::GetReplicaListResponse;
 
@@ -17,12 +21,31 @@ fn miss(code: ErrorCode) -> GetReplicaListResponse {
 impl Master {
     /// Where a complete object's replicas are. -704 missing, -703 still being written.
     pub fn get_replica_list(&self, key: &str) -> GetReplicaListResponse {
+        self.replica_list_in_batch(key, 1, self.now_ms(), self.tick())
+    }
+
+    /// `get_replica_list` for many keys; one clock read and one LRU tick for the batch.
+    /// The reader copies the whole batch, so each object's read guard assumes a batch
+    /// of `keys.len()` objects of its size.
+    pub fn batch_get_replica_list<K: AsRef<str>>(&self, keys: &[K]) -> Vec<GetReplicaListResponse> {
+        let now = self.now_ms();
+        let tick = self.tick();
+        keys.iter()
+            .map(|k| self.replica_list_in_batch(k.as_ref(), keys.len() as u64, now, tick))
+            .collect()
+    }
+
+    fn replica_list_in_batch(
+        &self,
+        key: &str,
+        batch: u64,
+        now: u64,
+        tick: u64,
+    ) -> GetReplicaListResponse {
         if key.is_empty() {
             return miss(ErrorCode::InvalidParams);
         }
-        let now = self.now_ms();
         let lease = self.lease_ms();
-        let tick = self.tick();
         let (size, replicas): (u64, Box<[Replica]>) = {
             let mut shard = self.index.lock(key);
             let Some(o) = shard.get_mut(key) else {
@@ -31,7 +54,8 @@ impl Master {
             if !o.is_complete() {
                 return miss(ErrorCode::ReplicaIsNotReady);
             }
-            o.grant_lease(now + lease);
+            let bytes = o.size.saturating_mul(batch);
+            o.grant_lease(now + lease, now + read_guard_ms(lease, bytes));
             o.last_access = tick;
             (o.size, o.replicas.clone())
         };
@@ -52,11 +76,11 @@ impl Master {
         if key.is_empty() {
             return ErrorCode::InvalidParams.code();
         }
-        let until = self.now_ms() + self.lease_ms();
+        let (until, guard) = self.exist_lease();
         let mut shard = self.index.lock(key);
         match shard.get_mut(key) {
             Some(o) if o.is_complete() => {
-                o.grant_lease(until);
+                o.grant_lease(until, guard);
                 o.last_access = self.tick();
                 1
             }
@@ -66,7 +90,7 @@ impl Master {
 
     /// `exist` for many keys; one clock read and one LRU tick for the whole batch.
     pub fn batch_exist(&self, keys: &[String]) -> Vec<i32> {
-        let until = self.now_ms() + self.lease_ms();
+        let (until, guard) = self.exist_lease();
         // One LRU tick for the batch: its keys were used together.
         let tick = self.tick();
         keys.iter()
@@ -77,7 +101,7 @@ impl Master {
                 let mut shard = self.index.lock(key);
                 match shard.get_mut(key.as_str()) {
                     Some(o) if o.is_complete() => {
-                        o.grant_lease(until);
+                        o.grant_lease(until, guard);
                         o.last_access = tick;
                         1
                     }
@@ -85,5 +109,13 @@ impl Master {
                 }
             })
             .collect()
+    }
+
+    /// (lease end, read guard end) for an existence check: it copies nothing, so its
+    /// guard is the base one (it covers the usual get that follows).
+    fn exist_lease(&self) -> (u64, u64) {
+        let now = self.now_ms();
+        let lease = self.lease_ms();
+        (now + lease, now + read_guard_ms(lease, 0))
     }
 }

@@ -201,12 +201,7 @@ impl master_server::Master for MasterService {
         &self,
         r: Request<BatchKeyRequest>,
     ) -> Reply<BatchGetReplicaListResponse> {
-        let results: Vec<GetReplicaListResponse> = r
-            .into_inner()
-            .keys
-            .iter()
-            .map(|k| self.master.get_replica_list(k))
-            .collect();
+        let results = self.master.batch_get_replica_list(&r.into_inner().keys);
         for out in &results {
             counted!(
                 self.master,

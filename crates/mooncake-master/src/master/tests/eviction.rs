@@ -178,3 +178,76 @@ async fn the_background_worker_evicts_above_the_watermark() {
     let status = m.workers_status();
     assert!(status[0].1.contains("evicted 4 objects"), "{status:?}");
 }
+
+/// A lease (10 s here) keeps answering -706 to remove, but eviction waits only for the
+/// read guard: objects read a moment ago stay protected, older reads fall back into
+/// plain LRU order instead of pinning the pool.
+#[tokio::test(start_paused = true)]
+async fn eviction_waits_for_the_read_guard_not_the_whole_lease() {
+    use crate::lease::{read_guard_ms, READ_GUARD_BASE_MS};
+    let m = master(MasterConfig {
+        default_kv_lease_ttl: Duration::from_secs(10),
+        ..cfg()
+    });
+    mount(&m, "c", "a:1", 1 << 20);
+    for i in 0..10 {
+        put(&m, &format!("k{i}"), KB64);
+    }
+    // k0..k3 are the least recently used; k0 is read, k1 only checked.
+    assert_eq!(m.get_replica_list("k0").code, 0);
+    assert_eq!(m.exist("k1"), 1);
+    let r = m.run_eviction();
+    assert_eq!(r.objects, 4, "25% of 1 MiB");
+    assert_eq!(
+        keys(&m),
+        ["k0", "k1", "k6", "k7", "k8", "k9"],
+        "just-read objects are guarded; the next oldest go"
+    );
+    // After the guard (the lease still runs): remove still -706, but k0 and k1 are
+    // ordinary LRU candidates again (more recent than k6..k9, which go now).
+    tokio::time::advance(Duration::from_millis(read_guard_ms(10_000, KB64))).await;
+    assert_eq!(m.remove("k0", false), -706);
+    for i in 10..14 {
+        put(&m, &format!("k{i}"), KB64);
+    }
+    assert_eq!(m.run_eviction().objects, 4);
+    assert_eq!(keys(&m), ["k0", "k1", "k10", "k11", "k12", "k13"]);
+    // A batched read is guarded for as long as copying the whole batch can take;
+    // the leased but unguarded k0 and k1 can go meanwhile.
+    let batch: Vec<String> = (10..14).map(|i| format!("k{i}")).collect();
+    let got = m.batch_get_replica_list(&batch);
+    assert!(got.iter().all(|g| g.code == 0 && g.lease_ttl_ms == 10_000));
+    let guard = read_guard_ms(10_000, 4 * KB64);
+    assert!(guard > READ_GUARD_BASE_MS);
+    assert_eq!(m.evict_bytes(u64::MAX).objects, 2);
+    assert_eq!(keys(&m), ["k10", "k11", "k12", "k13"]);
+    tokio::time::advance(Duration::from_millis(guard - 1)).await;
+    assert_eq!(m.evict_bytes(u64::MAX).objects, 0, "all still guarded");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(m.evict_bytes(u64::MAX).objects, 4, "guard over");
+}
+
+/// A put into a full pool whose objects were all read within the lease (but not
+/// within the read guard) evicts and succeeds instead of failing with -200.
+#[tokio::test(start_paused = true)]
+async fn a_full_pool_of_recently_read_objects_still_takes_puts() {
+    let m = master(MasterConfig {
+        default_kv_lease_ttl: Duration::from_secs(10),
+        ..cfg()
+    });
+    mount(&m, "c", "a:1", 1 << 20);
+    let all: Vec<String> = (0..16).map(|i| format!("k{i}")).collect();
+    for k in &all {
+        put(&m, k, KB64);
+    }
+    assert!(m.batch_exist(&all).iter().all(|&c| c == 1));
+    assert_eq!(
+        m.put_start("c", "new", KB64, None).code,
+        -200,
+        "all guarded"
+    );
+    tokio::time::advance(Duration::from_millis(crate::lease::READ_GUARD_BASE_MS)).await;
+    let r = m.put_start("c", "new", KB64, None);
+    assert_eq!(r.code, 0, "evicted the least recently used instead of -200");
+    assert_eq!(m.write_end("c", "new", r.put_id), 0);
+}
