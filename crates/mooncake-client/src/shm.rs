@@ -63,6 +63,8 @@ impl Drop for PeerMap {
 pub(crate) struct ShmCache {
     host_id: String,
     enabled: bool,
+    /// `MOONCAKE_SHM_PREFAULT=0` maps lazily (for measurements).
+    prefault: bool,
     maps: Mutex<HashMap<String, Option<Arc<PeerMap>>>>,
 }
 
@@ -71,9 +73,11 @@ impl ShmCache {
         // Escape hatch for benchmarks comparing against the TCP path.
         let enabled =
             std::env::var("MOONCAKE_DISABLE_SHM").map_or(true, |v| v.is_empty() || v == "0");
+        let prefault = std::env::var("MOONCAKE_SHM_PREFAULT").map_or(true, |v| v != "0");
         Self {
             host_id,
             enabled,
+            prefault,
             maps: Mutex::new(HashMap::new()),
         }
     }
@@ -94,7 +98,9 @@ impl ShmCache {
         }
         let mapped = map_file(&seg.shm_path, seg.size).map(Arc::new);
         if let Some(m) = &mapped {
-            prefault(m.clone());
+            if self.prefault {
+                prefault(m.clone());
+            }
         }
         if mapped.is_none() {
             tracing::debug!(path = %seg.shm_path, "same-host segment not mappable; using the transfer engine");
