@@ -119,7 +119,9 @@ impl NodeConfig {
                 ConfigError(format!("cannot read MOONCAKE_CONFIG_PATH {path:?}: {e}"))
             })?;
             let file: FileConfig = serde_json::from_str(&text).map_err(|e| {
-                ConfigError(format!("invalid JSON in MOONCAKE_CONFIG_PATH {path:?}: {e}"))
+                ConfigError(format!(
+                    "invalid JSON in MOONCAKE_CONFIG_PATH {path:?}: {e}"
+                ))
             })?;
             cfg.apply_file(file)?;
         }
@@ -205,7 +207,10 @@ mod tests {
     fn reads_the_seed_environment() {
         let cfg = NodeConfig::from_vars(&vars(&[
             ("MOONCAKE_MASTER", "master:50051"),
-            ("MOONCAKE_TE_META_DATA_SERVER", "http://master:8080/metadata"),
+            (
+                "MOONCAKE_TE_META_DATA_SERVER",
+                "http://master:8080/metadata",
+            ),
             ("MOONCAKE_GLOBAL_SEGMENT_SIZE", "50gb"),
             ("MOONCAKE_LOCAL_BUFFER_SIZE", "0"),
             ("MOONCAKE_PROTOCOL", "TCP"),

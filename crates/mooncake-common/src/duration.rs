@@ -12,8 +12,9 @@ pub fn parse_millis(what: &str, input: &str) -> Result<Duration, String> {
     if let Ok(ms) = s.parse::<u64>() {
         return Ok(Duration::from_millis(ms));
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("invalid duration for {what}: {input:?} ({e}); use e.g. 500ms, 10s, 1m"))
+    humantime::parse_duration(s).map_err(|e| {
+        format!("invalid duration for {what}: {input:?} ({e}); use e.g. 500ms, 10s, 1m")
+    })
 }
 
 /// Parses a duration whose bare-number unit is seconds (`--client_ttl`).
@@ -38,7 +39,10 @@ mod tests {
     #[test]
     fn millis_and_units() {
         assert_eq!(parse_millis("t", "10000").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_millis("t", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_millis("t", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
         assert_eq!(parse_millis("t", "10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_millis("t", "1m").unwrap(), Duration::from_secs(60));
         assert!(parse_millis("lease", "soon").unwrap_err().contains("lease"));
@@ -50,6 +54,8 @@ mod tests {
         assert_eq!(parse_secs("t", "10").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_secs("t", "1.5").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_secs("t", "2s").unwrap(), Duration::from_secs(2));
-        assert!(parse_secs("client_ttl", "x").unwrap_err().contains("client_ttl"));
+        assert!(parse_secs("client_ttl", "x")
+            .unwrap_err()
+            .contains("client_ttl"));
     }
 }

@@ -96,10 +96,15 @@ impl MasterConfig {
             if (0.0..=1.0).contains(&v) && v.is_finite() {
                 Ok(())
             } else {
-                Err(format!("invalid value for --{name}: {v} (must be between 0 and 1)"))
+                Err(format!(
+                    "invalid value for --{name}: {v} (must be between 0 and 1)"
+                ))
             }
         };
-        ratio("eviction_high_watermark_ratio", self.eviction_high_watermark_ratio)?;
+        ratio(
+            "eviction_high_watermark_ratio",
+            self.eviction_high_watermark_ratio,
+        )?;
         ratio("eviction_ratio", self.eviction_ratio)?;
         if self.default_kv_soft_pin_ttl > self.max_kv_soft_pin_ttl {
             return Err(

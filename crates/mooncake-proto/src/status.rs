@@ -81,7 +81,10 @@ mod tests {
 
     #[test]
     fn foreign_statuses_are_rpc_failures() {
-        assert_eq!(from_status(&Status::unavailable("down")), ErrorCode::RpcFail);
+        assert_eq!(
+            from_status(&Status::unavailable("down")),
+            ErrorCode::RpcFail
+        );
         assert_eq!(
             from_status(&Status::deadline_exceeded("slow")),
             ErrorCode::RpcTimeout
