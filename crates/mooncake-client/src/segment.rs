@@ -1,7 +1,7 @@
 //! The memory a process contributes to the pool: one mapping, backed by a file in
-//! `/dev/shm` (so same-host clients can map it too) or, without such a directory, by an
-//! anonymous memfd. The pages are faulted in up front so the first puts pay no page
-//! faults. The owner holds an exclusive `flock` on the file for its whole life: a
+//! `/dev/shm` (so same-host clients can map it too) or, without such a directory or
+//! without room in it (containers), by an anonymous memfd. The pages are faulted in up
+//! front so the first puts pay no page faults. The owner holds an exclusive `flock` on the file for its whole life: a
 //! mapper can probe it to tell a live owner from a dead one, and a new owner can sweep
 //! files left behind by a `kill -9`.
 
@@ -37,43 +37,59 @@ fn os_err(what: &str) -> MooncakeError {
 impl SegmentMemory {
     /// Creates a segment of `len` bytes. `hint` (the hostname) goes into the file name;
     /// `dir` defaults to `/dev/shm`.
+    /// When the directory lacks room for `len` bytes (Docker's default `/dev/shm` is
+    /// 64 MiB), the segment falls back to an anonymous memfd, logged, with no file to
+    /// publish; only a segment that fits nowhere is an error.
     pub fn create(hint: &str, len: usize, dir: Option<&str>, hugepages: bool) -> Result<Self> {
+        Self::create_with(hint, len, dir, hugepages, free_space)
+    }
+
+    /// [`SegmentMemory::create`] with the free-space probe injected (for tests).
+    fn create_with(
+        hint: &str,
+        len: usize,
+        dir: Option<&str>,
+        hugepages: bool,
+        free_space: impl Fn(&Path) -> Option<u128>,
+    ) -> Result<Self> {
         if len == 0 {
             return Err(MooncakeError::invalid("segment size must be > 0"));
         }
         let dir = Path::new(dir.unwrap_or("/dev/shm"));
-        let (file, path) = if dir.is_dir() {
+        let mut no_room = None;
+        if dir.is_dir() {
             sweep_stale(dir);
-            check_free_space(dir, len)?;
-            let safe: String = hint
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                .collect();
-            let id = uuid::Uuid::new_v4().simple().to_string();
-            let path = dir.join(format!("{SHM_PREFIX}{safe}-{}", &id[..12]));
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode_0600()
-                .open(&path)
-                .map_err(|e| {
-                    MooncakeError::new(
-                        ErrorCode::InternalError,
-                        format!("cannot create segment file {}: {e}", path.display()),
-                    )
-                })?;
-            (file, Some(path))
-        } else {
-            let name = CString::new("mooncake-seg").expect("no NUL");
-            // Safety: plain syscall with a valid C string.
-            let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-            if fd < 0 {
-                return Err(os_err("memfd_create"));
+            match fits(len, free_space(dir)) {
+                Ok(()) => {
+                    let (file, path) = create_file(dir, hint)?;
+                    return Self::map(file, Some(path), len, hugepages);
+                }
+                Err(why) => {
+                    // Docker's default /dev/shm is 64 MiB: still start, just without
+                    // the same-host fast path (no file to publish; peers use TCP).
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        "{why}; backing the segment with an anonymous memfd instead (same-host clients will use the transfer engine)"
+                    );
+                    no_room = Some(why);
+                }
             }
-            // Safety: fd is a fresh descriptor we own.
-            (unsafe { File::from_raw_fd(fd) }, None)
-        };
+        }
+        let file = create_memfd()?;
+        Self::map(file, None, len, hugepages).map_err(|mut e| {
+            if let Some(why) = no_room {
+                e.code = ErrorCode::InvalidParams;
+                e.message = format!(
+                    "{why}, and the anonymous memfd fallback failed: {}",
+                    e.message
+                );
+            }
+            e
+        })
+    }
+
+    /// Locks, sizes, maps and pre-faults the backing file.
+    fn map(file: File, path: Option<PathBuf>, len: usize, hugepages: bool) -> Result<Self> {
         let cleanup = |p: &Option<PathBuf>| {
             if let Some(p) = p {
                 let _ = std::fs::remove_file(p);
@@ -187,26 +203,59 @@ impl Mode0600 for std::fs::OpenOptions {
     }
 }
 
-fn check_free_space(dir: &Path, len: usize) -> Result<()> {
-    let c = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| {
-        MooncakeError::invalid(format!("bad shared-memory directory {}", dir.display()))
-    })?;
+/// Bytes free in `dir`'s filesystem for an unprivileged writer; `None` when unknown.
+fn free_space(dir: &Path) -> Option<u128> {
+    let c = CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
     // Safety: statvfs fills the zeroed struct.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Ok(());
+        return None;
     }
-    let free = st.f_bavail as u128 * st.f_frsize as u128;
-    if free < len as u128 {
-        return Err(MooncakeError::new(
-            ErrorCode::InvalidParams,
-            format!(
-                "global segment of {len} bytes does not fit in {} ({free} bytes free)",
-                dir.display()
-            ),
-        ));
+    Some(st.f_bavail as u128 * st.f_frsize as u128)
+}
+
+/// Whether a segment of `len` bytes fits in a directory with `free` bytes free (unknown
+/// counts as fitting); the error says why not.
+fn fits(len: usize, free: Option<u128>) -> std::result::Result<(), String> {
+    match free {
+        Some(free) if free < len as u128 => Err(format!(
+            "global segment of {len} bytes does not fit in the shared-memory directory ({free} bytes free)"
+        )),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+fn create_file(dir: &Path, hint: &str) -> Result<(File, PathBuf)> {
+    let safe: String = hint
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let path = dir.join(format!("{SHM_PREFIX}{safe}-{}", &id[..12]));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode_0600()
+        .open(&path)
+        .map_err(|e| {
+            MooncakeError::new(
+                ErrorCode::InternalError,
+                format!("cannot create segment file {}: {e}", path.display()),
+            )
+        })?;
+    Ok((file, path))
+}
+
+fn create_memfd() -> Result<File> {
+    let name = CString::new("mooncake-seg").expect("no NUL");
+    // Safety: plain syscall with a valid C string.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(os_err("memfd_create"));
+    }
+    // Safety: fd is a fresh descriptor we own.
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// Removes segment files whose owner is gone (nobody holds their lock).
@@ -281,5 +330,44 @@ mod tests {
             panic!("an impossible size was accepted");
         };
         assert!(e.message.contains("does not fit"), "{e}");
+        assert!(e.message.contains("memfd fallback failed"), "{e}");
+    }
+
+    #[test]
+    fn fits_decides_on_free_space() {
+        assert!(fits(128 << 20, Some(64 << 20)).is_err());
+        assert!(fits(128 << 20, Some(128 << 20)).is_ok());
+        assert!(
+            fits(128 << 20, None).is_ok(),
+            "unknown free space: try the file"
+        );
+    }
+
+    #[test]
+    fn a_directory_too_small_falls_back_to_a_memfd() {
+        // Docker's 64 MiB /dev/shm and a 128 MiB segment: the store still starts,
+        // without a file to publish.
+        let d = tmpdir("small");
+        let seg =
+            SegmentMemory::create_with("h:1", 128 << 20, d.to_str(), false, |_| Some(64 << 20))
+                .expect("falls back to a memfd");
+        assert!(seg.shm_path().is_none());
+        assert_eq!(seg.len(), 128 << 20);
+        unsafe { std::ptr::write_bytes(seg.addr() as *mut u8, 7, 4096) };
+        let leftovers = std::fs::read_dir(&d)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(SHM_PREFIX)
+            })
+            .count();
+        assert_eq!(leftovers, 0, "no file was created in the small directory");
+        // Room enough: the file-backed segment as before.
+        let seg = SegmentMemory::create_with("h:1", 1 << 20, d.to_str(), false, |_| Some(2 << 20))
+            .unwrap();
+        assert!(seg.shm_path().is_some());
     }
 }
