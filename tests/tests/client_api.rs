@@ -181,3 +181,30 @@ async fn master_down_fails_fast_and_the_client_reconnects() {
     assert_eq!(c.health().await, Health::Healthy);
     drop(again);
 }
+
+/// A pure client (no segment) against a master nobody serves: connect fails with
+/// RPC_FAIL instead of succeeding lazily; a live master is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pure_client_connect_needs_a_live_master() {
+    let node = |addr: String| mooncake_common::config::NodeConfig {
+        master_server_address: addr,
+        metadata_server: "P2PHANDSHAKE".into(),
+        global_segment_size: 0,
+        local_buffer_size: 0,
+        local_hostname: "127.0.0.1".into(),
+        ..Default::default()
+    };
+    let dead = format!("127.0.0.1:{}", mooncake_tests::free_port());
+    let Err(e) = Client::connect(ClientConfig::new(node(dead))).await else {
+        panic!("connect to a dead master succeeded");
+    };
+    assert_eq!(e.code, ErrorCode::RpcFail, "{e}");
+    assert_eq!(e.code as i32, -900);
+
+    let m = Master::start(&[]);
+    let c = Client::connect(ClientConfig::new(node(m.addr())))
+        .await
+        .expect("a live master is accepted");
+    assert_eq!(c.health().await, Health::Healthy);
+    c.close().await.unwrap();
+}

@@ -11,8 +11,8 @@ use crate::rpc::MasterRpc;
 use crate::segment::SegmentMemory;
 use crate::shm::ShmCache;
 use mooncake_common::hostname::{split_host_port, with_port};
-use mooncake_common::{MooncakeError, Result};
-use mooncake_proto::SegmentDesc;
+use mooncake_common::{ErrorCode, MooncakeError, Result};
+use mooncake_proto::{HeartbeatRequest, SegmentDesc};
 use mooncake_transfer::{TransferConfig, TransferEngine};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -90,14 +90,47 @@ fn bind_ip(host: &str) -> String {
 
 impl Client {
     /// Starts the transfer engine, maps and mounts the global segment when
-    /// `global_segment_size > 0`, and starts heartbeats.
+    /// `global_segment_size > 0`, and starts heartbeats. Fails with `RPC_FAIL` when the
+    /// master does not answer, also for a pure client (which mounts nothing): like the
+    /// reference's setup, a dead master is an error here, not at the first call.
     pub async fn connect(cfg: ClientConfig) -> Result<Client> {
         let client = Self::start(cfg).await?;
-        if let Some(seg) = &client.inner.segment {
-            seg.mount(&client.inner.rpc, &client.inner.client_id, false)
-                .await?;
+        let checked = match &client.inner.segment {
+            Some(seg) => {
+                seg.mount(&client.inner.rpc, &client.inner.client_id, false)
+                    .await
+            }
+            None => client.ping_master().await,
+        };
+        if let Err(e) = checked {
+            let _ = client.close().await;
+            return Err(e);
         }
         Ok(client)
+    }
+
+    /// One heartbeat: `Ok` when the master answers at all, `RPC_FAIL` when it cannot
+    /// be reached (or does not answer) within the connect timeout plus the RPC deadline.
+    async fn ping_master(&self) -> Result<()> {
+        let id = self.inner.client_id.clone();
+        let r = self
+            .inner
+            .rpc
+            .call("heartbeat", |mut c| async move {
+                c.heartbeat(HeartbeatRequest { client_id: id }).await
+            })
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.code, ErrorCode::RpcFail | ErrorCode::RpcTimeout) => {
+                Err(MooncakeError::new(
+                    ErrorCode::RpcFail,
+                    format!("master unreachable: {}", e.message),
+                ))
+            }
+            // The master answered (with an error of its own): it is there.
+            Err(_) => Ok(()),
+        }
     }
 
     /// Like [`Client::connect`] but does not wait for the mount: the heartbeat task

@@ -131,6 +131,11 @@ def test_master_unreachable_at_setup_is_an_error_code(cluster):
     rc = s.setup("127.0.0.1", cluster.metadata, 16 << 20, 16 << 20, "tcp", "",
                  f"127.0.0.1:{free_port()}")
     assert rc < 0
+    # A pure client (no segment) too: the master is asked once, not lazily.
+    s = MooncakeDistributedStore()
+    rc = s.setup("127.0.0.1", cluster.metadata, 0, 16 << 20, "tcp", "",
+                 f"127.0.0.1:{free_port()}")
+    assert rc == -900
 
 
 def test_transfer_engine_handed_to_setup(cluster, keyspace):
