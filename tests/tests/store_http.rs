@@ -68,3 +68,64 @@ fn health_is_503_until_a_master_accepts_the_segment() {
     let (st, _) = http("GET", s.http_port, "/health", b"").unwrap();
     assert_eq!(st, 503);
 }
+
+/// The value of the first sample line of `name` (with its labels) in Prometheus text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_report_segment_mount_and_transfer_bytes() {
+    let m = Master::start(&[]);
+    let s = Store::start(&store_env(&m, "16mb"));
+    let metrics = || {
+        let (st, body) = http("GET", s.http_port, "/metrics", b"").unwrap();
+        assert_eq!(st, 200);
+        String::from_utf8(body).unwrap()
+    };
+    let t = metrics();
+    assert_eq!(
+        sample(&t, "store_segment_bytes"),
+        Some(16.0 * 1048576.0),
+        "{t}"
+    );
+    assert_eq!(sample(&t, "store_mounted"), Some(1.0), "{t}");
+    assert_eq!(
+        sample(&t, r#"store_transfer_bytes_total{direction="in"}"#),
+        Some(0.0),
+        "{t}"
+    );
+    assert!(
+        sample(&t, "store_transfer_requests_failed_total").is_some(),
+        "{t}"
+    );
+    assert!(
+        sample(&t, "store_heartbeat_failures_total").is_some(),
+        "{t}"
+    );
+
+    // Another process writes 100 kB into the store over TCP, then reads it back.
+    let dir = std::env::temp_dir().join(format!("mc-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("in");
+    std::fs::write(&f, mooncake_tests::value_for("m", 100_000)).unwrap();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(mooncake_tests::bin("mooncake_cli"))
+            .args(["--master", &m.addr()])
+            .args(args)
+            .env("MOONCAKE_DISABLE_SHM", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["put", "mk", "--file", f.to_str().unwrap()]);
+    run(&["get", "mk", "--out", dir.join("out").to_str().unwrap()]);
+    let t = metrics();
+    let bytes_in = sample(&t, r#"store_transfer_bytes_total{direction="in"}"#).unwrap();
+    let bytes_out = sample(&t, r#"store_transfer_bytes_total{direction="out"}"#).unwrap();
+    assert!(bytes_in >= 100_000.0, "{t}");
+    assert!(bytes_out >= 100_000.0, "{t}");
+}

@@ -13,7 +13,7 @@ use crate::shm::ShmCache;
 use mooncake_common::hostname::{split_host_port, with_port};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::{HeartbeatRequest, SegmentDesc};
-use mooncake_transfer::{TransferConfig, TransferEngine};
+use mooncake_transfer::{MetricsSnapshot, TransferConfig, TransferEngine};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -245,6 +245,21 @@ impl Client {
                 .segment
                 .as_ref()
                 .is_some_and(|s| s.mounted.load(Ordering::Acquire))
+    }
+
+    /// Counters of this process's transfer engine: bytes peers wrote into / read from
+    /// our registered memory (`bytes_served_in` / `bytes_served_out`), failed requests.
+    /// Same-host peers copy through the shared-memory file and are not counted.
+    pub fn transfer_metrics(&self) -> MetricsSnapshot {
+        self.inner.data.engine.metrics()
+    }
+
+    /// Heartbeats that did not reach the master since this client started.
+    pub fn heartbeat_failures(&self) -> u64 {
+        self.inner
+            .liveness
+            .heartbeat_failures
+            .load(Ordering::Relaxed)
     }
 
     /// The descriptor of this client's segment, if it contributes one.

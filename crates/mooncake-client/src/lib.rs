@@ -37,3 +37,4 @@ pub use client::Client;
 pub use config::{ClientConfig, Health, ReplicateConfig, SoftPin};
 pub use errors::MAX_KEY_LEN;
 pub use mooncake_common::{ErrorCode, MooncakeError, Result};
+pub use mooncake_transfer::MetricsSnapshot;

@@ -30,6 +30,8 @@ pub(crate) struct LocalSegment {
 pub(crate) struct Liveness {
     /// Whether the last heartbeat reached the master.
     pub master_ok: AtomicBool,
+    /// Heartbeats that did not reach the master (or got no answer) since start.
+    pub heartbeat_failures: AtomicU64,
 }
 
 impl LocalSegment {
@@ -130,6 +132,9 @@ async fn beat<H: HeartbeatHost>(h: &Arc<H>) {
         .await;
     let Ok(resp) = resp else {
         h.liveness().master_ok.store(false, Ordering::Relaxed);
+        h.liveness()
+            .heartbeat_failures
+            .fetch_add(1, Ordering::Relaxed);
         return;
     };
     h.liveness().master_ok.store(true, Ordering::Relaxed);

@@ -1,4 +1,5 @@
-//! The daemon's HTTP port: `/health` (200 only while the segment is mounted) and the
+//! The daemon's HTTP port: `/health` (200 only while the segment is mounted),
+//! `/metrics` (Prometheus text, see [`crate::metrics`]) and the
 //! reference store service's REST routes, with the same request and answer shapes:
 //! `PUT /api/put` with JSON `{"key", "value"}`, `GET /api/get/{key}` (raw bytes),
 //! `GET /api/exist/{key}` (`{"exists": bool}`), `DELETE /api/remove/{key}`,
@@ -12,13 +13,26 @@ use axum::routing::{delete, get, put};
 use axum::Router;
 use mooncake_client::{Client, ErrorCode, ReplicateConfig};
 use serde_json::json;
+use std::sync::Arc;
+
+use crate::metrics::StoreMetrics;
 
 /// The reference accepts request bodies up to 100 MB.
 const MAX_BODY: usize = 100 << 20;
 
 pub fn router(client: Client) -> Router {
+    let metrics = Arc::new(StoreMetrics::new());
     Router::new()
         .route("/health", get(health))
+        .route(
+            "/metrics",
+            get(move |State(c): State<Client>| async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    metrics.render(&c),
+                )
+            }),
+        )
         .route("/api/put", put(api_put))
         .route("/api/get/{key}", get(api_get))
         .route("/api/exist/{key}", get(api_exist))

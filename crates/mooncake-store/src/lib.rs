@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`config`]: flags over the `MOONCAKE_*` environment.
 //! - [`http`]: the HTTP routes.
+//! - [`metrics`]: `/metrics`, the store's Prometheus text.
 //! - [`daemon`]: start-up, readiness (`MOONCAKE_READY_FILE`), and shutdown on
 //!   SIGTERM/SIGINT (unmount first, then exit).
 //!
@@ -14,3 +15,4 @@
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod metrics;

@@ -1,0 +1,112 @@
+//! `GET /metrics`: the store's own Prometheus text, from a registry owned by this store
+//! (never the process-global one, so several stores in one process do not collide).
+//!
+//! Gauges are set and counters are brought up to the client's cumulative snapshots on
+//! every scrape: the transfer engine and the heartbeat task keep plain atomics, this
+//! module only mirrors them.
+
+use mooncake_client::Client;
+use parking_lot::Mutex;
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+pub struct StoreMetrics {
+    registry: Registry,
+    segment_bytes: IntGauge,
+    mounted: IntGauge,
+    transfer_bytes: IntCounterVec,
+    requests_failed: IntCounter,
+    heartbeat_failures: IntCounter,
+    /// Serialises scrapes so two of them never add the same delta twice.
+    update: Mutex<()>,
+}
+
+/// Raises `c` to the cumulative value `v` (counters only go up).
+fn catch_up(c: &IntCounter, v: u64) {
+    let cur = c.get();
+    if v > cur {
+        c.inc_by(v - cur);
+    }
+}
+
+impl StoreMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let segment_bytes =
+            IntGauge::new("store_segment_bytes", "Size of this store's global segment").unwrap();
+        let mounted = IntGauge::new(
+            "store_mounted",
+            "1 while the segment is mounted at the master, else 0",
+        )
+        .unwrap();
+        let transfer_bytes = IntCounterVec::new(
+            Opts::new(
+                "store_transfer_bytes_total",
+                "Bytes peers moved through the transfer engine into (in) or out of (out) this store's segment",
+            ),
+            &["direction"],
+        )
+        .unwrap();
+        let requests_failed = IntCounter::new(
+            "store_transfer_requests_failed_total",
+            "Transfer requests of this process that failed",
+        )
+        .unwrap();
+        let heartbeat_failures = IntCounter::new(
+            "store_heartbeat_failures_total",
+            "Heartbeats that did not reach the master",
+        )
+        .unwrap();
+        for c in [
+            Box::new(segment_bytes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(mounted.clone()),
+            Box::new(transfer_bytes.clone()),
+            Box::new(requests_failed.clone()),
+            Box::new(heartbeat_failures.clone()),
+        ] {
+            registry.register(c).expect("distinct metric names");
+        }
+        // Both directions exist from the first scrape on, at 0.
+        transfer_bytes.with_label_values(&["in"]);
+        transfer_bytes.with_label_values(&["out"]);
+        Self {
+            registry,
+            segment_bytes,
+            mounted,
+            transfer_bytes,
+            requests_failed,
+            heartbeat_failures,
+            update: Mutex::new(()),
+        }
+    }
+
+    /// The Prometheus text exposition of this store's current state.
+    pub fn render(&self, c: &Client) -> String {
+        {
+            let _g = self.update.lock();
+            let size = c.segment_desc().map_or(0, |s| s.size);
+            self.segment_bytes
+                .set(i64::try_from(size).unwrap_or(i64::MAX));
+            self.mounted.set(i64::from(c.is_mounted()));
+            let t = c.transfer_metrics();
+            catch_up(
+                &self.transfer_bytes.with_label_values(&["in"]),
+                t.bytes_served_in,
+            );
+            catch_up(
+                &self.transfer_bytes.with_label_values(&["out"]),
+                t.bytes_served_out,
+            );
+            catch_up(&self.requests_failed, t.requests_failed);
+            catch_up(&self.heartbeat_failures, c.heartbeat_failures());
+        }
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
