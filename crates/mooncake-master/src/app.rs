@@ -6,6 +6,7 @@
 //! [`start`] is what `main` and the end-to-end tests use; [`run`] adds the signals.
 
 use crate::config::MasterConfig;
+use crate::ha::{self, HaState};
 use crate::http::{self, admin, metadata};
 use crate::master::Master;
 use crate::metrics::MasterMetrics;
@@ -42,9 +43,11 @@ pub struct Running {
     pub rpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub metadata_addr: Option<SocketAddr>,
+    /// The election state under `--enable_ha`.
+    pub ha: Option<Arc<HaState>>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<(&'static str, Result<(), String>)>,
-    _workers: crate::WorkerHandles,
+    _workers: Option<crate::WorkerHandles>,
 }
 
 /// `host:port`, with brackets for an IPv6 literal.
@@ -95,9 +98,16 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
 
     let reporting = cfg.enable_metric_reporting;
     let advertised = join_host_port(&cfg.rpc_address, rpc_addr.port());
-    let master = Master::new(cfg);
+    let ha = cfg
+        .enable_ha
+        .then(|| HaState::new(cfg.clone(), advertised.clone()));
+    let master = match &ha {
+        Some(h) => h.master(),
+        None => Master::new(cfg),
+    };
     let metrics = Arc::new(MasterMetrics::new(prometheus::Registry::new())?);
-    let workers = master.spawn_workers();
+    // Under HA every term starts its own workers and log line.
+    let workers = ha.is_none().then(|| master.spawn_workers());
     let (stop, stopped) = watch::channel(false);
     let signal = move || {
         let mut rx = stopped.clone();
@@ -107,17 +117,44 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
     };
 
     let mut tasks = JoinSet::new();
-    let m = master.clone();
     let sig = signal();
-    tasks.spawn(async move {
-        let r = crate::serve_grpc(m, rpc, sig).await;
-        ("gRPC service", r.map_err(|e| e.to_string()))
-    });
-    let app = admin::router(admin::AdminState::new(
-        master.clone(),
-        metrics,
-        advertised.clone(),
-    ));
+    match &ha {
+        Some(h) => {
+            let h2 = h.clone();
+            tasks.spawn(async move {
+                let r = ha::service::serve(h2, rpc, sig).await;
+                ("gRPC service", r.map_err(|e| e.to_string()))
+            });
+            let h2 = h.clone();
+            let sig = signal();
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = ha::election::run(h2) => {}
+                    _ = sig => {}
+                }
+                ("HA election", Ok(()))
+            });
+        }
+        None => {
+            let m = master.clone();
+            tasks.spawn(async move {
+                let r = crate::serve_grpc(m, rpc, sig).await;
+                ("gRPC service", r.map_err(|e| e.to_string()))
+            });
+        }
+    }
+    let admin_state = match &ha {
+        Some(h) => {
+            let (h1, h2) = (h.clone(), h.clone());
+            admin::AdminState::with_sources(
+                Arc::new(move || h1.master()),
+                metrics,
+                Arc::new(move || h2.role()),
+            )
+        }
+        None => admin::AdminState::new(master.clone(), metrics, advertised.clone()),
+    };
+    let app = admin::router(admin_state);
     let sig = signal();
     tasks.spawn(async move {
         let r = http::serve(admin_l, app, sig).await;
@@ -131,12 +168,24 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
             ("metadata HTTP server", r.map_err(|e| e.to_string()))
         });
     }
-    if reporting {
+    if reporting && ha.is_none() {
         let (m, sig) = (master.clone(), signal());
         tasks.spawn(async move {
             report::run(m, report::REPORT_INTERVAL, sig).await;
             ("log reporter", Ok(()))
         });
+    }
+    if let Some(h) = &ha {
+        let c = h.config();
+        tracing::info!(
+            "HA enabled: campaigning for {} at {} as {advertised} (lease {:?})",
+            ha::view_key(&c.cluster_id),
+            c.etcd_endpoints.join(";"),
+            ha::LEASE_TTL,
+        );
+        if c.rpc_address == "0.0.0.0" || c.rpc_address == "::" {
+            tracing::warn!("HA: --rpc_address {} is advertised to clients as the leader address; set it to an address they can reach", c.rpc_address);
+        }
     }
 
     tracing::info!(
@@ -149,6 +198,7 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
         rpc_addr,
         admin_addr,
         metadata_addr,
+        ha,
         stop,
         tasks,
         _workers: workers,
@@ -188,32 +238,45 @@ impl Running {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn stop_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the future is first polled: a signal sent right after the
+/// start-up line (which tests and operators wait for) must not hit the default
+/// action and kill the process with a failure status.
+pub fn stop_signal() -> impl Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = async {
+    let (int, term) = {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received; stopping"),
-        _ = term => tracing::info!("SIGTERM received; stopping"),
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(int) => tracing::info!("SIGINT received; stopping"),
+                _ = wait(term) => tracing::info!("SIGTERM received; stopping"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("SIGINT received; stopping");
+        }
     }
 }
 
 /// Starts the master and serves until SIGTERM/SIGINT.
 pub async fn run(cfg: MasterConfig) -> Result<(), AppError> {
-    start(cfg).await?.serve_until(stop_signal()).await
+    let signals = stop_signal();
+    start(cfg).await?.serve_until(signals).await
 }

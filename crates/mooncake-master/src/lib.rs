@@ -7,6 +7,7 @@
 //!   replica placement), `lease` (clock, leases, pins), `eviction`, `liveness`,
 //!   `workers` (background tasks), `service` + `server` (gRPC), `errors`.
 //! - `flags`: the gflags-style command line and `--config_path` file that fill `config`.
+//! - `ha`: etcd leader election and the fence (`--enable_ha`).
 //! - `http` (admin port + metadata server), `metrics` (Prometheus export), `report`
 //!   (the 10-second log line), `app` (a whole master process: listeners, signals).
 pub mod alloc;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod errors;
 pub mod eviction;
 pub mod flags;
+pub mod ha;
 pub mod http;
 pub mod index;
 pub mod lease;

@@ -45,10 +45,13 @@ impl RoleInfo {
 /// Reports the current role; HA swaps in one that follows the election.
 pub type RoleSource = Arc<dyn Fn() -> RoleInfo + Send + Sync>;
 
+/// The master the admin port shows; HA swaps in the current term's.
+pub type MasterSource = Arc<dyn Fn() -> Arc<Master> + Send + Sync>;
+
 /// What the admin handlers share.
 #[derive(Clone)]
 pub struct AdminState {
-    master: Arc<Master>,
+    master: MasterSource,
     metrics: Arc<MasterMetrics>,
     role: RoleSource,
 }
@@ -61,11 +64,24 @@ impl AdminState {
     }
 
     pub fn with_role(master: Arc<Master>, metrics: Arc<MasterMetrics>, role: RoleSource) -> Self {
+        Self::with_sources(Arc::new(move || master.clone()), metrics, role)
+    }
+
+    /// Both the master and the role follow the caller (HA: the election's current term).
+    pub fn with_sources(
+        master: MasterSource,
+        metrics: Arc<MasterMetrics>,
+        role: RoleSource,
+    ) -> Self {
         Self {
             master,
             metrics,
             role,
         }
+    }
+
+    fn master(&self) -> Arc<Master> {
+        (self.master)()
     }
 
     /// The 503 a standby answers with, or None on the leader.
@@ -127,7 +143,7 @@ struct KeyParams {
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
-    match s.metrics.render(&s.master) {
+    match s.metrics.render(&s.master()) {
         Ok(body) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -169,7 +185,7 @@ async fn all_segments(State(s): State<AdminState>, Query(p): Query<ListParams>) 
     if let Some(r) = s.standby() {
         return r;
     }
-    let segments = s.master.segments();
+    let segments = s.master().segments();
     if p.wants_json() {
         return json(StatusCode::OK, &segments);
     }
@@ -183,7 +199,7 @@ async fn all_keys(State(s): State<AdminState>, Query(p): Query<ListParams>) -> R
     if let Some(r) = s.standby() {
         return r;
     }
-    let keys = s.master.all_keys();
+    let keys = s.master().all_keys();
     if p.wants_json() {
         return json(StatusCode::OK, &keys);
     }
@@ -213,7 +229,7 @@ async fn query_key(State(s): State<AdminState>, Query(p): Query<KeyParams>) -> R
             )
         }
     };
-    match s.master.query_key(key) {
+    match s.master().query_key(key) {
         Some(info) => json(StatusCode::OK, &KeyAnswer { key, info }),
         None => json(
             StatusCode::NOT_FOUND,
@@ -233,7 +249,7 @@ struct Worker {
 
 async fn workers(State(s): State<AdminState>) -> Response {
     let list: Vec<Worker> = s
-        .master
+        .master()
         .workers_status()
         .into_iter()
         .map(|(name, status)| Worker { name, status })
