@@ -5,10 +5,12 @@
 
 mod hash;
 mod object;
+mod replicas;
 
 pub use hash::{FastHasher, FastState};
 
 pub use object::{Object, Pending, Replica, SoftPinChange};
+pub use replicas::Replicas;
 
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;

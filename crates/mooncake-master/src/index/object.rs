@@ -2,6 +2,7 @@
 //! 20-byte keys): segments are `u32` ids, replicas are 12 bytes, times are `u64`
 //! milliseconds on the master's clock, and the rare in-flight write lives behind a box.
 
+use super::Replicas;
 use crate::alloc::AllocHandle;
 
 /// One replica: an allocation in a segment. The size is the object's.
@@ -33,7 +34,7 @@ pub struct Pending {
     pub put_id: u64,
     pub started_ms: u64,
     pub size: u64,
-    pub replicas: Box<[Replica]>,
+    pub replicas: Replicas,
     pub hard_pin: bool,
     pub soft_pin: SoftPinChange,
 }
@@ -44,7 +45,7 @@ pub struct Object {
     pub size: u64,
     /// Complete replicas. Empty exactly when the object is not complete yet: an object
     /// that loses its last complete replica is dropped.
-    pub replicas: Box<[Replica]>,
+    pub replicas: Replicas,
     pub pending: Option<Box<Pending>>,
     pub lease_until_ms: u64,
     /// 0 = not soft-pinned.
@@ -62,7 +63,7 @@ impl Object {
     pub fn in_progress(pending: Box<Pending>, tick: u64) -> Self {
         Self {
             size: 0,
-            replicas: Box::new([]),
+            replicas: Replicas::None,
             pending: Some(pending),
             lease_until_ms: 0,
             soft_pin_until_ms: 0,
@@ -150,7 +151,7 @@ mod tests {
                 put_id: 1,
                 started_ms: 1,
                 size: 1,
-                replicas: Box::new([]),
+                replicas: Replicas::None,
                 hard_pin: false,
                 soft_pin: SoftPinChange::Preserve,
             }),
@@ -158,13 +159,13 @@ mod tests {
         );
         o.pending = None;
         o.size = 4096;
-        o.replicas = Box::new([Replica {
+        o.replicas = Replicas::One(Replica {
             seg: 0,
             handle: crate::alloc::SegmentAllocator::new(1 << 20)
                 .unwrap()
                 .allocate(4096)
                 .unwrap(),
-        }]);
+        });
         o
     }
 

@@ -7,7 +7,7 @@
 //! cannot overwrite bytes under a reader.
 
 use super::Master;
-use crate::index::Replica;
+use crate::index::Replicas;
 use mooncake_common::ErrorCode;
 
 /// Space to free once no reader can hold a lease on it.
@@ -15,7 +15,7 @@ use mooncake_common::ErrorCode;
 pub(crate) struct DeferredFree {
     pub until_ms: u64,
     pub size: u64,
-    pub replicas: Box<[Replica]>,
+    pub replicas: Replicas,
 }
 
 impl Master {

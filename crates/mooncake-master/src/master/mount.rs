@@ -3,7 +3,7 @@
 //! objects left with none are dropped).
 
 use super::Master;
-use crate::index::{Replica, SHARDS};
+use crate::index::{Replica, Replicas, SHARDS};
 use crate::liveness::Sweep;
 use crate::segments::{Mounted, Segment};
 use mooncake_common::ErrorCode;
@@ -162,7 +162,7 @@ impl Master {
 }
 
 /// Drops replicas on segment `seg`; whether any were dropped.
-fn strip(replicas: &mut Box<[Replica]>, seg: u32) -> bool {
+fn strip(replicas: &mut Replicas, seg: u32) -> bool {
     if replicas.iter().any(|r| r.seg == seg) {
         *replicas = replicas.iter().copied().filter(|r| r.seg != seg).collect();
         true

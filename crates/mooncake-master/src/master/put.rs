@@ -6,7 +6,7 @@
 //! the put with -200), and the start is retried.
 
 use super::Master;
-use crate::index::{Object, Pending, Replica};
+use crate::index::{Object, Pending, Replica, Replicas};
 use crate::lease::{ms, resolve_pins};
 use crate::placement::{place, PlacementRequest};
 use mooncake_common::ErrorCode;
@@ -91,7 +91,7 @@ impl Master {
                 put_id,
                 started_ms: now,
                 size,
-                replicas,
+                replicas: Replicas::from(replicas),
                 hard_pin,
                 soft_pin,
             };

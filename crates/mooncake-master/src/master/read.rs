@@ -6,7 +6,7 @@
 //! objects read a few seconds ago stay in LRU order instead of blocking eviction.
 
 use super::Master;
-use crate::index::Replica;
+use crate::index::Replicas;
 use crate::lease::read_guard_ms;
 use mooncake_common::ErrorCode;
 use mooncake_proto::GetReplicaListResponse;
@@ -46,7 +46,7 @@ impl Master {
             return miss(ErrorCode::InvalidParams);
         }
         let lease = self.lease_ms();
-        let (size, replicas): (u64, Box<[Replica]>) = {
+        let (size, replicas): (u64, Replicas) = {
             let mut shard = self.index.lock(key);
             let Some(o) = shard.get_mut(key) else {
                 return miss(ErrorCode::ObjectNotFound);
