@@ -199,7 +199,18 @@ async fn probe_dead() -> Result<(), String> {
         local_hostname: "127.0.0.1".into(),
         ..NodeConfig::default()
     };
-    let c = Client::connect(ClientConfig::new(node))
+    // Setup itself refuses a dead master (RPC_FAIL)...
+    let t = Instant::now();
+    match Client::connect(ClientConfig::new(node.clone())).await {
+        Err(e) if e.code.code() == -900 => println!(
+            "unreachable master: connect -> -900 in {:.3} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        ),
+        Err(e) => return Err(format!("connect: expected -900, got {e}")),
+        Ok(_) => return Err("connect to a dead master succeeded".into()),
+    }
+    // ...so the calls are measured on a client whose master is gone after start-up.
+    let c = Client::start(ClientConfig::new(node))
         .await
         .map_err(|e| e.to_string())?;
     let mut lat = Vec::new();
