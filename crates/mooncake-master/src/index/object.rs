@@ -1,6 +1,8 @@
 //! One object's metadata. Kept small (a later goal is <= 200 bytes per object with
-//! 20-byte keys): segments are `u32` ids, replicas are 12 bytes, times are `u64`
-//! milliseconds on the master's clock, and the rare in-flight write lives behind a box.
+//! 20-byte keys): 56 bytes. Segments are `u32` ids, replicas are 12 bytes and one is
+//! kept inline, the lease is `u64` milliseconds on the master's clock, the read guard a
+//! 32-bit distance back from it, both pins share one 32-bit word (the soft pin in whole
+//! seconds), and the rare in-flight write lives behind a box.
 
 use super::Replicas;
 use crate::alloc::AllocHandle;
@@ -48,15 +50,21 @@ pub struct Object {
     pub replicas: Replicas,
     pub pending: Option<Box<Pending>>,
     pub lease_until_ms: u64,
-    /// 0 = not soft-pinned.
-    pub soft_pin_until_ms: u64,
     /// LRU position: a global access tick (larger = more recent).
     pub last_access: u64,
     /// The read guard (see [`Object::guard_until_ms`]) as a distance back from
-    /// `lease_until_ms`, so that it fits in the padding next to `hard_pin`.
+    /// `lease_until_ms`, so that it fits in 32 bits.
     guard_back_ms: u32,
-    pub hard_pin: bool,
+    /// Both pins in 32 bits: [`HARD_PIN`] is the hard pin; the other bits are the
+    /// soft pin's deadline in whole seconds on the master clock, rounded up (0 = not
+    /// soft-pinned; a soft pin may outlast its TTL by less than a second).
+    pins: u32,
 }
+
+/// The hard-pin bit of `Object::pins`.
+const HARD_PIN: u32 = 1 << 31;
+/// The soft-pin deadline bits of `Object::pins` (seconds: 68 years of uptime).
+const SOFT_PIN_SECS: u32 = HARD_PIN - 1;
 
 impl Object {
     /// A fresh object whose first put is in flight.
@@ -66,10 +74,9 @@ impl Object {
             replicas: Replicas::None,
             pending: Some(pending),
             lease_until_ms: 0,
-            soft_pin_until_ms: 0,
             last_access: tick,
             guard_back_ms: 0,
-            hard_pin: false,
+            pins: 0,
         }
     }
 
@@ -82,7 +89,16 @@ impl Object {
     }
 
     pub fn is_soft_pinned(&self, now_ms: u64) -> bool {
-        self.soft_pin_until_ms > now_ms
+        self.soft_pin_until_ms() > now_ms
+    }
+
+    /// The soft pin's deadline (ms on the master clock, a whole second; 0 = none).
+    pub fn soft_pin_until_ms(&self) -> u64 {
+        u64::from(self.pins & SOFT_PIN_SECS) * 1000
+    }
+
+    pub fn hard_pin(&self) -> bool {
+        self.pins & HARD_PIN != 0
     }
 
     /// Extends the lease to at least `until_ms` and the read guard to at least
@@ -113,19 +129,19 @@ impl Object {
     pub fn evictable(&self, now_ms: u64, soft_ok: bool) -> bool {
         self.is_complete()
             && self.pending.is_none()
-            && !self.hard_pin
+            && !self.hard_pin()
             && !self.is_read_guarded(now_ms)
             && (soft_ok || !self.is_soft_pinned(now_ms))
     }
 
     /// Applies a completed write's pins.
     pub fn apply_pins(&mut self, hard_pin: bool, soft: SoftPinChange) {
-        self.hard_pin = hard_pin;
-        match soft {
-            SoftPinChange::Preserve => {}
-            SoftPinChange::Until(t) => self.soft_pin_until_ms = t,
-            SoftPinChange::Clear => self.soft_pin_until_ms = 0,
-        }
+        let soft_secs = match soft {
+            SoftPinChange::Preserve => self.pins & SOFT_PIN_SECS,
+            SoftPinChange::Until(t) => t.div_ceil(1000).min(u64::from(SOFT_PIN_SECS)) as u32,
+            SoftPinChange::Clear => 0,
+        };
+        self.pins = soft_secs | if hard_pin { HARD_PIN } else { 0 };
     }
 }
 
@@ -138,7 +154,7 @@ mod tests {
     #[test]
     fn object_metadata_stays_small() {
         assert!(
-            std::mem::size_of::<Object>() <= 64,
+            std::mem::size_of::<Object>() <= 56,
             "{}",
             std::mem::size_of::<Object>()
         );
@@ -188,6 +204,30 @@ mod tests {
         // An earlier lease never shortens anything.
         o.grant_lease(20, 20);
         assert_eq!((o.lease_until_ms, o.guard_until_ms()), (10_500, 5_000));
+    }
+
+    #[test]
+    fn pins_share_one_word_and_soft_deadlines_round_up_to_a_second() {
+        let mut o = complete();
+        assert!(!o.hard_pin() && !o.is_soft_pinned(1));
+        o.apply_pins(true, SoftPinChange::Until(2_500));
+        assert!(o.hard_pin());
+        assert_eq!(o.soft_pin_until_ms(), 3_000, "rounded up, never shorter");
+        assert!(o.is_soft_pinned(2_999) && !o.is_soft_pinned(3_000));
+        assert!(!o.evictable(1, true), "hard-pinned");
+        o.apply_pins(false, SoftPinChange::Preserve);
+        assert!(!o.hard_pin());
+        assert_eq!(o.soft_pin_until_ms(), 3_000, "preserved");
+        assert!(!o.evictable(1, false) && o.evictable(1, true));
+        o.apply_pins(true, SoftPinChange::Until(u64::MAX));
+        assert!(
+            o.hard_pin(),
+            "a huge deadline does not spill into the hard-pin bit"
+        );
+        assert_eq!(o.soft_pin_until_ms(), u64::from(SOFT_PIN_SECS) * 1000);
+        o.apply_pins(false, SoftPinChange::Clear);
+        assert!(!o.hard_pin() && o.soft_pin_until_ms() == 0);
+        assert!(o.evictable(1, false));
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl Master {
             complete: o.is_complete(),
             replicas,
             lease_remaining_ms: o.lease_until_ms.saturating_sub(now),
-            hard_pinned: o.hard_pin,
+            hard_pinned: o.hard_pin(),
             soft_pinned: o.is_soft_pinned(now),
         })
     }
