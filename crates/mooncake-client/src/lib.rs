@@ -12,6 +12,7 @@
 //! - [`segment`]: the memory a process contributes (file-backed, pre-faulted).
 //! - `mount`: mounting that memory at the master and the heartbeat that keeps it.
 //! - `rpc`: the master connection (tight connect timeout, per-call deadline).
+//! - [`discovery`]: the HA leader named in etcd (`MOONCAKE_MASTER=etcd://...`).
 //! - `buffers`: caller memory registered for zero-copy calls.
 //! - `errors`: how statuses, per-item codes and transfer failures become contract codes.
 //! - `host`: this host's identity (boot id).
@@ -21,6 +22,7 @@ mod buffers;
 mod client;
 pub mod config;
 mod copy;
+pub mod discovery;
 mod errors;
 mod get;
 pub mod host;

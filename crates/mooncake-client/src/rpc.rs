@@ -5,45 +5,63 @@
 //! connected master does not answer in time).
 
 use crate::config::CONNECT_TIMEOUT;
+use crate::discovery::{cluster_id_from_env, parse_etcd_address, Leader};
 use crate::errors::status_error;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::master_client::MasterClient;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
+/// Where calls go: one fixed address, or the leader etcd names (HA).
+#[derive(Clone)]
+enum Target {
+    Fixed(MasterClient<Channel>),
+    Leader(Arc<Leader>),
+}
+
 #[derive(Clone)]
 pub(crate) struct MasterRpc {
-    client: MasterClient<Channel>,
+    target: Target,
     timeout: Duration,
     addr: String,
 }
 
+/// A lazily connected client for `host:port`.
+fn client_for(addr: &str, timeout: Duration) -> Result<MasterClient<Channel>> {
+    let (host, port) = mooncake_common::hostname::split_host_port(addr);
+    if host.is_empty() || port.is_none() {
+        return Err(MooncakeError::invalid(format!(
+            "master address {addr:?} is not host:port"
+        )));
+    }
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| MooncakeError::invalid(format!("master address {addr:?}: {e}")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    Ok(MasterClient::new(endpoint.connect_lazy()))
+}
+
 impl MasterRpc {
-    /// Prepares the channel; nothing is dialled until the first call.
+    /// Prepares the channel; nothing is dialled until the first call. An
+    /// `etcd://h1:2379;h2:2379` address follows the HA leader (`discovery`).
     pub fn new(addr: &str, timeout: Duration) -> Result<Self> {
         let addr = addr.trim();
-        if addr.starts_with("etcd://") {
-            return Err(MooncakeError::invalid(format!(
-                "MOONCAKE_MASTER {addr:?}: etcd:// (HA) master addresses are not supported by this client yet"
-            )));
-        }
-        let (host, port) = mooncake_common::hostname::split_host_port(addr);
-        if host.is_empty() || port.is_none() {
-            return Err(MooncakeError::invalid(format!(
-                "master address {addr:?} is not host:port"
-            )));
-        }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| MooncakeError::invalid(format!("master address {addr:?}: {e}")))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true);
+        let target = match parse_etcd_address(addr) {
+            Some(endpoints) => Target::Leader(Leader::start(
+                endpoints?,
+                &cluster_id_from_env(),
+                Box::new(move |a| client_for(a, timeout)),
+            )?),
+            None => Target::Fixed(client_for(addr, timeout)?),
+        };
         Ok(Self {
-            client: MasterClient::new(endpoint.connect_lazy()),
+            target,
             timeout,
             addr: addr.to_string(),
         })
@@ -55,18 +73,52 @@ impl MasterRpc {
         F: FnOnce(MasterClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
-        match tokio::time::timeout(self.timeout + CONNECT_TIMEOUT, f(self.client.clone())).await {
+        let (client, leader) = match &self.target {
+            Target::Fixed(c) => (c.clone(), None),
+            Target::Leader(l) => {
+                let (a, c) = l
+                    .current()
+                    .await
+                    .map_err(|e| MooncakeError::new(e.code, format!("{what}: {}", e.message)))?;
+                (c, Some(a))
+            }
+        };
+        let addr = leader.as_deref().unwrap_or(&self.addr);
+        let r = self.call_on(what, addr, client, f).await;
+        if let (Err(e), Target::Leader(l)) = (&r, &self.target) {
+            if matches!(
+                e.code,
+                ErrorCode::RpcFail | ErrorCode::RpcTimeout | ErrorCode::UnavailableInCurrentMode
+            ) {
+                l.nudge();
+            }
+        }
+        r
+    }
+
+    async fn call_on<T, F, Fut>(
+        &self,
+        what: &str,
+        addr: &str,
+        client: MasterClient<Channel>,
+        f: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(MasterClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match tokio::time::timeout(self.timeout + CONNECT_TIMEOUT, f(client)).await {
             Err(_) => Err(MooncakeError::new(
                 ErrorCode::RpcTimeout,
                 format!(
-                    "{what}: master {} did not answer within {:?}",
-                    self.addr, self.timeout
+                    "{what}: master {addr} did not answer within {:?}",
+                    self.timeout
                 ),
             )),
             Ok(Err(status)) => {
                 let mut e = status_error(&status, what);
                 if e.code == ErrorCode::RpcFail {
-                    e.message = format!("{} (master {})", e.message, self.addr);
+                    e.message = format!("{} (master {addr})", e.message);
                 }
                 Err(e)
             }
@@ -81,7 +133,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_addresses() {
-        assert!(MasterRpc::new("etcd://a:1", Duration::from_secs(1)).is_err());
+        assert!(MasterRpc::new("etcd://", Duration::from_secs(1)).is_err());
         assert!(MasterRpc::new("nohost", Duration::from_secs(1)).is_err());
     }
 
