@@ -128,10 +128,7 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
             let h2 = h.clone();
             let sig = signal();
             tasks.spawn(async move {
-                tokio::select! {
-                    _ = ha::election::run(h2) => {}
-                    _ = sig => {}
-                }
+                ha::election::run(h2, sig).await;
                 ("HA election", Ok(()))
             });
         }

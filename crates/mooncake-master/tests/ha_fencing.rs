@@ -74,3 +74,41 @@ async fn a_paused_leader_refuses_writes_after_waking() {
         Err(UNAVAILABLE_IN_CURRENT_MODE)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_the_leader_revokes_its_lease_and_hands_over() {
+    if !etcd_available() {
+        return;
+    }
+    let etcd = Etcd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ms = [
+        HaMaster::start(&etcd.endpoint, "handover", dir.path()),
+        HaMaster::start(&etcd.endpoint, "handover", dir.path()),
+    ];
+    let l = wait_for_one_leader(&[&ms[0], &ms[1]], Duration::from_secs(20)).await;
+    let s = 1 - l;
+    ms[l].proc.signal("-TERM");
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = ms[l].proc.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < end, "the leader did not exit on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{}", ms[l].proc.log_text());
+    assert!(
+        ms[l].proc.log_text().contains("lease revoked"),
+        "{}",
+        ms[l].proc.log_text()
+    );
+    let end = Instant::now() + Duration::from_secs(20);
+    while control_plane_put(&mut ms[s].rpc().await, "after-handover")
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < end, "{}", ms[s].proc.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -5,6 +5,7 @@
 use super::fence::Fence;
 use super::state::HaState;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, EventType, PutOptions, Txn, TxnOp};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,14 +45,38 @@ async fn connect(endpoints: &[String]) -> EtcdResult<Client> {
     bounded("connect", Client::connect(endpoints, Some(opts))).await
 }
 
-/// Runs the election forever: campaign, lead until the lease is lost, repeat.
-pub async fn run(state: Arc<HaState>) {
+/// Runs the election until `shutdown` resolves; then stops serving and revokes the
+/// lease, so a standby takes over at once instead of after the TTL.
+pub async fn run(state: Arc<HaState>, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::select! {
+        _ = campaign_forever(&state) => {}
+        _ = shutdown => {}
+    }
+    state.fence.revoke();
+    state.retire();
+    let lease = state.lease.swap(0, Ordering::SeqCst);
+    if lease != 0 {
+        let endpoints = &state.config().etcd_endpoints;
+        let r = match connect(endpoints).await {
+            Ok(mut c) => bounded("lease revoke", c.lease_revoke(lease))
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => tracing::info!("HA: stopped; lease revoked, a standby can take over now"),
+            Err(e) => tracing::warn!("HA: stopped; {e} (a standby takes over after the TTL)"),
+        }
+    }
+}
+
+async fn campaign_forever(state: &HaState) {
     let endpoints = state.config().etcd_endpoints.clone();
     let key = view_key(&state.config().cluster_id);
     let mut last_error = String::new();
     loop {
         let r = match connect(&endpoints).await {
-            Ok(mut c) => round(&mut c, &state, &key).await,
+            Ok(mut c) => round(&mut c, state, &key).await,
             Err(e) => Err(e),
         };
         if let Err(e) = r {
@@ -124,6 +149,7 @@ async fn wait_until_free(c: &mut Client, state: &HaState, key: &str) -> EtcdResu
 /// as a keep-alive is refused or the deadline passes.
 async fn lead(c: &mut Client, state: &HaState, lease: i64, until: Instant) {
     let term = state.fence.term() + 1;
+    state.lease.store(lease, Ordering::SeqCst);
     state.install(term);
     let began = state.fence.begin(until);
     debug_assert_eq!(term, began);
@@ -137,6 +163,9 @@ async fn lead(c: &mut Client, state: &HaState, lease: i64, until: Instant) {
     state.retire();
     tracing::warn!("HA: leadership lost: {why}");
     let _ = bounded("lease revoke", c.lease_revoke(lease)).await;
+    let _ = state
+        .lease
+        .compare_exchange(lease, 0, Ordering::SeqCst, Ordering::SeqCst);
 }
 
 async fn keep_alive(c: &mut Client, state: &HaState, lease: i64, term: u64) -> String {

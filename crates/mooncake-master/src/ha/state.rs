@@ -12,6 +12,7 @@ use crate::service::MasterService;
 use crate::WorkerHandles;
 use mooncake_proto::master_server::MasterServer;
 use parking_lot::RwLock;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -48,6 +49,8 @@ pub struct HaState {
     /// Answers the admin port while no term runs (a standby's empty view).
     idle: Arc<Master>,
     leader: RwLock<String>,
+    /// The lease of the current term (0: none); revoked on a graceful stop.
+    pub lease: AtomicI64,
 }
 
 impl HaState {
@@ -60,6 +63,7 @@ impl HaState {
             term: RwLock::new(None),
             idle,
             leader: RwLock::new(String::new()),
+            lease: AtomicI64::new(0),
         })
     }
 
