@@ -125,6 +125,8 @@ async fn store_and_client_follow_the_leader_through_a_kill_9() {
     assert_eq!(health(&ms[1 - l]), Some(200));
     let _ = c.close().await;
     ms.clear();
+    drop(_etcd);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
