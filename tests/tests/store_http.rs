@@ -15,6 +15,12 @@ fn rest_routes_health_and_ready_file() {
         ready.to_string_lossy().into_owned(),
     ));
     let mut s = Store::start(&env);
+    // /health turns 200 the moment the segment is mounted; the daemon writes the ready
+    // file right after (within one 20 ms poll of its mount watcher).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !ready.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(ready.exists(), "ready file written once mounted");
     let p = s.http_port;
 
