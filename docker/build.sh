@@ -40,7 +40,7 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     command -v debootstrap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
     ROOTFS=$ROOT/target/docker/rootfs
     rm -rf "$ROOTFS"
-    debootstrap --variant=minbase --include=python3-minimal bookworm "$ROOTFS" http://deb.debian.org/debian >"$ROOT/target/docker/debootstrap.log" 2>&1 \
+    debootstrap --variant=minbase --include=python3 bookworm "$ROOTFS" http://deb.debian.org/debian >"$ROOT/target/docker/debootstrap.log" 2>&1 \
       || { tail -5 "$ROOT/target/docker/debootstrap.log"; exit 1; }
     rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*
     tar -C "$ROOTFS" -c . | docker import - "$BASE_IMAGE" >/dev/null

@@ -42,7 +42,7 @@ rpc=$(free_port); meta=$(free_port); met=$(free_port)
 RUN() { docker run -d --label mooncake-test --network host "$@"; }
 # The manifest's master command, POD_IP -> 127.0.0.1 and its ports -> free ones.
 RUN -e POD_IP=127.0.0.1 -e MOONCAKE_HEALTH_URL=http://127.0.0.1:$met/health mooncake:local sh -c \
-  "mooncake_master --rpc_address \$POD_IP --rpc_port $rpc --http_metadata_server_host \$POD_IP --http_metadata_server_port $meta --metrics_port $met --client_ttl=2" \
+  "exec mooncake_master --rpc_address \$POD_IP --rpc_port $rpc --http_metadata_server_host \$POD_IP --http_metadata_server_port $meta --metrics_port $met --client_ttl=2" \
   >/dev/null || fail "master container did not start"
 wait_port "$rpc" 30 || fail "master container not listening"
 cap() { curl -s "http://127.0.0.1:$met/metrics" | awk '/^master_total_capacity_bytes/ {print int($2)}'; }
@@ -53,7 +53,7 @@ for i in 1 2 3; do
   S+=($(RUN -e POD_IP=127.0.0.1 -e MOONCAKE_MASTER=127.0.0.1:$rpc -e MOONCAKE_TE_META_DATA_SERVER=http://127.0.0.1:$meta/metadata \
     -e MOONCAKE_GLOBAL_SEGMENT_SIZE=128mb -e MOONCAKE_LOCAL_BUFFER_SIZE=4194304 -e MOONCAKE_PROTOCOL=tcp -e MOONCAKE_DEVICE= \
     -e MOONCAKE_LOCAL_HOSTNAME=127.0.0.1 -e MOONCAKE_HEALTH_URL=http://127.0.0.1:$p/health \
-    mooncake:local sh -c "python -m mooncake.mooncake_store_service --port $p"))
+    mooncake:local sh -c "exec python -m mooncake.mooncake_store_service --port $p"))
 done
 for i in $(seq 1 150); do [ "$(cap)" = "$((3*128*1024*1024))" ] && break; sleep 0.1; done
 startup=$(python3 -c "import time;print('%.2f' % (time.time()-$t0))")
