@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, the Rust unit and integration tests, and the
 # Python suites against real processes. One build profile (release) for all of it.
-# Long soak/chaos runs are opt-in: MOONCAKE_SOAK=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
