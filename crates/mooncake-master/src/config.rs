@@ -57,6 +57,9 @@ pub struct MasterConfig {
     pub enable_ha: bool,
     pub etcd_endpoints: Vec<String>,
     pub cluster_id: String,
+    /// TTL of the HA leader lease (`--ha_lease_ttl_sec`): bounds how long a dead
+    /// leader holds the key, so it is most of the failover time (docs/ha.md).
+    pub ha_lease_ttl: Duration,
     pub config_path: String,
 }
 
@@ -84,6 +87,7 @@ impl Default for MasterConfig {
             enable_ha: false,
             etcd_endpoints: Vec::new(),
             cluster_id: "mooncake_cluster".into(),
+            ha_lease_ttl: Duration::from_secs(3),
             config_path: String::new(),
         }
     }
@@ -118,6 +122,13 @@ impl MasterConfig {
         if self.put_start_release_timeout < self.put_start_discard_timeout {
             return Err("invalid value for --put_start_release_timeout_sec: smaller than --put_start_discard_timeout_sec".into());
         }
+        let ttl = self.ha_lease_ttl;
+        if ttl < Duration::from_secs(2) || ttl > Duration::from_secs(300) || ttl.subsec_nanos() != 0
+        {
+            return Err(format!(
+                "invalid value for --ha_lease_ttl_sec: {ttl:?} (whole seconds from 2 to 300; etcd grants leases in seconds and raises shorter ones to its minimum)"
+            ));
+        }
         if self.enable_ha && self.etcd_endpoints.is_empty() {
             return Err("--enable_ha needs --etcd_endpoints (e.g. 127.0.0.1:2379;h2:2379)".into());
         }
@@ -149,5 +160,23 @@ mod tests {
         assert!(AllocationStrategy::parse("best")
             .unwrap_err()
             .contains("allocation_strategy"));
+    }
+
+    #[test]
+    fn ha_lease_ttl_is_whole_seconds_from_2_to_300() {
+        for bad in [1000, 1500, 301_000] {
+            let c = MasterConfig {
+                ha_lease_ttl: Duration::from_millis(bad),
+                ..Default::default()
+            };
+            assert!(c.validate().unwrap_err().contains("--ha_lease_ttl_sec"));
+        }
+        for good in [2, 3, 300] {
+            let c = MasterConfig {
+                ha_lease_ttl: Duration::from_secs(good),
+                ..Default::default()
+            };
+            c.validate().unwrap();
+        }
     }
 }

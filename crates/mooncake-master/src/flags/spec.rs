@@ -286,6 +286,14 @@ pub const FLAGS: &[FlagSpec] = &[
         |c, v, flag| c.cluster_id = v.trim().to_string()
     ),
     flag!(
+        "ha_lease_ttl_sec",
+        [],
+        Value,
+        "3",
+        "HA leader lease in seconds (2-300): a killed leader is replaced about this long after it dies",
+        |c, v, flag| c.ha_lease_ttl = secs(flag, v)?
+    ),
+    flag!(
         "config_path",
         ["conf_path"],
         Value,

@@ -4,15 +4,24 @@
 
 use super::fence::Fence;
 use super::state::HaState;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, EventType, PutOptions, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, Txn, TxnOp, WatchOptions,
+};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The leader key's lease.
-pub const LEASE_TTL: Duration = Duration::from_secs(5);
-/// Keep-alive period while leading.
-pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
+/// The leader key's lease by default (`--ha_lease_ttl_sec`). A killed leader holds the
+/// key until etcd expires it, so this is most of the failover time.
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+
+/// Keep-alive period while leading: six per TTL (500 ms for 3 s), so with the fence's
+/// margin of a third of the TTL a leader rides out about three lost or slow
+/// keep-alives in a row before it stops serving.
+pub fn keepalive_every(ttl: Duration) -> Duration {
+    (ttl / 6).max(Duration::from_millis(100))
+}
 /// How long a standby waits on the watch before reading the key again anyway.
 const RECHECK_EVERY: Duration = Duration::from_secs(1);
 /// Pause after an etcd error before trying again.
@@ -95,7 +104,7 @@ async fn round(c: &mut Client, state: &HaState, key: &str) -> EtcdResult<()> {
     loop {
         wait_until_free(c, state, key).await?;
         let sent = Instant::now();
-        let ttl = LEASE_TTL.as_secs() as i64;
+        let ttl = state.config().ha_lease_ttl.as_secs().max(1) as i64;
         let lease = bounded("lease grant", c.lease_grant(ttl, None)).await?;
         let granted = Duration::from_secs(lease.ttl().max(0) as u64);
         let txn = Txn::new()
@@ -110,7 +119,7 @@ async fn round(c: &mut Client, state: &HaState, key: &str) -> EtcdResult<()> {
             let _ = bounded("lease revoke", c.lease_revoke(lease.id())).await;
             continue;
         }
-        lead(c, state, lease.id(), Fence::deadline_for(sent, granted)).await;
+        lead(c, state, lease.id(), sent, granted).await;
         return Ok(());
     }
 }
@@ -124,7 +133,11 @@ async fn wait_until_free(c: &mut Client, state: &HaState, key: &str) -> EtcdResu
         };
         let holder = String::from_utf8_lossy(kv.value()).into_owned();
         state.set_leader(&holder);
-        let mut watch = bounded("watch", c.watch(key, None)).await?;
+        // Watch from just after the revision read, so a delete between the read and
+        // the watch is still seen (else the wait would last until the re-read).
+        let from = got.header().map_or(0, |h| h.revision()) + 1;
+        let opts = WatchOptions::new().with_start_revision(from);
+        let mut watch = bounded("watch", c.watch(key, Some(opts))).await?;
         // Any delete ends the wait; a timeout or a broken watch re-reads the key.
         let deleted = tokio::time::timeout(RECHECK_EVERY * 5, async {
             while let Ok(Some(resp)) = watch.message().await {
@@ -147,18 +160,19 @@ async fn wait_until_free(c: &mut Client, state: &HaState, key: &str) -> EtcdResu
 
 /// Serves one term: opens the fence, keeps the lease alive, closes the fence as soon
 /// as a keep-alive is refused or the deadline passes.
-async fn lead(c: &mut Client, state: &HaState, lease: i64, until: Instant) {
+async fn lead(c: &mut Client, state: &HaState, lease: i64, sent: Instant, granted: Duration) {
     let term = state.fence.term() + 1;
     state.lease.store(lease, Ordering::SeqCst);
     state.install(term);
-    let began = state.fence.begin(until);
+    let began = state.fence.begin(Fence::deadline_for(sent, granted));
     debug_assert_eq!(term, began);
     state.set_leader(&state.advertised);
     tracing::info!(
-        "HA: elected leader as {} (lease {lease:x}, term {term})",
-        state.advertised
+        "HA: elected leader as {} (lease {lease:x}, TTL {:?}, term {term})",
+        state.advertised,
+        state.config().ha_lease_ttl
     );
-    let why = keep_alive(c, state, lease, term).await;
+    let why = keep_alive(c, state, lease, term, sent, granted).await;
     state.fence.revoke();
     state.retire();
     tracing::warn!("HA: leadership lost: {why}");
@@ -168,29 +182,121 @@ async fn lead(c: &mut Client, state: &HaState, lease: i64, until: Instant) {
         .compare_exchange(lease, 0, Ordering::SeqCst, Ordering::SeqCst);
 }
 
-async fn keep_alive(c: &mut Client, state: &HaState, lease: i64, term: u64) -> String {
-    let (mut keeper, mut stream) = match bounded("keep-alive", c.lease_keep_alive(lease)).await {
-        Ok(k) => k,
-        Err(e) => return e,
-    };
+/// Keeps the lease alive until etcd says it is gone. The fence closes by itself when
+/// its deadline passes without an acknowledged keep-alive; that pauses serving but
+/// does not end the term: if etcd later acknowledges a keep-alive with a TTL left, the
+/// lease (and the key on it) never lapsed, no other master can have led meanwhile, and
+/// the fence opens again with the same index. This is what lets the leader ride out
+/// an etcd leader election (1-2 s without answers) or the loss of the member it talked
+/// to. An etcd error is retried on a fresh stream, which the client's balanced channel
+/// sends to a member that answers. The term ends when etcd reports the lease expired,
+/// or when nothing was acknowledged for twice the TTL (the lease must be gone).
+async fn keep_alive(
+    c: &mut Client,
+    state: &HaState,
+    lease: i64,
+    term: u64,
+    mut acked_sent: Instant,
+    mut ttl: Duration,
+) -> String {
+    let period = keepalive_every(state.config().ha_lease_ttl);
+    let mut streams: Option<(LeaseKeeper, LeaseKeepAliveStream)> = None;
+    let mut last_error = String::new();
+    let mut paused = false;
     loop {
-        if !state.fence.holds(term) {
-            return "the lease deadline passed without an acknowledged keep-alive".into();
+        if state.fence.term() != term {
+            return "a newer term began".into();
+        }
+        if acked_sent.elapsed() > ttl * 2 {
+            return format!(
+                "no keep-alive acknowledged for {:?} (twice the lease TTL; last etcd error: {last_error})",
+                acked_sent.elapsed()
+            );
+        }
+        if !paused && !state.fence.holds(term) {
+            paused = true;
+            tracing::warn!(
+                "HA: the lease deadline passed without an acknowledged keep-alive; not serving until etcd acknowledges one"
+            );
         }
         let sent = Instant::now();
-        if let Err(e) = bounded("keep-alive", keeper.keep_alive()).await {
-            return e;
-        }
-        match bounded("keep-alive", stream.message()).await {
-            Ok(Some(r)) if r.ttl() > 0 => {
-                let ttl = Duration::from_secs(r.ttl() as u64);
+        match keep_alive_once(c, &mut streams, lease, period * 2).await {
+            Ok(granted) if granted > 0 => {
+                ttl = Duration::from_secs(granted as u64);
+                acked_sent = sent;
                 state.fence.extend(term, Fence::deadline_for(sent, ttl));
+                if paused || !last_error.is_empty() {
+                    tracing::info!("HA: keep-alive acknowledged again; serving");
+                    paused = false;
+                    last_error.clear();
+                }
             }
-            Ok(Some(_)) => return "etcd reports the lease expired".into(),
-            Ok(None) => return "the keep-alive stream closed".into(),
-            Err(e) => return e,
+            Ok(_) => return "etcd reports the lease expired".into(),
+            Err(e) => {
+                if e != last_error {
+                    tracing::warn!("HA: {e}; retrying the keep-alive on a fresh stream");
+                    last_error = e;
+                }
+                streams = None;
+                tokio::time::sleep(KEEPALIVE_RETRY.min(period)).await;
+                continue;
+            }
         }
-        let next = sent + KEEPALIVE_EVERY;
-        tokio::time::sleep_until(next.into()).await;
+        tokio::time::sleep_until((sent + period).into()).await;
+    }
+}
+
+/// Pause before retrying a failed keep-alive.
+const KEEPALIVE_RETRY: Duration = Duration::from_millis(100);
+
+/// One keep-alive round trip (opening the stream first if needed), bounded by
+/// `within`; the TTL etcd granted (0: the lease is gone).
+async fn keep_alive_once(
+    c: &mut Client,
+    streams: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+    lease: i64,
+    within: Duration,
+) -> EtcdResult<i64> {
+    let attempt = async {
+        if streams.is_none() {
+            *streams = Some(
+                c.lease_keep_alive(lease)
+                    .await
+                    .map_err(|e| format!("etcd keep-alive: {e}"))?,
+            );
+        }
+        let (keeper, stream) = streams.as_mut().expect("opened above");
+        keeper
+            .keep_alive()
+            .await
+            .map_err(|e| format!("etcd keep-alive: {e}"))?;
+        match stream.message().await {
+            Ok(Some(r)) => Ok(r.ttl()),
+            Ok(None) => Err("etcd keep-alive: the stream closed".to_string()),
+            Err(e) => Err(format!("etcd keep-alive: {e}")),
+        }
+    };
+    tokio::time::timeout(within, attempt)
+        .await
+        .unwrap_or_else(|_| Err(format!("etcd keep-alive: no answer within {within:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ha::fence::margin_for;
+
+    #[test]
+    fn keepalives_fit_several_times_inside_the_fence() {
+        for secs in [2, 3, 5, 30, 300] {
+            let ttl = Duration::from_secs(secs);
+            let serving = ttl - margin_for(ttl);
+            assert!(
+                keepalive_every(ttl) * 3 < serving,
+                "TTL {ttl:?}: a keep-alive every {:?} leaves too little room in {serving:?}",
+                keepalive_every(ttl)
+            );
+        }
+        assert_eq!(keepalive_every(LEASE_TTL), Duration::from_millis(500));
     }
 }

@@ -1,7 +1,7 @@
 //! The fence: the leader serves only while its etcd lease is provably alive.
 //!
 //! The deadline is `send time of the last acknowledged keep-alive + granted TTL -
-//! SAFETY_MARGIN`, on the monotonic clock (which keeps running while the process is
+//! margin_for(TTL)`, on the monotonic clock (which keeps running while the process is
 //! stopped). etcd extended the lease no earlier than the request was sent, so the lease
 //! cannot expire at etcd before the deadline passes here. A paused leader that wakes up
 //! after its lease ran out finds its deadline in the past and refuses at once.
@@ -9,8 +9,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Subtracted from every deadline: covers clock-rate differences and scheduling.
-pub const SAFETY_MARGIN: Duration = Duration::from_millis(1500);
+/// The most subtracted from a deadline.
+pub const MAX_SAFETY_MARGIN: Duration = Duration::from_millis(1500);
+
+/// Subtracted from every deadline: a third of the TTL, at most [`MAX_SAFETY_MARGIN`]
+/// (1 s for the default 3 s lease). The deadline argument itself needs no margin (etcd
+/// renews a lease no earlier than the keep-alive was sent); the margin covers what it
+/// leaves out: the two clocks running at slightly different rates (ppm over one TTL),
+/// and the gap between checking the fence and an answer reaching the wire.
+pub fn margin_for(ttl: Duration) -> Duration {
+    (ttl / 3).min(MAX_SAFETY_MARGIN)
+}
 
 /// Leadership as seen locally: a deadline and the term it belongs to.
 #[derive(Debug)]
@@ -43,7 +52,7 @@ impl Fence {
 
     /// The deadline a keep-alive sent at `sent` buys for a lease of `ttl`.
     pub fn deadline_for(sent: Instant, ttl: Duration) -> Instant {
-        sent + ttl.saturating_sub(SAFETY_MARGIN)
+        sent + ttl.saturating_sub(margin_for(ttl))
     }
 
     /// Starts a new term valid until `until`; returns its number.
@@ -124,9 +133,17 @@ mod tests {
     fn deadline_subtracts_the_margin() {
         let now = Instant::now();
         assert_eq!(
-            Fence::deadline_for(now, Duration::from_secs(5)),
-            now + Duration::from_secs(5) - SAFETY_MARGIN
+            Fence::deadline_for(now, Duration::from_secs(3)),
+            now + Duration::from_secs(2)
         );
-        assert_eq!(Fence::deadline_for(now, Duration::from_millis(1)), now);
+        assert_eq!(
+            Fence::deadline_for(now, Duration::from_secs(30)),
+            now + Duration::from_secs(30) - MAX_SAFETY_MARGIN
+        );
+        assert_eq!(
+            Fence::deadline_for(now, Duration::ZERO),
+            now,
+            "a zero TTL never serves"
+        );
     }
 }
