@@ -2,6 +2,7 @@
 //! existing command lines keep their meaning. The flag parser (`flags.rs`) and the
 //! `--config_path` file fill this struct; everything else only reads it.
 
+use crate::index::IndexMemoryLimit;
 use std::time::Duration;
 
 /// How a put's replicas pick segments.
@@ -54,6 +55,8 @@ pub struct MasterConfig {
     pub put_start_discard_timeout: Duration,
     pub put_start_release_timeout: Duration,
     pub allocation_strategy: AllocationStrategy,
+    /// Bound on the index (`--index_memory_limit`); see `index::limit`.
+    pub index_memory_limit: IndexMemoryLimit,
     pub enable_ha: bool,
     pub etcd_endpoints: Vec<String>,
     pub cluster_id: String,
@@ -84,6 +87,7 @@ impl Default for MasterConfig {
             put_start_discard_timeout: Duration::from_secs(30),
             put_start_release_timeout: Duration::from_secs(600),
             allocation_strategy: AllocationStrategy::Random,
+            index_memory_limit: IndexMemoryLimit::Auto,
             enable_ha: false,
             etcd_endpoints: Vec::new(),
             cluster_id: "mooncake_cluster".into(),

@@ -7,8 +7,13 @@
 //! it collects (access tick, bytes) of the candidates and finds the tick below which
 //! enough bytes lie; then it removes the candidates at or below that tick (re-checking
 //! each, since locks were released in between).
+//!
+//! The object limit (`--index_memory_limit`, see `index::limit`) is enforced per
+//! shard: a put of a new key into a shard at its share evicts, under that shard's lock
+//! it already holds, the shard's least recently used evictable objects
+//! (`eviction_ratio` of the share, at least one), by the same rules as above.
 
-use crate::index::SHARDS;
+use crate::index::{Shard, SHARDS};
 use crate::master::Master;
 use std::sync::atomic::Ordering;
 
@@ -111,5 +116,220 @@ impl Master {
             }
         }
         report
+    }
+}
+
+impl Master {
+    /// Makes room for one more object in `shard`, which a put of a new key found at
+    /// its share of the object limit: evicts `eviction_ratio` of the share (at least
+    /// one object), least recently used first, soft-pinned objects only if allowed and
+    /// needed. Whether the shard has room now; if not, nothing in it is evictable.
+    pub(crate) fn make_room_in_shard(&self, shard: &mut Shard) -> bool {
+        let cap = self.index_limit().per_shard;
+        if shard.len() < cap {
+            return true;
+        }
+        let want = ((cap as f64 * self.config().eviction_ratio) as usize)
+            .max(shard.len() + 1 - cap)
+            .max(1);
+        let now = self.now_ms();
+        let passes: &[bool] = if self.config().allow_evict_soft_pinned_objects {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        let mut report = EvictionReport::default();
+        for &soft_ok in passes {
+            if report.objects as usize >= want {
+                break;
+            }
+            let r = self.evict_lru_in_shard(shard, want - report.objects as usize, now, soft_ok);
+            report.objects += r.objects;
+            report.bytes += r.bytes;
+        }
+        let c = self.counters();
+        c.evicted_objects
+            .fetch_add(report.objects, Ordering::Relaxed);
+        c.evicted_bytes.fetch_add(report.bytes, Ordering::Relaxed);
+        c.limit_evictions
+            .fetch_add(report.objects, Ordering::Relaxed);
+        shard.len() < cap
+    }
+
+    /// Whether the shard of `key` is below its share of the object limit (the put
+    /// path asks after a failure, to tell a full index from a full pool).
+    pub(crate) fn shard_has_room(&self, key: &str) -> bool {
+        self.index.lock(key).len() < self.index_limit().per_shard
+    }
+
+    /// Evicts up to `n` of the shard's evictable objects, oldest access first.
+    fn evict_lru_in_shard(
+        &self,
+        shard: &mut Shard,
+        n: usize,
+        now: u64,
+        soft_ok: bool,
+    ) -> EvictionReport {
+        let mut ticks: Vec<u64> = shard
+            .values()
+            .filter(|o| o.evictable(now, soft_ok))
+            .map(|o| o.last_access)
+            .collect();
+        if ticks.is_empty() || n == 0 {
+            return EvictionReport::default();
+        }
+        let k = n.min(ticks.len()) - 1;
+        let cutoff = *ticks.select_nth_unstable(k).1;
+        drop(ticks);
+        let doomed: Vec<Box<str>> = shard
+            .iter()
+            .filter(|(_, o)| o.last_access <= cutoff && o.evictable(now, soft_ok))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut report = EvictionReport::default();
+        for k in &doomed {
+            if let Some(o) = shard.remove(k) {
+                report.objects += 1;
+                report.bytes += o.size * o.replicas.len() as u64;
+                self.free_object(&o);
+            }
+        }
+        report
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use crate::config::MasterConfig;
+    use crate::index::{limit, IndexMemoryLimit};
+    use crate::master::Master;
+    use crate::metrics::MasterMetrics;
+    use mooncake_common::ErrorCode;
+    use mooncake_proto::SegmentDesc;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    /// The smallest limit: 1024 objects, 16 per shard.
+    fn small() -> Arc<Master> {
+        let bytes = limit::MIN_OBJECTS * limit::BYTES_PER_OBJECT_BUDGET;
+        let m = Master::new(MasterConfig {
+            index_memory_limit: IndexMemoryLimit::Bytes(bytes),
+            eviction_ratio: 0.05,
+            ..Default::default()
+        });
+        let desc = SegmentDesc {
+            name: "s".into(),
+            owner: "s".into(),
+            size: 1 << 30,
+            base: 0x1000_0000,
+            protocol: "tcp".into(),
+            transport_endpoint: "127.0.0.1:1".into(),
+            ..Default::default()
+        };
+        assert_eq!(m.mount_segment("c", Some(desc)).code, 0);
+        m
+    }
+
+    fn put(m: &Master, key: &str) -> i32 {
+        let r = m.put_start("c", key, 1024, None);
+        if r.code != 0 {
+            return r.code;
+        }
+        m.write_end("c", key, r.put_id)
+    }
+
+    #[test]
+    fn puts_beyond_the_limit_evict_least_recently_used_and_succeed() {
+        let m = small();
+        let cap = m.index_limit().objects;
+        assert_eq!(cap, 1024);
+        let n = 6_000;
+        for i in 0..n {
+            assert_eq!(put(&m, &format!("key-{i:08}")), 0, "put {i}");
+            if i % 97 == 0 {
+                assert!(m.stats().key_count <= cap, "over the limit at put {i}");
+            }
+        }
+        let s = m.stats();
+        assert!(s.key_count <= cap && s.key_count > cap / 2, "{s:?}");
+        assert_eq!(s.object_count_limit, 1024);
+        let c = m.counters();
+        let evicted = c.limit_evictions.load(Ordering::Relaxed);
+        assert_eq!(evicted, n - s.key_count, "every missing object was evicted");
+        assert_eq!(
+            c.sync_evictions.load(Ordering::Relaxed),
+            0,
+            "space was never short"
+        );
+        // Least recently used went first: the newest keys are all there, the oldest gone.
+        for i in n - 100..n {
+            assert_eq!(m.exist(&format!("key-{i:08}")), 1, "recent key {i} evicted");
+        }
+        for i in 0..100 {
+            assert_eq!(m.exist(&format!("key-{i:08}")), 0, "old key {i} kept");
+        }
+        // Space of evicted objects went back to the segment.
+        assert_eq!(s.allocated_bytes, s.key_count * 1024);
+    }
+
+    #[test]
+    fn a_full_index_of_unevictable_objects_answers_no_available_handle() {
+        let m = small();
+        // Puts that never end are not evictable; fill every shard with them.
+        let mut started = Vec::new();
+        let mut refused = 0;
+        for i in 0..3_000 {
+            let key = format!("pending-{i}");
+            let r = m.put_start("c", &key, 1024, None);
+            match r.code {
+                0 => started.push((key, r.put_id)),
+                c => {
+                    assert_eq!(c, ErrorCode::NoAvailableHandle.code());
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(started.len() as u64, m.index_limit().objects);
+        assert_eq!(refused, 3_000 - started.len());
+        let c = m.counters();
+        assert_eq!(c.evicted_objects.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            c.eviction_runs.load(Ordering::Relaxed),
+            0,
+            "no space eviction"
+        );
+        // Once they complete they are evictable again, and new puts succeed.
+        for (k, id) in &started {
+            assert_eq!(m.write_end("c", k, *id), 0);
+        }
+        assert_eq!(put(&m, "pending-0-again"), 0);
+        assert!(m.stats().key_count <= m.index_limit().objects);
+    }
+
+    #[test]
+    fn the_gauges_report_the_limit_and_the_index_memory() {
+        let m = small();
+        let metrics = MasterMetrics::new(prometheus::Registry::new()).unwrap();
+        let text = metrics.render(&m).unwrap();
+        assert!(text.contains("\nmaster_object_count_limit 1024"), "{text}");
+        let limit = limit::MIN_OBJECTS * limit::BYTES_PER_OBJECT_BUDGET;
+        assert!(text.contains(&format!("\nmaster_index_memory_limit_bytes {limit}")));
+        let before = m.stats().index_memory_bytes;
+        for i in 0..500 {
+            assert_eq!(put(&m, &format!("key-{i:08}")), 0);
+        }
+        let s = m.stats();
+        assert!(s.index_memory_bytes > before + 500 * 24, "{s:?}");
+        assert!(s.index_memory_bytes <= s.index_memory_limit_bytes, "{s:?}");
+        let text = metrics.render(&m).unwrap();
+        assert!(text.contains(&format!(
+            "\nmaster_index_memory_bytes {}",
+            s.index_memory_bytes
+        )));
+        let unlimited = Master::new(MasterConfig {
+            index_memory_limit: IndexMemoryLimit::Unlimited,
+            ..Default::default()
+        });
+        assert_eq!(unlimited.stats().object_count_limit, 0);
     }
 }

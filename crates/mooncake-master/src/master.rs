@@ -15,7 +15,7 @@ pub use counters::MasterCounters;
 pub use views::{KeyInfo, MasterStats, ReplicaInfo, SegmentInfo};
 
 use crate::config::MasterConfig;
-use crate::index::{Index, Replica};
+use crate::index::{Index, IndexLimit, Replica};
 use crate::lease::{ms, Clock};
 use crate::liveness::Liveness;
 use crate::segments::SegmentRegistry;
@@ -28,6 +28,8 @@ pub struct Master {
     cfg: MasterConfig,
     pub(crate) clock: Clock,
     pub(crate) index: Index,
+    /// The bound on the index's object count (`--index_memory_limit`).
+    index_limit: IndexLimit,
     pub(crate) segments: SegmentRegistry,
     pub(crate) liveness: Liveness,
     counters: MasterCounters,
@@ -49,6 +51,7 @@ impl Master {
         let view_id = rand::random::<u64>() >> 1 | 1;
         Arc::new(Master {
             liveness: Liveness::new(clock.now_ms()),
+            index_limit: IndexLimit::resolve(cfg.index_memory_limit),
             cfg,
             clock,
             index: Index::default(),
@@ -75,6 +78,11 @@ impl Master {
     /// Identifies this master instance; clients seeing it change re-mount.
     pub fn view_id(&self) -> u64 {
         self.view_id
+    }
+
+    /// The bound on the index (resolved from `--index_memory_limit` at start).
+    pub fn index_limit(&self) -> IndexLimit {
+        self.index_limit
     }
 
     /// Named background workers and what each last did.

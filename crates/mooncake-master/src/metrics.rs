@@ -22,6 +22,10 @@ const STANDALONE: &[(&str, &str)] = &[
         "puts that found no space and evicted at once",
     ),
     (
+        "limit_evictions",
+        "objects evicted to keep the index within --index_memory_limit",
+    ),
+    (
         "expired_clients",
         "clients unmounted for missing heartbeats",
     ),
@@ -64,6 +68,21 @@ const GAUGES: &[GaugeDef] = &[
         |s| s.total_capacity_bytes,
     ),
     ("master_key_count", "objects in the index", |s| s.key_count),
+    (
+        "master_index_memory_bytes",
+        "estimated bytes of the object index (tables and keys)",
+        |s| s.index_memory_bytes,
+    ),
+    (
+        "master_index_memory_limit_bytes",
+        "--index_memory_limit (0 = no limit)",
+        |s| s.index_memory_limit_bytes,
+    ),
+    (
+        "master_object_count_limit",
+        "objects the index memory limit allows (0 = no limit)",
+        |s| s.object_count_limit,
+    ),
     (
         "master_soft_pin_key_count",
         "objects with a live soft pin",

@@ -3,6 +3,7 @@
 //! command line and the `--config_path` file all read the same source.
 
 use crate::config::{AllocationStrategy, MasterConfig};
+use crate::index::IndexMemoryLimit;
 use mooncake_common::duration::{parse_millis, parse_secs};
 use std::time::Duration;
 
@@ -260,6 +261,14 @@ pub const FLAGS: &[FlagSpec] = &[
         "random",
         "replica placement: random or free_ratio_first",
         |c, v, flag| c.allocation_strategy = AllocationStrategy::parse(v)?
+    ),
+    flag!(
+        "index_memory_limit",
+        [],
+        Value,
+        "auto",
+        "memory the object index may use (auto = a quarter of RAM, 0 = no limit, or a size like 8GB); a put of a new key beyond it evicts LRU objects",
+        |c, v, flag| c.index_memory_limit = IndexMemoryLimit::parse(flag, v)?
     ),
     flag!(
         "enable_ha",

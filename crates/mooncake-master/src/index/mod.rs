@@ -4,10 +4,13 @@
 //! take one shard at a time.
 
 mod hash;
+pub mod limit;
+pub mod memory;
 mod object;
 mod replicas;
 
 pub use hash::{FastHasher, FastState};
+pub use limit::{IndexLimit, IndexMemoryLimit};
 
 pub use object::{Object, Pending, Replica, SoftPinChange};
 pub use replicas::Replicas;

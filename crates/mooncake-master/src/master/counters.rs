@@ -57,6 +57,8 @@ counters!(
     evicted_bytes,
     /// Puts that found no space but succeeded after evicting at once.
     sync_evictions,
+    /// Objects evicted because their shard was at its share of the object limit.
+    limit_evictions,
     /// Clients whose segments were unmounted for missing heartbeats.
     expired_clients,
 );

@@ -3,7 +3,9 @@
 //! Start allocates the replicas while holding the key's shard lock, so two racing
 //! starts for one key cannot both allocate. When nothing fits, the shard lock is
 //! released, evictable objects are evicted at once (beyond the reference, which fails
-//! the put with -200), and the start is retried.
+//! the put with -200), and the start is retried. A new key whose shard is at its share
+//! of the object limit (`--index_memory_limit`) first evicts in that shard; when
+//! nothing there is evictable the put gets -200 at once.
 
 use super::Master;
 use crate::index::{Object, Pending, Replica, Replicas};
@@ -109,7 +111,11 @@ impl Master {
                         put_id,
                     };
                 }
-                Err(ErrorCode::NoAvailableHandle) if attempt < EVICT_RETRIES => {
+                // (Not when the index is full of unevictable objects: freeing space
+                // would not help.)
+                Err(ErrorCode::NoAvailableHandle)
+                    if attempt < EVICT_RETRIES && self.shard_has_room(key) =>
+                {
                     if !self.evict_for(size.saturating_mul(want as u64)) {
                         break;
                     }
@@ -134,6 +140,13 @@ impl Master {
     ) -> Result<(u64, Box<[Replica]>), ErrorCode> {
         let discard = ms(self.config().put_start_discard_timeout);
         let mut shard = self.index.lock(key);
+        // A new key into a shard at its share of the object limit evicts there first.
+        if shard.len() >= self.index_limit().per_shard
+            && !shard.contains_key(key)
+            && !self.make_room_in_shard(&mut shard)
+        {
+            return Err(ErrorCode::NoAvailableHandle);
+        }
         let existing = shard.get_mut(key);
         if let Some(o) = &existing {
             let stale = o

@@ -1,7 +1,7 @@
 //! Read-only views of the master for the admin port, the CLI and tests.
 
 use super::Master;
-use crate::index::SHARDS;
+use crate::index::{memory, SHARDS};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 
@@ -15,6 +15,12 @@ pub struct MasterStats {
     pub active_clients: u64,
     pub segment_count: u64,
     pub view_id: u64,
+    /// Estimated bytes of the object index (`index::memory`).
+    pub index_memory_bytes: u64,
+    /// `--index_memory_limit` resolved (0 = no limit).
+    pub index_memory_limit_bytes: u64,
+    /// The object count that limit allows (0 = no limit).
+    pub object_count_limit: u64,
 }
 
 /// One mounted segment.
@@ -50,12 +56,17 @@ pub struct KeyInfo {
 impl Master {
     pub fn stats(&self) -> MasterStats {
         let now = self.now_ms();
-        let (mut keys, mut soft) = (0u64, 0u64);
+        let (mut keys, mut soft, mut index_bytes) = (0u64, 0u64, 0u64);
         for i in 0..SHARDS {
             let shard = self.index.lock_shard(i);
             keys += shard.len() as u64;
-            soft += shard.values().filter(|o| o.is_soft_pinned(now)).count() as u64;
+            index_bytes += memory::table_bytes(&shard) as u64;
+            for (k, o) in shard.iter() {
+                soft += u64::from(o.is_soft_pinned(now));
+                index_bytes += memory::entry_heap_bytes(k, o) as u64;
+            }
         }
+        let limit = self.index_limit();
         let (used, cap) = self.segments.totals();
         MasterStats {
             allocated_bytes: used,
@@ -65,6 +76,9 @@ impl Master {
             active_clients: self.liveness.count() as u64,
             segment_count: self.segments.count() as u64,
             view_id: self.view_id(),
+            index_memory_bytes: index_bytes,
+            index_memory_limit_bytes: limit.bytes.unwrap_or(0),
+            object_count_limit: limit.bytes.map_or(0, |_| limit.objects),
         }
     }
 
