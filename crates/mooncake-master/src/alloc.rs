@@ -106,6 +106,99 @@ impl SegmentAllocator {
         self.inner.free(handle);
     }
 
+    /// How many units an allocation of `bytes` takes (None: more than a `u32`).
+    pub fn units_of(&self, bytes: u64) -> Option<u32> {
+        self.units_for(bytes)
+    }
+
+    /// Reproduces a known layout on a FRESH allocator (a new leader rebuilding the
+    /// previous one's segments): every range `(offset, units)` is allocated at
+    /// exactly that offset. The crate has no allocate-at-offset call, but a fresh
+    /// allocator is one free block that every allocation carves from its start, so
+    /// the ranges are allocated in offset order with fillers for the gaps, and the
+    /// fillers are freed at the end.
+    ///
+    /// Per range (in input order): `Some(handle)` when it was reproduced as one
+    /// allocation; `None` when it could not be (it overlaps an earlier range, or the
+    /// bins could not carve exactly that size from the end of the segment). A `None`
+    /// range's space is still reserved for good (leaked, never handed out), so an
+    /// unknown writer or reader of those bytes can never meet a new allocation; the
+    /// caller drops the replica. Errors (the layout does not fit, nodes ran out) leave
+    /// the allocator unusable: the caller must use a fresh one.
+    pub fn reproduce(&mut self, ranges: &[(u32, u32)]) -> Result<Vec<Option<AllocHandle>>, String> {
+        let total = self.inner.storage_report().total_free_space;
+        let mut order: Vec<usize> = (0..ranges.len()).collect();
+        order.sort_by_key(|&i| ranges[i]);
+        let mut out = vec![None; ranges.len()];
+        let mut fillers = Vec::new();
+        let mut cursor: u32 = 0;
+        for i in order {
+            let (off, units) = ranges[i];
+            let end = off
+                .checked_add(units.max(1))
+                .filter(|&e| e <= total)
+                .ok_or_else(|| format!("range at unit {off} (+{units}) is outside the segment"))?;
+            if off < cursor {
+                // Overlaps an earlier range: reserve whatever sticks out.
+                if end > cursor {
+                    let n = end - cursor;
+                    self.cover(&mut cursor, n)?;
+                    self.used += u64::from(n) << self.unit_shift;
+                }
+                continue;
+            }
+            if off > cursor {
+                let gap = off - cursor;
+                fillers.extend(self.cover(&mut cursor, gap)?);
+            }
+            let n = end - off;
+            match self.inner.allocate(n) {
+                Some(h) if h.offset == off => {
+                    cursor = end;
+                    out[i] = Some(h);
+                }
+                Some(h) => {
+                    return Err(format!(
+                        "allocator placed unit {} where {off} was expected",
+                        h.offset
+                    ))
+                }
+                None => {
+                    self.cover(&mut cursor, n)?;
+                }
+            }
+            self.used += u64::from(n) << self.unit_shift;
+        }
+        for f in fillers {
+            self.inner.free(f);
+        }
+        Ok(out)
+    }
+
+    /// Allocates `n` units starting exactly at `cursor` in as many pieces as the bins
+    /// need (the free tail's bin may be smaller than `n` rounded up).
+    fn cover(&mut self, cursor: &mut u32, mut n: u32) -> Result<Vec<AllocHandle>, String> {
+        let mut pieces = Vec::new();
+        while n > 0 {
+            let largest = self.inner.storage_report().largest_free_region;
+            let piece = n.min(largest);
+            let h = (piece > 0)
+                .then(|| self.inner.allocate(piece))
+                .flatten()
+                .ok_or_else(|| format!("cannot reserve {n} units at unit {cursor}"))?;
+            if h.offset != *cursor {
+                return Err(format!(
+                    "allocator placed unit {} where {cursor} was expected",
+                    h.offset
+                ));
+            }
+            *cursor += piece;
+            n -= piece;
+            pieces.push(h);
+        }
+        Ok(pieces)
+    }
+
     /// Byte offset of an allocation inside the segment.
     pub fn offset_of(&self, handle: AllocHandle) -> u64 {
         u64::from(handle.offset) << self.unit_shift
@@ -155,6 +248,104 @@ mod tests {
                 assert!(last.1 <= a.capacity());
             }
         }
+    }
+
+    /// Live ranges as (start, end) in units, sorted; panics on an overlap.
+    fn check_disjoint(mut ranges: Vec<(u64, u64)>, cap_units: u64) {
+        ranges.sort();
+        for w in ranges.windows(2) {
+            assert!(w[0].1 <= w[1].0, "overlap: {:?} {:?}", w[0], w[1]);
+        }
+        if let Some(last) = ranges.last() {
+            assert!(last.1 <= cap_units, "outside: {last:?}");
+        }
+    }
+
+    #[test]
+    fn reproduced_layouts_match_and_later_allocations_never_overlap_them() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for round in 0..40 {
+            let size = [1u64 << 20, 3 << 20, (1 << 20) + 4096 * 7][round % 3];
+            // A random layout made by a real allocator's history.
+            let mut a = SegmentAllocator::new(size).unwrap();
+            let mut live: Vec<(AllocHandle, u64)> = Vec::new();
+            for _ in 0..rng.random_range(10..600) {
+                if rng.random_bool(0.65) {
+                    let n = rng.random_range(1..40_000u64);
+                    if let Some(h) = a.allocate(n) {
+                        live.push((h, n));
+                    }
+                } else if !live.is_empty() {
+                    let (h, n) = live.swap_remove(rng.random_range(0..live.len()));
+                    a.free(h, n);
+                }
+            }
+            let ranges: Vec<(u32, u32)> = live
+                .iter()
+                .map(|&(h, n)| (h.offset, a.units_of(n).unwrap()))
+                .collect();
+            let mut b = SegmentAllocator::new(size).unwrap();
+            let got = b.reproduce(&ranges).unwrap();
+            let mut held: Vec<(u64, u64)> = Vec::new();
+            for (i, h) in got.iter().enumerate() {
+                let (off, units) = ranges[i];
+                if let Some(h) = h {
+                    assert_eq!(h.offset, off, "round {round}: reproduced elsewhere");
+                }
+                held.push((u64::from(off), u64::from(off) + u64::from(units)));
+            }
+            let reproduced = got.iter().filter(|h| h.is_some()).count();
+            assert!(
+                reproduced + 2 >= ranges.len(),
+                "round {round}: only {reproduced} of {} reproduced",
+                ranges.len()
+            );
+            assert!(b.used() >= a.used());
+            // Allocate and free more: nothing new overlaps the reproduced ranges.
+            let mut fresh: Vec<(AllocHandle, u64)> = Vec::new();
+            for _ in 0..400 {
+                if rng.random_bool(0.7) {
+                    let n = rng.random_range(1..30_000u64);
+                    if let Some(h) = b.allocate(n) {
+                        fresh.push((h, n));
+                    }
+                } else if !fresh.is_empty() {
+                    let (h, n) = fresh.swap_remove(rng.random_range(0..fresh.len()));
+                    b.free(h, n);
+                }
+                let mut all = held.clone();
+                all.extend(fresh.iter().map(|&(h, n)| {
+                    let o = u64::from(h.offset);
+                    (o, o + u64::from(b.units_of(n).unwrap()))
+                }));
+                check_disjoint(all, b.capacity() / b.unit());
+            }
+            // Freeing a reproduced handle gives its space back.
+            for (i, h) in got.into_iter().enumerate() {
+                if let Some(h) = h {
+                    b.free(h, u64::from(ranges[i].1) * b.unit());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reproduce_reserves_overlaps_and_rejects_ranges_outside() {
+        let mut a = SegmentAllocator::new(1 << 20).unwrap();
+        let got = a.reproduce(&[(0, 10), (5, 10), (100, 1)]).unwrap();
+        assert!(got[0].is_some() && got[1].is_none() && got[2].is_some());
+        // Units 10..15 (sticking out of the overlap) stay reserved.
+        let mut all = vec![(0, 15), (100, 101)];
+        while let Some(h) = a.allocate(64) {
+            all.push((u64::from(h.offset), u64::from(h.offset) + 1));
+        }
+        check_disjoint(all, (1 << 20) / 64);
+        let mut b = SegmentAllocator::new(1 << 20).unwrap();
+        let err = b
+            .reproduce(&[(16_380, 10)])
+            .err()
+            .expect("outside the segment");
+        assert!(err.contains("outside"), "{err}");
     }
 
     #[test]

@@ -131,6 +131,14 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
                 ha::election::run(h2, sig).await;
                 ("HA election", Ok(()))
             });
+            // While another master leads: follow its replication log (zero-loss
+            // takeover, docs/ha.md).
+            let h2 = h.clone();
+            let sig = signal();
+            tasks.spawn(async move {
+                ha::replication::follower::run(h2, sig).await;
+                ("HA follower", Ok(()))
+            });
         }
         None => {
             let m = master.clone();

@@ -47,8 +47,13 @@ pub struct Master {
 
 impl Master {
     pub fn new(cfg: MasterConfig) -> Arc<Master> {
+        Self::with_view_id(cfg, rand::random::<u64>() >> 1 | 1)
+    }
+
+    /// A master that continues a previous one's view (an HA takeover rebuilt from
+    /// replicated state: clients keep their mounts).
+    pub fn with_view_id(cfg: MasterConfig, view_id: u64) -> Arc<Master> {
         let clock = Clock::default();
-        let view_id = rand::random::<u64>() >> 1 | 1;
         Arc::new(Master {
             liveness: Liveness::new(clock.now_ms()),
             index_limit: IndexLimit::resolve(cfg.index_memory_limit),
@@ -112,6 +117,16 @@ impl Master {
 
     pub(crate) fn new_put_id(&self) -> u64 {
         self.next_put_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Put ids below this may have been handed out.
+    pub(crate) fn put_id_watermark(&self) -> u64 {
+        self.next_put_id.load(Ordering::Relaxed)
+    }
+
+    /// Never hands out a put id below `next` (a takeover continues the old ids).
+    pub(crate) fn advance_put_ids(&self, next: u64) {
+        self.next_put_id.fetch_max(next, Ordering::Relaxed);
     }
 
     /// Returns replicas' space to their segments.

@@ -53,6 +53,15 @@ impl Segment {
         }
     }
 
+    /// Runs `f` on the allocator under its lock (an HA takeover reproducing the
+    /// previous leader's layout on a fresh segment), then refreshes the figures.
+    pub fn with_allocator<T>(&self, f: impl FnOnce(&mut SegmentAllocator) -> T) -> T {
+        let mut a = self.alloc.lock();
+        let out = f(&mut a);
+        self.refresh(&a);
+        out
+    }
+
     fn refresh(&self, a: &SegmentAllocator) {
         self.used.store(a.used(), Ordering::Relaxed);
         self.largest_free.store(a.largest_free(), Ordering::Relaxed);

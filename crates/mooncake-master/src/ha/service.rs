@@ -1,10 +1,21 @@
-//! The fenced gRPC service: every RPC is checked against the fence before it runs and
+//! The fenced gRPC services: every RPC is checked against the fence before it runs and
 //! again before its answer leaves, so a master whose lease lapsed mid-call (paused,
 //! partitioned) never acknowledges anything. Refusals carry `UNAVAILABLE_IN_CURRENT_MODE`
 //! (-1010) and name the leader when known.
+//!
+//! Synchronous replication: a client-visible mutation (mount, unmount, put/upsert
+//! start/end/revoke, removals, and their batch forms) is answered only after an
+//! in-sync standby acknowledged the replication log's head as it was when the call
+//! finished: one wait per RPC, however many items a batch changed (docs/ha.md). With
+//! no standby in sync the answer leaves at once.
+//!
+//! `Follow` (standbys streaming the leader's log) is a second service behind the same
+//! fence.
 
+use super::replication::log::SYNC_BOUND;
 use super::state::HaState;
 use mooncake_common::ErrorCode;
+use mooncake_proto::master_replication_server::MasterReplicationServer;
 use mooncake_proto::master_server::MasterServer;
 use mooncake_proto::status::to_status;
 use std::convert::Infallible;
@@ -17,6 +28,7 @@ use tonic::codegen::http::{Request, Response};
 use tonic::codegen::Service;
 use tonic::server::NamedService;
 
+/// The client-facing service.
 #[derive(Clone)]
 pub struct FencedService {
     state: Arc<HaState>,
@@ -28,6 +40,12 @@ impl FencedService {
     }
 }
 
+/// The standbys' `Follow` service.
+#[derive(Clone)]
+pub struct FencedReplication {
+    state: Arc<HaState>,
+}
+
 fn refusal(state: &HaState) -> Response<Body> {
     let leader = state.role().leader;
     let msg = if leader.is_empty() {
@@ -36,6 +54,34 @@ fn refusal(state: &HaState) -> Response<Body> {
         format!("this master is not the leader; the leader is {leader}")
     };
     to_status(ErrorCode::UnavailableInCurrentMode, msg).into_http()
+}
+
+/// Whether a `Master` method changes state a client relies on (its answer waits for
+/// an in-sync standby).
+pub fn is_mutation(path: &str) -> bool {
+    let method = path.rsplit('/').next().unwrap_or_default();
+    matches!(
+        method,
+        "MountSegment"
+            | "RemountSegment"
+            | "UnmountSegment"
+            | "PutStart"
+            | "BatchPutStart"
+            | "PutEnd"
+            | "BatchPutEnd"
+            | "PutRevoke"
+            | "BatchPutRevoke"
+            | "UpsertStart"
+            | "BatchUpsertStart"
+            | "UpsertEnd"
+            | "BatchUpsertEnd"
+            | "UpsertRevoke"
+            | "BatchUpsertRevoke"
+            | "Remove"
+            | "BatchRemove"
+            | "RemoveByRegex"
+            | "RemoveAll"
+    )
 }
 
 type BoxFut = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -55,8 +101,15 @@ impl Service<Request<Body>> for FencedService {
             let Some(term) = state.serving() else {
                 return Ok(refusal(&state));
             };
+            let mutation = is_mutation(req.uri().path());
             let mut svc = term.server.clone();
             let resp = svc.call(req).await?;
+            if mutation {
+                let log = term.master.index.log();
+                if log.is_active() {
+                    log.wait_synced(log.head(), SYNC_BOUND).await;
+                }
+            }
             if !state.fence.holds(term.number) {
                 return Ok(refusal(&state));
             }
@@ -69,7 +122,38 @@ impl NamedService for FencedService {
     const NAME: &'static str = <MasterServer<crate::service::MasterService> as NamedService>::NAME;
 }
 
-/// Serves the fenced service on `listener` until `shutdown` resolves.
+impl Service<Request<Body>> for FencedReplication {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFut;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> BoxFut {
+        let state = self.state.clone();
+        Box::pin(async move {
+            let Some(term) = state.serving() else {
+                return Ok(refusal(&state));
+            };
+            let mut svc = term.replication.clone();
+            let resp = svc.call(req).await?;
+            if !state.fence.holds(term.number) {
+                return Ok(refusal(&state));
+            }
+            Ok(resp)
+        })
+    }
+}
+
+impl NamedService for FencedReplication {
+    const NAME: &'static str = <MasterReplicationServer<
+        super::replication::leader::ReplicationService,
+    > as NamedService>::NAME;
+}
+
+/// Serves the fenced services on `listener` until `shutdown` resolves.
 pub async fn serve(
     state: Arc<HaState>,
     listener: tokio::net::TcpListener,
@@ -77,7 +161,22 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .add_service(FencedService::new(state))
+        .add_service(FencedService::new(state.clone()))
+        .add_service(FencedReplication { state })
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutations_are_recognised_by_method() {
+        assert!(is_mutation("/mooncake.v1.Master/BatchPutEnd"));
+        assert!(is_mutation("/mooncake.v1.Master/RemountSegment"));
+        assert!(!is_mutation("/mooncake.v1.Master/BatchGetReplicaList"));
+        assert!(!is_mutation("/mooncake.v1.Master/Heartbeat"));
+        assert!(!is_mutation("/mooncake.v1.Master/GetStats"));
+    }
 }

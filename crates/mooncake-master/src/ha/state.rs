@@ -1,15 +1,21 @@
-//! What an HA master shares between the election, the gRPC fence and the admin port:
-//! the fence, the current term's master (a fresh `Master` per term, so a re-elected
-//! process never serves an index that went stale while another master led), and the
-//! last known leader address.
+//! What an HA master shares between the election, the gRPC fence, the admin port and
+//! the follower task: the fence, the current term's master, the last known leader
+//! address, and the standby's shadow of the leader's state.
+//!
+//! A term's master is built from the shadow when this process followed the leader
+//! until it won (zero-loss takeover, `replication::rebuild`); otherwise (first start,
+//! or no usable shadow) it is a fresh `Master` with an empty index and a new view.
 
 use super::fence::Fence;
+use super::replication::leader::ReplicationService;
+use super::replication::{rebuild, StandbyShadow};
 use crate::config::MasterConfig;
 use crate::http::admin::RoleInfo;
 use crate::master::Master;
 use crate::report;
 use crate::service::MasterService;
 use crate::WorkerHandles;
+use mooncake_proto::master_replication_server::MasterReplicationServer;
 use mooncake_proto::master_server::MasterServer;
 use parking_lot::RwLock;
 use std::sync::atomic::AtomicI64;
@@ -21,6 +27,8 @@ pub struct Term {
     pub number: u64,
     pub master: Arc<Master>,
     pub server: MasterServer<MasterService>,
+    /// `Follow` for standbys (streams this term's replication log).
+    pub replication: MasterReplicationServer<ReplicationService>,
     _workers: WorkerHandles,
     reporter: Option<JoinHandle<()>>,
 }
@@ -41,7 +49,7 @@ pub fn grpc_service(master: Arc<Master>) -> MasterServer<MasterService> {
 }
 
 pub struct HaState {
-    pub fence: Fence,
+    pub fence: Arc<Fence>,
     cfg: MasterConfig,
     /// `rpc_address:rpc_port` this process advertises when it leads.
     pub advertised: String,
@@ -51,19 +59,22 @@ pub struct HaState {
     leader: RwLock<String>,
     /// The lease of the current term (0: none); revoked on a graceful stop.
     pub lease: AtomicI64,
+    /// The standby's copy of the leader's state, for the next takeover.
+    pub shadow: StandbyShadow,
 }
 
 impl HaState {
     pub fn new(cfg: MasterConfig, advertised: String) -> Arc<Self> {
         let idle = Master::new(cfg.clone());
         Arc::new(Self {
-            fence: Fence::new(),
+            fence: Arc::new(Fence::new()),
             cfg,
             advertised,
             term: RwLock::new(None),
             idle,
             leader: RwLock::new(String::new()),
             lease: AtomicI64::new(0),
+            shadow: StandbyShadow::default(),
         })
     }
 
@@ -71,9 +82,28 @@ impl HaState {
         &self.cfg
     }
 
-    /// Installs a fresh master for term `number` (call before the fence opens).
+    /// Installs the master of term `number` (call before the fence opens): rebuilt
+    /// from the shadow when there is a usable one, else fresh.
     pub fn install(&self, number: u64) {
-        let master = Master::new(self.cfg.clone());
+        let master = match self.shadow.take_for_takeover() {
+            Some(shadow) => {
+                let t0 = std::time::Instant::now();
+                let (m, r) = rebuild::master_from(self.cfg.clone(), shadow);
+                tracing::info!(
+                    "HA: term {number} continues the previous leader's view_id={} from the replicated state: {} segments, {} objects ({} writes in flight), {} replicas and {} objects dropped, rebuilt in {:?}",
+                    m.view_id(), r.segments, r.objects, r.in_flight, r.dropped_replicas, r.dropped_objects, t0.elapsed()
+                );
+                m
+            }
+            None => {
+                let m = Master::new(self.cfg.clone());
+                tracing::info!(
+                    "HA: term {number} begins with an empty index (no replicated state), view_id={}",
+                    m.view_id()
+                );
+                m
+            }
+        };
         let workers = master.spawn_workers();
         let reporter = self.cfg.enable_metric_reporting.then(|| {
             let m = master.clone();
@@ -83,13 +113,13 @@ impl HaState {
                 std::future::pending(),
             ))
         });
-        tracing::info!(
-            "HA: term {number} begins with an empty index, view_id={}",
-            master.view_id()
-        );
+        let fence = self.fence.clone();
+        let replication =
+            ReplicationService::new(master.clone(), Arc::new(move || fence.holds(number))).server();
         *self.term.write() = Some(Arc::new(Term {
             number,
             server: grpc_service(master.clone()),
+            replication,
             master,
             _workers: workers,
             reporter,

@@ -15,30 +15,92 @@ pub use limit::{IndexLimit, IndexMemoryLimit};
 pub use object::{Object, Pending, Replica, SoftPinChange};
 pub use replicas::Replicas;
 
+use crate::ha::replication::ReplLog;
 use parking_lot::{Mutex, MutexGuard};
+use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 /// Shard count: a power of two well above the core count, so lock collisions on a
 /// hot path are rare while whole-index walks stay cheap.
 pub const SHARDS: usize = 64;
 
-pub type Shard = HashMap<Box<str>, Object, FastState>;
+pub type ShardMap = HashMap<Box<str>, Object, FastState>;
+
+/// One shard: the map (reached through `Deref`), plus the replication log that
+/// `insert`, `remove` and [`Shard::changed`] report to while the shard is locked, so
+/// that the log's order matches the order of changes per key (docs/ha.md). With no
+/// standby attached, reporting is one relaxed atomic load.
+pub struct Shard {
+    map: ShardMap,
+    log: Arc<ReplLog>,
+}
+
+impl Deref for Shard {
+    type Target = ShardMap;
+
+    fn deref(&self) -> &ShardMap {
+        &self.map
+    }
+}
+
+impl DerefMut for Shard {
+    fn deref_mut(&mut self) -> &mut ShardMap {
+        &mut self.map
+    }
+}
+
+impl Shard {
+    /// Inserts (or replaces) an object, reporting it to the replication log.
+    pub fn insert(&mut self, key: Box<str>, o: Object) -> Option<Object> {
+        self.log.object(&key, Some(&o));
+        self.map.insert(key, o)
+    }
+
+    /// Removes an object, reporting its removal to the replication log.
+    pub fn remove<Q>(&mut self, key: &Q) -> Option<Object>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (k, o) = self.map.remove_entry(key)?;
+        self.log.gone(&k);
+        Some(o)
+    }
+
+    /// Reports `key`'s current state after a change made through `get_mut` or
+    /// `iter_mut` (its removal, if it is gone).
+    pub fn changed(&self, key: &str) {
+        if self.log.is_active() {
+            self.log.object(key, self.map.get(key));
+        }
+    }
+}
 
 /// The sharded key -> object map.
 pub struct Index {
     shards: Box<[Mutex<Shard>]>,
     hasher: FastState,
+    log: Arc<ReplLog>,
 }
 
 impl Default for Index {
     fn default() -> Self {
         let hasher = FastState::default();
+        let log = Arc::new(ReplLog::default());
         Self {
             shards: (0..SHARDS)
-                .map(|_| Mutex::new(HashMap::with_hasher(hasher)))
+                .map(|_| {
+                    Mutex::new(Shard {
+                        map: HashMap::with_hasher(hasher),
+                        log: log.clone(),
+                    })
+                })
                 .collect(),
             hasher,
+            log,
         }
     }
 }
@@ -47,6 +109,11 @@ impl Index {
     fn shard_of(&self, key: &str) -> usize {
         // Bits the shard maps do not use for buckets (see `hash`).
         ((self.hasher.hash_one(key) >> 32) as usize) % SHARDS
+    }
+
+    /// The replication log every shard reports its changes to.
+    pub fn log(&self) -> &Arc<ReplLog> {
+        &self.log
     }
 
     /// Locks the shard that holds `key`.

@@ -43,6 +43,7 @@ impl Master {
         o.apply_pins(p.hard_pin, p.soft_pin);
         o.last_access = tick;
         let lease_until = o.lease_until_ms;
+        shard.changed(key);
         drop(shard);
         if lease_until > now && !old.is_empty() {
             self.deferred.lock().push(DeferredFree {
@@ -73,6 +74,8 @@ impl Master {
         let p = o.pending.take();
         if !o.is_complete() {
             shard.remove(key);
+        } else {
+            shard.changed(key);
         }
         drop(shard);
         if let Some(p) = p {

@@ -57,7 +57,8 @@ impl Master {
             result = self.segments.mount(client_id, desc);
         }
         match result {
-            Ok(Mounted::New(_) | Mounted::Existing(_)) => {
+            Ok(Mounted::New(seg) | Mounted::Existing(seg)) => {
+                self.index.log().segment_mounted(&seg);
                 self.liveness.add_segment(client_id, &name, self.now_ms());
                 0
             }
@@ -117,26 +118,38 @@ impl Master {
     /// Removes a dead segment's replicas everywhere; returns how many complete objects
     /// lost their last replica and were dropped.
     pub(crate) fn drop_segment(&self, seg: &Arc<Segment>) -> u64 {
+        self.index.log().segment_unmounted(seg.id);
         let mut dropped = 0;
         for i in 0..SHARDS {
             let mut shard = self.index.lock_shard(i);
             let mut doomed: Vec<Box<str>> = Vec::new();
+            // Objects that lost a replica but stay (reported to the replication log).
+            let mut changed: Vec<Box<str>> = Vec::new();
             for (k, o) in shard.iter_mut() {
                 let was_complete = o.is_complete();
-                if strip(&mut o.replicas, seg.id) && o.replicas.is_empty() && was_complete {
+                let mut hit = strip(&mut o.replicas, seg.id);
+                if hit && o.replicas.is_empty() && was_complete {
                     dropped += 1;
                 }
                 if let Some(p) = &mut o.pending {
-                    if strip(&mut p.replicas, seg.id) && p.replicas.is_empty() {
-                        o.pending = None;
+                    if strip(&mut p.replicas, seg.id) {
+                        hit = true;
+                        if p.replicas.is_empty() {
+                            o.pending = None;
+                        }
                     }
                 }
                 if o.replicas.is_empty() && o.pending.is_none() {
                     doomed.push(k.clone());
+                } else if hit {
+                    changed.push(k.clone());
                 }
             }
             for k in doomed {
                 shard.remove(&k);
+            }
+            for k in changed {
+                shard.changed(&k);
             }
         }
         dropped
@@ -157,6 +170,8 @@ impl Master {
         }
         if o.replicas.is_empty() && o.pending.is_none() {
             shard.remove(key);
+        } else {
+            shard.changed(key);
         }
     }
 }

@@ -169,6 +169,7 @@ impl Master {
                 if let Some(old) = o.pending.replace(p) {
                     self.free_replicas(&old.replicas, old.size);
                 }
+                shard.changed(key);
             }
             None => {
                 let tick = self.tick();

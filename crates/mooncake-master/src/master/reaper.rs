@@ -16,6 +16,7 @@ impl Master {
             let mut freed: Vec<Box<Pending>> = Vec::new();
             let mut shard = self.index.lock_shard(i);
             let mut empty: Vec<Box<str>> = Vec::new();
+            let mut changed: Vec<Box<str>> = Vec::new();
             for (k, o) in shard.iter_mut() {
                 let stuck = o
                     .pending
@@ -25,11 +26,16 @@ impl Master {
                     freed.extend(o.pending.take());
                     if !o.is_complete() {
                         empty.push(k.clone());
+                    } else {
+                        changed.push(k.clone());
                     }
                 }
             }
             for k in empty {
                 shard.remove(&k);
+            }
+            for k in changed {
+                shard.changed(&k);
             }
             drop(shard);
             for p in freed {

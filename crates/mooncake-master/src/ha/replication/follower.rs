@@ -1,0 +1,121 @@
+//! The standby's follower task: while another master leads, connect to it (its
+//! address comes from the election's watch of the leader key), receive the snapshot
+//! into a fresh shadow, install it once complete, then apply the op stream and
+//! acknowledge every batch. When this process wins, the election takes the shadow
+//! (`StandbyShadow::take_for_takeover`) and the task idles until it is a standby
+//! again, when it follows the new leader from a new snapshot.
+
+use super::leader::MAX_MESSAGE;
+use super::shadow::{Shadow, StandbyShadow};
+use crate::ha::state::HaState;
+use mooncake_proto::master_replication_client::MasterReplicationClient;
+use mooncake_proto::FollowAck;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+/// Pause between attempts (no leader known, connection refused, stream broke).
+const RETRY: Duration = Duration::from_millis(200);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Follows the leader until `shutdown` resolves.
+pub async fn run(state: Arc<HaState>, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::select! {
+        _ = follow_forever(&state) => {}
+        _ = shutdown => {}
+    }
+}
+
+async fn follow_forever(state: &HaState) {
+    let mut last_error = String::new();
+    loop {
+        let leader = state.role().leader;
+        if state.fence.is_leader_now() || leader.is_empty() || leader == state.advertised {
+            tokio::time::sleep(RETRY).await;
+            continue;
+        }
+        let r = follow(state, &leader).await;
+        state.shadow.disconnected();
+        if let Err(e) = r {
+            if e != last_error {
+                tracing::info!("HA: following {leader}: {e}");
+                last_error = e;
+            }
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+async fn follow(state: &HaState, leader: &str) -> Result<(), String> {
+    let ep = Endpoint::from_shared(format!("http://{leader}"))
+        .map_err(|e| format!("bad leader address: {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(3));
+    let channel = ep.connect().await.map_err(|e| format!("connect: {e}"))?;
+    let mut client = MasterReplicationClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let (tx, rx) = mpsc::channel::<FollowAck>(64);
+    let hello = FollowAck {
+        applied_seq: 0,
+        follower: state.advertised.clone(),
+    };
+    let _ = tx.send(hello).await;
+    let mut stream = client
+        .follow(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| format!("follow: {}", s.message()))?
+        .into_inner();
+    tracing::info!("HA: following the leader {leader}");
+    let mut building = Some(Shadow::default());
+    loop {
+        let batch = match stream.message().await {
+            Ok(Some(b)) => b,
+            Ok(None) => return Err("the leader ended the stream".into()),
+            Err(s) => {
+                if s.code() == tonic::Code::Aborted {
+                    state.shadow.invalidate(s.message());
+                }
+                return Err(format!("stream: {}", s.message()));
+            }
+        };
+        if state.fence.is_leader_now() {
+            return Ok(());
+        }
+        let head = batch.head_seq;
+        let end = batch.snapshot_end;
+        match building.as_mut() {
+            Some(b) => {
+                b.apply(batch);
+                if end {
+                    let s = building.take().unwrap_or_default();
+                    tracing::info!(
+                        objects = s.objects.len(),
+                        segments = s.segments.len(),
+                        head,
+                        "HA: snapshot of the leader applied; standby in sync"
+                    );
+                    install(&state.shadow, s);
+                }
+            }
+            None => state.shadow.apply(batch),
+        }
+        if building.is_none() || end {
+            let ack = FollowAck {
+                applied_seq: head,
+                follower: String::new(),
+            };
+            if tx.send(ack).await.is_err() {
+                return Err("the acknowledgement stream closed".into());
+            }
+        }
+    }
+}
+
+fn install(holder: &StandbyShadow, s: Shadow) {
+    holder.install(s);
+}

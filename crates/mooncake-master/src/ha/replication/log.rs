@@ -1,0 +1,315 @@
+//! The leader's replication log.
+//!
+//! Every change of the index or the segment table is appended as a state-based op
+//! (the object as it is after the change, its removal, a segment mounted or gone)
+//! with the next sequence number. Appends happen under the lock that orders the
+//! change (the key's shard lock; the segment table's for segments), so per key the
+//! sequence order is the order of the changes; replaying ops in sequence order, or
+//! replaying an op twice, yields the leader's state.
+//!
+//! Each attached follower has its own queue; its sender takes everything queued at
+//! once (group commit). A follower acknowledges the highest sequence it applied; it
+//! counts as in sync once it acknowledged the end of its snapshot. [`ReplLog::wait_synced`]
+//! is what makes client mutations synchronous: the answer waits until an in-sync
+//! follower has the log head as it was when the call finished. A follower that does
+//! not acknowledge within the bound is dropped (it must resync), so a dead or slow
+//! standby never stalls the leader for longer than the bound once.
+//!
+//! With no follower attached (always, without `--enable_ha`) every hook is one
+//! relaxed atomic load.
+
+use crate::index::Object;
+use crate::segments::Segment;
+use mooncake_proto::replication_op::Op;
+use mooncake_proto::ReplicationOp;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// A follower whose queue grows beyond this many ops is dropped (it must resync):
+/// the leader's memory stays bounded when a standby stops reading.
+pub const MAX_QUEUED_OPS: usize = 4_000_000;
+
+/// How long a mutation waits for an in-sync follower before dropping it.
+pub const SYNC_BOUND: Duration = Duration::from_millis(500);
+
+/// What the log and a follower's sender share about that follower.
+#[derive(Debug)]
+pub struct Follower {
+    pub id: u64,
+    pub name: String,
+    /// Highest sequence the follower applied.
+    pub acked: AtomicU64,
+    /// The head sent with the snapshot's end (u64::MAX until then).
+    pub snapshot_head: AtomicU64,
+    /// Acknowledged its snapshot: mutations wait for it.
+    pub in_sync: AtomicBool,
+    /// Dropped (too slow, queue overflow): its stream must end; it resyncs.
+    pub dropped: AtomicBool,
+    /// Wakes the sender when ops are queued or the follower is dropped.
+    pub wake: Notify,
+}
+
+struct Slot {
+    follower: Arc<Follower>,
+    queue: Vec<ReplicationOp>,
+}
+
+#[derive(Default)]
+struct LogState {
+    head: u64,
+    next_id: u64,
+    slots: Vec<Slot>,
+}
+
+#[derive(Default)]
+pub struct ReplLog {
+    /// Some follower is attached (appends are recorded).
+    active: AtomicBool,
+    state: Mutex<LogState>,
+    /// Pinged on every acknowledgement.
+    acked: Notify,
+}
+
+impl std::fmt::Debug for ReplLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplLog")
+            .field("active", &self.is_active())
+            .finish()
+    }
+}
+
+impl ReplLog {
+    /// Whether any follower is attached.
+    #[inline]
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// `key` is now `o` (None: gone).
+    #[inline]
+    pub fn object(&self, key: &str, o: Option<&Object>) {
+        if self.is_active() {
+            self.append(match o {
+                Some(o) => Op::Object(super::record::object(key, o)),
+                None => Op::Gone(key.to_string()),
+            });
+        }
+    }
+
+    #[inline]
+    pub fn gone(&self, key: &str) {
+        if self.is_active() {
+            self.append(Op::Gone(key.to_string()));
+        }
+    }
+
+    pub fn segment_mounted(&self, seg: &Segment) {
+        if self.is_active() {
+            self.append(Op::SegmentMounted(super::record::segment(seg)));
+        }
+    }
+
+    pub fn segment_unmounted(&self, id: u32) {
+        if self.is_active() {
+            self.append(Op::SegmentUnmounted(id));
+        }
+    }
+
+    fn append(&self, op: Op) {
+        let mut s = self.state.lock();
+        s.head += 1;
+        let op = ReplicationOp {
+            seq: s.head,
+            op: Some(op),
+        };
+        for slot in &mut s.slots {
+            if slot.follower.dropped.load(Ordering::Relaxed) {
+                continue;
+            }
+            if slot.queue.len() >= MAX_QUEUED_OPS {
+                drop_follower(&slot.follower, "its queue overflowed");
+                slot.queue = Vec::new();
+                continue;
+            }
+            slot.queue.push(op.clone());
+            slot.follower.wake.notify_one();
+        }
+    }
+
+    /// The sequence of the last op appended.
+    pub fn head(&self) -> u64 {
+        self.state.lock().head
+    }
+
+    /// Attaches a follower: from now on every change is queued for it (call before
+    /// taking its snapshot).
+    pub fn attach(&self, name: &str) -> Arc<Follower> {
+        let mut s = self.state.lock();
+        s.next_id += 1;
+        let follower = Arc::new(Follower {
+            id: s.next_id,
+            name: name.to_string(),
+            acked: AtomicU64::new(0),
+            snapshot_head: AtomicU64::new(u64::MAX),
+            in_sync: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
+            wake: Notify::new(),
+        });
+        s.slots.push(Slot {
+            follower: follower.clone(),
+            queue: Vec::new(),
+        });
+        self.active.store(true, Ordering::SeqCst);
+        follower
+    }
+
+    pub fn detach(&self, f: &Follower) {
+        let mut s = self.state.lock();
+        s.slots.retain(|slot| slot.follower.id != f.id);
+        f.in_sync.store(false, Ordering::SeqCst);
+        if s.slots.is_empty() {
+            self.active.store(false, Ordering::SeqCst);
+        }
+        drop(s);
+        self.acked.notify_waiters();
+    }
+
+    /// Everything queued for `f`, and the head it brings the follower to.
+    pub fn take(&self, f: &Follower) -> (Vec<ReplicationOp>, u64) {
+        let mut s = self.state.lock();
+        let head = s.head;
+        let ops = s
+            .slots
+            .iter_mut()
+            .find(|slot| slot.follower.id == f.id)
+            .map(|slot| std::mem::take(&mut slot.queue))
+            .unwrap_or_default();
+        (ops, head)
+    }
+
+    /// Records an acknowledgement; the follower joins the sync set once it has
+    /// acknowledged its snapshot.
+    pub fn ack(&self, f: &Follower, seq: u64) {
+        f.acked.fetch_max(seq, Ordering::SeqCst);
+        if !f.dropped.load(Ordering::SeqCst)
+            && seq >= f.snapshot_head.load(Ordering::SeqCst)
+            && !f.in_sync.swap(true, Ordering::SeqCst)
+        {
+            tracing::info!(follower = %f.name, seq, "HA: standby in sync");
+        }
+        self.acked.notify_waiters();
+    }
+
+    fn in_sync(&self) -> Vec<Arc<Follower>> {
+        self.state
+            .lock()
+            .slots
+            .iter()
+            .filter(|s| s.follower.in_sync.load(Ordering::SeqCst))
+            .map(|s| s.follower.clone())
+            .collect()
+    }
+
+    /// How many followers are in sync now.
+    pub fn in_sync_count(&self) -> usize {
+        if !self.is_active() {
+            return 0;
+        }
+        self.in_sync().len()
+    }
+
+    /// Waits until an in-sync follower acknowledged `target` (at once when none is in
+    /// sync). After `bound` without one, the in-sync followers behind `target` are
+    /// dropped and the wait ends. Returns whether a follower had `target`.
+    pub async fn wait_synced(&self, target: u64, bound: Duration) -> bool {
+        if !self.is_active() {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let notified = self.acked.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let synced = self.in_sync();
+            if synced.is_empty() {
+                return false;
+            }
+            if synced
+                .iter()
+                .any(|f| f.acked.load(Ordering::SeqCst) >= target)
+            {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                for f in synced {
+                    if f.acked.load(Ordering::SeqCst) < target {
+                        drop_follower(&f, "it did not acknowledge in time");
+                    }
+                }
+                return false;
+            }
+        }
+    }
+}
+
+fn drop_follower(f: &Follower, why: &str) {
+    if !f.dropped.swap(true, Ordering::SeqCst) {
+        f.in_sync.store(false, Ordering::SeqCst);
+        tracing::warn!(follower = %f.name, "HA: standby dropped from the sync set: {why}; it must resync");
+        f.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_recorded_without_followers() {
+        let log = ReplLog::default();
+        log.gone("a");
+        assert_eq!(log.head(), 0);
+        let f = log.attach("f");
+        log.gone("a");
+        log.gone("b");
+        let (ops, head) = log.take(&f);
+        assert_eq!((ops.len(), head), (2, 2));
+        assert_eq!(ops[1].seq, 2);
+        assert!(log.take(&f).0.is_empty());
+        log.detach(&f);
+        log.gone("c");
+        assert_eq!(log.head(), 2, "detached: recording stops");
+    }
+
+    #[tokio::test]
+    async fn waits_for_an_in_sync_follower_and_drops_a_silent_one() {
+        let log = Arc::new(ReplLog::default());
+        assert!(
+            !log.wait_synced(5, SYNC_BOUND).await,
+            "no follower: at once"
+        );
+        let f = log.attach("f");
+        f.snapshot_head.store(0, Ordering::SeqCst);
+        log.gone("a");
+        assert!(
+            !log.wait_synced(1, SYNC_BOUND).await,
+            "attached but not in sync: no wait"
+        );
+        log.ack(&f, 0);
+        assert!(f.in_sync.load(Ordering::SeqCst));
+        let (l2, f2) = (log.clone(), f.clone());
+        let acker = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            l2.ack(&f2, 1);
+        });
+        assert!(log.wait_synced(1, Duration::from_secs(30)).await);
+        acker.await.unwrap();
+        log.gone("b");
+        assert!(!log.wait_synced(2, Duration::from_millis(50)).await);
+        assert!(f.dropped.load(Ordering::SeqCst) && !f.in_sync.load(Ordering::SeqCst));
+        assert!(!log.wait_synced(2, SYNC_BOUND).await, "dropped: no wait");
+    }
+}

@@ -1,0 +1,21 @@
+//! Leader -> standby replication, so that a standby taking over serves the index the
+//! leader had (zero-loss failover, docs/ha.md).
+//!
+//! - `log`: the leader's log of state changes (state-based, idempotent ops with a
+//!   sequence number), the followers' queues and acknowledgements, and the wait that
+//!   makes client-visible mutations synchronous.
+//! - `record`: objects and segments as replication records.
+//! - `leader`: the `Follow` RPC: a snapshot, then the op stream.
+//! - `shadow`: the standby's copy of the leader's state.
+//! - `follower`: the standby's task that follows the leader into a shadow.
+//! - `rebuild`: a new term's master built from a shadow.
+
+pub mod follower;
+pub mod leader;
+pub mod log;
+pub mod rebuild;
+pub mod record;
+pub mod shadow;
+
+pub use log::ReplLog;
+pub use shadow::{Shadow, StandbyShadow};
