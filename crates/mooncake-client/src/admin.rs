@@ -37,8 +37,14 @@ impl Client {
     }
 
     pub async fn batch_exist(&self, keys: &[String]) -> Vec<Result<bool>> {
+        self.batch_exist_owned(keys.to_vec()).await
+    }
+
+    /// [`Client::batch_exist`] for keys the caller no longer needs: when every key is
+    /// valid (the usual case) they go into the request as they are, without a copy.
+    pub async fn batch_exist_owned(&self, keys: Vec<String>) -> Vec<Result<bool>> {
         let mut out: Vec<Result<bool>> = Vec::with_capacity(keys.len());
-        let mut ask = Vec::new();
+        let mut ask = Vec::with_capacity(keys.len());
         for (i, k) in keys.iter().enumerate() {
             match self.ensure_open().and_then(|_| check_key(k)) {
                 Ok(()) => {
@@ -52,7 +58,11 @@ impl Client {
             return out;
         }
         let req = BatchKeyRequest {
-            keys: ask.iter().map(|i| keys[*i].clone()).collect(),
+            keys: if ask.len() == keys.len() {
+                keys
+            } else {
+                ask.iter().map(|&i| keys[i].clone()).collect()
+            },
         };
         match self
             .inner
@@ -68,7 +78,7 @@ impl Client {
                     out[i] = match code {
                         1 => Ok(true),
                         0 => Ok(false),
-                        c => Err(code_error(c, &format!("exist {:?}", keys[i]))),
+                        c => Err(code_error(c, &format!("exist (item {i} of the batch)"))),
                     };
                 }
             }

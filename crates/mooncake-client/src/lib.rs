@@ -33,6 +33,7 @@ mod read;
 mod rpc;
 pub mod segment;
 mod shm;
+pub mod transport;
 mod write;
 
 pub use client::Client;

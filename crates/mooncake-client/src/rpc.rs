@@ -1,12 +1,14 @@
-//! The control-plane connection to the master: one lazily connected gRPC channel with
-//! a tight connect timeout and a deadline on every call. tonic re-dials a broken
-//! connection on the next call, so the client reconnects by itself once the master is
-//! back; meanwhile every call fails fast with `RPC_FAIL` (or `RPC_TIMEOUT` when a
-//! connected master does not answer in time).
+//! The control-plane connection to the master: one lazily connected HTTP/2 connection
+//! (`transport::DirectChannel`, no `Channel` buffer task between the caller and the
+//! socket) with a tight connect timeout and a deadline on every call. A broken
+//! connection is re-dialled by the next call, so the client reconnects by itself once
+//! the master is back; meanwhile every call fails fast with `RPC_FAIL` (or
+//! `RPC_TIMEOUT` when a connected master does not answer in time).
 
 use crate::config::CONNECT_TIMEOUT;
 use crate::discovery::{cluster_id_from_env, parse_etcd_address, Leader};
 use crate::errors::status_error;
+use crate::transport::{DirectChannel, DirectConfig};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::master_client::MasterClient;
 use std::future::Future;
@@ -14,11 +16,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
+/// The client type every call gets.
+pub(crate) type Rpc = MasterClient<DirectChannel>;
+
 /// Where calls go: one fixed address, or the leader etcd names (HA).
 #[derive(Clone)]
 enum Target {
-    Fixed(MasterClient<Channel>),
-    Leader(Arc<Leader>),
+    Fixed(Rpc),
+    /// The leader, and a connection to the last leader address seen (re-made when
+    /// etcd names another one).
+    Leader(Arc<Leader>, Arc<parking_lot::Mutex<Option<(String, Rpc)>>>),
 }
 
 #[derive(Clone)]
@@ -28,22 +35,37 @@ pub(crate) struct MasterRpc {
     addr: String,
 }
 
-/// A lazily connected client for `host:port`.
-fn client_for(addr: &str, timeout: Duration) -> Result<MasterClient<Channel>> {
+fn check_addr(addr: &str) -> Result<()> {
     let (host, port) = mooncake_common::hostname::split_host_port(addr);
     if host.is_empty() || port.is_none() {
         return Err(MooncakeError::invalid(format!(
             "master address {addr:?} is not host:port"
         )));
     }
+    Ok(())
+}
+
+/// A lazily connected client for `host:port`.
+fn client_for(addr: &str, timeout: Duration) -> Result<Rpc> {
+    check_addr(addr)?;
+    let ch = DirectChannel::new(
+        addr,
+        DirectConfig {
+            connect_timeout: CONNECT_TIMEOUT,
+            timeout: Some(timeout),
+            keep_alive: Some(Duration::from_secs(5)),
+        },
+    );
+    let origin = ch.origin().map_err(MooncakeError::invalid)?;
+    Ok(MasterClient::with_origin(ch, origin))
+}
+
+/// What `discovery` builds per leader address. Only its address is used: calls go
+/// through [`client_for`]'s connection (a lazy `Channel` never dials).
+fn channel_for(addr: &str) -> Result<MasterClient<Channel>> {
+    check_addr(addr)?;
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| MooncakeError::invalid(format!("master address {addr:?}: {e}")))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true);
+        .map_err(|e| MooncakeError::invalid(format!("master address {addr:?}: {e}")))?;
     Ok(MasterClient::new(endpoint.connect_lazy()))
 }
 
@@ -53,11 +75,10 @@ impl MasterRpc {
     pub fn new(addr: &str, timeout: Duration) -> Result<Self> {
         let addr = addr.trim();
         let target = match parse_etcd_address(addr) {
-            Some(endpoints) => Target::Leader(Leader::start(
-                endpoints?,
-                &cluster_id_from_env(),
-                Box::new(move |a| client_for(a, timeout)),
-            )?),
+            Some(endpoints) => Target::Leader(
+                Leader::start(endpoints?, &cluster_id_from_env(), Box::new(channel_for))?,
+                Arc::default(),
+            ),
             None => Target::Fixed(client_for(addr, timeout)?),
         };
         Ok(Self {
@@ -70,22 +91,22 @@ impl MasterRpc {
     /// Runs one call with the deadline; `what` names it in errors.
     pub async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
     where
-        F: FnOnce(MasterClient<Channel>) -> Fut,
+        F: FnOnce(Rpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let (client, leader) = match &self.target {
             Target::Fixed(c) => (c.clone(), None),
-            Target::Leader(l) => {
-                let (a, c) = l
+            Target::Leader(l, conn) => {
+                let (a, _) = l
                     .current()
                     .await
                     .map_err(|e| MooncakeError::new(e.code, format!("{what}: {}", e.message)))?;
-                (c, Some(a))
+                (self.leader_client(conn, &a)?, Some(a))
             }
         };
         let addr = leader.as_deref().unwrap_or(&self.addr);
         let r = self.call_on(what, addr, client, f).await;
-        if let (Err(e), Target::Leader(l)) = (&r, &self.target) {
+        if let (Err(e), Target::Leader(l, _)) = (&r, &self.target) {
             if matches!(
                 e.code,
                 ErrorCode::RpcFail | ErrorCode::RpcTimeout | ErrorCode::UnavailableInCurrentMode
@@ -96,15 +117,26 @@ impl MasterRpc {
         r
     }
 
-    async fn call_on<T, F, Fut>(
+    /// The connection to leader `addr`, made on first use.
+    fn leader_client(
         &self,
-        what: &str,
+        conn: &parking_lot::Mutex<Option<(String, Rpc)>>,
         addr: &str,
-        client: MasterClient<Channel>,
-        f: F,
-    ) -> Result<T>
+    ) -> Result<Rpc> {
+        let mut cur = conn.lock();
+        match &*cur {
+            Some((a, c)) if a == addr => Ok(c.clone()),
+            _ => {
+                let c = client_for(addr, self.timeout)?;
+                *cur = Some((addr.to_string(), c.clone()));
+                Ok(c)
+            }
+        }
+    }
+
+    async fn call_on<T, F, Fut>(&self, what: &str, addr: &str, client: Rpc, f: F) -> Result<T>
     where
-        F: FnOnce(MasterClient<Channel>) -> Fut,
+        F: FnOnce(Rpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         match tokio::time::timeout(self.timeout + CONNECT_TIMEOUT, f(client)).await {

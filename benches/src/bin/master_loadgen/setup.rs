@@ -3,26 +3,32 @@
 //! memory backs them.
 
 use mooncake_benches::latency::{Samples, Summary};
+use mooncake_client::transport::{DirectChannel, DirectConfig};
 use mooncake_proto::master_client::MasterClient;
 use mooncake_proto::{HeartbeatRequest, MountSegmentRequest, SegmentDesc, UnmountSegmentRequest};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
 
-pub type Client = MasterClient<Channel>;
+pub type Client = MasterClient<DirectChannel>;
 
 /// A new HTTP/2 connection to the master: each simulated client gets its own, as
-/// separate processes would.
+/// separate processes would. It is the transport `mooncake-client` uses (calls go
+/// from the caller's task straight into the connection, no `Channel` buffer task).
 pub async fn connect(addr: &str) -> Result<Client, String> {
-    let ep = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("bad --master {addr:?}: {e}"))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(3));
-    let ch = ep
-        .connect()
+    let ch = DirectChannel::new(
+        addr,
+        DirectConfig {
+            connect_timeout: Duration::from_secs(3),
+            ..Default::default()
+        },
+    );
+    let origin = ch.origin()?;
+    let mut c = MasterClient::with_origin(ch, origin);
+    // Dial now, so that a wrong address fails here rather than in the first phase.
+    c.list_segments(mooncake_proto::ListSegmentsRequest {})
         .await
-        .map_err(|e| format!("cannot connect to the master at {addr}: {e}"))?;
-    Ok(MasterClient::new(ch))
+        .map_err(|e| format!("cannot reach the master at {addr}: {}", e.message()))?;
+    Ok(c)
 }
 
 /// The synthetic segments, their owners heartbeating until dropped.

@@ -21,13 +21,15 @@ impl NativeStore {
         exist_code(self.session().and_then(|s| s.run(py, s.client.exist(key))))
     }
 
-    pub(super) fn batch_is_exist_impl(&self, py: Python<'_>, keys: &[String]) -> Vec<i32> {
+    /// The keys are moved into the request (no second copy of each key).
+    pub(super) fn batch_is_exist_impl(&self, py: Python<'_>, keys: Vec<String>) -> Vec<i32> {
+        let n = keys.len();
         match self.session() {
             Ok(s) => {
-                let results = s.run(py, s.client.batch_exist(keys));
+                let results = s.run(py, s.client.batch_exist_owned(keys));
                 results.into_iter().map(exist_code).collect()
             }
-            Err(e) => vec![codes::code(&e); keys.len()],
+            Err(e) => vec![codes::code(&e); n],
         }
     }
 

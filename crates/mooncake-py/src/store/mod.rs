@@ -169,7 +169,7 @@ impl NativeStore {
     }
 
     fn batch_is_exist(&self, py: Python<'_>, keys: Vec<String>) -> Vec<i32> {
-        self.batch_is_exist_impl(py, &keys)
+        self.batch_is_exist_impl(py, keys)
     }
 
     fn get_size(&self, py: Python<'_>, key: &str) -> i64 {
