@@ -6,6 +6,8 @@
 //! `cargo build --release --workspace --bins` first); a missing binary fails the test
 //! with a message saying so.
 
+pub mod etcd;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;

@@ -149,9 +149,12 @@ async fn bounded<T, E: std::fmt::Display>(
     }
 }
 
-/// The background task: ends when the last `Arc<Leader>` is dropped.
+/// The background task: ends when the last `Arc<Leader>` is dropped. It talks to one
+/// etcd member at a time and moves to the next on any error: a client given every
+/// endpoint would balance over them and keep sending some requests to a dead member.
 async fn follow(weak: Weak<Leader>, endpoints: Vec<String>, make: MakeClient) {
     let mut logged = String::new();
+    let mut at = 0usize;
     loop {
         let Some(key) = weak.upgrade().map(|l| l.key.clone()) else {
             return;
@@ -159,12 +162,17 @@ async fn follow(weak: Weak<Leader>, endpoints: Vec<String>, make: MakeClient) {
         let opts = etcd_client::ConnectOptions::new()
             .with_connect_timeout(ETCD_TIMEOUT)
             .with_timeout(ETCD_TIMEOUT);
-        let r = match bounded(etcd_client::Client::connect(&endpoints, Some(opts))).await {
+        let member = std::slice::from_ref(&endpoints[at % endpoints.len()]);
+        let r = match bounded(etcd_client::Client::connect(member, Some(opts))).await {
             Ok(mut c) => follow_with(&weak, &mut c, &key, &make).await,
             Err(e) => Err(e),
         };
         let Some(l) = weak.upgrade() else { return };
-        let _ = l.looked_up.send_replace(true);
+        at = (at + 1) % endpoints.len();
+        if at == 0 {
+            // Every member was tried: the first call stops waiting (and fails).
+            let _ = l.looked_up.send_replace(true);
+        }
         if let Err(e) = r {
             if e != logged {
                 tracing::warn!("etcd {}: {e}; retrying", l.etcd);
@@ -172,7 +180,13 @@ async fn follow(weak: Weak<Leader>, endpoints: Vec<String>, make: MakeClient) {
             }
         }
         drop(l);
-        tokio::time::sleep(RETRY_AFTER).await;
+        // Straight to the next member; pause once every member has failed in turn.
+        let pause = if at == 0 {
+            RETRY_AFTER
+        } else {
+            Duration::from_millis(10)
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 

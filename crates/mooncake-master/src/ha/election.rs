@@ -54,6 +54,38 @@ async fn connect(endpoints: &[String]) -> EtcdResult<Client> {
     bounded("connect", Client::connect(endpoints, Some(opts))).await
 }
 
+/// The etcd members, used one at a time. A client given every endpoint balances
+/// requests over them and keeps sending some to a dead member (each such request
+/// fails, and a campaign needs several in a row), so instead each connection goes to
+/// one member and any error moves on to the next one.
+struct Members {
+    endpoints: Vec<String>,
+    at: usize,
+}
+
+impl Members {
+    fn new(endpoints: &[String]) -> Self {
+        Self {
+            endpoints: endpoints.to_vec(),
+            at: 0,
+        }
+    }
+
+    async fn connect(&self) -> EtcdResult<Client> {
+        match self.endpoints.get(self.at) {
+            Some(ep) => connect(std::slice::from_ref(ep)).await,
+            None => Err("no etcd endpoints".into()),
+        }
+    }
+
+    /// Moves to the next member; true when every member has been tried since the
+    /// first (time to pause before another pass).
+    fn advance(&mut self) -> bool {
+        self.at = (self.at + 1) % self.endpoints.len().max(1);
+        self.at == 0
+    }
+}
+
 /// Runs the election until `shutdown` resolves; then stops serving and revokes the
 /// lease, so a standby takes over at once instead of after the TTL.
 pub async fn run(state: Arc<HaState>, shutdown: impl std::future::Future<Output = ()>) {
@@ -80,27 +112,37 @@ pub async fn run(state: Arc<HaState>, shutdown: impl std::future::Future<Output 
 }
 
 async fn campaign_forever(state: &HaState) {
-    let endpoints = state.config().etcd_endpoints.clone();
+    let mut members = Members::new(&state.config().etcd_endpoints);
     let key = view_key(&state.config().cluster_id);
     let mut last_error = String::new();
     loop {
-        let r = match connect(&endpoints).await {
-            Ok(mut c) => round(&mut c, state, &key).await,
+        let r = match members.connect().await {
+            Ok(mut c) => round(&mut c, state, &key, &mut members).await,
             Err(e) => Err(e),
         };
         if let Err(e) = r {
             if e != last_error {
-                tracing::warn!("HA: {e}; retrying");
+                tracing::warn!("HA: {e}; trying the next etcd member");
                 last_error = e;
             }
-            tokio::time::sleep(RETRY_AFTER).await;
+            let pause = if members.advance() {
+                RETRY_AFTER
+            } else {
+                Duration::from_millis(10)
+            };
+            tokio::time::sleep(pause).await;
         }
     }
 }
 
 /// Waits for the key to be free, campaigns, and leads while the lease lives.
 /// Returns Ok after losing a campaign or a term (the caller starts another round).
-async fn round(c: &mut Client, state: &HaState, key: &str) -> EtcdResult<()> {
+async fn round(
+    c: &mut Client,
+    state: &HaState,
+    key: &str,
+    members: &mut Members,
+) -> EtcdResult<()> {
     loop {
         wait_until_free(c, state, key).await?;
         let sent = Instant::now();
@@ -119,7 +161,7 @@ async fn round(c: &mut Client, state: &HaState, key: &str) -> EtcdResult<()> {
             let _ = bounded("lease revoke", c.lease_revoke(lease.id())).await;
             continue;
         }
-        lead(c, state, lease.id(), sent, granted).await;
+        lead(c, state, lease.id(), sent, granted, members).await;
         return Ok(());
     }
 }
@@ -160,7 +202,14 @@ async fn wait_until_free(c: &mut Client, state: &HaState, key: &str) -> EtcdResu
 
 /// Serves one term: opens the fence, keeps the lease alive, closes the fence as soon
 /// as a keep-alive is refused or the deadline passes.
-async fn lead(c: &mut Client, state: &HaState, lease: i64, sent: Instant, granted: Duration) {
+async fn lead(
+    c: &mut Client,
+    state: &HaState,
+    lease: i64,
+    sent: Instant,
+    granted: Duration,
+    members: &mut Members,
+) {
     let term = state.fence.term() + 1;
     state.lease.store(lease, Ordering::SeqCst);
     state.install(term);
@@ -172,7 +221,7 @@ async fn lead(c: &mut Client, state: &HaState, lease: i64, sent: Instant, grante
         state.advertised,
         state.config().ha_lease_ttl
     );
-    let why = keep_alive(c, state, lease, term, sent, granted).await;
+    let why = keep_alive(c, state, lease, term, (sent, granted), members).await;
     state.fence.revoke();
     state.retire();
     tracing::warn!("HA: leadership lost: {why}");
@@ -188,16 +237,16 @@ async fn lead(c: &mut Client, state: &HaState, lease: i64, sent: Instant, grante
 /// lease (and the key on it) never lapsed, no other master can have led meanwhile, and
 /// the fence opens again with the same index. This is what lets the leader ride out
 /// an etcd leader election (1-2 s without answers) or the loss of the member it talked
-/// to. An etcd error is retried on a fresh stream, which the client's balanced channel
-/// sends to a member that answers. The term ends when etcd reports the lease expired,
+/// to. An etcd error is retried at once on a fresh connection to the next member.
+/// The term ends when etcd reports the lease expired,
 /// or when nothing was acknowledged for twice the TTL (the lease must be gone).
 async fn keep_alive(
     c: &mut Client,
     state: &HaState,
     lease: i64,
     term: u64,
-    mut acked_sent: Instant,
-    mut ttl: Duration,
+    (mut acked_sent, mut ttl): (Instant, Duration),
+    members: &mut Members,
 ) -> String {
     let period = keepalive_every(state.config().ha_lease_ttl);
     let mut streams: Option<(LeaseKeeper, LeaseKeepAliveStream)> = None;
@@ -234,10 +283,15 @@ async fn keep_alive(
             Ok(_) => return "etcd reports the lease expired".into(),
             Err(e) => {
                 if e != last_error {
-                    tracing::warn!("HA: {e}; retrying the keep-alive on a fresh stream");
+                    tracing::warn!("HA: {e}; retrying the keep-alive on the next etcd member");
                     last_error = e;
                 }
                 streams = None;
+                members.advance();
+                match members.connect().await {
+                    Ok(fresh) => *c = fresh,
+                    Err(e) => last_error = e,
+                }
                 tokio::time::sleep(KEEPALIVE_RETRY.min(period)).await;
                 continue;
             }

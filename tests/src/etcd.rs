@@ -1,0 +1,283 @@
+//! Real etcd (`/usr/bin/etcd`, the etcd-server package) and HA masters for the
+//! integration tests: a cluster of 1..n members on free loopback ports whose members
+//! can be killed and restarted one by one, `mooncake_master --enable_ha` processes
+//! pointed at it, and the store/client settings that follow the leader through
+//! `etcd://`. Every wait polls with a generous deadline.
+
+use crate::{free_port, http, Master, Proc};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ETCD_BIN: &str = "/usr/bin/etcd";
+
+/// False (with a message saying how to get it) when etcd is not installed.
+pub fn etcd_available() -> bool {
+    if Path::new(ETCD_BIN).exists() {
+        return true;
+    }
+    eprintln!("SKIPPED: {ETCD_BIN} not found (apt-get install etcd-server)");
+    false
+}
+
+/// One member: its ports and the command line to start it again.
+pub struct EtcdMember {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    args: Vec<String>,
+    proc: Option<Proc>,
+}
+
+impl EtcdMember {
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.proc.is_some()
+    }
+}
+
+/// An etcd cluster on loopback; its data lives in a directory removed on drop.
+pub struct EtcdCluster {
+    pub members: Vec<EtcdMember>,
+    dir: PathBuf,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members (data under /dev/shm when it exists, so a loaded disk does
+    /// not stall raft) and waits until every one reports healthy.
+    pub fn start(n: usize, tag: &str) -> EtcdCluster {
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!("mc-etcd-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("etcd data dir");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, q))| format!("m{i}=http://127.0.0.1:{q}"))
+            .collect();
+        let initial = initial.join(",");
+        let members = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(p, q))| {
+                let name = format!("m{i}");
+                let client = format!("http://127.0.0.1:{p}");
+                let peer = format!("http://127.0.0.1:{q}");
+                let args = vec![
+                    "--name".into(),
+                    name.clone(),
+                    "--data-dir".into(),
+                    dir.join(&name).to_string_lossy().into_owned(),
+                    "--listen-client-urls".into(),
+                    client.clone(),
+                    "--advertise-client-urls".into(),
+                    client,
+                    "--listen-peer-urls".into(),
+                    peer.clone(),
+                    "--initial-advertise-peer-urls".into(),
+                    peer,
+                    "--initial-cluster".into(),
+                    initial.clone(),
+                    "--initial-cluster-token".into(),
+                    format!("mc-{tag}-{}", std::process::id()),
+                    "--initial-cluster-state".into(),
+                    "new".into(),
+                ];
+                EtcdMember {
+                    name: format!("etcd-{tag}-{name}"),
+                    client_port: p,
+                    peer_port: q,
+                    args,
+                    proc: None,
+                }
+            })
+            .collect();
+        let mut c = EtcdCluster { members, dir };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            assert!(
+                c.wait_healthy(i, Duration::from_secs(30)),
+                "etcd member {i} never became healthy"
+            );
+        }
+        c
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let child = Command::new(ETCD_BIN)
+            .args(&m.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn etcd");
+        m.proc = Some(Proc {
+            child,
+            name: m.name.clone(),
+        });
+    }
+
+    /// `h1:p1;h2:p2;...`: every member, for `--etcd_endpoints` and `etcd://`.
+    pub fn endpoints(&self) -> String {
+        let eps: Vec<String> = self.members.iter().map(EtcdMember::endpoint).collect();
+        eps.join(";")
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut p) = self.members[i].proc.take() {
+            p.kill9();
+        }
+    }
+
+    /// Starts member `i` again on its ports and data (it rejoins the cluster).
+    pub fn restart(&mut self, i: usize) {
+        self.kill9(i);
+        self.spawn(i);
+    }
+
+    /// Whether member `i` answers `/health` with `"health":"true"` (it needs a
+    /// quorum for that).
+    pub fn is_healthy(&self, i: usize) -> bool {
+        match http("GET", self.members[i].client_port, "/health", b"") {
+            Ok((200, body)) => String::from_utf8_lossy(&body).contains("true"),
+            _ => false,
+        }
+    }
+
+    pub fn wait_healthy(&self, i: usize, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if self.is_healthy(i) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// The index of the member that is the raft leader, if one answers.
+    pub fn raft_leader(&self) -> Option<usize> {
+        (0..self.members.len()).find(|&i| {
+            self.members[i].is_running()
+                && matches!(
+                    http("POST", self.members[i].client_port, "/v3/maintenance/status", b"{}"),
+                    Ok((200, ref body)) if is_leader_status(body)
+                )
+        })
+    }
+}
+
+/// `/v3/maintenance/status` (grpc-gateway JSON): leader id == member id.
+fn is_leader_status(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    let field = |name: &str| -> Option<String> {
+        let at = text.find(&format!("\"{name}\""))?;
+        let rest = &text[at + name.len() + 2..];
+        let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+        let rest = rest.strip_prefix('"').unwrap_or(rest);
+        let end = rest.find(|c: char| !c.is_ascii_digit())?;
+        Some(rest[..end].to_string())
+    };
+    matches!((field("member_id"), field("leader")), (Some(m), Some(l)) if !m.is_empty() && m == l)
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill9(i);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Flags for `Master::start_on` that make it an HA master on `endpoints`.
+pub fn ha_master_flags(endpoints: &str, extra: &[&str]) -> Vec<String> {
+    let mut f = vec![
+        "--enable_ha".to_string(),
+        format!("--etcd_endpoints={endpoints}"),
+        "--enable_metric_reporting=false".to_string(),
+    ];
+    f.extend(extra.iter().map(|s| s.to_string()));
+    f
+}
+
+/// Starts an HA master (rpc port `rpc`, fresh admin/metadata ports).
+pub fn start_ha_master(rpc: u16, endpoints: &str, extra: &[&str]) -> Master {
+    let flags = ha_master_flags(endpoints, extra);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Master::start_on(rpc, &flags)
+}
+
+/// The admin port's `/health` status: 200 leader, 503 standby, None unreachable.
+pub fn master_health(m: &Master) -> Option<u16> {
+    http("GET", m.metrics_port, "/health", b"")
+        .ok()
+        .map(|r| r.0)
+}
+
+/// The masters that run (None = killed), as `wait_one_leader` takes them.
+pub fn running(ms: &[Option<Master>]) -> Vec<Option<&Master>> {
+    ms.iter().map(Option::as_ref).collect()
+}
+
+/// Polls until exactly one of `ms` (None = down) answers 200; its index. Panics if
+/// two answer 200 at the same time or none does within `within`.
+pub fn wait_one_leader(ms: &[Option<&Master>], within: Duration) -> usize {
+    let end = Instant::now() + within;
+    loop {
+        let ok: Vec<usize> = (0..ms.len())
+            .filter(|&i| ms[i].is_some_and(|m| master_health(m) == Some(200)))
+            .collect();
+        assert!(
+            ok.len() <= 1,
+            "two masters answer as leader at once: {ok:?}"
+        );
+        if let [i] = ok[..] {
+            return i;
+        }
+        assert!(Instant::now() < end, "no leader within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A store's `MOONCAKE_*` settings following the leader through etcd.
+pub fn ha_store_env(endpoints: &str, segment: &str) -> Vec<(String, String)> {
+    [
+        ("MOONCAKE_MASTER", format!("etcd://{endpoints}")),
+        ("MOONCAKE_TE_META_DATA_SERVER", "P2PHANDSHAKE".to_string()),
+        ("MOONCAKE_GLOBAL_SEGMENT_SIZE", segment.to_string()),
+        ("MOONCAKE_LOCAL_BUFFER_SIZE", "4194304".to_string()),
+        ("MOONCAKE_PROTOCOL", "tcp".to_string()),
+        ("MOONCAKE_DEVICE", String::new()),
+        ("MOONCAKE_LOCAL_HOSTNAME", "127.0.0.1".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// A pure client (no segment) following the leader through etcd.
+pub async fn ha_client(endpoints: &str) -> mooncake_client::Client {
+    let node = mooncake_common::config::NodeConfig {
+        master_server_address: format!("etcd://{endpoints}"),
+        metadata_server: "P2PHANDSHAKE".into(),
+        global_segment_size: 0,
+        local_buffer_size: 0,
+        local_hostname: "127.0.0.1".into(),
+        protocol: mooncake_common::config::Protocol::Tcp,
+        ..Default::default()
+    };
+    mooncake_client::Client::connect(mooncake_client::ClientConfig::new(node))
+        .await
+        .expect("client connects through etcd")
+}
