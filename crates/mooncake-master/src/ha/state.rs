@@ -8,7 +8,7 @@
 
 use super::fence::Fence;
 use super::replication::leader::ReplicationService;
-use super::replication::{rebuild, StandbyShadow};
+use super::replication::{rebuild, shadow, StandbyShadow};
 use crate::config::MasterConfig;
 use crate::http::admin::RoleInfo;
 use crate::master::Master;
@@ -85,7 +85,8 @@ impl HaState {
     /// Installs the master of term `number` (call before the fence opens): rebuilt
     /// from the shadow when there is a usable one, else fresh.
     pub fn install(&self, number: u64) {
-        let master = match self.shadow.take_for_takeover() {
+        let usable = shadow::usable_after_disconnect(self.cfg.ha_lease_ttl);
+        let master = match self.shadow.take_for_takeover(usable) {
             Some(shadow) => {
                 let t0 = std::time::Instant::now();
                 let (m, r) = rebuild::master_from(self.cfg.clone(), shadow);

@@ -93,10 +93,8 @@ impl MasterReplication for ReplicationService {
             while let Ok(Some(a)) = acks.message().await {
                 log.ack(&follower, a.applied_seq);
             }
-            // The follower went away: the sender notices at its next send.
-            follower.dropped.store(true, Ordering::SeqCst);
-            follower.in_sync.store(false, Ordering::SeqCst);
-            follower.wake.notify_one();
+            // The follower went away: nobody waits for it any more; the sender ends.
+            log.drop_follower(&follower, "its stream closed");
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 /// A follower whose queue grows beyond this many ops is dropped (it must resync):
 /// the leader's memory stays bounded when a standby stops reading.
@@ -64,13 +64,46 @@ struct LogState {
     slots: Vec<Slot>,
 }
 
+/// The sync set and the mutations waiting on it. Each waiter is woken once, by the
+/// acknowledgement that covers it (or when the sync set empties), not by every
+/// acknowledgement.
+#[derive(Default)]
+struct SyncState {
+    in_sync: Vec<Arc<Follower>>,
+    waiters: Vec<(u64, oneshot::Sender<bool>)>,
+}
+
+impl SyncState {
+    fn best(&self) -> u64 {
+        self.in_sync
+            .iter()
+            .map(|f| f.acked.load(Ordering::SeqCst))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Wakes the waiters the sync set now covers (all of them, unsynced, when the
+    /// set is empty).
+    fn wake(&mut self) {
+        if self.in_sync.is_empty() {
+            for (_, w) in self.waiters.drain(..) {
+                let _ = w.send(false);
+            }
+            return;
+        }
+        let best = self.best();
+        self.waiters.retain_mut(|(target, _)| *target > best);
+        // `retain_mut` dropped the covered senders: their receivers see a closed
+        // channel, which the waiter reads as "synced".
+    }
+}
+
 #[derive(Default)]
 pub struct ReplLog {
     /// Some follower is attached (appends are recorded).
     active: AtomicBool,
     state: Mutex<LogState>,
-    /// Pinged on every acknowledgement.
-    acked: Notify,
+    sync: Mutex<SyncState>,
 }
 
 impl std::fmt::Debug for ReplLog {
@@ -130,7 +163,7 @@ impl ReplLog {
                 continue;
             }
             if slot.queue.len() >= MAX_QUEUED_OPS {
-                drop_follower(&slot.follower, "its queue overflowed");
+                self.drop_follower(&slot.follower, "its queue overflowed");
                 slot.queue = Vec::new();
                 continue;
             }
@@ -169,12 +202,27 @@ impl ReplLog {
     pub fn detach(&self, f: &Follower) {
         let mut s = self.state.lock();
         s.slots.retain(|slot| slot.follower.id != f.id);
-        f.in_sync.store(false, Ordering::SeqCst);
         if s.slots.is_empty() {
             self.active.store(false, Ordering::SeqCst);
         }
         drop(s);
-        self.acked.notify_waiters();
+        self.leave_sync_set(f);
+    }
+
+    fn leave_sync_set(&self, f: &Follower) {
+        f.in_sync.store(false, Ordering::SeqCst);
+        let mut sync = self.sync.lock();
+        sync.in_sync.retain(|x| x.id != f.id);
+        sync.wake();
+    }
+
+    /// Takes `f` out of the sync set for good: its stream ends and it must resync.
+    pub fn drop_follower(&self, f: &Follower, why: &str) {
+        if !f.dropped.swap(true, Ordering::SeqCst) {
+            tracing::warn!(follower = %f.name, "HA: standby dropped from the sync set: {why}; it must resync");
+            self.leave_sync_set(f);
+            f.wake.notify_one();
+        }
     }
 
     /// Everything queued for `f`, and the head it brings the follower to.
@@ -192,33 +240,23 @@ impl ReplLog {
 
     /// Records an acknowledgement; the follower joins the sync set once it has
     /// acknowledged its snapshot.
-    pub fn ack(&self, f: &Follower, seq: u64) {
+    pub fn ack(&self, f: &Arc<Follower>, seq: u64) {
         f.acked.fetch_max(seq, Ordering::SeqCst);
-        if !f.dropped.load(Ordering::SeqCst)
-            && seq >= f.snapshot_head.load(Ordering::SeqCst)
-            && !f.in_sync.swap(true, Ordering::SeqCst)
+        let mut sync = self.sync.lock();
+        if f.in_sync.load(Ordering::SeqCst) {
+            sync.wake();
+        } else if !f.dropped.load(Ordering::SeqCst) && seq >= f.snapshot_head.load(Ordering::SeqCst)
         {
+            f.in_sync.store(true, Ordering::SeqCst);
+            sync.in_sync.push(f.clone());
+            sync.wake();
             tracing::info!(follower = %f.name, seq, "HA: standby in sync");
         }
-        self.acked.notify_waiters();
-    }
-
-    fn in_sync(&self) -> Vec<Arc<Follower>> {
-        self.state
-            .lock()
-            .slots
-            .iter()
-            .filter(|s| s.follower.in_sync.load(Ordering::SeqCst))
-            .map(|s| s.follower.clone())
-            .collect()
     }
 
     /// How many followers are in sync now.
     pub fn in_sync_count(&self) -> usize {
-        if !self.is_active() {
-            return 0;
-        }
-        self.in_sync().len()
+        self.sync.lock().in_sync.len()
     }
 
     /// Waits until an in-sync follower acknowledged `target` (at once when none is in
@@ -228,38 +266,37 @@ impl ReplLog {
         if !self.is_active() {
             return false;
         }
-        let deadline = tokio::time::Instant::now() + bound;
-        loop {
-            let notified = self.acked.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let synced = self.in_sync();
-            if synced.is_empty() {
+        let rx = {
+            let mut sync = self.sync.lock();
+            if sync.in_sync.is_empty() {
                 return false;
             }
-            if synced
-                .iter()
-                .any(|f| f.acked.load(Ordering::SeqCst) >= target)
-            {
+            if sync.best() >= target {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                for f in synced {
-                    if f.acked.load(Ordering::SeqCst) < target {
-                        drop_follower(&f, "it did not acknowledge in time");
-                    }
+            let (tx, rx) = oneshot::channel();
+            sync.waiters.push((target, tx));
+            rx
+        };
+        match tokio::time::timeout(bound, rx).await {
+            // Covered (sender dropped by `wake`) or told the set emptied.
+            Ok(Ok(synced)) => synced,
+            Ok(Err(_)) => true,
+            Err(_) => {
+                let behind: Vec<Arc<Follower>> = self
+                    .sync
+                    .lock()
+                    .in_sync
+                    .iter()
+                    .filter(|f| f.acked.load(Ordering::SeqCst) < target)
+                    .cloned()
+                    .collect();
+                for f in behind {
+                    self.drop_follower(&f, "it did not acknowledge in time");
                 }
-                return false;
+                false
             }
         }
-    }
-}
-
-fn drop_follower(f: &Follower, why: &str) {
-    if !f.dropped.swap(true, Ordering::SeqCst) {
-        f.in_sync.store(false, Ordering::SeqCst);
-        tracing::warn!(follower = %f.name, "HA: standby dropped from the sync set: {why}; it must resync");
-        f.wake.notify_one();
     }
 }
 

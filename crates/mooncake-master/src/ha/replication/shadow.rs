@@ -55,10 +55,13 @@ impl Shadow {
     }
 }
 
-/// How long after its stream broke a shadow may still be used for a takeover: a
-/// dead leader's lease runs out within the lease TTL, and the standby campaigns at
-/// once; a broken stream older than this means the leader went on without us.
-pub const USABLE_AFTER_DISCONNECT: Duration = Duration::from_secs(12);
+/// How long after its stream broke a shadow may still be used for a takeover, for a
+/// leader lease of `ttl`: a dead leader's lease runs out within the TTL and the
+/// standby campaigns at once (twice the TTL plus slack for etcd's expiry check and a
+/// retried campaign); a stream broken longer ago means the leader went on without us.
+pub fn usable_after_disconnect(ttl: Duration) -> Duration {
+    ttl * 2 + Duration::from_secs(6)
+}
 
 #[derive(Default)]
 struct Held {
@@ -109,12 +112,13 @@ impl StandbyShadow {
         self.held.lock().shadow.is_some()
     }
 
-    /// Takes the shadow for a takeover, if it may be current.
-    pub fn take_for_takeover(&self) -> Option<Shadow> {
+    /// Takes the shadow for a takeover, if it may be current (its stream is connected
+    /// or broke at most `usable_for` ago).
+    pub fn take_for_takeover(&self, usable_for: Duration) -> Option<Shadow> {
         let mut h = self.held.lock();
         let s = h.shadow.take()?;
         match h.broken_at.take() {
-            Some(t) if t.elapsed() > USABLE_AFTER_DISCONNECT => {
+            Some(t) if t.elapsed() > usable_for => {
                 tracing::warn!(
                     "HA: standby shadow not used: its stream broke {:?} ago (the leader may have gone on without this standby)",
                     t.elapsed()
@@ -168,12 +172,22 @@ mod tests {
     #[test]
     fn a_dropped_standby_has_no_shadow_to_take_over_with() {
         let h = StandbyShadow::default();
-        assert!(h.take_for_takeover().is_none());
+        let usable = usable_after_disconnect(Duration::from_secs(3));
+        assert!(h.take_for_takeover(usable).is_none());
         h.install(Shadow::default());
         h.disconnected();
-        assert!(h.take_for_takeover().is_some(), "a fresh break is fine");
+        assert!(
+            h.take_for_takeover(usable).is_some(),
+            "a fresh break is fine"
+        );
+        h.install(Shadow::default());
+        h.disconnected();
+        assert!(
+            h.take_for_takeover(Duration::ZERO).is_none(),
+            "a break older than the bound"
+        );
         h.install(Shadow::default());
         h.invalidate("test");
-        assert!(h.take_for_takeover().is_none());
+        assert!(h.take_for_takeover(usable).is_none());
     }
 }
