@@ -179,7 +179,11 @@ async fn send(
     let mut last_sent = Instant::now();
     let mut was_in_sync = false;
     loop {
-        let _ = tokio::time::timeout(POLL, f.wake.notified()).await;
+        if tokio::time::timeout(POLL, f.wake.notified()).await.is_ok() {
+            // Let the calls running alongside the one that woke us append too, so
+            // that one batch carries them all (group commit).
+            tokio::task::yield_now().await;
+        }
         let in_sync = f.in_sync.load(Ordering::SeqCst);
         if in_sync != was_in_sync {
             was_in_sync = in_sync;

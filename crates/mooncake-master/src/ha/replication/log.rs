@@ -158,7 +158,10 @@ impl ReplLog {
             seq: s.head,
             op: Some(op),
         };
-        for slot in &mut s.slots {
+        // The op is cloned for all but the last follower (usually there is one).
+        let mut op = Some(op);
+        let n = s.slots.len();
+        for (i, slot) in s.slots.iter_mut().enumerate() {
             if slot.follower.dropped.load(Ordering::Relaxed) {
                 continue;
             }
@@ -167,7 +170,8 @@ impl ReplLog {
                 slot.queue = Vec::new();
                 continue;
             }
-            slot.queue.push(op.clone());
+            let this = if i + 1 == n { op.take() } else { op.clone() };
+            slot.queue.extend(this);
             slot.follower.wake.notify_one();
         }
     }
