@@ -93,10 +93,9 @@ impl Client {
         bufs: &[(usize, usize)],
         rc: &ReplicateConfig,
     ) -> Vec<Result<()>> {
-        let multi: Vec<Bufs> = bufs.iter().map(|b| vec![*b]).collect();
         // Safety: forwarded.
         unsafe {
-            self.batch_write_registered(keys, &multi, rc, false, "batch_put_from")
+            self.batch_write_single(keys, bufs, rc, false, "batch_put_from")
                 .await
         }
     }
@@ -109,10 +108,9 @@ impl Client {
         bufs: &[(usize, usize)],
         rc: &ReplicateConfig,
     ) -> Vec<Result<()>> {
-        let multi: Vec<Bufs> = bufs.iter().map(|b| vec![*b]).collect();
         // Safety: forwarded.
         unsafe {
-            self.batch_write_registered(keys, &multi, rc, true, "batch_upsert_from")
+            self.batch_write_single(keys, bufs, rc, true, "batch_upsert_from")
                 .await
         }
     }
@@ -132,6 +130,30 @@ impl Client {
             self.batch_write_registered(keys, bufs, rc, false, "batch_put_from_multi")
                 .await
         }
+    }
+
+    /// One registered buffer per object: checked and laid out in one pass (the hot
+    /// path of SGLang's and the scale check's batched puts).
+    async unsafe fn batch_write_single(
+        &self,
+        keys: &[String],
+        bufs: &[(usize, usize)],
+        rc: &ReplicateConfig,
+        upsert: bool,
+        what: &str,
+    ) -> Vec<Result<()>> {
+        if keys.len() != bufs.len() {
+            return mismatch(keys.len(), what);
+        }
+        let items = bufs
+            .iter()
+            .map(|&(a, l)| {
+                self.inner.buffers.check(a, l)?;
+                Ok(vec![(a, l)])
+            })
+            .collect();
+        // Safety: forwarded.
+        unsafe { self.write_objects(keys, items, rc, upsert).await }
     }
 
     async unsafe fn batch_write_registered(

@@ -6,7 +6,7 @@
 
 use crate::client::Client;
 use crate::config::ReplicateConfig;
-use crate::errors::{check_code, check_key, code_error};
+use crate::errors::{check_key, code_error};
 use crate::io::{layout, Job};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::{BatchPutEndRequest, BatchPutStartRequest, PutStartResponse};
@@ -175,7 +175,12 @@ impl Client {
             match r {
                 Ok(r) if r.codes.len() == n => {
                     for (pos, code) in end_pos.iter().zip(r.codes) {
-                        results[*pos] = check_code(code, &format!("put_end {:?}", keys[*pos]));
+                        // (The message is built only for failures: this loop runs
+                        // once per object of every batch.)
+                        if code != 0 {
+                            results[*pos] =
+                                Err(code_error(code, &format!("put_end {:?}", keys[*pos])));
+                        }
                     }
                 }
                 Ok(_) => {
