@@ -218,6 +218,13 @@ pub fn start_ha_master(rpc: u16, endpoints: &str, extra: &[&str]) -> Master {
     Master::start_on(rpc, &flags)
 }
 
+/// Starts an HA master on fixed rpc and admin ports (to restart it in place).
+pub fn start_ha_master_on(rpc: u16, admin: u16, endpoints: &str, extra: &[&str]) -> Master {
+    let flags = ha_master_flags(endpoints, extra);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Master::start_on_ports(rpc, admin, &flags)
+}
+
 /// The admin port's `/health` status: 200 leader, 503 standby, None unreachable.
 pub fn master_health(m: &Master) -> Option<u16> {
     http("GET", m.metrics_port, "/health", b"")

@@ -119,7 +119,13 @@ impl Master {
 
     /// Starts a master whose RPC port is `rpc` (to restart one in place).
     pub fn start_on(rpc: u16, extra: &[&str]) -> Master {
-        let (met, meta) = (free_port(), free_port());
+        Self::start_on_ports(rpc, free_port(), extra)
+    }
+
+    /// Starts a master on RPC port `rpc` and admin (metrics) port `met`, so a
+    /// restarted master keeps both.
+    pub fn start_on_ports(rpc: u16, met: u16, extra: &[&str]) -> Master {
+        let meta = free_port();
         let name = format!("master-{rpc}");
         let child = Command::new(bin("mooncake_master"))
             .args(["--rpc_address", "127.0.0.1", "--rpc_port", &rpc.to_string()])
