@@ -257,6 +257,21 @@ pub fn wait_one_leader(ms: &[Option<&Master>], within: Duration) -> usize {
     }
 }
 
+/// Polls the leader's `/workers` until its replication worker reports a standby in
+/// sync (it acknowledged the snapshot of the leader's state); false on timeout.
+pub fn wait_standby_in_sync(leader: &Master, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        let in_sync = http("GET", leader.metrics_port, "/workers", b"")
+            .is_ok_and(|r| String::from_utf8_lossy(&r.1).contains("standbys in sync: 1"));
+        if in_sync {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 /// A store's `MOONCAKE_*` settings following the leader through etcd.
 pub fn ha_store_env(endpoints: &str, segment: &str) -> Vec<(String, String)> {
     [

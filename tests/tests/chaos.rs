@@ -19,7 +19,7 @@
 use mooncake_client::{Client, ReplicateConfig};
 use mooncake_tests::etcd::{
     etcd_available, ha_client, ha_store_env, master_health, running, start_ha_master_on,
-    wait_one_leader, EtcdCluster,
+    wait_one_leader, wait_standby_in_sync, EtcdCluster,
 };
 use mooncake_tests::{free_port, http, Master, Store};
 use std::collections::HashMap;
@@ -242,6 +242,15 @@ impl Cluster {
                 _ => rng.below(2) as usize,
             };
             let was_leader = Some(i) == leader;
+            if was_leader {
+                // Kill a leader only once the standby holds its index (else this is
+                // two failures at once, and the index has no live copy).
+                let l = self.masters[i].as_ref().unwrap();
+                assert!(
+                    wait_standby_in_sync(l, Duration::from_secs(30)),
+                    "the standby never got in sync with the leader"
+                );
+            }
             self.masters[i].take().unwrap().proc.kill9();
             self.master_kills += 1;
             if was_leader {
