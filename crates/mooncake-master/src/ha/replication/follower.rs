@@ -75,7 +75,15 @@ async fn follow(state: &HaState, leader: &str) -> Result<(), String> {
     loop {
         let batch = match stream.message().await {
             Ok(Some(b)) => b,
-            Ok(None) => return Err("the leader ended the stream".into()),
+            // The leader ends a stream without a status only when it dropped us while
+            // we were not reading (a term that ends says UNAVAILABLE; a dead leader
+            // is a transport error): it may acknowledge writes we will never see.
+            Ok(None) => {
+                state
+                    .shadow
+                    .invalidate("the leader ended the stream (dropped)");
+                return Err("the leader ended the stream".into());
+            }
             Err(s) => {
                 if s.code() == tonic::Code::Aborted {
                     state.shadow.invalidate(s.message());

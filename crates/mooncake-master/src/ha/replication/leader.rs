@@ -152,6 +152,21 @@ fn snapshot(m: &Master) -> Vec<Vec<ReplicationOp>> {
     out
 }
 
+/// Sends one message unless the follower is dropped first (a stopped standby stops
+/// draining the stream, and the sender must not stay blocked on it). Whether it was
+/// sent.
+async fn push(tx: &mpsc::Sender<Batch>, f: &Follower, b: Batch) -> bool {
+    let dropped = async {
+        while !f.dropped.load(Ordering::SeqCst) {
+            f.on_drop.notified().await;
+        }
+    };
+    tokio::select! {
+        r = tx.send(b) => r.is_ok(),
+        _ = dropped => false,
+    }
+}
+
 async fn send(
     m: &Arc<Master>,
     log: &ReplLog,
@@ -165,13 +180,13 @@ async fn send(
     };
     let objects: usize = chunks.iter().skip(1).map(Vec::len).sum();
     for ops in chunks {
-        if tx.send(Ok(batch(m, ops, 0, false))).await.is_err() {
+        if !push(tx, f, Ok(batch(m, ops, 0, false))).await {
             return "the standby went away during the snapshot".into();
         }
     }
     let (ops, head) = log.take(f);
     f.snapshot_head.store(head, Ordering::SeqCst);
-    if tx.send(Ok(batch(m, ops, head, true))).await.is_err() {
+    if !push(tx, f, Ok(batch(m, ops, head, true))).await {
         return "the standby went away during the snapshot".into();
     }
     tracing::info!(follower = %f.name, objects, head, "HA: snapshot sent");
@@ -196,19 +211,22 @@ async fn send(
             return "the term ended".into();
         }
         if f.dropped.load(Ordering::SeqCst) {
-            let _ = tx
-                .send(Err(Status::aborted(
-                    "dropped from the sync set; discard the shadow and follow again",
-                )))
-                .await;
+            // Best effort: a standby that stopped reading finds the stream ended
+            // without a status, which it also reads as "dropped".
+            let _ = tx.try_send(Err(Status::aborted(
+                "dropped from the sync set; discard the shadow and follow again",
+            )));
             return "dropped from the sync set".into();
         }
         let (ops, head) = log.take(f);
         if ops.is_empty() && head == sent_head && last_sent.elapsed() < IDLE_BATCH_EVERY {
             continue;
         }
-        if tx.send(Ok(batch(m, ops, head, false))).await.is_err() {
-            return "the standby went away".into();
+        if !push(tx, f, Ok(batch(m, ops, head, false))).await {
+            let _ = tx.try_send(Err(Status::aborted(
+                "dropped from the sync set; discard the shadow and follow again",
+            )));
+            return "the standby went away or was dropped".into();
         }
         sent_head = head;
         last_sent = Instant::now();

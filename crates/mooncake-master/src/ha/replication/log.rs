@@ -50,6 +50,8 @@ pub struct Follower {
     pub dropped: AtomicBool,
     /// Wakes the sender when ops are queued or the follower is dropped.
     pub wake: Notify,
+    /// Wakes a sender blocked on a full stream when the follower is dropped.
+    pub on_drop: Notify,
 }
 
 struct Slot {
@@ -194,6 +196,7 @@ impl ReplLog {
             in_sync: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
             wake: Notify::new(),
+            on_drop: Notify::new(),
         });
         s.slots.push(Slot {
             follower: follower.clone(),
@@ -226,6 +229,7 @@ impl ReplLog {
             tracing::warn!(follower = %f.name, "HA: standby dropped from the sync set: {why}; it must resync");
             self.leave_sync_set(f);
             f.wake.notify_one();
+            f.on_drop.notify_one();
         }
     }
 
