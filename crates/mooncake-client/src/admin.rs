@@ -2,11 +2,15 @@
 
 use crate::client::Client;
 use crate::errors::{check_code, check_key, code_error};
+use crate::key_batch::KeyBatch;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::{
-    BatchKeyRequest, BatchRemoveRequest, GetStatsRequest, GetStatsResponse, KeyRequest,
+    BatchCodeResponse, BatchRemoveRequest, GetStatsRequest, GetStatsResponse, KeyRequest,
     ListSegmentsRequest, RemoveAllRequest, RemoveByRegexRequest, RemoveRequest, SegmentStatus,
 };
+
+/// The unary method `batch_exist_keys` sends its pre-encoded request to.
+const BATCH_EXIST: &str = "/mooncake.v1.Master/BatchExist";
 
 fn count(n: i64, what: &str) -> Result<u64> {
     if n < 0 {
@@ -37,66 +41,58 @@ impl Client {
     }
 
     pub async fn batch_exist(&self, keys: &[String]) -> Vec<Result<bool>> {
-        self.batch_exist_owned(keys.to_vec()).await
+        let mut batch = KeyBatch::with_capacity(keys.len(), keys.first().map_or(0, |k| k.len()));
+        for k in keys {
+            batch.push(k);
+        }
+        self.batch_exist_keys(batch).await
     }
 
-    /// [`Client::batch_exist`] for keys the caller no longer needs: when every key is
-    /// valid (the usual case) they go into the request as they are, without a copy.
-    pub async fn batch_exist_owned(&self, keys: Vec<String>) -> Vec<Result<bool>> {
-        let mut out: Vec<Result<bool>> = Vec::with_capacity(keys.len());
-        let mut ask = Vec::with_capacity(keys.len());
-        for (i, k) in keys.iter().enumerate() {
-            match self.ensure_open().and_then(|_| check_key(k)) {
-                Ok(()) => {
-                    ask.push(i);
-                    out.push(Ok(false));
-                }
-                Err(e) => out.push(Err(e)),
-            }
+    /// [`Client::batch_exist`] of keys already encoded into a [`KeyBatch`] (no
+    /// `String` per key): one round trip for the valid keys; a rejected key's result
+    /// is its validation error, in its position.
+    pub async fn batch_exist_keys(&self, keys: KeyBatch) -> Vec<Result<bool>> {
+        let n = keys.len();
+        if let Err(e) = self.ensure_open() {
+            return vec![Err(e); n];
         }
-        if ask.is_empty() {
-            return out;
-        }
-        let req = BatchKeyRequest {
-            keys: if ask.len() == keys.len() {
-                keys
-            } else {
-                ask.iter().map(|&i| keys[i].clone()).collect()
-            },
+        let (body, sent, rejected) = keys.into_parts();
+        let answer = if sent == 0 {
+            Ok(Vec::new())
+        } else {
+            self.inner
+                .rpc
+                .call_encoded::<BatchCodeResponse>("batch_exist", BATCH_EXIST, body)
+                .await
+                .and_then(|r| {
+                    if r.codes.len() == sent {
+                        Ok(r.codes)
+                    } else {
+                        Err(MooncakeError::new(
+                            ErrorCode::InternalError,
+                            "batch_exist: wrong number of results",
+                        ))
+                    }
+                })
         };
-        match self
-            .inner
-            .rpc
-            .call(
-                "batch_exist",
-                |mut c| async move { c.batch_exist(req).await },
-            )
-            .await
-        {
-            Ok(r) if r.codes.len() == ask.len() => {
-                for (i, code) in ask.into_iter().zip(r.codes) {
-                    out[i] = match code {
-                        1 => Ok(true),
-                        0 => Ok(false),
-                        c => Err(code_error(c, &format!("exist (item {i} of the batch)"))),
-                    };
+        let mut rejected = rejected.into_iter().peekable();
+        let mut codes = answer.as_deref().unwrap_or_default().iter();
+        (0..n)
+            .map(|i| {
+                if let Some((_, e)) = rejected.next_if(|(at, _)| *at == i) {
+                    return Err(e);
                 }
-            }
-            Ok(_) => {
-                for i in ask {
-                    out[i] = Err(MooncakeError::new(
-                        ErrorCode::InternalError,
-                        "batch_exist: wrong number of results",
-                    ));
+                match (&answer, codes.next()) {
+                    (Err(e), _) => Err(e.clone()),
+                    (Ok(_), Some(1)) => Ok(true),
+                    (Ok(_), Some(0)) => Ok(false),
+                    (Ok(_), c) => Err(code_error(
+                        c.copied().unwrap_or(-1),
+                        &format!("exist (item {i} of the batch)"),
+                    )),
                 }
-            }
-            Err(e) => {
-                for i in ask {
-                    out[i] = Err(e.clone());
-                }
-            }
-        }
-        out
+            })
+            .collect()
     }
 
     /// Removes one object; `OBJECT_HAS_LEASE` while a reader's lease runs unless `force`.

@@ -8,24 +8,40 @@
 use crate::config::CONNECT_TIMEOUT;
 use crate::discovery::{cluster_id_from_env, parse_etcd_address, Leader};
 use crate::errors::status_error;
-use crate::transport::{DirectChannel, DirectConfig};
+use crate::transport::{DirectChannel, DirectConfig, PreEncoded};
+use bytes::Bytes;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::master_client::MasterClient;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::codegen::http::Uri;
 use tonic::transport::{Channel, Endpoint};
 
 /// The client type every call gets.
 pub(crate) type Rpc = MasterClient<DirectChannel>;
 
+/// One master connection and the origin its requests name.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    ch: DirectChannel,
+    origin: Uri,
+}
+
+impl Conn {
+    fn client(self) -> Rpc {
+        MasterClient::with_origin(self.ch, self.origin)
+    }
+}
+
 /// Where calls go: one fixed address, or the leader etcd names (HA).
 #[derive(Clone)]
 enum Target {
-    Fixed(Rpc),
+    Fixed(Conn),
     /// The leader, and a connection to the last leader address seen (re-made when
     /// etcd names another one).
-    Leader(Arc<Leader>, Arc<parking_lot::Mutex<Option<(String, Rpc)>>>),
+    Leader(Arc<Leader>, Arc<parking_lot::Mutex<Option<(String, Conn)>>>),
 }
 
 #[derive(Clone)]
@@ -46,7 +62,7 @@ fn check_addr(addr: &str) -> Result<()> {
 }
 
 /// A lazily connected client for `host:port`.
-fn client_for(addr: &str, timeout: Duration) -> Result<Rpc> {
+fn client_for(addr: &str, timeout: Duration) -> Result<Conn> {
     check_addr(addr)?;
     let ch = DirectChannel::new(
         addr,
@@ -57,7 +73,7 @@ fn client_for(addr: &str, timeout: Duration) -> Result<Rpc> {
         },
     );
     let origin = ch.origin().map_err(MooncakeError::invalid)?;
-    Ok(MasterClient::with_origin(ch, origin))
+    Ok(Conn { ch, origin })
 }
 
 /// What `discovery` builds per leader address. Only its address is used: calls go
@@ -94,6 +110,33 @@ impl MasterRpc {
         F: FnOnce(Rpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.call_conn(what, |c| f(c.client())).await
+    }
+
+    /// Sends `body`, a request message encoded beforehand, to the unary method `path`
+    /// (e.g. `/mooncake.v1.Master/BatchExist`) and decodes the answer as `U`.
+    pub async fn call_encoded<U>(&self, what: &str, path: &'static str, body: Bytes) -> Result<U>
+    where
+        U: prost::Message + Default + Send + 'static,
+    {
+        self.call_conn(what, |c| async move {
+            let mut grpc = tonic::client::Grpc::with_origin(c.ch, c.origin);
+            grpc.ready().await?;
+            grpc.unary(
+                tonic::Request::new(body),
+                PathAndQuery::from_static(path),
+                PreEncoded::<U>::default(),
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn call_conn<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
         let (client, leader) = match &self.target {
             Target::Fixed(c) => (c.clone(), None),
             Target::Leader(l, conn) => {
@@ -120,9 +163,9 @@ impl MasterRpc {
     /// The connection to leader `addr`, made on first use.
     fn leader_client(
         &self,
-        conn: &parking_lot::Mutex<Option<(String, Rpc)>>,
+        conn: &parking_lot::Mutex<Option<(String, Conn)>>,
         addr: &str,
-    ) -> Result<Rpc> {
+    ) -> Result<Conn> {
         let mut cur = conn.lock();
         match &*cur {
             Some((a, c)) if a == addr => Ok(c.clone()),
@@ -134,9 +177,9 @@ impl MasterRpc {
         }
     }
 
-    async fn call_on<T, F, Fut>(&self, what: &str, addr: &str, client: Rpc, f: F) -> Result<T>
+    async fn call_on<T, F, Fut>(&self, what: &str, addr: &str, client: Conn, f: F) -> Result<T>
     where
-        F: FnOnce(Rpc) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         match tokio::time::timeout(self.timeout + CONNECT_TIMEOUT, f(client)).await {

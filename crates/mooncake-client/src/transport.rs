@@ -164,3 +164,60 @@ impl Service<Request<Body>> for DirectChannel {
         Box::pin(self.clone().send(req))
     }
 }
+
+/// A codec whose requests are protobuf bytes encoded beforehand (see
+/// `KeyBatch`) and whose answers are decoded as `U`: a large request is built
+/// from borrowed keys in one buffer instead of one `String` per key.
+pub struct PreEncoded<U>(std::marker::PhantomData<fn() -> U>);
+
+impl<U> Default for PreEncoded<U> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+/// Writes already encoded message bytes.
+pub struct RawEncoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = bytes::Bytes;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        bytes::BufMut::put(dst, item);
+        Ok(())
+    }
+}
+
+/// Decodes one protobuf message.
+pub struct MessageDecoder<U>(std::marker::PhantomData<fn() -> U>);
+
+impl<U: prost::Message + Default> tonic::codec::Decoder for MessageDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        U::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("undecodable answer: {e}")))
+    }
+}
+
+impl<U: prost::Message + Default + Send + 'static> tonic::codec::Codec for PreEncoded<U> {
+    type Encode = bytes::Bytes;
+    type Decode = U;
+    type Encoder = RawEncoder;
+    type Decoder = MessageDecoder<U>;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> MessageDecoder<U> {
+        MessageDecoder(std::marker::PhantomData)
+    }
+}

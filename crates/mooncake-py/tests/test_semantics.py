@@ -33,6 +33,26 @@ def test_missing_keys(store, keyspace):
     assert store.remove(k) == OBJECT_NOT_FOUND
 
 
+def test_batch_is_exist_answers_in_key_order(store, keyspace):
+    """Bad keys answer -600 in their own position; the others are still asked."""
+    there, absent = keyspace("there"), keyspace("absent")
+    assert store.put(there, b"v") == 0
+    too_long = "k" * 5000
+    keys = [there, "", absent, too_long, there, "ключ/" + absent]
+    assert store.batch_is_exist(keys) == [1, INVALID_PARAMS, 0, INVALID_PARAMS, 1, 0]
+    assert store.batch_is_exist(tuple(keys[:3])) == [1, INVALID_PARAMS, 0]
+    assert store.batch_is_exist([]) == []
+    many = [keyspace(f"many/{i}") for i in range(3000)] + [there]
+    assert store.batch_is_exist(many) == [0] * 3000 + [1]
+    for bad in (there, [there, 7], [b"bytes-key"], None):
+        try:
+            store.batch_is_exist(bad)
+        except TypeError:
+            pass
+        else:
+            raise AssertionError(f"batch_is_exist({bad!r}) did not raise TypeError")
+
+
 def test_lease_blocks_remove_until_forced_or_expired(store, keyspace):
     a, b = keyspace("a"), keyspace("b")
     assert store.put(a, b"x") == 0 and store.put(b, b"y") == 0

@@ -3,9 +3,11 @@
 
 use super::NativeStore;
 use crate::codes;
-use mooncake_client::Health;
+use mooncake_client::{Health, KeyBatch};
 use mooncake_common::MooncakeError;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 /// 1 / 0 / negative: never positive on error, since LMCache uses it as a truth value.
 fn exist_code(r: Result<bool, MooncakeError>) -> i32 {
@@ -21,16 +23,35 @@ impl NativeStore {
         exist_code(self.session().and_then(|s| s.run(py, s.client.exist(key))))
     }
 
-    /// The keys are moved into the request (no second copy of each key).
-    pub(super) fn batch_is_exist_impl(&self, py: Python<'_>, keys: Vec<String>) -> Vec<i32> {
-        let n = keys.len();
-        match self.session() {
-            Ok(s) => {
-                let results = s.run(py, s.client.batch_exist_owned(keys));
-                results.into_iter().map(exist_code).collect()
-            }
-            Err(e) => vec![codes::code(&e); n],
+    /// The keys are read as borrowed UTF-8 from the Python strings and encoded
+    /// straight into the request (no `String` per key); the answer list is built
+    /// from the codes.
+    pub(super) fn batch_is_exist_impl(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<i32>> {
+        if keys.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "batch_is_exist(): keys must be a list of str, not a str",
+            ));
         }
+        let mut batch = KeyBatch::with_capacity(keys.len().unwrap_or(0), 48);
+        for (i, k) in keys.try_iter()?.enumerate() {
+            let k = k?;
+            let k = k.cast::<PyString>().map_err(|_| {
+                PyTypeError::new_err(format!("batch_is_exist(): keys[{i}] is not a str"))
+            })?;
+            batch.push(k.to_str()?);
+        }
+        Ok(match self.session() {
+            Ok(s) => s
+                .run(py, s.client.batch_exist_keys(batch))
+                .into_iter()
+                .map(exist_code)
+                .collect(),
+            Err(e) => vec![codes::code(&e); batch.len()],
+        })
     }
 
     pub(super) fn get_size_impl(&self, py: Python<'_>, key: &str) -> i64 {

@@ -168,7 +168,7 @@ impl NativeStore {
         self.is_exist_impl(py, key)
     }
 
-    fn batch_is_exist(&self, py: Python<'_>, keys: Vec<String>) -> Vec<i32> {
+    fn batch_is_exist(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Vec<i32>> {
         self.batch_is_exist_impl(py, keys)
     }
 
