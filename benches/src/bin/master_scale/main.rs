@@ -157,7 +157,10 @@ async fn run(args: Args) -> Result<(), String> {
         loaded = target;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss = m.rss().unwrap_or(0);
+        // A scrape computes the stats by walking the index: time it too.
+        let scrape = Instant::now();
         let gauge = m.gauge("master_index_memory_bytes");
+        let scrape = scrape.elapsed();
         let mut row = Row {
             objects: target,
             rss_per_object: rss.saturating_sub(rss0) as f64 / target as f64,
@@ -166,11 +169,12 @@ async fn run(args: Args) -> Result<(), String> {
             ops: Vec::new(),
         };
         println!(
-            "at {target} objects: master RSS {:.1} MB ({:.0} B/object), index gauge {}",
+            "at {target} objects: master RSS {:.1} MB ({:.0} B/object), index gauge {} (/metrics scrape {:.1} ms)",
             mb(rss),
             row.rss_per_object,
             row.gauge_per_object
-                .map_or("n/a".into(), |g| format!("{g:.0} B/object"))
+                .map_or("n/a".into(), |g| format!("{g:.0} B/object")),
+            scrape.as_secs_f64() * 1e3
         );
         for op in [Op::PutPair, Op::Exist, Op::GetReplicaList] {
             let before = cpu_time(m.pid);
