@@ -10,18 +10,20 @@
 //!
 //! The crate preallocates its node table (32 bytes per node) and fails once the nodes
 //! are used up, so the node budget is sized from the segment: one node per
-//! [`BYTES_PER_NODE`] bytes of segment, clamped to [`MIN_NODES`, `MAX_NODES`]. A 3.2 GB
-//! segment gets ~200k nodes (6.4 MB), enough for ~200k live objects on it (KV-cache
-//! pages are 1-5 MiB); a 32 GiB or larger segment gets the 2M cap (64 MB, touched at
-//! mount). Running out of nodes is reported like running out of space (the caller
-//! tries other segments, then evicts).
+//! [`BYTES_PER_NODE`] bytes of segment, clamped to [`MIN_NODES`, `MAX_NODES`]. One node
+//! per KiB lets a segment fill up with objects as small as 1 KiB (a budget of one per
+//! 16 KiB evicted after ~6% of a segment was used when objects were 1 KiB); the cost
+//! is 32 B of master memory per KiB of segment, i.e. a 1 GB segment's table is 32 MB,
+//! and a 2 GiB or larger segment gets the 2M cap (64 MB, touched at mount). Beyond the
+//! cap a segment holds at most 2M live objects. Running out of nodes is reported like
+//! running out of space (the caller tries other segments, then evicts).
 
 use offset_allocator::{Allocation, Allocator};
 
 /// The smallest allocation unit, in bytes.
 pub const MIN_UNIT: u64 = 64;
 /// Segment bytes per allocator node (bounds the number of live allocations).
-pub const BYTES_PER_NODE: u64 = 16 * 1024;
+pub const BYTES_PER_NODE: u64 = 1024;
 pub const MIN_NODES: u64 = 1024;
 pub const MAX_NODES: u64 = 2 * 1024 * 1024;
 
