@@ -163,3 +163,38 @@ async fn the_standby_continues_the_view_with_in_flight_writes_and_offsets() {
         assert!(w[0].1 <= w[1].0, "overlapping ranges {:?} {:?}", w[0], w[1]);
     }
 }
+
+/// A graceful stop (SIGTERM) of the leader hands over at once, and the standby keeps
+/// the replicated index (the stream ends with UNAVAILABLE, not as a drop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_hands_over_the_index() {
+    if !etcd_available() {
+        return;
+    }
+    let etcd = Etcd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ms = [
+        HaMaster::start(&etcd.endpoint, "repl-stop", dir.path()),
+        HaMaster::start(&etcd.endpoint, "repl-stop", dir.path()),
+    ];
+    let l = wait_for_one_leader(&[&ms[0], &ms[1]], Duration::from_secs(20)).await;
+    let s = 1 - l;
+    wait_in_sync(&ms[l]).await;
+    let mut c = ms[l].rpc().await;
+    for i in 0..10 {
+        control_plane_put(&mut c, &format!("kept-{i}"))
+            .await
+            .unwrap_or_else(|e| panic!("put: {e}"));
+    }
+    ms[l].proc.signal("-TERM");
+    let end_by = Instant::now() + Duration::from_secs(30);
+    while !matches!(ms[s].health().await, Some((200, _))) {
+        assert!(Instant::now() < end_by, "the standby never took over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut c = ms[s].rpc().await;
+    for i in 0..10 {
+        let key = format!("kept-{i}");
+        assert_eq!(located(&mut c, &key).await.0, 0, "{key} after the handover");
+    }
+}

@@ -6,7 +6,7 @@
 //! again, when it follows the new leader from a new snapshot.
 
 use super::leader::MAX_MESSAGE;
-use super::shadow::{Shadow, StandbyShadow};
+use super::shadow::Shadow;
 use crate::ha::state::HaState;
 use mooncake_proto::master_replication_client::MasterReplicationClient;
 use mooncake_proto::FollowAck;
@@ -107,7 +107,7 @@ async fn follow(state: &HaState, leader: &str) -> Result<(), String> {
                         head,
                         "HA: snapshot of the leader applied; standby in sync"
                     );
-                    install(&state.shadow, s);
+                    state.shadow.install(s);
                 }
             }
             None => state.shadow.apply(batch),
@@ -122,8 +122,4 @@ async fn follow(state: &HaState, leader: &str) -> Result<(), String> {
             }
         }
     }
-}
-
-fn install(holder: &StandbyShadow, s: Shadow) {
-    holder.install(s);
 }
