@@ -97,13 +97,19 @@ pub async fn run(state: Arc<HaState>, shutdown: impl std::future::Future<Output 
     state.retire();
     let lease = state.lease.swap(0, Ordering::SeqCst);
     if lease != 0 {
-        let endpoints = &state.config().etcd_endpoints;
-        let r = match connect(endpoints).await {
-            Ok(mut c) => bounded("lease revoke", c.lease_revoke(lease))
-                .await
-                .map(|_| ()),
-            Err(e) => Err(e),
-        };
+        // Each member in turn until one takes the revoke (one may be down).
+        let mut r = Err("no etcd endpoints".to_string());
+        for ep in &state.config().etcd_endpoints {
+            r = match connect(std::slice::from_ref(ep)).await {
+                Ok(mut c) => bounded("lease revoke", c.lease_revoke(lease))
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if r.is_ok() {
+                break;
+            }
+        }
         match r {
             Ok(()) => tracing::info!("HA: stopped; lease revoked, a standby can take over now"),
             Err(e) => tracing::warn!("HA: stopped; {e} (a standby takes over after the TTL)"),
