@@ -52,6 +52,51 @@ async fn garbage_and_http1_peers_do_not_disturb_grpc_clients() {
 }
 
 #[tokio::test]
+async fn batches_count_every_item_and_every_failure() {
+    let srv = start(MasterConfig::default()).await;
+    let mut c = srv.client().await;
+    grpc_common::mount(&mut c, "store-a", "a:1", 64 << 20).await;
+    let r = c
+        .batch_exist(BatchKeyRequest {
+            keys: vec!["x".into(), String::new(), "y".into(), String::new()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.codes, vec![0, -600, 0, -600]);
+    let r = c
+        .batch_put_start(BatchPutStartRequest {
+            client_id: "w".into(),
+            keys: vec!["a".into(), String::new(), "b".into()],
+            sizes: vec![100, 100, 100],
+            config: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let codes: Vec<i32> = r.results.iter().map(|x| x.code).collect();
+    assert_eq!(codes, vec![0, -600, 0]);
+    let r = c
+        .batch_get_replica_list(BatchKeyRequest {
+            keys: vec!["nope".into(), String::new()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.results.iter().all(|x| x.code < 0));
+    let n = srv.master.counters().snapshot();
+    let get = |name: &str| n.iter().find(|(k, _)| *k == name).unwrap().1;
+    assert_eq!((get("exist"), get("exist_failures")), (4, 2));
+    assert_eq!((get("put_start"), get("put_start_failures")), (3, 1));
+    assert_eq!(
+        (get("get_replica_list"), get("get_replica_list_failures")),
+        (2, 2)
+    );
+    assert_eq!(get("failures"), 2 + 1 + 2);
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn stop_returns_while_a_client_holds_an_idle_connection() {
     let srv = start(MasterConfig::default()).await;
     let addr = srv.addr;

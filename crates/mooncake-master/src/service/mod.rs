@@ -32,7 +32,6 @@ macro_rules! counted {
         count(&c.$kind, &c.$kind_fail, &c.failures, $code);
     }};
 }
-pub(crate) use counted;
 
 #[tonic::async_trait]
 impl master_server::Master for MasterService {
@@ -202,14 +201,13 @@ impl master_server::Master for MasterService {
         r: Request<BatchKeyRequest>,
     ) -> Reply<BatchGetReplicaListResponse> {
         let results = self.master.batch_get_replica_list(&r.into_inner().keys);
-        for out in &results {
-            counted!(
-                self.master,
-                get_replica_list,
-                get_replica_list_failures,
-                out.code
-            );
-        }
+        let failed = results.iter().filter(|r| r.code < 0).count();
+        batch::count_batch(
+            &self.master,
+            results.len(),
+            failed,
+            batch::CodeKind::GetReplicaList,
+        );
         Ok(Response::new(BatchGetReplicaListResponse { results }))
     }
 
