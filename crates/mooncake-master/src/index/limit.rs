@@ -15,10 +15,11 @@
 use super::SHARDS;
 
 /// Bytes of master memory budgeted per object when turning the memory limit into an
-/// object count. Measured cost of one object with a 20-byte key and one replica: the
-/// map entry (72 B + 1 control byte) at the lowest load factor a hashbrown table has
-/// (7/16, right after it doubles) is ~167 B, plus the key's heap block (24 B): ~191 B.
-/// 256 B leaves room for keys up to ~88 bytes at that worst point.
+/// object count. Cost of one object with a 20-byte key and one replica: the map entry
+/// (two pointers, 24 B + 1 control byte) at the lowest load factor a hashbrown table
+/// has (7/16, right after it doubles) is ~57 B, plus the key's heap block (24 B) and
+/// the boxed object (56 B): ~137 B. 256 B leaves room for longer keys, a second
+/// replica and the segment allocator's node (32 B per live allocation).
 pub const BYTES_PER_OBJECT_BUDGET: u64 = 256;
 
 /// Share of the machine's memory the default limit gives the index. A master often
