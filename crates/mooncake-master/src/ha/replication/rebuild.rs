@@ -316,4 +316,55 @@ mod tests {
         assert!(!hb.remount_needed);
         assert_eq!(hb.view_id, leader.view_id());
     }
+
+    /// How long a takeover's rebuild takes per object (prints; run with
+    /// `cargo test --release -p mooncake-master --lib rebuild_time -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn rebuild_time() {
+        let n: u64 = std::env::var("REBUILD_OBJECTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        let mut shadow = Shadow {
+            view_id: 7,
+            ..Default::default()
+        };
+        for s in 0..4u32 {
+            shadow.segments.insert(
+                s,
+                SegmentRecord {
+                    id: s,
+                    client_id: format!("c{s}"),
+                    desc: Some(desc(&format!("s{s}:1"), 64 << 30)),
+                },
+            );
+        }
+        // 4 KiB objects packed with a one-unit gap, spread over the segments.
+        for i in 0..n {
+            let seg = (i % 4) as u32;
+            let slot = (i / 4) as u32;
+            shadow.objects.insert(
+                format!("key-{i:012}"),
+                ObjectRecord {
+                    size: 4096,
+                    replicas: vec![ReplicaLoc {
+                        segment_id: seg,
+                        offset_units: slot * 65,
+                    }],
+                    ..Default::default()
+                },
+            );
+        }
+        let t0 = std::time::Instant::now();
+        let (m, r) = master_from(MasterConfig::default(), shadow);
+        let took = t0.elapsed();
+        assert_eq!(r.objects as u64, n);
+        assert_eq!(r.dropped_replicas, 0);
+        eprintln!(
+            "rebuilt {n} objects in {took:?} ({:?} per object), {} keys",
+            took / n as u32,
+            m.index.len()
+        );
+    }
 }
