@@ -12,6 +12,8 @@
 //! - [`segment`]: the memory a process contributes (file-backed, pre-faulted).
 //! - `mount`: mounting that memory at the master and the heartbeat that keeps it.
 //! - `rpc`: the master connection (tight connect timeout, per-call deadline).
+//! - [`transport`]: that connection's HTTP/2 transport (hyper directly, no buffer task).
+//! - [`key_batch`]: keys encoded straight into a batch request (no `String` per key).
 //! - [`discovery`]: the HA leader named in etcd (`MOONCAKE_MASTER=etcd://...`).
 //! - `buffers`: caller memory registered for zero-copy calls.
 //! - `errors`: how statuses, per-item codes and transfer failures become contract codes.
