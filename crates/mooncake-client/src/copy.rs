@@ -1,7 +1,6 @@
 //! The memcpy half of the same-host fast path. Copies are planned first (every range
 //! checked against its mapping, so a bad replica fails before any byte moves), then run.
 
-use crate::shm::PeerMap;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_transfer::Opcode;
 
@@ -13,16 +12,18 @@ pub(crate) struct Copy {
     pub len: usize,
 }
 
-/// Plans the copies of one job through `map`: `(local, len, offset in the segment)`.
+/// Plans the copies of one job into a mapped segment: `(local, len, offset in the
+/// segment)`; `range(off, len)` is the address of that range in this process, if it
+/// lies inside the mapping.
 pub(crate) fn plan(
     op: Opcode,
-    map: &PeerMap,
+    range: impl Fn(u64, usize) -> Option<*mut u8>,
     pieces: impl Iterator<Item = (usize, usize, u64)>,
     out: &mut Vec<Copy>,
 ) -> Result<()> {
     let start = out.len();
     for (local, len, off) in pieces {
-        let Some(remote) = map.range(off, len) else {
+        let Some(remote) = range(off, len) else {
             out.truncate(start);
             return Err(MooncakeError::new(
                 ErrorCode::InvalidReplica,

@@ -1,12 +1,14 @@
 //! The data path: moving bytes between local memory and replicas. A batch of jobs is
-//! split once: replicas in same-host segments are copied with `memcpy` through their
+//! split once: replicas in this process's own segment are copied with `memcpy` into
+//! the memory it already maps, replicas in other same-host segments through their
 //! mapped file, all others go to the transfer engine in one `transfer` call (which
 //! pipelines and stripes them). One result per job, in order.
 
 use crate::errors::transfer_error;
+use crate::mount::LocalSegment;
 use crate::shm::{PeerMap, ShmCache};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
-use mooncake_proto::Replica;
+use mooncake_proto::{Replica, SegmentDesc};
 use mooncake_transfer::{Opcode, TransferEngine, TransferRequest};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,6 +64,22 @@ pub(crate) struct DataPath {
     pub shm: ShmCache,
 }
 
+/// What the synchronous half of [`DataPath::run_with`] leaves for the transfer engine.
+struct Planned {
+    results: Vec<Result<()>>,
+    reqs: Vec<TransferRequest>,
+    /// Request index -> job index.
+    owner: Vec<usize>,
+}
+
+/// Whether `seg` is the segment `own` describes (this process's own memory).
+fn is_own(seg: &SegmentDesc, own: &SegmentDesc) -> bool {
+    seg.base == own.base
+        && seg.size == own.size
+        && seg.name == own.name
+        && seg.host_id == own.host_id
+}
+
 impl DataPath {
     /// Runs every job; the result of job `i` is at index `i`.
     ///
@@ -69,74 +87,28 @@ impl DataPath {
     /// Each piece's local range must be valid for the whole call (readable for
     /// `Write`, writable for `Read`) and not aliased by another piece being read into.
     pub async unsafe fn run(&self, op: Opcode, jobs: &[Job<'_>]) -> Vec<Result<()>> {
-        let mut results: Vec<Result<()>> = Vec::with_capacity(jobs.len());
-        let mut reqs = Vec::new();
-        let mut owner = Vec::new(); // request index -> job index
-        let mut maps: HashMap<&str, Option<Arc<PeerMap>>> = HashMap::new();
-        let mut copies = Vec::new();
-        for (j, job) in jobs.iter().enumerate() {
-            results.push(Ok(()));
-            let Some(seg) = job.replica.segment.as_ref() else {
-                results[j] = Err(MooncakeError::new(
-                    ErrorCode::InvalidReplica,
-                    "replica without a segment",
-                ));
-                continue;
-            };
-            if let Some(bad) = job
-                .pieces
-                .iter()
-                .find(|p| p.obj_off + p.len as u64 > job.replica.size)
-            {
-                results[j] = Err(MooncakeError::new(
-                    ErrorCode::InvalidParams,
-                    format!(
-                        "range +{}..{} is outside the {}-byte object",
-                        bad.obj_off,
-                        bad.obj_off + bad.len as u64,
-                        job.replica.size
-                    ),
-                ));
-                continue;
-            }
-            if self.shm.is_local(seg) {
-                let map = maps.entry(seg.shm_path.as_str()).or_insert_with(|| {
-                    let m = self.shm.get(seg);
-                    match m {
-                        Some(m) if !m.owner_alive() => {
-                            self.shm.forget(&seg.shm_path);
-                            None
-                        }
-                        other => other,
-                    }
-                });
-                if let Some(map) = map {
-                    let pieces = job
-                        .pieces
-                        .iter()
-                        .map(|p| (p.local, p.len, job.replica.offset + p.obj_off));
-                    results[j] = crate::copy::plan(op, map, pieces, &mut copies);
-                    continue;
-                }
-                // Not mappable here (another container's /dev/shm, another user, or a
-                // dead owner): the transfer engine decides.
-            }
-            for p in &job.pieces {
-                reqs.push(TransferRequest {
-                    opcode: op,
-                    local_addr: p.local,
-                    length: p.len,
-                    target: seg.name.clone(),
-                    target_endpoint: (!seg.transport_endpoint.is_empty())
-                        .then(|| seg.transport_endpoint.clone()),
-                    remote_addr: seg.base + job.replica.offset + p.obj_off,
-                });
-                owner.push(j);
-            }
-        }
-        // Safety: every copy was checked against its mapping; local ranges are the
-        // caller's contract. The mappings stay alive in `maps` until we return.
-        unsafe { crate::copy::run(&copies) };
+        // Safety: forwarded.
+        unsafe { self.run_with(op, jobs, None).await }
+    }
+
+    /// As [`DataPath::run`]; replicas in `own` (this process's segment) are copied
+    /// straight into (or out of) the memory this process already maps, not through a
+    /// second mapping of its file.
+    ///
+    /// # Safety
+    /// As [`DataPath::run`].
+    pub async unsafe fn run_with(
+        &self,
+        op: Opcode,
+        jobs: &[Job<'_>],
+        own: Option<&LocalSegment>,
+    ) -> Vec<Result<()>> {
+        // Safety: forwarded.
+        let Planned {
+            mut results,
+            reqs,
+            owner,
+        } = unsafe { self.copy_local(op, jobs, own) };
         if !reqs.is_empty() {
             let bytes: usize = reqs.iter().map(|r| r.length).sum();
             let deadline = data_deadline(bytes);
@@ -171,6 +143,111 @@ impl DataPath {
             }
         }
         results
+    }
+
+    /// Checks every job, copies the same-host ones (our own segment and mapped peers)
+    /// and returns the requests left for the transfer engine. Synchronous: our own
+    /// segment's memory is locked for the copies (so `close` cannot unmap it under
+    /// them) and released before anything awaits.
+    ///
+    /// # Safety
+    /// As [`DataPath::run`].
+    unsafe fn copy_local(
+        &self,
+        op: Opcode,
+        jobs: &[Job<'_>],
+        own: Option<&LocalSegment>,
+    ) -> Planned {
+        let mut results: Vec<Result<()>> = Vec::with_capacity(jobs.len());
+        let mut reqs = Vec::new();
+        let mut owner = Vec::new(); // request index -> job index
+        let mut maps: HashMap<&str, Option<Arc<PeerMap>>> = HashMap::new();
+        let mut copies = Vec::new();
+        // Held until the copies ran: `close` takes the memory out under this lock.
+        let own_mem = own.map(|s| (&s.desc, s.memory.lock()));
+        let own_range = own_mem
+            .as_ref()
+            .and_then(|(d, m)| m.as_ref().map(|m| (*d, m.addr(), m.len())));
+        for (j, job) in jobs.iter().enumerate() {
+            results.push(Ok(()));
+            let Some(seg) = job.replica.segment.as_ref() else {
+                results[j] = Err(MooncakeError::new(
+                    ErrorCode::InvalidReplica,
+                    "replica without a segment",
+                ));
+                continue;
+            };
+            if let Some(bad) = job
+                .pieces
+                .iter()
+                .find(|p| p.obj_off + p.len as u64 > job.replica.size)
+            {
+                results[j] = Err(MooncakeError::new(
+                    ErrorCode::InvalidParams,
+                    format!(
+                        "range +{}..{} is outside the {}-byte object",
+                        bad.obj_off,
+                        bad.obj_off + bad.len as u64,
+                        job.replica.size
+                    ),
+                ));
+                continue;
+            }
+            let pieces = job
+                .pieces
+                .iter()
+                .map(|p| (p.local, p.len, job.replica.offset + p.obj_off));
+            if let Some((desc, addr, len)) = own_range {
+                if is_own(seg, desc) {
+                    let range = |off: u64, n: usize| {
+                        let end = off.checked_add(n as u64)?;
+                        (end <= len as u64).then(|| (addr + off as usize) as *mut u8)
+                    };
+                    results[j] = crate::copy::plan(op, range, pieces, &mut copies);
+                    continue;
+                }
+            }
+            if self.shm.is_local(seg) {
+                let map = maps.entry(seg.shm_path.as_str()).or_insert_with(|| {
+                    let m = self.shm.get(seg);
+                    match m {
+                        Some(m) if !m.owner_alive() => {
+                            self.shm.forget(&seg.shm_path);
+                            None
+                        }
+                        other => other,
+                    }
+                });
+                if let Some(map) = map {
+                    results[j] = crate::copy::plan(op, |o, n| map.range(o, n), pieces, &mut copies);
+                    continue;
+                }
+                // Not mappable here (another container's /dev/shm, another user, or a
+                // dead owner): the transfer engine decides.
+            }
+            for p in &job.pieces {
+                reqs.push(TransferRequest {
+                    opcode: op,
+                    local_addr: p.local,
+                    length: p.len,
+                    target: seg.name.clone(),
+                    target_endpoint: (!seg.transport_endpoint.is_empty())
+                        .then(|| seg.transport_endpoint.clone()),
+                    remote_addr: seg.base + job.replica.offset + p.obj_off,
+                });
+                owner.push(j);
+            }
+        }
+        // Safety: every copy was checked against its mapping; local ranges are the
+        // caller's contract. Peer mappings stay alive in `maps`, our own memory under
+        // its lock in `own_mem`, until we return.
+        unsafe { crate::copy::run(&copies) };
+        drop(own_mem);
+        Planned {
+            results,
+            reqs,
+            owner,
+        }
     }
 }
 

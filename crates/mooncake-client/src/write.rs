@@ -107,7 +107,9 @@ impl Client {
             }
         }
         // Safety: forwarded from the caller.
-        let outcome = unsafe { self.inner.data.run(Opcode::Write, &jobs).await };
+        // Replicas in our own segment are copied into the memory we already map.
+        let own = self.inner.segment.as_ref();
+        let outcome = unsafe { self.inner.data.run_with(Opcode::Write, &jobs, own).await };
         let mut write_err: Vec<Option<MooncakeError>> = vec![None; todo.len()];
         for (j, r) in outcome.into_iter().enumerate() {
             if let Err(e) = r {
