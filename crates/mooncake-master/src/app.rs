@@ -186,7 +186,7 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
             "HA enabled: campaigning for {} at {} as {advertised} (lease {:?})",
             ha::view_key(&c.cluster_id),
             c.etcd_endpoints.join(";"),
-            ha::LEASE_TTL,
+            c.ha_lease_ttl,
         );
         if c.rpc_address == "0.0.0.0" || c.rpc_address == "::" {
             tracing::warn!("HA: --rpc_address {} is advertised to clients as the leader address; set it to an address they can reach", c.rpc_address);
