@@ -129,9 +129,19 @@ fn metrics_report_segment_mount_and_transfer_bytes() {
     };
     run(&["put", "mk", "--file", f.to_str().unwrap()]);
     run(&["get", "mk", "--out", dir.join("out").to_str().unwrap()]);
-    let t = metrics();
-    let bytes_in = sample(&t, r#"store_transfer_bytes_total{direction="in"}"#).unwrap();
-    let bytes_out = sample(&t, r#"store_transfer_bytes_total{direction="out"}"#).unwrap();
+    // The store counts a read once its last byte is on the socket, which can be just
+    // after the reader already has it all and exited: poll briefly instead of racing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (t, bytes_in, bytes_out) = loop {
+        let t = metrics();
+        let bytes_in = sample(&t, r#"store_transfer_bytes_total{direction="in"}"#).unwrap();
+        let bytes_out = sample(&t, r#"store_transfer_bytes_total{direction="out"}"#).unwrap();
+        if (bytes_in >= 100_000.0 && bytes_out >= 100_000.0) || std::time::Instant::now() > deadline
+        {
+            break (t, bytes_in, bytes_out);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert!(bytes_in >= 100_000.0, "{t}");
     assert!(bytes_out >= 100_000.0, "{t}");
 }
