@@ -7,6 +7,7 @@
 use crate::{free_port, http, Master, Proc};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub const ETCD_BIN: &str = "/usr/bin/etcd";
@@ -54,7 +55,10 @@ impl EtcdCluster {
         } else {
             std::env::temp_dir()
         };
-        let dir = base.join(format!("mc-etcd-{tag}-{}", std::process::id()));
+        // Unique per cluster: tests of one binary run in parallel and may share a tag.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let seq = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = base.join(format!("mc-etcd-{tag}-{}-{seq}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("etcd data dir");
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
@@ -87,7 +91,7 @@ impl EtcdCluster {
                     "--initial-cluster".into(),
                     initial.clone(),
                     "--initial-cluster-token".into(),
-                    format!("mc-{tag}-{}", std::process::id()),
+                    format!("mc-{tag}-{}-{seq}", std::process::id()),
                     "--initial-cluster-state".into(),
                     "new".into(),
                 ];

@@ -11,14 +11,12 @@
 //!    wrong bytes.
 
 use mooncake_client::{Client, ClientConfig, ReplicateConfig};
-use mooncake_tests::{free_port, http, value_for, wait_port, Master, Proc, Store};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use mooncake_tests::etcd::{etcd_available, wait_standby_in_sync, EtcdCluster};
+use mooncake_tests::{free_port, http, value_for, Master, Store};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const ETCD: &str = "/usr/bin/etcd";
 
 struct Cluster {
     dir: PathBuf,
@@ -26,7 +24,7 @@ struct Cluster {
     etcd: String,
     masters: Vec<Master>,
     _stores: Vec<Store>,
-    _etcd: Proc,
+    _etcd: EtcdCluster,
 }
 
 impl Drop for Cluster {
@@ -35,27 +33,6 @@ impl Drop for Cluster {
         self._stores.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn start_etcd(dir: &Path) -> (Proc, String) {
-    let (p, q) = (free_port(), free_port());
-    let client = format!("http://127.0.0.1:{p}");
-    let peer = format!("http://127.0.0.1:{q}");
-    let child = Command::new(ETCD)
-        .arg("--data-dir")
-        .arg(dir.join("etcd"))
-        .args(["--listen-client-urls", &client])
-        .args(["--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer])
-        .args(["--initial-advertise-peer-urls", &peer])
-        .args(["--initial-cluster", &format!("default={peer}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn etcd");
-    assert!(wait_port(p, Duration::from_secs(20)), "etcd never listened");
-    let name = "etcd".to_string();
-    (Proc { child, name }, format!("127.0.0.1:{p}"))
 }
 
 fn health(m: &Master) -> Option<u16> {
@@ -80,25 +57,6 @@ fn wait_leader(ms: &[Master], within: Duration) -> usize {
     }
 }
 
-/// Polls the leader's `/workers` until its replication worker reports a standby in
-/// sync (it acknowledged the snapshot of the leader's state).
-fn wait_standby_in_sync(leader: &Master, within: Duration) {
-    let end = Instant::now() + within;
-    loop {
-        let body = http("GET", leader.metrics_port, "/workers", b"")
-            .map(|r| String::from_utf8_lossy(&r.1).into_owned())
-            .unwrap_or_default();
-        if body.contains("standbys in sync: 1") {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "the standby never got in sync; leader's workers: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn store_env(etcd: &str) -> Vec<(String, String)> {
     [
         ("MOONCAKE_MASTER", format!("etcd://{etcd}")),
@@ -117,14 +75,14 @@ fn store_env(etcd: &str) -> Vec<(String, String)> {
 /// etcd, an HA master leading and two stores mounted on it; with `standby`, a second
 /// HA master (the standby) too.
 fn cluster(tag: &str, standby: bool) -> Option<(Cluster, usize)> {
-    if !Path::new(ETCD).exists() {
-        eprintln!("SKIPPED: {ETCD} not found (apt-get install etcd-server)");
+    if !etcd_available() {
         return None;
     }
     let dir = std::env::temp_dir().join(format!("mc-ha-zero-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (etcd_proc, ep) = start_etcd(&dir);
+    let etcd_proc = EtcdCluster::start(1, &format!("zero-{tag}"));
+    let ep = etcd_proc.endpoints();
     let flags = [
         "--enable_ha".to_string(),
         format!("--etcd_endpoints={ep}"),
@@ -231,7 +189,10 @@ async fn objects_survive_a_leader_kill_9_byte_identical() {
     let flags: Vec<&str> = cl.flags.iter().map(String::as_str).collect();
     let standby = Master::start_on(free_port(), &flags);
     cl.masters.push(standby);
-    wait_standby_in_sync(&cl.masters[l], Duration::from_secs(30));
+    assert!(
+        wait_standby_in_sync(&cl.masters[l], Duration::from_secs(30)),
+        "the standby never got in sync"
+    );
     put_range(&c, 250..500).await;
     let keys: Vec<(String, usize)> = (0..500).map(|i| (format!("obj-{i}"), size_of(i))).collect();
     assert!(read_back(&c, &keys, Duration::from_secs(10))
@@ -275,7 +236,10 @@ async fn puts_acknowledged_under_load_survive_a_leader_kill_9() {
         return;
     };
     let c = Arc::new(client(&cl).await);
-    wait_standby_in_sync(&cl.masters[l], Duration::from_secs(30));
+    assert!(
+        wait_standby_in_sync(&cl.masters[l], Duration::from_secs(30)),
+        "the standby never got in sync"
+    );
     let acked: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let killed_at = Arc::new(Mutex::new(None::<usize>));
@@ -365,7 +329,10 @@ async fn a_stopped_standby_is_dropped_then_resyncs_and_takes_over_losslessly() {
     };
     let s = 1 - l;
     let c = client(&cl).await;
-    wait_standby_in_sync(&cl.masters[l], Duration::from_secs(30));
+    assert!(
+        wait_standby_in_sync(&cl.masters[l], Duration::from_secs(30)),
+        "the standby never got in sync"
+    );
     put_range(&c, 0..100).await;
     cl.masters[s].proc.signal(libc::SIGSTOP);
     // The leader keeps acknowledging: the first mutation waits out the bound, then
@@ -376,7 +343,10 @@ async fn a_stopped_standby_is_dropped_then_resyncs_and_takes_over_losslessly() {
         .unwrap_or_default();
     assert!(body.contains("standbys in sync: 0"), "{body}");
     cl.masters[s].proc.signal(libc::SIGCONT);
-    wait_standby_in_sync(&cl.masters[l], Duration::from_secs(30));
+    assert!(
+        wait_standby_in_sync(&cl.masters[l], Duration::from_secs(30)),
+        "the standby never got in sync"
+    );
     put_range(&c, 200..300).await;
     cl.masters[l].proc.kill9();
     let end = Instant::now() + Duration::from_secs(40);
