@@ -12,7 +12,8 @@
 //! - [`segment`]: the memory a process contributes (file-backed, pre-faulted).
 //! - `mount`: mounting that memory at the master and the heartbeat that keeps it.
 //! - `rpc`: the master connection (tight connect timeout, per-call deadline).
-//! - [`transport`]: that connection's HTTP/2 transport (hyper directly, no buffer task).
+//! - [`transport`]: that connection's transport: [`framed`] (the default) or HTTP/2
+//!   gRPC (hyper directly, no buffer task), `MOONCAKE_MASTER_PROTOCOL`.
 //! - [`key_batch`]: keys encoded straight into a batch request (no `String` per key).
 //! - [`discovery`]: the HA leader named in etcd (`MOONCAKE_MASTER=etcd://...`).
 //! - `buffers`: caller memory registered for zero-copy calls.
@@ -26,6 +27,7 @@ pub mod config;
 mod copy;
 pub mod discovery;
 mod errors;
+pub mod framed;
 mod get;
 pub mod host;
 mod io;
@@ -42,6 +44,7 @@ mod write;
 pub use client::Client;
 pub use config::{ClientConfig, Health, ReplicateConfig, SoftPin};
 pub use errors::MAX_KEY_LEN;
+pub use framed::blocking_calls;
 pub use key_batch::KeyBatch;
 pub use mooncake_common::{ErrorCode, MooncakeError, Result};
 pub use mooncake_transfer::MetricsSnapshot;

@@ -1,6 +1,7 @@
-//! The control-plane connection to the master: one lazily connected HTTP/2 connection
-//! (`transport::DirectChannel`, no `Channel` buffer task between the caller and the
-//! socket) with a tight connect timeout and a deadline on every call. A broken
+//! The control-plane connection to the master: lazily dialled framed connections
+//! (`framed::FramedChannel`), or with `MOONCAKE_MASTER_PROTOCOL=grpc` one HTTP/2
+//! connection (`transport::DirectChannel`), with a tight connect timeout and a deadline
+//! on every call. A broken
 //! connection is re-dialled by the next call, so the client reconnects by itself once
 //! the master is back; meanwhile every call fails fast with `RPC_FAIL` (or
 //! `RPC_TIMEOUT` when a connected master does not answer in time).
@@ -8,7 +9,7 @@
 use crate::config::CONNECT_TIMEOUT;
 use crate::discovery::{cluster_id_from_env, parse_etcd_address, Leader};
 use crate::errors::status_error;
-use crate::transport::{DirectChannel, DirectConfig, PreEncoded};
+use crate::transport::{DirectConfig, MasterChannel, PreEncoded, Protocol};
 use bytes::Bytes;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::master_client::MasterClient;
@@ -20,12 +21,12 @@ use tonic::codegen::http::Uri;
 use tonic::transport::{Channel, Endpoint};
 
 /// The client type every call gets.
-pub(crate) type Rpc = MasterClient<DirectChannel>;
+pub(crate) type Rpc = MasterClient<MasterChannel>;
 
 /// One master connection and the origin its requests name.
 #[derive(Clone)]
 pub(crate) struct Conn {
-    ch: DirectChannel,
+    ch: MasterChannel,
     origin: Uri,
 }
 
@@ -64,13 +65,14 @@ fn check_addr(addr: &str) -> Result<()> {
 /// A lazily connected client for `host:port`.
 fn client_for(addr: &str, timeout: Duration) -> Result<Conn> {
     check_addr(addr)?;
-    let ch = DirectChannel::new(
+    let ch = MasterChannel::new(
         addr,
         DirectConfig {
             connect_timeout: CONNECT_TIMEOUT,
             timeout: Some(timeout),
             keep_alive: Some(Duration::from_secs(5)),
         },
+        Protocol::from_env(),
     );
     let origin = ch.origin().map_err(MooncakeError::invalid)?;
     Ok(Conn { ch, origin })

@@ -1,4 +1,6 @@
-//! The gRPC transport to the master: one HTTP/2 connection driven by hyper directly.
+//! The transports to the master. [`MasterChannel`] is what the client uses: the framed
+//! protocol (`crate::framed::FramedChannel`) unless `MOONCAKE_MASTER_PROTOCOL=grpc`
+//! selects [`DirectChannel`], gRPC over one HTTP/2 connection driven by hyper directly.
 //!
 //! tonic's `Channel` puts a `tower::Buffer` in front of its connection, so every call is
 //! handed to a worker task and its answer handed back: two extra task wake-ups per
@@ -8,6 +10,7 @@
 //! connection is re-dialled by the next call (meanwhile calls fail with `UNAVAILABLE`,
 //! which the client reports as `RPC_FAIL`).
 
+pub use crate::framed::FramedChannel;
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::future::Future;
@@ -162,6 +165,86 @@ impl Service<Request<Body>> for DirectChannel {
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         Box::pin(self.clone().send(req))
+    }
+}
+
+/// Which protocol calls to the master use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `mooncake_proto::frame` over a pool of connections (the default).
+    Framed,
+    /// gRPC over HTTP/2.
+    Grpc,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "framed" => Ok(Protocol::Framed),
+            "grpc" => Ok(Protocol::Grpc),
+            other => Err(format!(
+                "unknown master protocol {other:?} (framed or grpc)"
+            )),
+        }
+    }
+}
+
+impl Protocol {
+    /// `MOONCAKE_MASTER_PROTOCOL` (`framed`, the default, or `grpc`); an unknown value
+    /// is reported once and ignored.
+    pub fn from_env() -> Self {
+        static P: std::sync::OnceLock<Protocol> = std::sync::OnceLock::new();
+        *P.get_or_init(|| match std::env::var("MOONCAKE_MASTER_PROTOCOL") {
+            Ok(v) => v.parse().unwrap_or_else(|e| {
+                tracing::warn!("MOONCAKE_MASTER_PROTOCOL: {e}; using framed");
+                Protocol::Framed
+            }),
+            Err(_) => Protocol::Framed,
+        })
+    }
+}
+
+/// A master connection of either protocol; tonic clients take it as their transport.
+#[derive(Clone)]
+pub enum MasterChannel {
+    Framed(FramedChannel),
+    Grpc(DirectChannel),
+}
+
+impl MasterChannel {
+    /// A handle for `addr` (`host:port`); nothing is dialled yet.
+    pub fn new(addr: &str, cfg: DirectConfig, protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::Framed => MasterChannel::Framed(FramedChannel::new(addr, cfg)),
+            Protocol::Grpc => MasterChannel::Grpc(DirectChannel::new(addr, cfg)),
+        }
+    }
+
+    /// The URI tonic's generated clients need as origin (`MasterClient::with_origin`).
+    pub fn origin(&self) -> Result<Uri, String> {
+        match self {
+            MasterChannel::Framed(c) => c.origin(),
+            MasterChannel::Grpc(c) => c.origin(),
+        }
+    }
+}
+
+impl Service<Request<Body>> for MasterChannel {
+    type Response = Response<Body>;
+    type Error = Status;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Status>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        match self {
+            MasterChannel::Framed(c) => c.call(req),
+            MasterChannel::Grpc(c) => c.call(req),
+        }
     }
 }
 

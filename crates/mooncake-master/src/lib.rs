@@ -5,7 +5,8 @@
 //! - `master`: all state (`Master`) and its operations; `index` (sharded object map),
 //!   `segments` (registry + per-segment allocator from `alloc`), `placement` (pure
 //!   replica placement), `lease` (clock, leases, pins), `eviction`, `liveness`,
-//!   `workers` (background tasks), `service` + `server` (gRPC), `errors`.
+//!   `workers` (background tasks), `service` + `server` (gRPC), `framed` (the framed
+//!   protocol on the same port), `errors`.
 //! - `flags`: the gflags-style command line and `--config_path` file that fill `config`.
 //! - `ha`: etcd leader election and the fence (`--enable_ha`).
 //! - `http` (admin port + metadata server), `metrics` (Prometheus export), `report`
@@ -16,6 +17,7 @@ pub mod config;
 pub mod errors;
 pub mod eviction;
 pub mod flags;
+pub mod framed;
 pub mod ha;
 pub mod http;
 pub mod index;

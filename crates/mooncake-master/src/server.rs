@@ -8,6 +8,7 @@
 //! 2-core host a unary call's cost is mostly such fixed overhead. Answers carry no
 //! `date` header (nobody reads it; hyper would format and HPACK-encode it per call).
 
+use crate::framed;
 use crate::master::Master;
 use crate::service::MasterService;
 use hyper::server::conn::http2::Builder;
@@ -21,9 +22,10 @@ use tokio::task::JoinSet;
 use tonic::codegen::Service;
 
 /// The largest request or answer the master accepts (a batch of many keys).
-pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+pub const MAX_MESSAGE: usize = mooncake_proto::frame::MAX_MESSAGE;
 
-/// Serves the gRPC service on `listener` until `shutdown` resolves, then lets every
+/// Serves the gRPC service on `listener` (HTTP/2, and the framed protocol of
+/// `mooncake_proto::frame` on connections that start with its magic) until `shutdown` resolves, then lets every
 /// connection finish its in-flight calls (HTTP/2 GOAWAY) and returns. Connections get
 /// `TCP_NODELAY`: control-plane messages are small and latency-bound, and Nagle's
 /// delay would add milliseconds to every round trip.
@@ -48,13 +50,21 @@ pub async fn serve_grpc(
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     let svc = svc.clone();
-                    let handler = hyper::service::service_fn(move |req| {
-                        let mut svc = svc.clone();
-                        async move { svc.call(req).await }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), handler);
+                    let builder = builder.clone();
                     let mut stopping = stopping.clone();
                     conns.spawn(async move {
+                        let framed = tokio::select! {
+                            f = framed::is_framed(&stream) => f,
+                            _ = stopping.wait_for(|s| *s) => return,
+                        };
+                        if framed {
+                            return framed::serve_connection(stream, svc, stopping).await;
+                        }
+                        let handler = hyper::service::service_fn(move |req| {
+                            let mut svc = svc.clone();
+                            async move { svc.call(req).await }
+                        });
+                        let conn = builder.serve_connection(TokioIo::new(stream), handler);
                         tokio::pin!(conn);
                         let stop_asked = async move {
                             let _ = stopping.wait_for(|s| *s).await;

@@ -35,11 +35,13 @@ pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Runs `fut` to completion on `rt` with the GIL released.
+/// Runs `fut` to completion on `rt` with the GIL released. Master calls the future
+/// makes on this thread do their socket I/O right here (`blocking_calls`), so a round
+/// trip wakes no runtime worker.
 pub fn block_on<F>(py: Python<'_>, rt: &tokio::runtime::Runtime, fut: F) -> F::Output
 where
     F: Future + Send,
     F::Output: Send,
 {
-    py.detach(|| rt.block_on(fut))
+    py.detach(|| mooncake_client::blocking_calls(|| rt.block_on(fut)))
 }

@@ -1,4 +1,5 @@
-//! `master_loadgen`: drives a master over gRPC and reports what it measured.
+//! `master_loadgen`: drives a master over its control-plane protocol (framed, or gRPC
+//! with `--protocol grpc`) and reports what it measured.
 //!
 //! 1. mounts synthetic segments (descriptors only; owners heartbeat),
 //! 2. batch exist: writes `--batch` keys, then times `BatchExist` of all of them,
@@ -67,6 +68,10 @@ struct Args {
     /// Heartbeat round trips timed first, as the floor of a gRPC call here.
     #[arg(long, default_value_t = 2000)]
     baseline_calls: usize,
+    /// Control-plane protocol: `framed` (what the client uses by default) or `grpc`
+    /// (HTTP/2).
+    #[arg(long, default_value = "framed")]
+    protocol: mooncake_client::transport::Protocol,
 }
 
 fn secs(flag: &str, v: f64) -> Result<Duration, String> {
@@ -135,6 +140,8 @@ async fn run(args: Args) -> Result<(), String> {
         args.segments,
         mooncake_common::size::format_size(segment_size)
     );
+    let _ = setup::PROTOCOL.set(args.protocol);
+    println!("master_loadgen: protocol {:?}", args.protocol);
     let mut c = setup::connect(&addr).await?;
     let segments = setup::Segments::mount(&mut c, args.segments, segment_size).await?;
 

@@ -3,24 +3,28 @@
 //! memory backs them.
 
 use mooncake_benches::latency::{Samples, Summary};
-use mooncake_client::transport::{DirectChannel, DirectConfig};
+use mooncake_client::transport::{DirectConfig, MasterChannel, Protocol};
 use mooncake_proto::master_client::MasterClient;
 use mooncake_proto::{HeartbeatRequest, MountSegmentRequest, SegmentDesc, UnmountSegmentRequest};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-pub type Client = MasterClient<DirectChannel>;
+pub type Client = MasterClient<MasterChannel>;
 
-/// A new HTTP/2 connection to the master: each simulated client gets its own, as
-/// separate processes would. It is the transport `mooncake-client` uses (calls go
-/// from the caller's task straight into the connection, no `Channel` buffer task).
+/// The protocol `connect` uses (`--protocol`).
+pub static PROTOCOL: std::sync::OnceLock<Protocol> = std::sync::OnceLock::new();
+
+/// A new connection to the master: each simulated client gets its own, as separate
+/// processes would. It is the transport `mooncake-client` uses: framed (a pool: one
+/// connection per call in flight) or one HTTP/2 connection (`--protocol grpc`).
 pub async fn connect(addr: &str) -> Result<Client, String> {
-    let ch = DirectChannel::new(
+    let ch = MasterChannel::new(
         addr,
         DirectConfig {
             connect_timeout: Duration::from_secs(3),
             ..Default::default()
         },
+        *PROTOCOL.get_or_init(|| Protocol::Framed),
     );
     let origin = ch.origin()?;
     let mut c = MasterClient::with_origin(ch, origin);

@@ -10,10 +10,12 @@
 //! no standby in sync the answer leaves at once.
 //!
 //! `Follow` (standbys streaming the leader's log) is a second service behind the same
-//! fence.
+//! fence. Framed calls (`mooncake_proto::frame`) on the same port go through
+//! `FencedService` too.
 
 use super::replication::log::SYNC_BOUND;
 use super::state::HaState;
+use crate::framed;
 use mooncake_common::ErrorCode;
 use mooncake_proto::master_replication_server::MasterReplicationServer;
 use mooncake_proto::master_server::MasterServer;
@@ -23,8 +25,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::Service;
 use tonic::server::NamedService;
 
@@ -153,18 +159,66 @@ impl NamedService for FencedReplication {
     > as NamedService>::NAME;
 }
 
-/// Serves the fenced services on `listener` until `shutdown` resolves.
+/// Serves the fenced services on `listener` until `shutdown` resolves: gRPC (tonic's
+/// server, which also carries the standbys' `Follow` streams) and, on connections that
+/// start with the framed protocol's magic, framed calls through the same
+/// `FencedService` (same fence, same replication wait). The accept loop peeks each new
+/// connection and hands gRPC ones to tonic.
 pub async fn serve(
     state: Arc<HaState>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let (stop, stopping) = watch::channel(false);
+    let (to_grpc, grpc_conns) = mpsc::channel::<std::io::Result<TcpStream>>(64);
+    let mut grpc_stop = stopping.clone();
+    let grpc = tonic::transport::Server::builder()
         .add_service(FencedService::new(state.clone()))
-        .add_service(FencedReplication { state })
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .add_service(FencedReplication {
+            state: state.clone(),
+        })
+        .serve_with_incoming_shutdown(ReceiverStream::new(grpc_conns), async move {
+            let _ = grpc_stop.wait_for(|s| *s).await;
+        });
+    let fenced = FencedService::new(state);
+    let accept = async move {
+        let mut conns = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        let to_grpc = to_grpc.clone();
+                        let svc = fenced.clone();
+                        let mut stopping = stopping.clone();
+                        conns.spawn(async move {
+                            let framed = tokio::select! {
+                                f = framed::is_framed(&stream) => f,
+                                _ = stopping.wait_for(|s| *s) => return,
+                            };
+                            if framed {
+                                framed::serve_connection(stream, svc, stopping).await;
+                            } else {
+                                let _ = to_grpc.send(Ok(stream)).await;
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!("rpc accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                },
+            }
+        }
+        let _ = stop.send(true);
+        drop(to_grpc);
+        while conns.join_next().await.is_some() {}
+    };
+    let (served, ()) = tokio::join!(grpc, accept);
+    served
 }
 
 #[cfg(test)]

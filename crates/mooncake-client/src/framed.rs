@@ -1,0 +1,397 @@
+//! The framed transport to the master (`mooncake_proto::frame`): one call per TCP
+//! connection at a time, from a pool of idle connections, without HTTP/2.
+//!
+//! [`FramedChannel`] is a tower service over the requests tonic's generated clients
+//! build, like `transport::DirectChannel`: it collects the encoded unary request, sends
+//! its message as a frame, and hands tonic back a gRPC-shaped answer (the message
+//! behind its 5-byte prefix and `grpc-status` trailers, or a trailers-only error with
+//! `grpc-message` and `mc-error-code`), so every call site works unchanged.
+//!
+//! A call takes an idle connection (checked with a non-blocking peek: one the master
+//! closed meanwhile is dropped), uses it exclusively and gives it back; it dials when
+//! none is idle. A connection that failed or timed out mid-call is dropped.
+//!
+//! Caller-driven blocking mode: inside [`blocking_calls`] (the Python binding wraps its
+//! `block_on` in it), a call polled on that thread does its I/O right there with
+//! blocking `std::net` sockets and a read timeout for the deadline: no runtime worker
+//! wakes up, no hand-off between threads. Elsewhere calls use tokio sockets.
+
+use crate::transport::DirectConfig;
+use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
+use mooncake_proto::frame::{self, MAGIC, MAX_MESSAGE};
+use mooncake_proto::status::ERROR_CODE_KEY;
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::body::Body;
+use tonic::codegen::http::{header, HeaderMap, HeaderValue, Request, Response, Uri};
+use tonic::codegen::Service;
+use tonic::{Code, Status};
+
+thread_local! {
+    static BLOCKING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with framed master calls polled on this thread doing their I/O
+/// synchronously on it (see the module documentation). For threads that block on a
+/// runtime anyway (`Runtime::block_on` from a foreign thread); never use it on a
+/// runtime worker or around a current-thread runtime that must serve the master.
+/// `MOONCAKE_MASTER_BLOCKING=0` turns the mode off.
+pub fn blocking_calls<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BLOCKING.with(|b| b.set(self.0));
+        }
+    }
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    let enabled = *ENABLED.get_or_init(|| {
+        std::env::var("MOONCAKE_MASTER_BLOCKING").map_or(true, |v| v.trim() != "0")
+    });
+    let _restore = Restore(BLOCKING.with(|b| b.replace(enabled)));
+    f()
+}
+
+fn blocking_allowed() -> bool {
+    BLOCKING.with(|b| b.get())
+}
+
+/// A cheaply cloned handle on a pool of framed connections to `host:port`.
+#[derive(Clone)]
+pub struct FramedChannel {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    addr: String,
+    cfg: DirectConfig,
+    idle: parking_lot::Mutex<Vec<tokio::net::TcpStream>>,
+    idle_sync: parking_lot::Mutex<Vec<SyncConn>>,
+}
+
+struct SyncConn {
+    stream: std::net::TcpStream,
+    /// The read timeout set on the socket (differs from the configured one after a
+    /// call shortened it to its deadline's remainder).
+    read_timeout: Option<Duration>,
+}
+
+/// Whether an idle connection is still usable: nothing to read and not closed. One
+/// non-blocking `recv(MSG_PEEK)`, on tokio and std sockets alike.
+fn idle_and_open(fd: &impl AsRawFd) -> bool {
+    let mut b = 0u8;
+    // SAFETY: a one-byte buffer we own; MSG_PEEK consumes nothing.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            (&mut b as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+}
+
+fn unavailable(addr: &str, e: &dyn std::fmt::Display) -> Status {
+    Status::unavailable(format!("master {addr}: {e}"))
+}
+
+impl FramedChannel {
+    /// A pool for `addr` (`host:port`); nothing is dialled yet. `cfg.keep_alive` does
+    /// not apply (an idle connection is checked before each use instead).
+    pub fn new(addr: &str, cfg: DirectConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                addr: addr.to_string(),
+                cfg,
+                idle: parking_lot::Mutex::new(Vec::new()),
+                idle_sync: parking_lot::Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The URI tonic's generated clients need as origin (`MasterClient::with_origin`).
+    pub fn origin(&self) -> Result<Uri, String> {
+        format!("http://{}", self.inner.addr)
+            .parse()
+            .map_err(|e| format!("master address {:?}: {e}", self.inner.addr))
+    }
+
+    async fn send(self, req: Request<Body>) -> Result<Response<Body>, Status> {
+        let mut out = Vec::with_capacity(256);
+        request_frame(req, &mut out).await?;
+        if blocking_allowed() {
+            self.exchange_blocking(out)
+        } else {
+            self.exchange_async(out).await
+        }
+    }
+
+    fn dial_timeout(&self) -> Status {
+        Status::unavailable(format!(
+            "cannot connect to {}: no answer within {:?}",
+            self.inner.addr, self.inner.cfg.connect_timeout
+        ))
+    }
+
+    async fn take_async(&self) -> Result<(tokio::net::TcpStream, bool), Status> {
+        loop {
+            let Some(s) = self.inner.idle.lock().pop() else {
+                break;
+            };
+            if idle_and_open(&s) {
+                return Ok((s, false));
+            }
+        }
+        let addr = &self.inner.addr;
+        let s = tokio::time::timeout(
+            self.inner.cfg.connect_timeout,
+            tokio::net::TcpStream::connect(addr.as_str()),
+        )
+        .await
+        .map_err(|_| self.dial_timeout())?
+        .map_err(|e| Status::unavailable(format!("cannot connect to {addr}: {e}")))?;
+        // Control-plane messages are small and latency-bound: no Nagle delay.
+        s.set_nodelay(true).map_err(|e| unavailable(addr, &e))?;
+        Ok((s, true))
+    }
+
+    async fn exchange_async(&self, mut out: Vec<u8>) -> Result<Response<Body>, Status> {
+        let (mut s, fresh) = self.take_async().await?;
+        let addr = &self.inner.addr;
+        let start = if fresh { 0 } else { MAGIC.len() };
+        let io = async {
+            s.write_all(&out[start..]).await?;
+            let mut head = [0u8; frame::LEN_BYTES];
+            s.read_exact(&mut head).await?;
+            let len = frame::frame_len(head)?;
+            out.clear();
+            out.resize(len, 0);
+            s.read_exact(&mut out).await?;
+            io::Result::Ok(())
+        };
+        match self.inner.cfg.timeout {
+            Some(t) => tokio::time::timeout(t, io).await.map_err(|_| {
+                Status::deadline_exceeded(format!("master {addr} did not answer within {t:?}"))
+            })?,
+            None => io.await,
+        }
+        .map_err(|e| unavailable(addr, &e))?;
+        let resp = answer(out, addr)?;
+        self.inner.idle.lock().push(s);
+        Ok(resp)
+    }
+
+    fn take_sync(&self) -> Result<(SyncConn, bool), Status> {
+        loop {
+            let Some(c) = self.inner.idle_sync.lock().pop() else {
+                break;
+            };
+            if idle_and_open(&c.stream) {
+                return Ok((c, false));
+            }
+        }
+        let addr = &self.inner.addr;
+        let cfg = &self.inner.cfg;
+        let fail = |e: &dyn std::fmt::Display| {
+            Status::unavailable(format!("cannot connect to {addr}: {e}"))
+        };
+        let mut last = None;
+        let addrs =
+            std::net::ToSocketAddrs::to_socket_addrs(addr.as_str()).map_err(|e| fail(&e))?;
+        for a in addrs {
+            match std::net::TcpStream::connect_timeout(&a, cfg.connect_timeout) {
+                Ok(stream) => {
+                    stream.set_nodelay(true).map_err(|e| fail(&e))?;
+                    stream.set_read_timeout(cfg.timeout).map_err(|e| fail(&e))?;
+                    stream
+                        .set_write_timeout(cfg.timeout)
+                        .map_err(|e| fail(&e))?;
+                    let c = SyncConn {
+                        stream,
+                        read_timeout: cfg.timeout,
+                    };
+                    return Ok((c, true));
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => last = Some(self.dial_timeout()),
+                Err(e) => last = Some(fail(&e)),
+            }
+        }
+        Err(last.unwrap_or_else(|| fail(&"no address")))
+    }
+
+    fn exchange_blocking(&self, mut out: Vec<u8>) -> Result<Response<Body>, Status> {
+        let began = Instant::now();
+        let (mut c, fresh) = self.take_sync()?;
+        let addr = &self.inner.addr;
+        let cfg_timeout = self.inner.cfg.timeout;
+        let deadline = cfg_timeout.map(|t| began + t);
+        let timed_out = || {
+            Status::deadline_exceeded(format!(
+                "master {addr} did not answer within {:?}",
+                cfg_timeout.unwrap_or_default()
+            ))
+        };
+        let fail = |e: io::Error| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
+            _ => unavailable(addr, &e),
+        };
+        if c.read_timeout != cfg_timeout {
+            c.stream.set_read_timeout(cfg_timeout).map_err(fail)?;
+            c.read_timeout = cfg_timeout;
+        }
+        let start = if fresh { 0 } else { MAGIC.len() };
+        c.stream.write_all(&out[start..]).map_err(fail)?;
+        let mut head = [0u8; frame::LEN_BYTES];
+        read_full(&mut c, &mut head, deadline).map_err(fail)?;
+        let len = frame::frame_len(head).map_err(|e| fail(e.into()))?;
+        out.clear();
+        out.resize(len, 0);
+        read_full(&mut c, &mut out, deadline).map_err(fail)?;
+        let resp = answer(out, addr)?;
+        self.inner.idle_sync.lock().push(c);
+        Ok(resp)
+    }
+}
+
+/// Fills `buf`; after a partial read the socket's timeout becomes what is left of the
+/// deadline, so a master that trickles bytes cannot stretch a call past it.
+fn read_full(c: &mut SyncConn, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match c.stream.read(&mut buf[got..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if let (true, Some(d)) = (got < buf.len(), deadline) {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            c.stream.set_read_timeout(Some(left))?;
+            c.read_timeout = Some(left);
+        }
+    }
+    Ok(())
+}
+
+/// Builds the request frame, preceded by the magic (sent only on a fresh connection),
+/// from tonic's encoded unary request (one message behind its 5-byte prefix).
+async fn request_frame(req: Request<Body>, out: &mut Vec<u8>) -> Result<(), Status> {
+    let path = req.uri().path();
+    let path_len =
+        u16::try_from(path.len()).map_err(|_| Status::invalid_argument("method path too long"))?;
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&[0; frame::LEN_BYTES]);
+    out.extend_from_slice(&path_len.to_le_bytes());
+    out.extend_from_slice(path.as_bytes());
+    let msg_at = out.len();
+    let mut body = req.into_body();
+    let mut skip = 5;
+    while let Some(f) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let f = f?;
+        if let Ok(d) = f.into_data() {
+            let n = skip.min(d.len());
+            skip -= n;
+            out.extend_from_slice(&d[n..]);
+            if out.len() - msg_at > MAX_MESSAGE {
+                return Err(Status::resource_exhausted(format!(
+                    "request exceeds the framed protocol's limit of {MAX_MESSAGE} bytes"
+                )));
+            }
+        }
+    }
+    let len = out.len() - MAGIC.len() - frame::LEN_BYTES;
+    out[MAGIC.len()..MAGIC.len() + frame::LEN_BYTES].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// tonic's view of an answer frame: a trailers-only error, or the message behind its
+/// gRPC prefix (written over the frame's header bytes) then `grpc-status: 0`.
+fn answer(mut buf: Vec<u8>, addr: &str) -> Result<Response<Body>, Status> {
+    let (at, status) = {
+        let a = frame::decode_answer(&buf)
+            .map_err(|e| Status::internal(format!("master {addr}: {e}")))?;
+        if a.code != 0 {
+            let mut st = Status::new(Code::from(a.code as i32), a.status_message);
+            if a.error_code != 0 {
+                if let Ok(v) = a.error_code.to_string().parse() {
+                    st.metadata_mut().insert(ERROR_CODE_KEY, v);
+                }
+            }
+            (a.message_at, Some(st))
+        } else {
+            (a.message_at, None)
+        }
+    };
+    if let Some(st) = status {
+        return Ok(st.into_http());
+    }
+    let len = buf.len() - at;
+    frame::grpc_prefix(len, &mut buf[at - 5..at]);
+    let data = Bytes::from(buf).slice(at - 5..);
+    let mut trailers = HeaderMap::with_capacity(1);
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let mut resp = Response::new(Body::new(Answer {
+        data: Some(data),
+        trailers: Some(trailers),
+    }));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    Ok(resp)
+}
+
+/// One data frame, then the trailers.
+struct Answer {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl HttpBody for Answer {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(d) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(d))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.as_ref().map_or(0, |b| b.len() as u64))
+    }
+}
+
+impl Service<Request<Body>> for FramedChannel {
+    type Response = Response<Body>;
+    type Error = Status;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Status>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        // Every call gets its own connection: never a wait for another call.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        Box::pin(self.clone().send(req))
+    }
+}
