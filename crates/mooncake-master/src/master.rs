@@ -149,5 +149,45 @@ impl Master {
     }
 }
 
+/// The segments one batch's answers refer to, each looked up in the registry once (a
+/// batch's replicas live in a handful of segments): saves a registry read lock per
+/// replica.
+#[derive(Default)]
+pub(crate) struct SegmentCache {
+    segs: Vec<(u32, Option<Arc<crate::segments::Segment>>)>,
+}
+
+impl SegmentCache {
+    /// How many segments the cache remembers (a linear scan; beyond it, lookups go to
+    /// the registry as before).
+    const CAP: usize = 16;
+
+    pub(crate) fn get(&mut self, m: &Master, id: u32) -> Option<Arc<crate::segments::Segment>> {
+        if let Some((_, s)) = self.segs.iter().find(|(i, _)| *i == id) {
+            return s.clone();
+        }
+        let s = m.segments.get(id);
+        if self.segs.len() < Self::CAP {
+            self.segs.push((id, s.clone()));
+        }
+        s
+    }
+
+    /// [`Master::replica_proto`] through the cache.
+    pub(crate) fn replica_proto(
+        &mut self,
+        m: &Master,
+        r: &Replica,
+        size: u64,
+    ) -> Option<mooncake_proto::Replica> {
+        let seg = self.get(m, r.seg)?;
+        Some(mooncake_proto::Replica {
+            offset: seg.offset_of(r.handle),
+            size,
+            segment: Some(seg.desc.clone()),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests;

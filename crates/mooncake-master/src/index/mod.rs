@@ -16,9 +16,9 @@ pub use object::{Object, Pending, Replica, SoftPinChange};
 pub use replicas::Replicas;
 
 use crate::ha::replication::ReplLog;
+use hashbrown::hash_map::RawEntryMut;
+use hashbrown::{Equivalent, HashMap};
 use parking_lot::{Mutex, MutexGuard};
-use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -65,12 +65,33 @@ impl Shard {
     /// Removes an object, reporting its removal to the replication log.
     pub fn remove<Q>(&mut self, key: &Q) -> Option<Object>
     where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<Box<str>> + ?Sized,
     {
         let (k, o) = self.map.remove_entry(key)?;
         self.log.gone(&k);
         Some(*o)
+    }
+
+    /// `get_mut` with the key's hash already computed ([`Index::hash`]): a batch
+    /// hashes each key once, for the shard and for the table.
+    #[inline]
+    pub fn get_mut_hashed(&mut self, key: &str, hash: u64) -> Option<&mut Object> {
+        match self.map.raw_entry_mut().from_key_hashed_nocheck(hash, key) {
+            RawEntryMut::Occupied(e) => Some(&mut **e.into_mut()),
+            RawEntryMut::Vacant(_) => None,
+        }
+    }
+
+    /// Removes a key whose hash is known, reporting its removal to the replication log.
+    pub fn remove_hashed(&mut self, key: &str, hash: u64) -> Option<Object> {
+        match self.map.raw_entry_mut().from_key_hashed_nocheck(hash, key) {
+            RawEntryMut::Occupied(e) => {
+                let (k, o) = e.remove_entry();
+                self.log.gone(&k);
+                Some(*o)
+            }
+            RawEntryMut::Vacant(_) => None,
+        }
     }
 
     /// Reports `key`'s current state after a change made through `get_mut` or
@@ -108,10 +129,70 @@ impl Default for Index {
     }
 }
 
+/// A batch's keys grouped by shard: `order` holds the keys' positions in the request,
+/// shard 0's first, then shard 1's, ...; `ends[s]` is where shard `s`'s run ends.
+/// Within a shard, positions keep the request's order (duplicates meet in order).
+pub struct ByShard {
+    pub hashes: Vec<u64>,
+    pub order: Vec<u32>,
+    pub ends: [u32; SHARDS],
+}
+
+impl ByShard {
+    /// (shard, positions of its keys) for every shard that has keys.
+    pub fn runs(&self) -> impl Iterator<Item = (usize, &[u32])> {
+        (0..SHARDS).filter_map(move |s| {
+            let start = if s == 0 { 0 } else { self.ends[s - 1] } as usize;
+            let end = self.ends[s] as usize;
+            (end > start).then(|| (s, &self.order[start..end]))
+        })
+    }
+}
+
 impl Index {
+    /// The hash of `key` that picks its shard and its bucket inside the shard.
+    #[inline]
+    pub fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The shard a hash belongs to: bits the shard maps do not use for buckets (see
+    /// `hash`).
+    #[inline]
+    pub fn shard_of_hash(hash: u64) -> usize {
+        ((hash >> 32) as usize) % SHARDS
+    }
+
     fn shard_of(&self, key: &str) -> usize {
-        // Bits the shard maps do not use for buckets (see `hash`).
-        ((self.hasher.hash_one(key) >> 32) as usize) % SHARDS
+        Self::shard_of_hash(self.hash(key))
+    }
+
+    /// Hashes every key once and groups the positions by shard (a counting sort), so
+    /// that a batch takes each shard's lock once.
+    pub fn group<K: AsRef<str>>(&self, keys: &[K]) -> ByShard {
+        let hashes: Vec<u64> = keys.iter().map(|k| self.hash(k.as_ref())).collect();
+        let mut ends = [0u32; SHARDS];
+        for &h in &hashes {
+            ends[Self::shard_of_hash(h)] += 1;
+        }
+        let mut next = [0u32; SHARDS];
+        let mut sum = 0;
+        for s in 0..SHARDS {
+            next[s] = sum;
+            sum += ends[s];
+            ends[s] = sum;
+        }
+        let mut order = vec![0u32; hashes.len()];
+        for (i, &h) in hashes.iter().enumerate() {
+            let s = Self::shard_of_hash(h);
+            order[next[s] as usize] = i as u32;
+            next[s] += 1;
+        }
+        ByShard {
+            hashes,
+            order,
+            ends,
+        }
     }
 
     /// The replication log every shard reports its changes to.

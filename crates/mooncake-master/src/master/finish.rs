@@ -86,6 +86,81 @@ impl Master {
 }
 
 impl Master {
+    /// `write_end` (`revoke` false) or `write_revoke` for a batch: one liveness touch
+    /// and one clock read, each key hashed once and each shard locked once; the space
+    /// given back is freed after the shard locks are released. Codes come in the
+    /// request's order; `keys` and `put_ids` have the same length.
+    pub fn batch_write_finish<K: AsRef<str>>(
+        &self,
+        client_id: &str,
+        keys: &[K],
+        put_ids: &[u64],
+        revoke: bool,
+    ) -> Vec<i32> {
+        debug_assert_eq!(keys.len(), put_ids.len());
+        let now = self.now_ms();
+        self.liveness.touch(client_id, now);
+        let tick = self.tick();
+        let groups = self.index.group(keys);
+        let mut codes = vec![ErrorCode::InvalidParams.code(); keys.len()];
+        // (lease end, size, replicas) to give back once no shard is locked.
+        let mut freed: Vec<(u64, u64, Replicas)> = Vec::new();
+        for (s, positions) in groups.runs() {
+            let mut shard = self.index.lock_shard(s);
+            for &i in positions {
+                let i = i as usize;
+                let key = keys[i].as_ref();
+                if key.is_empty() {
+                    continue;
+                }
+                let hash = groups.hashes[i];
+                let Some(o) = shard.get_mut_hashed(key, hash) else {
+                    codes[i] = ErrorCode::ObjectNotFound.code();
+                    continue;
+                };
+                let Some(p) = o.pending.take_if(|p| p.put_id == put_ids[i]) else {
+                    codes[i] = ErrorCode::IllegalClient.code();
+                    continue;
+                };
+                codes[i] = 0;
+                if revoke {
+                    if o.is_complete() {
+                        shard.changed(key);
+                    } else {
+                        shard.remove_hashed(key, hash);
+                    }
+                    freed.push((0, p.size, p.replicas));
+                } else {
+                    let old_size = std::mem::replace(&mut o.size, p.size);
+                    let old = std::mem::replace(&mut o.replicas, p.replicas);
+                    o.apply_pins(p.hard_pin, p.soft_pin);
+                    o.last_access = tick;
+                    let lease_until = o.lease_until_ms;
+                    shard.changed(key);
+                    if !old.is_empty() {
+                        freed.push((lease_until, old_size, old));
+                    }
+                }
+            }
+        }
+        let mut deferred = Vec::new();
+        for (until_ms, size, replicas) in freed {
+            if until_ms > now {
+                deferred.push(DeferredFree {
+                    until_ms,
+                    size,
+                    replicas,
+                });
+            } else {
+                self.free_replicas(&replicas, size);
+            }
+        }
+        if !deferred.is_empty() {
+            self.deferred.lock().append(&mut deferred);
+        }
+        codes
+    }
+
     /// Frees deferred space whose lease ran out; returns how many frees ran.
     pub fn run_deferred_frees(&self) -> usize {
         let now = self.now_ms();

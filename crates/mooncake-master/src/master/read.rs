@@ -5,7 +5,7 @@
 //! (a replica list's guard grows with the bytes its batch reads), short enough that
 //! objects read a few seconds ago stay in LRU order instead of blocking eviction.
 
-use super::Master;
+use super::{Master, SegmentCache};
 use crate::index::Replicas;
 use crate::lease::read_guard_ms;
 use mooncake_common::ErrorCode;
@@ -26,12 +26,52 @@ impl Master {
 
     /// `get_replica_list` for many keys; one clock read and one LRU tick for the batch.
     /// The reader copies the whole batch, so each object's read guard assumes a batch
-    /// of `keys.len()` objects of its size.
+    /// of `keys.len()` objects of its size. Keys are hashed once and grouped by shard
+    /// (one lock per shard); answers come in the request's order.
     pub fn batch_get_replica_list<K: AsRef<str>>(&self, keys: &[K]) -> Vec<GetReplicaListResponse> {
         let now = self.now_ms();
         let tick = self.tick();
-        keys.iter()
-            .map(|k| self.replica_list_in_batch(k.as_ref(), keys.len() as u64, now, tick))
+        let lease = self.lease_ms();
+        let batch = keys.len() as u64;
+        let groups = self.index.group(keys);
+        let mut found: Vec<Result<(u64, Replicas), ErrorCode>> = Vec::with_capacity(keys.len());
+        found.resize_with(keys.len(), || Err(ErrorCode::InvalidParams));
+        for (s, positions) in groups.runs() {
+            let mut shard = self.index.lock_shard(s);
+            for &i in positions {
+                let i = i as usize;
+                let key = keys[i].as_ref();
+                if key.is_empty() {
+                    continue;
+                }
+                found[i] = match shard.get_mut_hashed(key, groups.hashes[i]) {
+                    None => Err(ErrorCode::ObjectNotFound),
+                    Some(o) if !o.is_complete() => Err(ErrorCode::ReplicaIsNotReady),
+                    Some(o) => {
+                        let bytes = o.size.saturating_mul(batch);
+                        o.grant_lease(now + lease, now + read_guard_ms(lease, bytes));
+                        o.last_access = tick;
+                        Ok((o.size, o.replicas.clone()))
+                    }
+                };
+            }
+        }
+        // Descriptors of the segments this batch touches, looked up once each.
+        let mut segs = SegmentCache::default();
+        found
+            .into_iter()
+            .map(|f| match f {
+                Err(e) => miss(e),
+                Ok((size, replicas)) => GetReplicaListResponse {
+                    code: 0,
+                    replicas: replicas
+                        .iter()
+                        .filter_map(|r| segs.replica_proto(self, r, size))
+                        .collect(),
+                    size,
+                    lease_ttl_ms: lease,
+                },
+            })
             .collect()
     }
 
@@ -89,26 +129,33 @@ impl Master {
     }
 
     /// `exist` for many keys; one clock read and one LRU tick for the whole batch.
-    pub fn batch_exist(&self, keys: &[String]) -> Vec<i32> {
+    /// Keys are hashed once and grouped by shard (one lock per shard); answers come in
+    /// the request's order.
+    pub fn batch_exist<K: AsRef<str>>(&self, keys: &[K]) -> Vec<i32> {
         let (until, guard) = self.exist_lease();
         // One LRU tick for the batch: its keys were used together.
         let tick = self.tick();
-        keys.iter()
-            .map(|key| {
+        let groups = self.index.group(keys);
+        let mut codes = vec![ErrorCode::InvalidParams.code(); keys.len()];
+        for (s, positions) in groups.runs() {
+            let mut shard = self.index.lock_shard(s);
+            for &i in positions {
+                let i = i as usize;
+                let key = keys[i].as_ref();
                 if key.is_empty() {
-                    return ErrorCode::InvalidParams.code();
+                    continue;
                 }
-                let mut shard = self.index.lock(key);
-                match shard.get_mut(key.as_str()) {
+                codes[i] = match shard.get_mut_hashed(key, groups.hashes[i]) {
                     Some(o) if o.is_complete() => {
                         o.grant_lease(until, guard);
                         o.last_access = tick;
                         1
                     }
                     _ => 0,
-                }
-            })
-            .collect()
+                };
+            }
+        }
+        codes
     }
 
     /// (lease end, read guard end) for an existence check: it copies nothing, so its

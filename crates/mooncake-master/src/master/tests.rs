@@ -1,6 +1,7 @@
 //! Behaviour of `Master` operations, driven directly (the gRPC layer is tested in
 //! `tests/grpc_*.rs`). Time-dependent tests run on paused tokio time.
 
+mod batch;
 mod concurrency;
 mod eviction;
 mod lifecycle;

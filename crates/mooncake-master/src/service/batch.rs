@@ -55,14 +55,8 @@ pub fn ends(m: &Master, r: BatchPutEndRequest, kind: EndKind) -> BatchCodeRespon
     let codes: Vec<i32> = if r.keys.len() != r.put_ids.len() {
         vec![BAD; r.keys.len()]
     } else {
-        r.keys
-            .iter()
-            .zip(&r.put_ids)
-            .map(|(k, &id)| match kind {
-                EndKind::PutEnd | EndKind::UpsertEnd => m.write_end(&r.client_id, k, id),
-                EndKind::PutRevoke | EndKind::UpsertRevoke => m.write_revoke(&r.client_id, k, id),
-            })
-            .collect()
+        let revoke = matches!(kind, EndKind::PutRevoke | EndKind::UpsertRevoke);
+        m.batch_write_finish(&r.client_id, &r.keys, &r.put_ids, revoke)
     };
     let kind = match kind {
         EndKind::PutEnd => CodeKind::PutEnd,

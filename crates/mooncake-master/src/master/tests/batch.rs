@@ -1,0 +1,108 @@
+//! Batch calls group their keys by shard (one hash and one lock per shard): answers
+//! must still come back in the request's order, duplicates must meet in order, and a
+//! bad key in the middle answers its own error without disturbing the others.
+
+use super::*;
+use mooncake_common::ErrorCode;
+
+const BAD: i32 = ErrorCode::InvalidParams as i32;
+
+/// 300 keys (every shard gets several): even ones stored, odd ones missing, one in
+/// progress, an empty key in the middle and a duplicate of an earlier key at the end.
+fn keys_and_master() -> (Arc<Master>, Vec<String>) {
+    let m = master(MasterConfig::default());
+    mount(&m, "c", "a:1", 64 << 20);
+    let mut keys: Vec<String> = (0..300).map(|i| format!("key-{i}")).collect();
+    for k in keys.iter().step_by(2) {
+        put(&m, k, 100);
+    }
+    assert_eq!(m.put_start("c", "in-progress", 100, None).code, 0);
+    keys[150] = String::new();
+    keys.insert(77, "in-progress".into());
+    keys.push("key-4".into());
+    keys.push("key-5".into());
+    (m, keys)
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_exist_answers_in_request_order() {
+    let (m, keys) = keys_and_master();
+    let got = m.batch_exist(&keys);
+    let want: Vec<i32> = keys.iter().map(|k| m.exist(k)).collect();
+    assert_eq!(got, want);
+    assert_eq!(got[77], 0, "in progress");
+    assert_eq!(got[151], BAD, "the empty key answers its own error");
+    assert_eq!(&got[got.len() - 2..], &[1, 0], "duplicates");
+    assert_eq!(got.iter().filter(|&&c| c == 1).count(), 150);
+    assert!(m.batch_exist::<String>(&[]).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_replica_lists_answer_in_request_order() {
+    let (m, keys) = keys_and_master();
+    let got = m.batch_get_replica_list(&keys);
+    assert_eq!(got.len(), keys.len());
+    for (k, g) in keys.iter().zip(&got) {
+        let one = m.get_replica_list(k);
+        assert_eq!(g.code, one.code, "{k}");
+        assert_eq!(g.replicas, one.replicas, "{k}");
+        assert_eq!(g.size, one.size, "{k}");
+    }
+    assert_eq!(got[77].code, ErrorCode::ReplicaIsNotReady.code());
+    assert_eq!(got[151].code, BAD);
+    assert_eq!(got[2].code, 0);
+    assert_eq!(got[1].code, ErrorCode::ObjectNotFound.code());
+    assert_eq!(got[2].replicas.len(), 1);
+    assert_eq!(got[2].replicas[0].segment.as_ref().unwrap().name, "a:1");
+    assert_eq!(got[got.len() - 2].code, 0, "a duplicate is answered again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_put_end_and_revoke_answer_each_key() {
+    let m = master(MasterConfig::default());
+    mount(&m, "c", "a:1", 64 << 20);
+    let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+    let ids: Vec<u64> = keys
+        .iter()
+        .map(|k| {
+            let r = m.put_start("c", k, 4096, None);
+            assert_eq!(r.code, 0);
+            r.put_id
+        })
+        .collect();
+    // End the first half; one wrong put id, an empty key, a missing key, and the
+    // first key twice (the second end finds no write in flight: -601).
+    let mut end_keys: Vec<String> = keys[..100].to_vec();
+    let mut end_ids: Vec<u64> = ids[..100].to_vec();
+    end_ids[10] += 1_000_000;
+    end_keys[20] = String::new();
+    end_keys.push("missing".into());
+    end_ids.push(1);
+    end_keys.push(keys[0].clone());
+    end_ids.push(ids[0]);
+    let codes = m.batch_write_finish("c", &end_keys, &end_ids, false);
+    assert_eq!(codes.len(), end_keys.len());
+    for (i, c) in codes.iter().enumerate() {
+        let want = match i {
+            10 | 101 => ErrorCode::IllegalClient.code(),
+            20 => BAD,
+            100 => ErrorCode::ObjectNotFound.code(),
+            _ => 0,
+        };
+        assert_eq!(*c, want, "item {i} ({})", end_keys[i]);
+    }
+    assert_eq!(m.exist(&keys[0]), 1);
+    assert_eq!(m.exist(&keys[10]), 0, "wrong put id: still in progress");
+    assert_eq!(m.exist(&keys[20]), 0);
+    // Revoke the second half: the keys go away and their space comes back.
+    let codes = m.batch_write_finish("c", &keys[100..], &ids[100..], true);
+    assert!(codes.iter().all(|&c| c == 0), "{codes:?}");
+    assert!(keys[100..]
+        .iter()
+        .all(|k| m.get_replica_list(k).code == -704));
+    assert_eq!(m.write_revoke("c", &keys[10], ids[10]), 0);
+    assert_eq!(m.write_revoke("c", &keys[20], ids[20]), 0);
+    assert_eq!(m.stats().key_count, 98);
+    let used: u64 = m.segments.list().iter().map(|s| s.used()).sum();
+    assert_eq!(used, 98 * 4096);
+}
