@@ -1,0 +1,222 @@
+//! The framed control-plane protocol (`mooncake_proto::frame`) against a real master
+//! process: served next to gRPC on the same port, statuses and contract codes intact,
+//! pooled connections surviving a master restart, the caller-driven blocking mode and
+//! its deadline, oversized frames refused.
+
+use mooncake_client::transport::{DirectConfig, MasterChannel, Protocol};
+use mooncake_proto::frame::{self, MAGIC, MAX_FRAME};
+use mooncake_proto::master_client::MasterClient;
+use mooncake_proto::{GetStatsRequest, HeartbeatRequest, ListSegmentsRequest};
+use mooncake_tests::Master;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+/// gRPC status codes (this crate does not depend on tonic; `Code as i32`).
+mod code {
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const DEADLINE_EXCEEDED: i32 = 4;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
+    pub const UNIMPLEMENTED: i32 = 12;
+    pub const UNAVAILABLE: i32 = 14;
+}
+
+type Client = MasterClient<MasterChannel>;
+
+fn client(port: u16, protocol: Protocol, timeout: Duration) -> Client {
+    let ch = MasterChannel::new(
+        &format!("127.0.0.1:{port}"),
+        DirectConfig {
+            connect_timeout: Duration::from_secs(2),
+            timeout: Some(timeout),
+            keep_alive: None,
+        },
+        protocol,
+    );
+    let origin = ch.origin().unwrap();
+    MasterClient::with_origin(ch, origin)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn framed_and_grpc_share_the_port_and_carry_contract_codes() {
+    let m = Master::start(&[]);
+    let rt = runtime();
+    rt.block_on(async {
+        for protocol in [Protocol::Framed, Protocol::Grpc] {
+            let mut c = client(m.rpc_port, protocol, Duration::from_secs(5));
+            // Several calls: the framed pool reuses its connection.
+            for _ in 0..3 {
+                c.list_segments(ListSegmentsRequest {}).await.unwrap();
+                let hb = c
+                    .heartbeat(HeartbeatRequest {
+                        client_id: "framed-test".into(),
+                    })
+                    .await
+                    .unwrap();
+                let _ = hb.into_inner();
+            }
+            // A whole-request failure: its gRPC code, message and contract code
+            // (`mc-error-code`) arrive unchanged.
+            let st = c
+                .heartbeat(HeartbeatRequest {
+                    client_id: String::new(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(
+                st.code() as i32,
+                code::INVALID_ARGUMENT,
+                "{protocol:?}: {st:?}"
+            );
+            assert_eq!(st.message(), "heartbeat without client_id", "{protocol:?}");
+            assert_eq!(
+                st.metadata()
+                    .get(mooncake_proto::status::ERROR_CODE_KEY)
+                    .map(|v| v.to_str().unwrap().to_string()),
+                Some("-600".to_string()),
+                "{protocol:?}"
+            );
+            // Concurrent calls (the framed channel dials one connection per call
+            // in flight).
+            let calls: Vec<_> = (0..8)
+                .map(|_| {
+                    let mut c = c.clone();
+                    tokio::spawn(async move { c.get_stats(GetStatsRequest {}).await })
+                })
+                .collect();
+            for h in calls {
+                h.await.unwrap().unwrap();
+            }
+        }
+    });
+}
+
+#[test]
+fn raw_frames_on_the_wire() {
+    let m = Master::start(&[]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", m.rpc_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = MAGIC.to_vec();
+    frame::encode_request("/mooncake.v1.Master/GetStats", b"", &mut out).unwrap();
+    // An unknown method on the same connection: an error answer, connection kept.
+    frame::encode_request("/mooncake.v1.Master/NoSuchMethod", b"", &mut out).unwrap();
+    s.write_all(&out).unwrap();
+    let mut buf = Vec::new();
+    frame::read_frame_sync(&mut s, &mut buf).unwrap();
+    let a = frame::decode_answer(&buf).unwrap();
+    assert_eq!((a.code, a.error_code), (0, 0), "{}", a.status_message);
+    frame::read_frame_sync(&mut s, &mut buf).unwrap();
+    let a = frame::decode_answer(&buf).unwrap();
+    assert_eq!(a.code as i32, code::UNIMPLEMENTED);
+    // An oversized frame: a clear error answer, then the master closes.
+    s.write_all(&((MAX_FRAME + 1) as u32).to_le_bytes())
+        .unwrap();
+    frame::read_frame_sync(&mut s, &mut buf).unwrap();
+    let a = frame::decode_answer(&buf).unwrap();
+    assert_eq!(a.code as i32, code::RESOURCE_EXHAUSTED);
+    assert!(a.status_message.contains("exceeds"), "{}", a.status_message);
+    assert_eq!(s.read(&mut [0u8; 1]).unwrap_or(0), 0, "connection closed");
+}
+
+#[test]
+fn pooled_connections_survive_a_master_restart() {
+    let mut m = Master::start(&[]);
+    let port = m.rpc_port;
+    let rt = runtime();
+    let mut c = client(port, Protocol::Framed, Duration::from_secs(5));
+    let mut blocking = client(port, Protocol::Framed, Duration::from_secs(5));
+    rt.block_on(c.list_segments(ListSegmentsRequest {}))
+        .unwrap();
+    mooncake_client::blocking_calls(|| rt.block_on(blocking.list_segments(ListSegmentsRequest {})))
+        .unwrap();
+    m.proc.kill9();
+    drop(m);
+    let _m = Master::start_on(port, &[]);
+    // The idle connections now point at a dead process: they must be noticed and
+    // replaced, not used (that call would fail).
+    rt.block_on(c.list_segments(ListSegmentsRequest {}))
+        .unwrap();
+    mooncake_client::blocking_calls(|| rt.block_on(blocking.list_segments(ListSegmentsRequest {})))
+        .unwrap();
+}
+
+#[test]
+fn blocking_mode_calls_and_honours_the_deadline() {
+    let m = Master::start(&[]);
+    let rt = runtime();
+    // From a plain thread, as the Python binding does.
+    let port = m.rpc_port;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut c = client(port, Protocol::Framed, Duration::from_secs(5));
+            for _ in 0..5 {
+                let r = mooncake_client::blocking_calls(|| {
+                    rt.block_on(c.get_stats(GetStatsRequest {}))
+                });
+                r.unwrap();
+            }
+            let st = mooncake_client::blocking_calls(|| {
+                rt.block_on(c.heartbeat(HeartbeatRequest {
+                    client_id: String::new(),
+                }))
+            })
+            .unwrap_err();
+            assert_eq!(
+                mooncake_proto::status::from_status(&st),
+                mooncake_client::ErrorCode::InvalidParams
+            );
+        });
+    });
+
+    // A "master" that accepts, reads, and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
+            let _ = conn.read(&mut buf);
+            held.push(conn);
+        }
+    });
+    for blocking in [true, false] {
+        let mut c = client(silent_port, Protocol::Framed, Duration::from_millis(300));
+        let t = Instant::now();
+        let st = if blocking {
+            mooncake_client::blocking_calls(|| rt.block_on(c.get_stats(GetStatsRequest {})))
+        } else {
+            rt.block_on(c.get_stats(GetStatsRequest {}))
+        }
+        .unwrap_err();
+        let took = t.elapsed();
+        assert_eq!(
+            st.code() as i32,
+            code::DEADLINE_EXCEEDED,
+            "blocking={blocking}: {st:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(280) && took < Duration::from_secs(2),
+            "blocking={blocking}: {took:?}"
+        );
+    }
+
+    // Nobody listening: UNAVAILABLE, fast.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut c = client(closed_port, Protocol::Framed, Duration::from_secs(1));
+    let st = mooncake_client::blocking_calls(|| rt.block_on(c.get_stats(GetStatsRequest {})))
+        .unwrap_err();
+    assert_eq!(st.code() as i32, code::UNAVAILABLE, "{st:?}");
+    let st = rt.block_on(c.get_stats(GetStatsRequest {})).unwrap_err();
+    assert_eq!(st.code() as i32, code::UNAVAILABLE, "{st:?}");
+}
