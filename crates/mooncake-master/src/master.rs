@@ -12,6 +12,7 @@ mod remove;
 mod views;
 
 pub use counters::MasterCounters;
+pub use put::WriteKind;
 pub use views::{KeyInfo, MasterStats, ReplicaInfo, SegmentInfo};
 
 use crate::config::MasterConfig;

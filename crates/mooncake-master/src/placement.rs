@@ -51,8 +51,8 @@ pub struct PlacementRequest<'a> {
 
 /// Chooses up to `req.replicas` segments that fit `req.size`, on distinct owners none
 /// of which is in `used_owners`: fitting preferred segments first (in the given
-/// order), then the rest by strategy (`Random`: uniformly shuffled;
-/// `FreeRatioFirst`: highest free ratio first, ties by id). Returns fewer (possibly
+/// order), then the rest by strategy (`Random`: uniformly at random, as from a
+/// shuffle; `FreeRatioFirst`: highest free ratio first, ties by id). Returns fewer (possibly
 /// zero) when not enough distinct owners have room.
 pub fn place<R: Rng + ?Sized>(
     views: &[SegmentView],
@@ -82,25 +82,62 @@ pub fn place<R: Rng + ?Sized>(
     if chosen.len() == want {
         return chosen;
     }
-    let mut rest: Vec<&SegmentView> = views
-        .iter()
-        .filter(|v| eligible(v, &owners, &chosen))
-        .collect();
     match req.strategy {
-        AllocationStrategy::Random => rest.shuffle(rng),
-        AllocationStrategy::FreeRatioFirst => rest.sort_by(|a, b| {
-            b.free_ratio()
-                .total_cmp(&a.free_ratio())
-                .then(a.id.cmp(&b.id))
-        }),
-    }
-    for v in rest {
-        if chosen.len() == want {
-            break;
+        AllocationStrategy::Random => {
+            // Uniform draws over all segments, keeping the eligible ones: each pick is
+            // uniform among the segments still eligible, as a shuffle's prefix would
+            // be, without walking every segment (1,000 segments made the walk most of
+            // a put's CPU). Few draws: when most segments are ineligible, the full
+            // filter and shuffle below finishes the job.
+            let mut draws = 4 * (want - chosen.len()) + 8;
+            while chosen.len() < want && draws > 0 && !views.is_empty() {
+                draws -= 1;
+                let v = &views[rng.random_range(0..views.len())];
+                if eligible(v, &owners, &chosen) {
+                    chosen.push(v.id);
+                    owners.push(v.owner);
+                }
+            }
+            if chosen.len() < want {
+                let mut rest: Vec<&SegmentView> = views
+                    .iter()
+                    .filter(|v| eligible(v, &owners, &chosen))
+                    .collect();
+                rest.shuffle(rng);
+                for v in rest {
+                    if chosen.len() == want {
+                        break;
+                    }
+                    if !owners.contains(&v.owner) {
+                        chosen.push(v.id);
+                        owners.push(v.owner);
+                    }
+                }
+            }
         }
-        if !owners.contains(&v.owner) {
-            chosen.push(v.id);
-            owners.push(v.owner);
+        // Highest free ratio first, ties by id: one pass per replica for the best
+        // eligible segment (the same order as sorting them all, without the sort).
+        AllocationStrategy::FreeRatioFirst => {
+            while chosen.len() < want {
+                let mut best: Option<&SegmentView> = None;
+                for v in views {
+                    if !eligible(v, &owners, &chosen) {
+                        continue;
+                    }
+                    let better = best.is_none_or(|b| {
+                        v.free_ratio()
+                            .total_cmp(&b.free_ratio())
+                            .then(b.id.cmp(&v.id))
+                            .is_gt()
+                    });
+                    if better {
+                        best = Some(v);
+                    }
+                }
+                let Some(b) = best else { break };
+                chosen.push(b.id);
+                owners.push(b.owner);
+            }
         }
     }
     chosen

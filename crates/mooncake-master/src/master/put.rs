@@ -8,9 +8,11 @@
 //! nothing there is evictable the put gets -200 at once.
 
 use super::Master;
+use super::SegmentCache;
+use crate::index::SoftPinChange;
 use crate::index::{Object, Pending, Replica, Replicas};
 use crate::lease::{ms, resolve_pins};
-use crate::placement::{place, PlacementRequest};
+use crate::placement::{place, PlacementRequest, SegmentView};
 use mooncake_common::ErrorCode;
 use mooncake_proto::{PutStartResponse, ReplicateConfig};
 
@@ -19,6 +21,16 @@ use mooncake_proto::{PutStartResponse, ReplicateConfig};
 pub enum WriteKind {
     Put,
     Upsert,
+}
+
+/// A start's settings that do not depend on the key (one per batch).
+struct StartSetup {
+    hard_pin: bool,
+    soft_pin: SoftPinChange,
+    want: usize,
+    /// The largest segment's capacity: anything larger can never be placed.
+    largest: u64,
+    preferred: Vec<u32>,
 }
 
 /// How many times a start evicts and retries before answering -200.
@@ -67,19 +79,67 @@ impl Master {
         if key.is_empty() || size == 0 {
             return fail(ErrorCode::InvalidParams);
         }
-        let (hard_pin, soft_pin) = match resolve_pins(rc, self.config(), now) {
-            Ok(p) => p,
+        let setup = match self.start_setup(rc, now) {
+            Ok(s) => s,
             Err(e) => return fail(e),
         };
+        let mut views = self.segments.views();
+        self.start_one(
+            kind,
+            key,
+            size,
+            &setup,
+            now,
+            &mut views,
+            &mut SegmentCache::default(),
+        )
+    }
+
+    /// Starts a batch of puts (`Put`) or upserts: one liveness touch, one clock read,
+    /// the pins, replica count and preferred segments resolved once, and one placement
+    /// snapshot for the whole batch (kept current as the batch allocates). Answers in
+    /// the request's order; `keys` and `sizes` have the same length.
+    pub fn batch_write_start<K: AsRef<str>>(
+        &self,
+        kind: WriteKind,
+        client_id: &str,
+        keys: &[K],
+        sizes: &[u64],
+        rc: Option<&ReplicateConfig>,
+    ) -> Vec<PutStartResponse> {
+        debug_assert_eq!(keys.len(), sizes.len());
+        let now = self.now_ms();
+        self.liveness.touch(client_id, now);
+        let setup = self.start_setup(rc, now);
+        let mut views = Vec::new();
+        let mut segs = SegmentCache::default();
+        keys.iter()
+            .zip(sizes)
+            .map(|(key, &size)| {
+                let key = key.as_ref();
+                if key.is_empty() || size == 0 {
+                    return fail(ErrorCode::InvalidParams);
+                }
+                let setup = match &setup {
+                    Ok(s) => s,
+                    Err(e) => return fail(*e),
+                };
+                if views.is_empty() {
+                    views = self.segments.views();
+                }
+                self.start_one(kind, key, size, setup, now, &mut views, &mut segs)
+            })
+            .collect()
+    }
+
+    /// What a start needs besides the key: resolved once per call or batch.
+    fn start_setup(&self, rc: Option<&ReplicateConfig>, now: u64) -> Result<StartSetup, ErrorCode> {
+        let (hard_pin, soft_pin) = resolve_pins(rc, self.config(), now)?;
         // More replicas than segments can never be placed; the cap also keeps a bogus
         // replica_num from sizing buffers.
         let want = rc
             .map_or(1, |r| r.replica_num.max(1) as usize)
             .min(self.segments.count().max(1));
-        // Larger than every segment: no eviction could make room, so evict nothing.
-        if size > self.segments.largest_capacity() {
-            return fail(ErrorCode::NoAvailableHandle);
-        }
         let preferred: Vec<u32> = rc
             .map(|r| {
                 r.preferred_segments
@@ -88,16 +148,43 @@ impl Master {
                     .collect()
             })
             .unwrap_or_default();
+        Ok(StartSetup {
+            hard_pin,
+            soft_pin,
+            want,
+            largest: self.segments.largest_capacity(),
+            preferred,
+        })
+    }
+
+    /// One start against a placement snapshot (`views`, refreshed where this start
+    /// allocates, retaken after an eviction).
+    #[allow(clippy::too_many_arguments)]
+    fn start_one(
+        &self,
+        kind: WriteKind,
+        key: &str,
+        size: u64,
+        setup: &StartSetup,
+        now: u64,
+        views: &mut Vec<SegmentView>,
+        segs: &mut SegmentCache,
+    ) -> PutStartResponse {
+        let want = setup.want;
+        // Larger than every segment: no eviction could make room, so evict nothing.
+        if size > setup.largest {
+            return fail(ErrorCode::NoAvailableHandle);
+        }
         for attempt in 0..=EVICT_RETRIES {
             let pending = |put_id, replicas| Pending {
                 put_id,
                 started_ms: now,
                 size,
                 replicas: Replicas::from(replicas),
-                hard_pin,
-                soft_pin,
+                hard_pin: setup.hard_pin,
+                soft_pin: setup.soft_pin,
             };
-            match self.try_start(kind, key, size, want, &preferred, now, pending) {
+            match self.try_start(kind, key, size, want, &setup.preferred, now, views, pending) {
                 Ok((put_id, replicas)) => {
                     if attempt > 0 {
                         super::counters::add(&self.counters().sync_evictions, 1);
@@ -106,7 +193,7 @@ impl Master {
                         code: 0,
                         replicas: replicas
                             .iter()
-                            .filter_map(|r| self.replica_proto(r, size))
+                            .filter_map(|r| segs.replica_proto(self, r, size))
                             .collect(),
                         put_id,
                     };
@@ -119,6 +206,7 @@ impl Master {
                     if !self.evict_for(size.saturating_mul(want as u64)) {
                         break;
                     }
+                    *views = self.segments.views();
                 }
                 Err(e) => return fail(e),
             }
@@ -136,6 +224,7 @@ impl Master {
         want: usize,
         preferred: &[u32],
         now: u64,
+        views: &mut [SegmentView],
         pending: impl Fn(u64, Box<[Replica]>) -> Pending,
     ) -> Result<(u64, Box<[Replica]>), ErrorCode> {
         let discard = ms(self.config().put_start_discard_timeout);
@@ -160,7 +249,7 @@ impl Master {
                 _ => {}
             }
         }
-        let replicas = self.allocate_replicas(size, want, preferred)?;
+        let replicas = self.allocate_replicas(size, want, preferred, views)?;
         let put_id = self.new_put_id();
         let p = Box::new(pending(put_id, replicas.clone()));
         match existing {
@@ -187,14 +276,16 @@ impl Master {
         Ok((put_id, replicas))
     }
 
-    /// Chooses segments and allocates `size` bytes on each (distinct owners).
+    /// Chooses segments and allocates `size` bytes on each (distinct owners). `views`
+    /// is the placement snapshot (in id order); the entries of segments allocated on
+    /// are refreshed, so a batch's later starts see its earlier allocations.
     fn allocate_replicas(
         &self,
         size: u64,
         want: usize,
         preferred: &[u32],
+        views: &mut [SegmentView],
     ) -> Result<Box<[Replica]>, ErrorCode> {
-        let views = self.segments.views();
         let mut out: Vec<Replica> = Vec::with_capacity(want);
         let mut used_owners: Vec<u32> = Vec::with_capacity(want);
         let mut excluded: Vec<u32> = Vec::new();
@@ -208,7 +299,7 @@ impl Master {
                 excluded: &excluded,
                 strategy: self.config().allocation_strategy,
             };
-            let chosen = place(&views, &req, &mut rng);
+            let chosen = place(views, &req, &mut rng);
             if chosen.is_empty() {
                 break;
             }
@@ -218,6 +309,9 @@ impl Master {
                     Some((s, handle)) => {
                         out.push(Replica { seg: id, handle });
                         used_owners.push(s.owner_id);
+                        if let Ok(at) = views.binary_search_by_key(&id, |v| v.id) {
+                            views[at] = s.view();
+                        }
                     }
                     None => excluded.push(id),
                 }

@@ -214,3 +214,65 @@ fn nothing_fits_gives_nothing() {
     };
     assert!(place(&views, &req, &mut StdRng::seed_from_u64(0)).is_empty());
 }
+
+#[test]
+fn random_strategy_is_uniform_among_the_fitting_few_of_many() {
+    // 1,000 segments, only 4 fit (drawing mostly misses, then the full scan decides),
+    // and two replicas on distinct owners: every fitting segment is chosen about as
+    // often, and never one that does not fit.
+    let views: Vec<SegmentView> = (0..1000)
+        .map(|id| SegmentView {
+            id,
+            owner: id,
+            capacity: 100,
+            free: 100,
+            largest_free: if id % 250 == 7 { 100 } else { 5 },
+        })
+        .collect();
+    let req = PlacementRequest {
+        size: 10,
+        replicas: 2,
+        preferred: &[],
+        used_owners: &[],
+        excluded: &[],
+        strategy: AllocationStrategy::Random,
+    };
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut hits = std::collections::HashMap::<u32, u32>::new();
+    for _ in 0..4000 {
+        let got = place(&views, &req, &mut rng);
+        assert_eq!(got.len(), 2);
+        assert_ne!(got[0], got[1]);
+        for id in got {
+            *hits.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(hits.len(), 4, "{hits:?}");
+    for h in hits.values() {
+        assert!((1700..2300).contains(h), "uneven: {hits:?}");
+    }
+}
+
+#[test]
+fn free_ratio_first_takes_the_best_owners_in_order() {
+    // Owners 0..5 with two segments each; the best ratio per owner decides.
+    let views: Vec<SegmentView> = (0..10)
+        .map(|id| SegmentView {
+            id,
+            owner: id / 2,
+            capacity: 100,
+            free: [10, 90, 50, 50, 95, 20, 0, 60, 90, 30][id as usize],
+            largest_free: 100,
+        })
+        .collect();
+    let req = PlacementRequest {
+        size: 1,
+        replicas: 3,
+        preferred: &[],
+        used_owners: &[],
+        excluded: &[4],
+        strategy: AllocationStrategy::FreeRatioFirst,
+    };
+    let got = place(&views, &req, &mut StdRng::seed_from_u64(0));
+    assert_eq!(got, vec![1, 8, 7]);
+}

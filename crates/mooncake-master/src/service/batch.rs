@@ -2,7 +2,7 @@
 //! every item with -600 (the caller learns which call was malformed, not which item).
 
 use crate::master::counters::add;
-use crate::master::Master;
+use crate::master::{Master, WriteKind};
 use mooncake_common::ErrorCode;
 use mooncake_proto::{
     BatchCodeResponse, BatchPutEndRequest, BatchPutStartRequest, BatchPutStartResponse,
@@ -21,17 +21,12 @@ pub fn starts(m: &Master, r: BatchPutStartRequest, upsert: bool) -> BatchPutStar
             })
             .collect()
     } else {
-        r.keys
-            .iter()
-            .zip(&r.sizes)
-            .map(|(k, &size)| {
-                if upsert {
-                    m.upsert_start(&r.client_id, k, size, r.config.as_ref())
-                } else {
-                    m.put_start(&r.client_id, k, size, r.config.as_ref())
-                }
-            })
-            .collect()
+        let kind = if upsert {
+            WriteKind::Upsert
+        } else {
+            WriteKind::Put
+        };
+        m.batch_write_start(kind, &r.client_id, &r.keys, &r.sizes, r.config.as_ref())
     };
     let failed = results.iter().filter(|r| r.code < 0).count();
     let kind = if upsert {

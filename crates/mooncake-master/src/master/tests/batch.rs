@@ -3,6 +3,7 @@
 //! bad key in the middle answers its own error without disturbing the others.
 
 use super::*;
+use crate::master::WriteKind;
 use mooncake_common::ErrorCode;
 
 const BAD: i32 = ErrorCode::InvalidParams as i32;
@@ -105,4 +106,65 @@ async fn batch_put_end_and_revoke_answer_each_key() {
     assert_eq!(m.stats().key_count, 98);
     let used: u64 = m.segments.list().iter().map(|s| s.used()).sum();
     assert_eq!(used, 98 * 4096);
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_put_start_answers_each_key_in_order() {
+    let m = master(MasterConfig::default());
+    mount(&m, "c", "a:1", 64 << 20);
+    mount(&m, "c2", "b:1", 64 << 20);
+    put(&m, "exists", 100);
+    let keys = ["k0", "exists", "", "k3", "k0", "k5", "big", "k7"];
+    let sizes = [100, 100, 100, 0, 100, 100, 1 << 40, 100];
+    let got = m.batch_write_start(WriteKind::Put, "c", &keys, &sizes, Some(&replicas(2)));
+    let codes: Vec<i32> = got.iter().map(|r| r.code).collect();
+    assert_eq!(
+        codes,
+        vec![0, -705, BAD, BAD, -705, 0, -200, 0],
+        "a duplicate meets the first start; bad keys and sizes answer their own error"
+    );
+    for i in [0, 5, 7] {
+        let names: Vec<&str> = got[i]
+            .replicas
+            .iter()
+            .map(|r| r.segment.as_ref().unwrap().name.as_str())
+            .collect();
+        assert_eq!(names.len(), 2, "two replicas on distinct owners");
+        assert_ne!(names[0], names[1]);
+        assert_eq!(m.write_end("c", keys[i], got[i].put_id), 0);
+    }
+    // Upserts of the same keys in one batch: the first takes the key, a second start
+    // of the same key in the same batch finds the first one's write in flight.
+    let got = m.batch_write_start(WriteKind::Upsert, "c", &["k0", "k0"], &[50, 50], None);
+    assert_eq!(got[0].code, 0);
+    assert_eq!(got[1].code, ErrorCode::ObjectReplicaBusy.code());
+    // A bad pin request fails every key.
+    let bad = ReplicateConfig {
+        soft_pin_ttl_ms: Some(5),
+        ..Default::default()
+    };
+    let got = m.batch_write_start(WriteKind::Put, "c", &["x", "y"], &[1, 1], Some(&bad));
+    assert!(got.iter().all(|r| r.code == BAD));
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_put_start_with_free_ratio_first_sees_its_own_allocations() {
+    // Two equal segments: one batch's puts alternate between them, as single puts do,
+    // because the batch's placement snapshot follows its own allocations.
+    let cfg = MasterConfig {
+        allocation_strategy: crate::config::AllocationStrategy::FreeRatioFirst,
+        ..Default::default()
+    };
+    let m = master(cfg);
+    mount(&m, "c", "a:1", 64 << 20);
+    mount(&m, "c2", "b:1", 64 << 20);
+    let keys: Vec<String> = (0..64).map(|i| format!("k{i}")).collect();
+    let sizes = vec![1 << 20; keys.len()];
+    let got = m.batch_write_start(WriteKind::Put, "c", &keys, &sizes, None);
+    let on_a = got
+        .iter()
+        .filter(|r| r.code == 0 && r.replicas[0].segment.as_ref().unwrap().name == "a:1")
+        .count();
+    assert!(got.iter().all(|r| r.code == 0));
+    assert_eq!(on_a, 32, "balanced by free ratio");
 }
