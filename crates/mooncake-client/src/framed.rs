@@ -63,6 +63,19 @@ fn blocking_allowed() -> bool {
     BLOCKING.with(|b| b.get())
 }
 
+/// `fut` with its master calls on tokio sockets even inside [`blocking_calls`]: for
+/// futures that overlap several calls (`tokio::join!` of pipelined halves), which
+/// blocking I/O on the polling thread would serialise.
+pub(crate) fn overlapped<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    let mut fut = Box::pin(fut);
+    std::future::poll_fn(move |cx| {
+        let was = BLOCKING.with(|b| b.replace(false));
+        let r = fut.as_mut().poll(cx);
+        BLOCKING.with(|b| b.set(was));
+        r
+    })
+}
+
 /// A cheaply cloned handle on a pool of framed connections to `host:port`.
 #[derive(Clone)]
 pub struct FramedChannel {

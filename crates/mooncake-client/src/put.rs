@@ -168,12 +168,18 @@ impl Client {
             // start finds the key in progress.
             let mid = keys.len() / 2;
             let tail = items.split_off(mid);
+            // The halves' master calls stay asynchronous in the caller-driven blocking
+            // mode (`framed::blocking_calls`): done synchronously on this thread, one
+            // half's call would stall the other half.
             // Safety: forwarded.
             let (mut a, b) = unsafe {
-                tokio::join!(
-                    self.write_objects(&keys[..mid], items, rc, upsert),
-                    self.write_objects(&keys[mid..], tail, rc, upsert)
-                )
+                crate::framed::overlapped(async {
+                    tokio::join!(
+                        self.write_objects(&keys[..mid], items, rc, upsert),
+                        self.write_objects(&keys[mid..], tail, rc, upsert)
+                    )
+                })
+                .await
             };
             a.extend(b);
             return a;
