@@ -102,6 +102,21 @@ struct Table {
     by_name: HashMap<String, u32>,
     owners: HashMap<String, u32>,
     live: usize,
+    /// The capacity of the largest live segment (kept on mount and removal: every
+    /// put start asks).
+    largest: u64,
+}
+
+impl Table {
+    fn refresh_largest(&mut self) {
+        self.largest = self
+            .by_id
+            .iter()
+            .flatten()
+            .map(|s| s.capacity())
+            .max()
+            .unwrap_or(0);
+    }
 }
 
 /// Outcome of a mount.
@@ -159,6 +174,7 @@ impl SegmentRegistry {
         t.by_name.insert(seg.desc.name.clone(), id);
         t.by_id.push(Some(seg.clone()));
         t.live += 1;
+        t.largest = t.largest.max(seg.capacity());
         Ok(Mounted::New(seg))
     }
 
@@ -169,6 +185,7 @@ impl SegmentRegistry {
         let id = t.by_name.remove(name)?;
         let seg = t.by_id[id as usize].take()?;
         t.live -= 1;
+        t.refresh_largest();
         // Under the allocator lock so that no allocation is in flight across the flip.
         let _guard = seg.alloc.lock();
         seg.alive.store(false, Ordering::SeqCst);
@@ -202,13 +219,7 @@ impl SegmentRegistry {
 
     /// The capacity of the largest live segment (0 when none).
     pub fn largest_capacity(&self) -> u64 {
-        let t = self.table.read();
-        t.by_id
-            .iter()
-            .flatten()
-            .map(|s| s.capacity())
-            .max()
-            .unwrap_or(0)
+        self.table.read().largest
     }
 
     /// (used, capacity) over all live segments.
@@ -276,6 +287,13 @@ mod tests {
             panic!("mount")
         };
         assert_ne!(a.id, b.id);
+        assert_eq!(r.largest_capacity(), 1 << 20);
+        let Ok(Mounted::New(_)) = r.mount("c1", desc("big:1", "b", 4 << 20)) else {
+            panic!("mount")
+        };
+        assert_eq!(r.largest_capacity(), 4 << 20);
+        r.remove("big:1").unwrap();
+        assert_eq!(r.largest_capacity(), 1 << 20);
         assert_eq!(a.owner_id, b.owner_id, "owners are interned by name");
         assert!(r.get(a.id).is_none());
     }
