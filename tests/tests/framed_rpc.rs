@@ -220,3 +220,50 @@ fn blocking_mode_calls_and_honours_the_deadline() {
     let st = rt.block_on(c.get_stats(GetStatsRequest {})).unwrap_err();
     assert_eq!(st.code() as i32, code::UNAVAILABLE, "{st:?}");
 }
+
+/// HA: framed calls go through the same fence as gRPC ones. A standby refuses both
+/// with `UNAVAILABLE_IN_CURRENT_MODE` (-1010) naming the leader; the leader answers a
+/// mutation (which waits for the in-sync standby) over both.
+#[test]
+fn ha_fencing_applies_to_framed_calls() {
+    use mooncake_tests::etcd::{
+        etcd_available, running, start_ha_master, wait_one_leader, wait_standby_in_sync,
+        EtcdCluster,
+    };
+    if !etcd_available() {
+        return;
+    }
+    let etcd = EtcdCluster::start(1, "framed-ha");
+    let eps = etcd.endpoints();
+    let ms = vec![
+        Some(start_ha_master(mooncake_tests::free_port(), &eps, &[])),
+        Some(start_ha_master(mooncake_tests::free_port(), &eps, &[])),
+    ];
+    let l = wait_one_leader(&running(&ms), Duration::from_secs(30));
+    let leader = ms[l].as_ref().unwrap();
+    let standby = ms[1 - l].as_ref().unwrap();
+    assert!(wait_standby_in_sync(leader, Duration::from_secs(30)));
+    let rt = runtime();
+    rt.block_on(async {
+        for protocol in [Protocol::Framed, Protocol::Grpc] {
+            let mut s = client(standby.rpc_port, protocol, Duration::from_secs(5));
+            let st = s.get_stats(GetStatsRequest {}).await.unwrap_err();
+            assert_eq!(st.code() as i32, code::UNAVAILABLE, "{protocol:?}: {st:?}");
+            assert_eq!(
+                mooncake_proto::status::from_status(&st),
+                mooncake_client::ErrorCode::UnavailableInCurrentMode,
+                "{protocol:?}: {st:?}"
+            );
+            assert!(
+                st.message().contains(&leader.rpc_port.to_string()),
+                "{protocol:?}: {}",
+                st.message()
+            );
+            let mut c = client(leader.rpc_port, protocol, Duration::from_secs(5));
+            c.remove_all(mooncake_proto::RemoveAllRequest::default())
+                .await
+                .unwrap();
+            c.get_stats(GetStatsRequest {}).await.unwrap();
+        }
+    });
+}
