@@ -267,3 +267,24 @@ fn ha_fencing_applies_to_framed_calls() {
         }
     });
 }
+
+/// SIGTERM stops the master promptly with framed connections open: an idle pooled one
+/// and one that sent only part of the magic.
+#[test]
+fn shutdown_does_not_wait_for_idle_framed_connections() {
+    let mut m = Master::start(&[]);
+    let rt = runtime();
+    let mut c = client(m.rpc_port, Protocol::Framed, Duration::from_secs(5));
+    rt.block_on(c.get_stats(GetStatsRequest {})).unwrap();
+    let mut partial = std::net::TcpStream::connect(("127.0.0.1", m.rpc_port)).unwrap();
+    partial.write_all(&MAGIC[..3]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    m.proc.signal(libc::SIGTERM);
+    // Well within the master's 5 s drain grace, which would hide a hung connection.
+    let t = Instant::now();
+    assert!(
+        m.proc.wait_exit(Duration::from_secs(10)).is_some(),
+        "the master did not exit after SIGTERM"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}

@@ -66,7 +66,12 @@ pub async fn serve_connection<S>(
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
     let mut magic = [0u8; MAGIC.len()];
-    if stream.read_exact(&mut magic).await.is_err() || magic != MAGIC {
+    let read = tokio::select! {
+        biased;
+        _ = stopping.wait_for(|s| *s) => return,
+        r = stream.read_exact(&mut magic) => r,
+    };
+    if read.is_err() || magic != MAGIC {
         return;
     }
     let mut out = Vec::with_capacity(4096);
