@@ -85,9 +85,13 @@ pub struct FramedChannel {
 struct Inner {
     addr: String,
     cfg: DirectConfig,
-    idle: parking_lot::Mutex<Vec<tokio::net::TcpStream>>,
+    idle: parking_lot::Mutex<Vec<BufStream>>,
     idle_sync: parking_lot::Mutex<Vec<SyncConn>>,
 }
+
+/// A pooled tokio connection; reads are buffered (the frame's length and body in one
+/// syscall). Strict request/answer leaves the buffer empty between calls.
+type BufStream = tokio::io::BufReader<tokio::net::TcpStream>;
 
 struct SyncConn {
     stream: std::net::TcpStream,
@@ -154,12 +158,12 @@ impl FramedChannel {
         ))
     }
 
-    async fn take_async(&self) -> Result<(tokio::net::TcpStream, bool), Status> {
+    async fn take_async(&self) -> Result<(BufStream, bool), Status> {
         loop {
             let Some(s) = self.inner.idle.lock().pop() else {
                 break;
             };
-            if idle_and_open(&s) {
+            if idle_and_open(s.get_ref()) {
                 return Ok((s, false));
             }
         }
@@ -173,7 +177,7 @@ impl FramedChannel {
         .map_err(|e| Status::unavailable(format!("cannot connect to {addr}: {e}")))?;
         // Control-plane messages are small and latency-bound: no Nagle delay.
         s.set_nodelay(true).map_err(|e| unavailable(addr, &e))?;
-        Ok((s, true))
+        Ok((tokio::io::BufReader::with_capacity(4096, s), true))
     }
 
     async fn exchange_async(&self, mut out: Vec<u8>) -> Result<Response<Body>, Status> {
@@ -197,7 +201,7 @@ impl FramedChannel {
             None => io.await,
         }
         .map_err(|e| unavailable(addr, &e))?;
-        let resp = answer(out, addr)?;
+        let resp = answer(out, 0, addr)?;
         self.inner.idle.lock().push(s);
         Ok(resp)
     }
@@ -262,39 +266,57 @@ impl FramedChannel {
         }
         let start = if fresh { 0 } else { MAGIC.len() };
         c.stream.write_all(&out[start..]).map_err(fail)?;
-        let mut head = [0u8; frame::LEN_BYTES];
-        read_full(&mut c, &mut head, deadline).map_err(fail)?;
-        let len = frame::frame_len(head).map_err(|e| fail(e.into()))?;
+        // Strict request/answer: nothing follows the answer, so read into a buffer
+        // larger than a small frame (the request's, reused): usually one syscall.
         out.clear();
-        out.resize(len, 0);
-        read_full(&mut c, &mut out, deadline).map_err(fail)?;
-        let resp = answer(out, addr)?;
+        out.resize(out.capacity().max(4096), 0);
+        let mut got = 0;
+        while got < frame::LEN_BYTES {
+            got += read_some(&mut c, &mut out[got..], deadline, got == 0).map_err(fail)?;
+        }
+        let head = <[u8; frame::LEN_BYTES]>::try_from(&out[..frame::LEN_BYTES]).expect("four");
+        let total = frame::LEN_BYTES + frame::frame_len(head).map_err(|e| fail(e.into()))?;
+        if got > total {
+            return Err(Status::internal(format!(
+                "master {addr}: bytes after the answer frame"
+            )));
+        }
+        out.resize(total.max(out.len()), 0);
+        while got < total {
+            got += read_some(&mut c, &mut out[got..total], deadline, false).map_err(fail)?;
+        }
+        out.truncate(total);
+        let resp = answer(out, frame::LEN_BYTES, addr)?;
         self.inner.idle_sync.lock().push(c);
         Ok(resp)
     }
 }
 
-/// Fills `buf`; after a partial read the socket's timeout becomes what is left of the
-/// deadline, so a master that trickles bytes cannot stretch a call past it.
-fn read_full(c: &mut SyncConn, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        match c.stream.read(&mut buf[got..]) {
+/// One read into `buf` (at least one byte). Except for a call's first read, the socket
+/// timeout becomes what is left of the deadline first, so a master that trickles bytes
+/// cannot stretch a call past it.
+fn read_some(
+    c: &mut SyncConn,
+    buf: &mut [u8],
+    deadline: Option<Instant>,
+    first: bool,
+) -> io::Result<usize> {
+    if let (false, Some(d)) = (first, deadline) {
+        let left = d.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        c.stream.set_read_timeout(Some(left))?;
+        c.read_timeout = Some(left);
+    }
+    loop {
+        match c.stream.read(buf) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
+            Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        if let (true, Some(d)) = (got < buf.len(), deadline) {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            c.stream.set_read_timeout(Some(left))?;
-            c.read_timeout = Some(left);
-        }
     }
-    Ok(())
 }
 
 /// Builds the request frame, preceded by the magic (sent only on a fresh connection),
@@ -328,11 +350,11 @@ async fn request_frame(req: Request<Body>, out: &mut Vec<u8>) -> Result<(), Stat
     Ok(())
 }
 
-/// tonic's view of an answer frame: a trailers-only error, or the message behind its
+/// tonic's view of the answer frame at `buf[start..]`: a trailers-only error, or the message behind its
 /// gRPC prefix (written over the frame's header bytes) then `grpc-status: 0`.
-fn answer(mut buf: Vec<u8>, addr: &str) -> Result<Response<Body>, Status> {
+fn answer(mut buf: Vec<u8>, start: usize, addr: &str) -> Result<Response<Body>, Status> {
     let (at, status) = {
-        let a = frame::decode_answer(&buf)
+        let a = frame::decode_answer(&buf[start..])
             .map_err(|e| Status::internal(format!("master {addr}: {e}")))?;
         if a.code != 0 {
             let mut st = Status::new(Code::from(a.code as i32), a.status_message);
@@ -341,9 +363,9 @@ fn answer(mut buf: Vec<u8>, addr: &str) -> Result<Response<Body>, Status> {
                     st.metadata_mut().insert(ERROR_CODE_KEY, v);
                 }
             }
-            (a.message_at, Some(st))
+            (start + a.message_at, Some(st))
         } else {
-            (a.message_at, None)
+            (start + a.message_at, None)
         }
     };
     if let Some(st) = status {

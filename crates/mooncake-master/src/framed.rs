@@ -15,7 +15,7 @@ use mooncake_proto::status::ERROR_CODE_KEY;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tonic::body::Body;
@@ -58,13 +58,12 @@ impl HttpBody for OneChunk {
 
 /// Serves one framed connection with `svc` until the client closes it, a frame is
 /// bad, or `stopping` turns true (a call in progress is finished and answered first).
-pub async fn serve_connection<S>(
-    mut stream: TcpStream,
-    mut svc: S,
-    mut stopping: watch::Receiver<bool>,
-) where
+pub async fn serve_connection<S>(stream: TcpStream, mut svc: S, mut stopping: watch::Receiver<bool>)
+where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
+    // Buffered reads: a frame's length and body usually arrive in one syscall.
+    let mut stream = BufReader::with_capacity(16 * 1024, stream);
     let mut magic = [0u8; MAGIC.len()];
     let read = tokio::select! {
         biased;
@@ -134,7 +133,7 @@ enum ReadError {
     Frame(FrameError),
 }
 
-async fn read_frame(stream: &mut TcpStream) -> Result<Vec<u8>, ReadError> {
+async fn read_frame(stream: &mut BufReader<TcpStream>) -> Result<Vec<u8>, ReadError> {
     let mut head = [0u8; frame::LEN_BYTES];
     stream
         .read_exact(&mut head)
