@@ -9,7 +9,9 @@ use crate::config::ReplicateConfig;
 use crate::errors::{check_key, code_error};
 use crate::io::{layout, Job};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
-use mooncake_proto::{BatchPutEndRequest, BatchPutStartRequest, PutStartResponse};
+use mooncake_proto::{
+    BatchPutEndRequest, BatchPutStartRequest, BatchPutStartResponse, PutStartResponse,
+};
 use mooncake_transfer::Opcode;
 
 /// Source buffers of one object (address, length), concatenated in order.
@@ -55,6 +57,8 @@ impl Client {
             keys: todo.iter().map(|(i, _, _)| keys[*i].clone()).collect(),
             sizes: todo.iter().map(|(_, _, s)| *s).collect(),
             config: Some(rc.to_proto()),
+            // Each distinct segment once per answer, not once per replica.
+            segment_table: true,
         };
         let rpc = &self.inner.rpc;
         let started = if upsert {
@@ -69,7 +73,7 @@ impl Client {
             .await
         };
         let starts: Vec<PutStartResponse> = match started {
-            Ok(r) if r.results.len() == todo.len() => r.results,
+            Ok(r) if r.results.len() == todo.len() => with_segments(r),
             Ok(_) => {
                 let e = MooncakeError::new(
                     ErrorCode::InternalError,
@@ -213,4 +217,80 @@ fn fill(
         results[*i] = Err(e.clone());
     }
     results
+}
+
+/// The answer's replicas with their segment descriptors filled in from its segment
+/// table (an index the table does not have leaves the replica without a segment, which
+/// the write path reports as a bad replica). A master that ignored `segment_table`
+/// sent full descriptors, which are kept.
+fn with_segments(r: BatchPutStartResponse) -> Vec<PutStartResponse> {
+    let BatchPutStartResponse {
+        mut results,
+        segments,
+    } = r;
+    if segments.is_empty() {
+        return results;
+    }
+    for rep in results.iter_mut().flat_map(|st| st.replicas.iter_mut()) {
+        if rep.segment.is_none() {
+            if let Some(i) = rep.segment_index {
+                rep.segment = segments.get(i as usize).cloned();
+            }
+        }
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mooncake_proto::{Replica, SegmentDesc};
+
+    fn desc(name: &str) -> SegmentDesc {
+        SegmentDesc {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn replicas_get_their_segment_from_the_table() {
+        let rep = |seg: Option<SegmentDesc>, at: Option<u32>| Replica {
+            segment: seg,
+            segment_index: at,
+            offset: 1,
+            size: 2,
+        };
+        let r = BatchPutStartResponse {
+            results: vec![
+                PutStartResponse {
+                    replicas: vec![rep(None, Some(1)), rep(None, Some(0))],
+                    ..Default::default()
+                },
+                PutStartResponse {
+                    code: -200,
+                    ..Default::default()
+                },
+                PutStartResponse {
+                    replicas: vec![rep(None, Some(7)), rep(Some(desc("full")), None)],
+                    ..Default::default()
+                },
+            ],
+            segments: vec![desc("a"), desc("b")],
+        };
+        let out = with_segments(r);
+        let names = |st: &PutStartResponse| -> Vec<Option<String>> {
+            st.replicas
+                .iter()
+                .map(|r| r.segment.as_ref().map(|s| s.name.clone()))
+                .collect()
+        };
+        assert_eq!(names(&out[0]), vec![Some("b".into()), Some("a".into())]);
+        assert!(out[1].replicas.is_empty());
+        assert_eq!(
+            names(&out[2]),
+            vec![None, Some("full".into())],
+            "an unknown index stays without a segment"
+        );
+    }
 }

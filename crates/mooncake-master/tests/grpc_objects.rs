@@ -118,6 +118,7 @@ async fn batches_answer_in_order_and_reject_mismatched_lengths() {
     let sizes: Vec<u64> = (0..100).map(|i| 1000 + i).collect();
     let s = c
         .batch_put_start(BatchPutStartRequest {
+            segment_table: false,
             client_id: "w".into(),
             keys: keys.clone(),
             sizes: sizes.clone(),
@@ -171,6 +172,7 @@ async fn batches_answer_in_order_and_reject_mismatched_lengths() {
     // Mismatched lengths: every item -600.
     let bad = c
         .batch_put_start(BatchPutStartRequest {
+            segment_table: false,
             client_id: "w".into(),
             keys: vec!["x".into(), "y".into()],
             sizes: vec![1],

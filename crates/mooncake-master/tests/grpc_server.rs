@@ -66,6 +66,7 @@ async fn batches_count_every_item_and_every_failure() {
     assert_eq!(r.codes, vec![0, -600, 0, -600]);
     let r = c
         .batch_put_start(BatchPutStartRequest {
+            segment_table: false,
             client_id: "w".into(),
             keys: vec!["a".into(), String::new(), "b".into()],
             sizes: vec![100, 100, 100],

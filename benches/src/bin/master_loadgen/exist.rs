@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 pub async fn populate(c: &mut Client, keys: &[String], value_size: u64) -> Result<(), String> {
     let start = c
         .batch_put_start(BatchPutStartRequest {
+            segment_table: false,
             client_id: "loadgen-exist".into(),
             keys: keys.to_vec(),
             sizes: vec![value_size; keys.len()],

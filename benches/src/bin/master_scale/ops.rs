@@ -144,6 +144,7 @@ pub async fn put_range(
         let keys: Vec<String> = (i..end).map(key).collect();
         let r = c
             .batch_put_start(BatchPutStartRequest {
+                segment_table: false,
                 client_id: "master-scale".into(),
                 sizes: vec![size; keys.len()],
                 keys: keys.clone(),

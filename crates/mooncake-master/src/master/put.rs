@@ -14,7 +14,7 @@ use crate::index::{Object, Pending, Replica, Replicas};
 use crate::lease::{ms, resolve_pins};
 use crate::placement::{place, PlacementRequest, SegmentView};
 use mooncake_common::ErrorCode;
-use mooncake_proto::{PutStartResponse, ReplicateConfig};
+use mooncake_proto::{PutStartResponse, ReplicateConfig, SegmentDesc};
 
 /// Put (first writer wins) or upsert (replace when the new value completes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,13 +107,39 @@ impl Master {
         sizes: &[u64],
         rc: Option<&ReplicateConfig>,
     ) -> Vec<PutStartResponse> {
+        self.batch_write_start_with(kind, client_id, keys, sizes, rc, SegmentCache::default())
+            .0
+    }
+
+    /// `batch_write_start` whose replicas refer to a segment table (each distinct
+    /// segment's descriptor once, returned second) instead of carrying a descriptor each.
+    pub fn batch_write_start_table<K: AsRef<str>>(
+        &self,
+        kind: WriteKind,
+        client_id: &str,
+        keys: &[K],
+        sizes: &[u64],
+        rc: Option<&ReplicateConfig>,
+    ) -> (Vec<PutStartResponse>, Vec<SegmentDesc>) {
+        self.batch_write_start_with(kind, client_id, keys, sizes, rc, SegmentCache::with_table())
+    }
+
+    fn batch_write_start_with<K: AsRef<str>>(
+        &self,
+        kind: WriteKind,
+        client_id: &str,
+        keys: &[K],
+        sizes: &[u64],
+        rc: Option<&ReplicateConfig>,
+        mut segs: SegmentCache,
+    ) -> (Vec<PutStartResponse>, Vec<SegmentDesc>) {
         debug_assert_eq!(keys.len(), sizes.len());
         let now = self.now_ms();
         self.liveness.touch(client_id, now);
         let setup = self.start_setup(rc, now);
         let mut views = Vec::new();
-        let mut segs = SegmentCache::default();
-        keys.iter()
+        let results = keys
+            .iter()
             .zip(sizes)
             .map(|(key, &size)| {
                 let key = key.as_ref();
@@ -129,7 +155,8 @@ impl Master {
                 }
                 self.start_one(kind, key, size, setup, now, &mut views, &mut segs)
             })
-            .collect()
+            .collect();
+        (results, segs.into_table())
     }
 
     /// What a start needs besides the key: resolved once per call or batch.

@@ -203,6 +203,7 @@ impl Master {
                     segment: Some(seg.desc.clone()),
                     offset: r.offset,
                     size: r.size,
+                    segment_index: None,
                 })
             })
             .collect();

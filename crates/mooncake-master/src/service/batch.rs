@@ -12,21 +12,29 @@ use mooncake_proto::{
 const BAD: i32 = ErrorCode::InvalidParams as i32;
 
 pub fn starts(m: &Master, r: BatchPutStartRequest, upsert: bool) -> BatchPutStartResponse {
-    let results: Vec<PutStartResponse> = if r.keys.len() != r.sizes.len() {
-        r.keys
+    let (results, segments): (Vec<PutStartResponse>, _) = if r.keys.len() != r.sizes.len() {
+        let bad = r
+            .keys
             .iter()
             .map(|_| PutStartResponse {
                 code: BAD,
                 ..Default::default()
             })
-            .collect()
+            .collect();
+        (bad, Vec::new())
     } else {
         let kind = if upsert {
             WriteKind::Upsert
         } else {
             WriteKind::Put
         };
-        m.batch_write_start(kind, &r.client_id, &r.keys, &r.sizes, r.config.as_ref())
+        let rc = r.config.as_ref();
+        if r.segment_table {
+            m.batch_write_start_table(kind, &r.client_id, &r.keys, &r.sizes, rc)
+        } else {
+            let results = m.batch_write_start(kind, &r.client_id, &r.keys, &r.sizes, rc);
+            (results, Vec::new())
+        }
     };
     let failed = results.iter().filter(|r| r.code < 0).count();
     let kind = if upsert {
@@ -35,7 +43,7 @@ pub fn starts(m: &Master, r: BatchPutStartRequest, upsert: bool) -> BatchPutStar
         CodeKind::PutStart
     };
     count_batch(m, results.len(), failed, kind);
-    BatchPutStartResponse { results }
+    BatchPutStartResponse { results, segments }
 }
 
 #[derive(Debug, Clone, Copy)]

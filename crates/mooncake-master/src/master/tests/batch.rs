@@ -168,3 +168,46 @@ async fn batch_put_start_with_free_ratio_first_sees_its_own_allocations() {
     assert!(got.iter().all(|r| r.code == 0));
     assert_eq!(on_a, 32, "balanced by free ratio");
 }
+
+#[tokio::test(start_paused = true)]
+async fn batch_put_start_with_a_segment_table_names_each_segment_once() {
+    let m = master(MasterConfig::default());
+    mount(&m, "c", "a:1", 64 << 20);
+    mount(&m, "c2", "b:1", 64 << 20);
+    let keys: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
+    let mut sizes = vec![100u64; keys.len()];
+    sizes[3] = 0;
+    let (got, segments) =
+        m.batch_write_start_table(WriteKind::Put, "c", &keys, &sizes, Some(&replicas(2)));
+    let mut names: Vec<&str> = segments.iter().map(|s| s.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, vec!["a:1", "b:1"], "each segment once");
+    assert_eq!(got[3].code, BAD);
+    for (k, st) in keys.iter().zip(&got) {
+        if st.code != 0 {
+            continue;
+        }
+        assert_eq!(st.replicas.len(), 2);
+        let mut seen = Vec::new();
+        for r in &st.replicas {
+            assert!(r.segment.is_none(), "no descriptor per replica");
+            let seg = &segments[r.segment_index.unwrap() as usize];
+            seen.push(seg.name.clone());
+        }
+        assert_ne!(seen[0], seen[1]);
+        // The same offsets as the replica list gives once the put ends.
+        assert_eq!(m.write_end("c", k, st.put_id), 0);
+        let full = m.get_replica_list(k);
+        for (a, b) in full.replicas.iter().zip(&st.replicas) {
+            assert_eq!(a.offset, b.offset);
+            assert_eq!(
+                a.segment.as_ref().unwrap().name,
+                segments[b.segment_index.unwrap() as usize].name
+            );
+        }
+    }
+    // Without the table every replica carries its descriptor.
+    let got = m.batch_write_start(WriteKind::Put, "c", &["z"], &[10], None);
+    assert!(got[0].replicas[0].segment.is_some());
+    assert!(got[0].replicas[0].segment_index.is_none());
+}
