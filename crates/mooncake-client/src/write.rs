@@ -58,7 +58,7 @@ impl Client {
             sizes: todo.iter().map(|(_, _, s)| *s).collect(),
             config: Some(rc.to_proto()),
             // Each distinct segment once per answer, not once per replica.
-            segment_table: true,
+            segment_table: segment_table(),
         };
         let rpc = &self.inner.rpc;
         let started = if upsert {
@@ -217,6 +217,14 @@ fn fill(
         results[*i] = Err(e.clone());
     }
     results
+}
+
+/// Whether batch put starts ask for a segment table (`MOONCAKE_PUT_SEGMENT_TABLE=0`
+/// asks for a full descriptor per replica instead, for measurements and old masters'
+/// sake; a master that predates the field ignores it either way).
+fn segment_table() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("MOONCAKE_PUT_SEGMENT_TABLE").map_or(true, |v| v != "0"))
 }
 
 /// The answer's replicas with their segment descriptors filled in from its segment
