@@ -14,7 +14,9 @@
 //! Caller-driven blocking mode: inside [`blocking_calls`] (the Python binding wraps its
 //! `block_on` in it), a call polled on that thread does its I/O right there with
 //! blocking `std::net` sockets and a read timeout for the deadline: no runtime worker
-//! wakes up, no hand-off between threads. Elsewhere calls use tokio sockets.
+//! wakes up, no hand-off between threads. Elsewhere calls use tokio sockets. Such a
+//! call polls its socket for the answer for up to `MOONCAKE_MASTER_SPIN_US` (default
+//! 60 µs) before it sleeps in `recv`.
 
 use crate::transport::DirectConfig;
 use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
@@ -270,6 +272,7 @@ impl FramedChannel {
         // larger than a small frame (the request's, reused): usually one syscall.
         out.clear();
         out.resize(out.capacity().max(4096), 0);
+        spin_until_readable(&c, Instant::now());
         let mut got = 0;
         while got < frame::LEN_BYTES {
             got += read_some(&mut c, &mut out[got..], deadline, got == 0).map_err(fail)?;
@@ -289,6 +292,44 @@ impl FramedChannel {
         let resp = answer(out, frame::LEN_BYTES, addr)?;
         self.inner.idle_sync.lock().push(c);
         Ok(resp)
+    }
+}
+
+/// How long a blocking call polls its socket for the answer before it sleeps in
+/// `recv` (`MOONCAKE_MASTER_SPIN_US`, default 60; 0 turns polling off). A master round
+/// trip is tens of microseconds: sleeping costs the caller a context switch and the
+/// master a wake-up in its `send`, both of which the polling avoids.
+fn spin_budget() -> Duration {
+    static SPIN: OnceLock<Duration> = OnceLock::new();
+    *SPIN.get_or_init(|| {
+        let us = std::env::var("MOONCAKE_MASTER_SPIN_US")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(60);
+        Duration::from_micros(us)
+    })
+}
+
+/// Polls the socket (`poll` with a zero timeout: lockless, so it does not contend with
+/// the kernel delivering the answer) until it is readable or the spin budget, counted
+/// from `began`, is spent. The read that follows then finds the bytes without sleeping.
+fn spin_until_readable(c: &SyncConn, began: Instant) {
+    let budget = spin_budget();
+    if budget.is_zero() {
+        return;
+    }
+    let mut pfd = libc::pollfd {
+        fd: c.stream.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one pollfd we own; a zero timeout never blocks.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if n != 0 || began.elapsed() >= budget {
+            return;
+        }
+        std::hint::spin_loop();
     }
 }
 
