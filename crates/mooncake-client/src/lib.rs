@@ -33,6 +33,7 @@ pub mod host;
 mod io;
 pub mod key_batch;
 mod mount;
+mod prefault;
 mod put;
 mod read;
 mod rpc;

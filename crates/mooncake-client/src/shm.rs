@@ -117,44 +117,14 @@ impl ShmCache {
     }
 }
 
-/// Bytes pre-faulted per `madvise` call. The kernel holds this process's address-space
-/// lock (read side) for the whole call; a single call over a multi-GiB mapping stalled
-/// every thread that needed it for writing (heap growth, thread stacks, munmap) for
-/// seconds. 64 MiB is a few milliseconds of work.
-pub(crate) const PREFAULT_CHUNK: usize = 64 << 20;
-
-/// The `[offset, len)` pieces one prefault pass advises, in order.
-pub(crate) fn prefault_chunks(len: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)> {
-    let chunk = chunk.max(1);
-    (0..len)
-        .step_by(chunk)
-        .map(move |off| (off, chunk.min(len - off)))
-}
-
-/// Fills our page tables for the whole mapping in the background: the owner's pages
-/// exist already, but without this every first touch of a 4 KiB page in this process
-/// is a minor fault (measured: puts ran at a fifth of the speed of gets). Done in
-/// [`PREFAULT_CHUNK`] pieces with a yield between them, so the address-space lock is
-/// released often and the rest of the process is not stalled.
+/// Fills our page tables for the whole mapping in the background (`prefault.rs`): the
+/// owner's pages usually exist already, but without this every first touch of a 4 KiB
+/// page in this process is a minor fault (measured: puts ran at a fifth of the speed of
+/// gets). The thread holds the mapping alive until it is done.
 fn prefault(m: Arc<PeerMap>) {
-    let spawned = std::thread::Builder::new()
-        .name("mc-shm-prefault".into())
-        .spawn(move || {
-            const MADV_POPULATE_WRITE: libc::c_int = 23;
-            for (off, len) in prefault_chunks(m.len, PREFAULT_CHUNK) {
-                // Safety: advice on a range of our own live mapping (the Arc keeps it
-                // mapped).
-                let rc = unsafe { libc::madvise(m.ptr.add(off).cast(), len, MADV_POPULATE_WRITE) };
-                if rc != 0 {
-                    // Old kernel (EINVAL) or no memory: pages fault in on first use.
-                    break;
-                }
-                std::thread::yield_now();
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::debug!(error = %e, "no prefault thread; pages fault in on first use");
-    }
+    let (addr, len) = (m.ptr as usize, m.len);
+    // Safety: the Arc moved into the thread keeps the mapping alive.
+    let _detached = unsafe { crate::prefault::spawn("mc-shm-prefault", addr, len, m) };
 }
 
 fn map_file(path: &str, size: u64) -> Option<PeerMap> {
@@ -204,31 +174,6 @@ mod tests {
             host_id: host.into(),
             ..SegmentDesc::default()
         }
-    }
-
-    #[test]
-    fn prefault_is_split_into_bounded_chunks_covering_the_mapping() {
-        // A 4 GiB mapping is advised in 64 MiB pieces, never in one call.
-        let four_gib = 4usize << 30;
-        let chunks: Vec<_> = prefault_chunks(four_gib, PREFAULT_CHUNK).collect();
-        assert_eq!(chunks.len(), 64);
-        assert!(chunks.iter().all(|&(_, l)| l <= PREFAULT_CHUNK && l > 0));
-        // Contiguous, in order, and covering every byte, also for a ragged tail.
-        for len in [
-            1usize,
-            4096,
-            PREFAULT_CHUNK,
-            PREFAULT_CHUNK + 4096,
-            four_gib + 12288,
-        ] {
-            let mut next = 0;
-            for (off, l) in prefault_chunks(len, PREFAULT_CHUNK) {
-                assert_eq!(off, next);
-                next = off + l;
-            }
-            assert_eq!(next, len, "len {len}");
-        }
-        assert_eq!(prefault_chunks(0, PREFAULT_CHUNK).count(), 0);
     }
 
     #[test]
