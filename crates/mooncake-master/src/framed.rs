@@ -174,13 +174,20 @@ pub const DEFAULT_POLL_US: u64 = 100;
 /// When: only for the connection that alone sent the last requests (another
 /// connection's request in between means several clients keep the master busy, and
 /// polling would only take CPU from them), only if its last pause between our answer
-/// and its next request was shorter than the window, and only one connection at a
-/// time.
+/// and its next request was short, and only one connection at a time. A pause
+/// measured while polling is short if it ended within the window; one measured
+/// without polling also holds the wake-up the poll is there to save, so it counts as
+/// short up to [`UNPOLLED_SLACK`] windows (else one slow moment would turn polling
+/// off for good: every later pause would include a wake-up too).
 pub(crate) struct NextPoll {
     window: Duration,
     id: u64,
     last_gap_short: bool,
+    polled: bool,
 }
+
+/// See [`NextPoll`].
+const UNPOLLED_SLACK: u32 = 3;
 
 static LAST_CONN: AtomicU64 = AtomicU64::new(0);
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -192,11 +199,13 @@ impl NextPoll {
             window,
             id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
             last_gap_short: false,
+            polled: false,
         }
     }
 
     /// Polls for up to the window if this connection qualifies (see the type).
-    async fn wait(&self, stream: &TcpStream) {
+    async fn wait(&mut self, stream: &TcpStream) {
+        self.polled = false;
         if self.window.is_zero()
             || !self.last_gap_short
             || LAST_CONN.load(Ordering::Relaxed) != self.id
@@ -204,6 +213,7 @@ impl NextPoll {
         {
             return;
         }
+        self.polled = true;
         let t = Instant::now();
         while t.elapsed() < self.window && LAST_CONN.load(Ordering::Relaxed) == self.id {
             let ready =
@@ -219,7 +229,12 @@ impl NextPoll {
 
     /// Records a request that arrived `gap` after our previous answer.
     fn arrived(&mut self, gap: Duration) {
-        self.last_gap_short = gap < self.window;
+        let limit = if self.polled {
+            self.window
+        } else {
+            self.window * UNPOLLED_SLACK
+        };
+        self.last_gap_short = gap < limit;
         LAST_CONN.store(self.id, Ordering::Relaxed);
     }
 }
@@ -383,7 +398,7 @@ mod tests {
         );
 
         // Another connection's request ends the poll (several clients are active).
-        let (server2, _client2) = pair().await;
+        let (server2, mut client2) = pair().await;
         let mut p2 = NextPoll::new(long);
         let (server3, _client3) = pair().await;
         drain(&server3).await;
@@ -407,10 +422,34 @@ mod tests {
         );
         let (p2, server2) = other.await.unwrap();
 
-        // A long pause turns polling off for that connection.
+        // A pause measured without polling holds a wake-up too: up to three windows
+        // still count as short.
         let mut p2 = p2;
+        drain(&server2).await;
+        p2.arrived(long * 2);
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            client2.write_all(b"x").await.unwrap();
+            client2
+        });
+        let t = Instant::now();
+        p2.wait(&server2).await;
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(40),
+            "did not poll: {waited:?}"
+        );
+        let _client2 = writer.await.unwrap();
+        assert_eq!(server2.try_read(&mut [0u8; 4]).unwrap(), 1);
+        drain(&server2).await;
+
+        // A pause longer than the window while polling, or than three windows without,
+        // turns polling off for that connection.
         p2.arrived(long * 2);
         let t = Instant::now();
+        p2.wait(&server2).await;
+        assert!(t.elapsed() < long / 4, "polled after a long pause");
+        p2.arrived(long * 4);
         p2.wait(&server2).await;
         assert!(t.elapsed() < long / 4, "polled after a long pause");
 
