@@ -324,11 +324,15 @@ impl Drop for Waiting {
 fn spin_budget() -> Duration {
     static SPIN: OnceLock<Duration> = OnceLock::new();
     *SPIN.get_or_init(|| {
-        let us = std::env::var("MOONCAKE_MASTER_SPIN_US")
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(60);
-        Duration::from_micros(us)
+        const DEFAULT: Duration = Duration::from_micros(60);
+        match std::env::var("MOONCAKE_MASTER_SPIN_US") {
+            Err(_) => DEFAULT,
+            Ok(v) => mooncake_common::duration::parse_micros("MOONCAKE_MASTER_SPIN_US", &v)
+                .unwrap_or_else(|e| {
+                    tracing::warn!("{e}; using {DEFAULT:?}");
+                    DEFAULT
+                }),
+        }
     })
 }
 

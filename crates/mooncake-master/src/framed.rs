@@ -141,20 +141,18 @@ where
 
 /// How long a connection's task keeps its worker awake for the client's next request
 /// (`MOONCAKE_MASTER_POLL_US`, default [`DEFAULT_POLL_US`]; 0 turns it off).
-fn poll_window() -> Duration {
+pub(crate) fn poll_window() -> Duration {
     static W: OnceLock<Duration> = OnceLock::new();
     *W.get_or_init(|| {
-        let raw = std::env::var("MOONCAKE_MASTER_POLL_US").ok();
-        let us = match raw.as_deref().map(str::trim) {
-            None | Some("") => DEFAULT_POLL_US,
-            Some(v) => v.parse::<u64>().unwrap_or_else(|_| {
-                tracing::warn!(
-                    "MOONCAKE_MASTER_POLL_US={v:?} is not a number of microseconds; using {DEFAULT_POLL_US}"
-                );
-                DEFAULT_POLL_US
-            }),
-        };
-        Duration::from_micros(us)
+        const DEFAULT: Duration = Duration::from_micros(DEFAULT_POLL_US);
+        match std::env::var("MOONCAKE_MASTER_POLL_US") {
+            Err(_) => DEFAULT,
+            Ok(v) => mooncake_common::duration::parse_micros("MOONCAKE_MASTER_POLL_US", &v)
+                .unwrap_or_else(|e| {
+                    tracing::warn!("{e}; using {DEFAULT:?}");
+                    DEFAULT
+                }),
+        }
     })
 }
 

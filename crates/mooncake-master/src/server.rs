@@ -34,6 +34,8 @@ pub async fn serve_grpc(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Read (and complain about a bad value) at start, not at the first connection.
+    let _ = framed::poll_window();
     let svc = MasterServer::new(MasterService::new(master))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);

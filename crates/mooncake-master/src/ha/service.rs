@@ -169,6 +169,8 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    // Read (and complain about a bad value) at start, not at the first connection.
+    let _ = crate::framed::poll_window();
     let (stop, stopping) = watch::channel(false);
     let (to_grpc, grpc_conns) = mpsc::channel::<std::io::Result<TcpStream>>(64);
     let mut grpc_stop = stopping.clone();
