@@ -9,7 +9,8 @@
 //!
 //! A call takes an idle connection (checked with a non-blocking peek: one the master
 //! closed meanwhile is dropped), uses it exclusively and gives it back; it dials when
-//! none is idle. A connection that failed or timed out mid-call is dropped.
+//! none is idle. A connection that failed or timed out mid-call is dropped, and one
+//! given back to a pool that already holds [`MAX_IDLE`] is closed.
 //!
 //! Caller-driven blocking mode: inside [`blocking_calls`] (the Python binding wraps its
 //! `block_on` in it), a call polled on that thread does its I/O right there with
@@ -101,6 +102,19 @@ struct SyncConn {
     /// The read timeout set on the socket (differs from the configured one after a
     /// call shortened it to its deadline's remainder).
     read_timeout: Option<Duration>,
+}
+
+/// Idle connections kept per pool (and per kind); a connection given back to a full
+/// pool is closed. A burst of concurrent calls dials one connection per call; without
+/// a bound, all of them would stay open for the life of the client.
+pub const MAX_IDLE: usize = 32;
+
+/// Returns a connection to `pool`, or closes it when the pool is full.
+fn give_back<T>(pool: &parking_lot::Mutex<Vec<T>>, conn: T) {
+    let mut idle = pool.lock();
+    if idle.len() < MAX_IDLE {
+        idle.push(conn);
+    }
 }
 
 /// Whether an idle connection is still usable: nothing to read and not closed. One
@@ -205,7 +219,7 @@ impl FramedChannel {
         }
         .map_err(|e| unavailable(addr, &e))?;
         let resp = answer(out, 0, addr)?;
-        self.inner.idle.lock().push(s);
+        give_back(&self.inner.idle, s);
         Ok(resp)
     }
 
@@ -291,7 +305,7 @@ impl FramedChannel {
         }
         out.truncate(total);
         let resp = answer(out, frame::LEN_BYTES, addr)?;
-        self.inner.idle_sync.lock().push(c);
+        give_back(&self.inner.idle_sync, c);
         Ok(resp)
     }
 }
@@ -502,5 +516,35 @@ impl Service<Request<Body>> for FramedChannel {
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         Box::pin(self.clone().send(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_pool_keeps_at_most_max_idle_and_closes_the_rest() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let pool = parking_lot::Mutex::new(Vec::new());
+        let mut peers = Vec::new();
+        for _ in 0..MAX_IDLE + 8 {
+            let c = std::net::TcpStream::connect(addr).unwrap();
+            peers.push(l.accept().unwrap().0);
+            give_back(&pool, c);
+        }
+        assert_eq!(pool.lock().len(), MAX_IDLE);
+        // The connections past the bound were closed: their peers read end-of-stream.
+        let mut b = [0u8; 1];
+        for p in &mut peers[MAX_IDLE..] {
+            assert_eq!(p.read(&mut b).unwrap(), 0);
+        }
+        // The pooled ones are open: nothing to read yet.
+        peers[0].set_nonblocking(true).unwrap();
+        assert_eq!(
+            peers[0].read(&mut b).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
     }
 }
