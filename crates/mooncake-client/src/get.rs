@@ -4,7 +4,7 @@
 
 use crate::client::Client;
 use crate::io::{layout, truncate};
-use crate::read::ReadItem;
+use crate::read::{Located, ReadItem};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 
 fn mismatch<T>(n: usize, what: &str) -> Vec<Result<T>> {
@@ -23,7 +23,43 @@ fn too_small(key: &str, cap: usize, size: u64) -> MooncakeError {
     ))
 }
 
+/// Where an object is and how big it is, for a caller that allocates the destination
+/// only once it knows the size (the Python `get()` reads straight into a new `bytes`).
+/// The lease its lookup was granted covers a read that follows at once.
+pub struct Location {
+    located: Located,
+}
+
+impl Location {
+    pub fn size(&self) -> u64 {
+        self.located.size
+    }
+}
+
 impl Client {
+    /// One lookup for a read into memory allocated afterwards ([`Client::read_location`]).
+    pub async fn locate_one(&self, key: &str) -> Result<Location> {
+        self.locate(std::slice::from_ref(&key.to_string()))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(MooncakeError::new(ErrorCode::InternalError, "no result")))
+            .map(|located| Location { located })
+    }
+
+    /// Reads the object `loc` describes into `[addr, addr + loc.size())`.
+    ///
+    /// # Safety
+    /// That range is valid for writes for the whole call.
+    pub async unsafe fn read_location(&self, loc: &Location, addr: usize) -> Result<()> {
+        let item = ReadItem {
+            replicas: loc.located.replicas.clone(),
+            pieces: layout(&[(addr, loc.size() as usize)], 0),
+        };
+        // Safety: forwarded.
+        let mut r = unsafe { self.read_objects(std::slice::from_ref(&item)).await };
+        r.pop().unwrap_or(Ok(()))
+    }
+
     pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
         let mut r = self.get_batch(std::slice::from_ref(&key.to_string())).await;
         r.pop()

@@ -46,6 +46,7 @@ pub use client::Client;
 pub use config::{ClientConfig, Health, ReplicateConfig, SoftPin};
 pub use errors::MAX_KEY_LEN;
 pub use framed::blocking_calls;
+pub use get::Location;
 pub use key_batch::KeyBatch;
 pub use mooncake_common::{ErrorCode, MooncakeError, Result};
 pub use mooncake_transfer::MetricsSnapshot;

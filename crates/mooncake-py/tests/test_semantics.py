@@ -271,3 +271,32 @@ def test_close_while_other_threads_call(cluster, keyspace):
     assert s.setup("127.0.0.1", cluster.metadata, 0, 16 << 20, "tcp", "", cluster.master) == 0
     assert s.get(k) == b"v" * 4096
     s.close()
+
+
+def test_get_returns_exact_bytes_of_every_size(store, keyspace):
+    """get() reads into a new bytes object sized by the lookup: small values, values
+    past glibc's mmap threshold (32 MiB), and several threads at once."""
+    import os
+    import threading
+
+    values = {keyspace(f"size/{n}"): os.urandom(n) for n in (1, 4096, 5 << 20, 40 << 20)}
+    for k, v in values.items():
+        assert store.put(k, v) == 0
+    for k, v in values.items():
+        got = store.get(k)
+        assert type(got) is bytes and len(got) == len(v) and got == v, k
+    errors = []
+
+    def reader(k, v):
+        for _ in range(3):
+            if store.get(k) != v:
+                errors.append(k)
+
+    threads = [threading.Thread(target=reader, args=kv) for kv in values.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for k in values:
+        assert store.remove(k, force=True) == 0

@@ -7,9 +7,9 @@ use super::NativeStore;
 use crate::handle::BufferHandle;
 use crate::pybuf::ReadBuf;
 use crate::replicate::{placement_of, ReplicateConfig};
-use mooncake_common::MooncakeError;
+use mooncake_common::{ErrorCode, MooncakeError};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyBytes, PyTuple};
 
 /// Which write a single-value put performs.
 #[derive(Clone, Copy)]
@@ -93,6 +93,43 @@ impl NativeStore {
                 .find_map(Result::err)
                 .map_or(Ok(()), Err)
         })())
+    }
+
+    /// `get()`: the object read straight into a new `bytes` (allocated once its size is
+    /// known, so the value is copied once, not into a buffer and then into the
+    /// `bytes`; at 32 MiB both buffers are fresh mmaps and the second copy doubled the
+    /// page faults too). The GIL is released for the lookup and for the read.
+    pub(super) fn get_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+    ) -> Result<Bound<'py, PyBytes>, MooncakeError> {
+        let s = self.session()?;
+        let loc = s.run(py, s.client.locate_one(key))?;
+        let size = isize::try_from(loc.size()).map_err(|_| {
+            MooncakeError::invalid(format!("get {key:?}: {} bytes do not fit", loc.size()))
+        })?;
+        // SAFETY: a new, uninitialised bytes object of `size` bytes that nobody else
+        // sees until we return it; it is filled completely before that (or dropped).
+        let (obj, buf) = unsafe {
+            let ptr = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
+            if ptr.is_null() {
+                let _ = PyErr::take(py);
+                return Err(MooncakeError::new(
+                    ErrorCode::InternalError,
+                    format!("get {key:?}: cannot allocate {size} bytes"),
+                ));
+            }
+            let buf = pyo3::ffi::PyBytes_AsString(ptr) as usize;
+            (
+                Bound::from_owned_ptr(py, ptr).cast_into_unchecked::<PyBytes>(),
+                buf,
+            )
+        };
+        // SAFETY: `buf` holds `size` writable bytes while `obj` lives (it outlives the
+        // call); with the GIL released nobody else can reach the object.
+        s.run(py, unsafe { s.client.read_location(&loc, buf) })?;
+        Ok(obj)
     }
 
     pub(super) fn get_value(&self, py: Python<'_>, key: &str) -> Result<Vec<u8>, MooncakeError> {

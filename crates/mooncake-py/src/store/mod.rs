@@ -142,7 +142,8 @@ impl NativeStore {
     }
 
     fn get<'py>(&self, py: Python<'py>, key: &str) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.get_value(py, key).unwrap_or_default())
+        self.get_bytes(py, key)
+            .unwrap_or_else(|_| PyBytes::new(py, b""))
     }
 
     fn get_batch<'py>(&self, py: Python<'py>, keys: Vec<String>) -> Vec<Bound<'py, PyBytes>> {
