@@ -13,7 +13,6 @@ use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
 use mooncake_proto::frame::{self, FrameError, MAGIC};
 use mooncake_proto::status::ERROR_CODE_KEY;
 use std::convert::Infallible;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -35,65 +34,6 @@ pub async fn is_framed(stream: &TcpStream) -> bool {
         Ok(n) if n > 0 => first[..n] == MAGIC[..n],
         _ => false,
     }
-}
-
-/// The accept loop of the rpc port, plain and HA alike: serves connections accepted on
-/// `listener` until `shutdown` resolves. Each connection gets `TCP_NODELAY`
-/// (control-plane messages are small and latency-bound; Nagle's delay would add
-/// milliseconds to every round trip) and is peeked: framed ones are served here with
-/// `svc`, the others handed to `other` (HTTP/2) with a receiver that turns true at
-/// shutdown. At shutdown, framed connections finish the call in progress, and every
-/// connection task is awaited before this returns.
-pub async fn accept_sniffed<S, O, F>(
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()>,
-    svc: S,
-    other: O,
-) where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    O: Fn(TcpStream, watch::Receiver<bool>) -> F + Clone + Send + 'static,
-    F: Future<Output = ()> + Send + 'static,
-{
-    let (stop, stopping) = watch::channel(false);
-    let mut conns = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let svc = svc.clone();
-                    let other = other.clone();
-                    let mut stopping = stopping.clone();
-                    conns.spawn(async move {
-                        let framed = tokio::select! {
-                            f = is_framed(&stream) => f,
-                            _ = stopping.wait_for(|s| *s) => return,
-                        };
-                        if framed {
-                            serve_connection(stream, svc, stopping).await;
-                        } else {
-                            other(stream, stopping).await;
-                        }
-                    });
-                }
-                Err(e) => {
-                    // Out of descriptors or a connection reset before accept: keep
-                    // serving the connections we have and try again shortly.
-                    tracing::warn!("rpc accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-        }
-    }
-    let _ = stop.send(true);
-    while conns.join_next().await.is_some() {}
 }
 
 /// A request or answer body of at most one chunk and no trailers.

@@ -16,15 +16,19 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use mooncake_proto::master_server::MasterServer;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tonic::codegen::Service;
 
 /// The largest request or answer the master accepts (a batch of many keys).
 pub const MAX_MESSAGE: usize = mooncake_proto::frame::MAX_MESSAGE;
 
 /// Serves the gRPC service on `listener` (HTTP/2, and the framed protocol of
-/// `mooncake_proto::frame` on connections that start with its magic; the accept loop
-/// is `framed::accept_sniffed`) until `shutdown` resolves, then lets every connection
-/// finish its in-flight calls (HTTP/2 GOAWAY) and returns.
+/// `mooncake_proto::frame` on connections that start with its magic) until `shutdown` resolves, then lets every
+/// connection finish its in-flight calls (HTTP/2 GOAWAY) and returns. Connections get
+/// `TCP_NODELAY`: control-plane messages are small and latency-bound, and Nagle's
+/// delay would add milliseconds to every round trip.
 pub async fn serve_grpc(
     master: Arc<Master>,
     listener: tokio::net::TcpListener,
@@ -37,28 +41,54 @@ pub async fn serve_grpc(
         .max_encoding_message_size(MAX_MESSAGE);
     let mut builder = Builder::new(TokioExecutor::new());
     builder.auto_date_header(false);
-    let http2 = svc.clone();
-    framed::accept_sniffed(listener, shutdown, svc, move |stream, mut stopping| {
-        let svc = http2.clone();
-        let builder = builder.clone();
-        async move {
-            let handler = hyper::service::service_fn(move |req| {
-                let mut svc = svc.clone();
-                async move { svc.call(req).await }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), handler);
-            tokio::pin!(conn);
-            let stop_asked = async move {
-                let _ = stopping.wait_for(|s| *s).await;
-            };
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = stop_asked => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+    let (stop, stopping) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let svc = svc.clone();
+                    let builder = builder.clone();
+                    let mut stopping = stopping.clone();
+                    conns.spawn(async move {
+                        let framed = tokio::select! {
+                            f = framed::is_framed(&stream) => f,
+                            _ = stopping.wait_for(|s| *s) => return,
+                        };
+                        if framed {
+                            return framed::serve_connection(stream, svc, stopping).await;
+                        }
+                        let handler = hyper::service::service_fn(move |req| {
+                            let mut svc = svc.clone();
+                            async move { svc.call(req).await }
+                        });
+                        let conn = builder.serve_connection(TokioIo::new(stream), handler);
+                        tokio::pin!(conn);
+                        let stop_asked = async move {
+                            let _ = stopping.wait_for(|s| *s).await;
+                        };
+                        tokio::select! {
+                            _ = conn.as_mut() => return,
+                            _ = stop_asked => {}
+                        }
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    });
+                }
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: keep
+                    // serving the connections we have and try again shortly.
+                    tracing::warn!("gRPC accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
         }
-    })
-    .await;
+    }
+    let _ = stop.send(true);
+    while conns.join_next().await.is_some() {}
     Ok(())
 }

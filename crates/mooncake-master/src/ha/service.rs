@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
@@ -170,8 +171,9 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     // Read (and complain about a bad value) at start, not at the first connection.
     let _ = crate::framed::poll_window();
+    let (stop, stopping) = watch::channel(false);
     let (to_grpc, grpc_conns) = mpsc::channel::<std::io::Result<TcpStream>>(64);
-    let (grpc_stop_tx, mut grpc_stop) = watch::channel(false);
+    let mut grpc_stop = stopping.clone();
     let grpc = tonic::transport::Server::builder()
         .add_service(FencedService::new(state.clone()))
         .add_service(FencedReplication {
@@ -182,14 +184,40 @@ pub async fn serve(
         });
     let fenced = FencedService::new(state);
     let accept = async move {
-        framed::accept_sniffed(listener, shutdown, fenced, move |stream, _stopping| {
-            let to_grpc = to_grpc.clone();
-            async move {
-                let _ = to_grpc.send(Ok(stream)).await;
+        let mut conns = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        let to_grpc = to_grpc.clone();
+                        let svc = fenced.clone();
+                        let mut stopping = stopping.clone();
+                        conns.spawn(async move {
+                            let framed = tokio::select! {
+                                f = framed::is_framed(&stream) => f,
+                                _ = stopping.wait_for(|s| *s) => return,
+                            };
+                            if framed {
+                                framed::serve_connection(stream, svc, stopping).await;
+                            } else {
+                                let _ = to_grpc.send(Ok(stream)).await;
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!("rpc accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                },
             }
-        })
-        .await;
-        let _ = grpc_stop_tx.send(true);
+        }
+        let _ = stop.send(true);
+        drop(to_grpc);
+        while conns.join_next().await.is_some() {}
     };
     let (served, ()) = tokio::join!(grpc, accept);
     served
