@@ -94,10 +94,17 @@ impl Drop for Proc {
     }
 }
 
+/// A process's log under `target/<profile>/test-logs`, appended to: a process
+/// restarted on the same port (chaos, failover tests) adds to its predecessor's log
+/// instead of erasing the history a failure is read from.
 fn log_file(name: &str) -> Stdio {
     let dir = bin_dir().join("test-logs");
     let _ = std::fs::create_dir_all(&dir);
-    match std::fs::File::create(dir.join(format!("{name}.log"))) {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")));
+    match file {
         Ok(f) => Stdio::from(f),
         Err(_) => Stdio::null(),
     }

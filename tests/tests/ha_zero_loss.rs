@@ -359,3 +359,41 @@ async fn a_stopped_standby_is_dropped_then_resyncs_and_takes_over_losslessly() {
     assert!(lost.is_empty(), "lost after failover: {lost:?}");
     let _ = c.close().await;
 }
+
+/// A killed leader restarted at once (as a supervisor does, within its lease TTL)
+/// waits for its dead predecessor's lease like the standby does, and both campaign
+/// when it expires. It holds no replicated state, so it must let the standby win:
+/// three rounds in a row, each losing nothing (left to chance, the restarted master
+/// wins about half the races and starts an empty index).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_restarted_at_once_lets_the_standby_with_the_state_win() {
+    let Some((mut cl, mut l)) = cluster("restart", true) else {
+        return;
+    };
+    let c = client(&cl).await;
+    let flags = cl.flags.clone();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut n = 0;
+    for round in 0..3 {
+        assert!(
+            wait_standby_in_sync(&cl.masters[l], Duration::from_secs(30)),
+            "round {round}: the standby never got in sync"
+        );
+        put_range(&c, n..n + 100).await;
+        n += 100;
+        let (rpc, admin) = (cl.masters[l].rpc_port, cl.masters[l].metrics_port);
+        cl.masters[l].proc.kill9();
+        cl.masters[l] = Master::start_on_ports(rpc, admin, &flags);
+        let s = 1 - l;
+        let leader = wait_leader(&cl.masters, Duration::from_secs(40));
+        assert_eq!(
+            leader, s,
+            "round {round}: the restarted master, holding no replicated state, won the election"
+        );
+        let keys: Vec<(String, usize)> = (0..n).map(|i| (format!("obj-{i}"), size_of(i))).collect();
+        let lost = read_back(&c, &keys, Duration::from_secs(30)).await;
+        assert!(lost.is_empty(), "round {round}: lost {lost:?}");
+        l = s;
+    }
+    let _ = c.close().await;
+}

@@ -139,6 +139,14 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
                 ha::replication::follower::run(h2, sig).await;
                 ("HA follower", Ok(()))
             });
+            // While it holds the replicated state: say so in etcd, so that a master
+            // without it does not win the next election (ha/ready.rs).
+            let h2 = h.clone();
+            let sig = signal();
+            tasks.spawn(async move {
+                ha::ready::run(h2, sig).await;
+                ("HA readiness", Ok(()))
+            });
         }
         None => {
             let m = master.clone();

@@ -26,6 +26,9 @@ pub fn keepalive_every(ttl: Duration) -> Duration {
 const RECHECK_EVERY: Duration = Duration::from_secs(1);
 /// Pause after an etcd error before trying again.
 const RETRY_AFTER: Duration = Duration::from_millis(300);
+/// How often a master that defers to a standby holding the replicated state looks
+/// again (the standby wins within a campaign's round trip, or its key goes).
+const DEFER_RECHECK: Duration = Duration::from_millis(100);
 /// Bound on every single etcd request.
 const ETCD_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -34,9 +37,9 @@ pub fn view_key(cluster_id: &str) -> String {
     format!("mooncake-store/{cluster_id}/master_view")
 }
 
-type EtcdResult<T> = Result<T, String>;
+pub(super) type EtcdResult<T> = Result<T, String>;
 
-async fn bounded<T, E: std::fmt::Display>(
+pub(super) async fn bounded<T, E: std::fmt::Display>(
     what: &str,
     f: impl std::future::Future<Output = Result<T, E>>,
 ) -> EtcdResult<T> {
@@ -47,7 +50,7 @@ async fn bounded<T, E: std::fmt::Display>(
     }
 }
 
-async fn connect(endpoints: &[String]) -> EtcdResult<Client> {
+pub(super) async fn connect(endpoints: &[String]) -> EtcdResult<Client> {
     let opts = ConnectOptions::new()
         .with_connect_timeout(ETCD_TIMEOUT)
         .with_timeout(ETCD_TIMEOUT);
@@ -149,8 +152,25 @@ async fn round(
     key: &str,
     members: &mut Members,
 ) -> EtcdResult<()> {
+    let mut deferred_to = Vec::new();
     loop {
         wait_until_free(c, state, key).await?;
+        // A master without the replicated state lets one that has it win (ready.rs).
+        if !super::ready::has_usable_shadow(state) {
+            let others = super::ready::others_ready(c, state).await?;
+            if !others.is_empty() {
+                if others != deferred_to {
+                    tracing::info!(
+                        "HA: not campaigning: {} holds the replicated state and takes over",
+                        others.join(", ")
+                    );
+                    deferred_to = others;
+                }
+                tokio::time::sleep(DEFER_RECHECK).await;
+                continue;
+            }
+        }
+        deferred_to.clear();
         let sent = Instant::now();
         let ttl = state.config().ha_lease_ttl.as_secs().max(1) as i64;
         let lease = bounded("lease grant", c.lease_grant(ttl, None)).await?;
@@ -311,7 +331,7 @@ const KEEPALIVE_RETRY: Duration = Duration::from_millis(100);
 
 /// One keep-alive round trip (opening the stream first if needed), bounded by
 /// `within`; the TTL etcd granted (0: the lease is gone).
-async fn keep_alive_once(
+pub(super) async fn keep_alive_once(
     c: &mut Client,
     streams: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
     lease: i64,

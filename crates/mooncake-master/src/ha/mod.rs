@@ -5,10 +5,12 @@
 //! its term's master is rebuilt from that shadow (same view_id, same objects), and
 //! the leader answers mutations only once an in-sync standby has them (zero-loss
 //! failover). A process that wins without a shadow starts a fresh master (new
-//! view_id, empty index). Design: docs/ha.md.
+//! view_id, empty index), and only when no master holding a shadow is there to win
+//! instead (`ready`). Design: docs/ha.md.
 
 pub mod election;
 pub mod fence;
+pub mod ready;
 pub mod replication;
 pub mod service;
 pub mod state;

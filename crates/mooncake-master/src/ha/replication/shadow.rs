@@ -112,6 +112,12 @@ impl StandbyShadow {
         self.held.lock().shadow.is_some()
     }
 
+    /// Whether a takeover now would use the shadow (see [`Self::take_for_takeover`]).
+    pub fn is_usable(&self, usable_for: Duration) -> bool {
+        let h = self.held.lock();
+        h.shadow.is_some() && h.broken_at.is_none_or(|t| t.elapsed() <= usable_for)
+    }
+
     /// Takes the shadow for a takeover, if it may be current (its stream is connected
     /// or broke at most `usable_for` ago).
     pub fn take_for_takeover(&self, usable_for: Duration) -> Option<Shadow> {
@@ -174,8 +180,11 @@ mod tests {
         let h = StandbyShadow::default();
         let usable = usable_after_disconnect(Duration::from_secs(3));
         assert!(h.take_for_takeover(usable).is_none());
+        assert!(!h.is_usable(usable), "no shadow yet");
         h.install(Shadow::default());
+        assert!(h.is_usable(Duration::ZERO), "connected: usable");
         h.disconnected();
+        assert!(h.is_usable(usable) && !h.is_usable(Duration::ZERO));
         assert!(
             h.take_for_takeover(usable).is_some(),
             "a fresh break is fine"
