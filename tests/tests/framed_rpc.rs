@@ -259,7 +259,20 @@ fn ha_fencing_applies_to_framed_calls() {
                 "{protocol:?}: {}",
                 st.message()
             );
+            // BatchExist, which the framed handler answers without the gRPC detour,
+            // passes the same fence.
+            let keys = || mooncake_proto::BatchKeyRequest {
+                keys: vec!["k".into(), String::new()],
+            };
+            let st = s.batch_exist(keys()).await.unwrap_err();
+            assert_eq!(
+                mooncake_proto::status::from_status(&st),
+                mooncake_client::ErrorCode::UnavailableInCurrentMode,
+                "{protocol:?}: {st:?}"
+            );
             let mut c = client(leader.rpc_port, protocol, Duration::from_secs(5));
+            let codes = c.batch_exist(keys()).await.unwrap().into_inner().codes;
+            assert_eq!(codes, vec![0, -600], "{protocol:?}");
             c.remove_all(mooncake_proto::RemoveAllRequest::default())
                 .await
                 .unwrap();

@@ -8,6 +8,9 @@
 //! (`MasterServer`, or the HA `FencedService` with its fence and replication wait);
 //! the answer's message and status (from trailers, or a trailers-only answer) become
 //! the answer frame. One task per connection, calls handled inline, one call in flight.
+//! `BatchExist` skips that detour (`direct`).
+
+pub mod direct;
 
 use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
 use mooncake_proto::frame::{self, FrameError, MAGIC};
@@ -61,9 +64,14 @@ impl HttpBody for OneChunk {
 
 /// Serves one framed connection with `svc` until the client closes it, a frame is
 /// bad, or `stopping` turns true (a call in progress is finished and answered first).
-pub async fn serve_connection<S>(stream: TcpStream, mut svc: S, mut stopping: watch::Receiver<bool>)
-where
+pub async fn serve_connection<S, D>(
+    stream: TcpStream,
+    mut svc: S,
+    direct: D,
+    mut stopping: watch::Receiver<bool>,
+) where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    D: direct::Direct,
 {
     // Buffered reads: a frame's length and body usually arrive in one syscall.
     let mut stream = BufReader::with_capacity(16 * 1024, stream);
@@ -110,18 +118,21 @@ where
             }
         };
         out.clear();
-        let answered = match to_http(buf) {
-            Ok(req) => {
-                if std::future::poll_fn(|cx| svc.poll_ready(cx)).await.is_err() {
-                    return;
+        let answered = match direct::call(&direct, &buf, &mut out) {
+            Some(answered) => answered,
+            None => match to_http(buf) {
+                Ok(req) => {
+                    if std::future::poll_fn(|cx| svc.poll_ready(cx)).await.is_err() {
+                        return;
+                    }
+                    let resp = match svc.call(req).await {
+                        Ok(r) => r,
+                        Err(never) => match never {},
+                    };
+                    answer_frame(resp, &mut out).await
                 }
-                let resp = match svc.call(req).await {
-                    Ok(r) => r,
-                    Err(never) => match never {},
-                };
-                answer_frame(resp, &mut out).await
-            }
-            Err(e) => Err(Status::invalid_argument(format!("framed rpc: {e}"))),
+                Err(e) => Err(Status::invalid_argument(format!("framed rpc: {e}"))),
+            },
         };
         if let Err(status) = answered {
             out.clear();

@@ -36,7 +36,7 @@ pub async fn serve_grpc(
 ) -> std::io::Result<()> {
     // Read (and complain about a bad value) at start, not at the first connection.
     let _ = framed::poll_window();
-    let svc = MasterServer::new(MasterService::new(master))
+    let svc = MasterServer::new(MasterService::new(master.clone()))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let mut builder = Builder::new(TokioExecutor::new());
@@ -52,6 +52,7 @@ pub async fn serve_grpc(
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     let svc = svc.clone();
+                    let direct = master.clone();
                     let builder = builder.clone();
                     let mut stopping = stopping.clone();
                     conns.spawn(async move {
@@ -60,7 +61,7 @@ pub async fn serve_grpc(
                             _ = stopping.wait_for(|s| *s) => return,
                         };
                         if framed {
-                            return framed::serve_connection(stream, svc, stopping).await;
+                            return framed::serve_connection(stream, svc, direct, stopping).await;
                         }
                         let handler = hyper::service::service_fn(move |req| {
                             let mut svc = svc.clone();

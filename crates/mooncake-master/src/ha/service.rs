@@ -16,6 +16,7 @@
 use super::replication::log::SYNC_BOUND;
 use super::state::HaState;
 use crate::framed;
+use crate::master::Master;
 use mooncake_common::ErrorCode;
 use mooncake_proto::master_replication_server::MasterReplicationServer;
 use mooncake_proto::master_server::MasterServer;
@@ -52,14 +53,33 @@ pub struct FencedReplication {
     state: Arc<HaState>,
 }
 
-fn refusal(state: &HaState) -> Response<Body> {
+fn refusal_status(state: &HaState) -> tonic::Status {
     let leader = state.role().leader;
     let msg = if leader.is_empty() {
         "this master is not the leader (no leader known yet)".to_string()
     } else {
         format!("this master is not the leader; the leader is {leader}")
     };
-    to_status(ErrorCode::UnavailableInCurrentMode, msg).into_http()
+    to_status(ErrorCode::UnavailableInCurrentMode, msg)
+}
+
+fn refusal(state: &HaState) -> Response<Body> {
+    refusal_status(state).into_http()
+}
+
+/// Framed calls answered without the gRPC detour pass the same fence: checked before
+/// the call and again before its answer leaves.
+impl framed::direct::Direct for Arc<HaState> {
+    fn with_master<R>(&self, f: impl FnOnce(&Master) -> R) -> Result<R, tonic::Status> {
+        let Some(term) = self.serving() else {
+            return Err(refusal_status(self));
+        };
+        let r = f(&term.master);
+        if !self.fence.holds(term.number) {
+            return Err(refusal_status(self));
+        }
+        Ok(r)
+    }
 }
 
 /// Whether a `Master` method changes state a client relies on (its answer waits for
@@ -182,7 +202,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(ReceiverStream::new(grpc_conns), async move {
             let _ = grpc_stop.wait_for(|s| *s).await;
         });
-    let fenced = FencedService::new(state);
+    let fenced = FencedService::new(state.clone());
     let accept = async move {
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
@@ -195,6 +215,7 @@ pub async fn serve(
                         let _ = stream.set_nodelay(true);
                         let to_grpc = to_grpc.clone();
                         let svc = fenced.clone();
+                        let direct = state.clone();
                         let mut stopping = stopping.clone();
                         conns.spawn(async move {
                             let framed = tokio::select! {
@@ -202,7 +223,7 @@ pub async fn serve(
                                 _ = stopping.wait_for(|s| *s) => return,
                             };
                             if framed {
-                                framed::serve_connection(stream, svc, stopping).await;
+                                framed::serve_connection(stream, svc, direct, stopping).await;
                             } else {
                                 let _ = to_grpc.send(Ok(stream)).await;
                             }

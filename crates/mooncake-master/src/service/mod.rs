@@ -3,7 +3,7 @@
 //! response; malformed batches answer -600 for every item. Handlers never await while
 //! holding a lock (the master's operations are synchronous and short).
 
-mod batch;
+pub(crate) mod batch;
 
 use crate::master::counters::count;
 use crate::master::Master;
