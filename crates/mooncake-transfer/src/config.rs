@@ -28,6 +28,22 @@ pub struct TcpTuning {
     pub connect_timeout: Duration,
     /// SO_SNDBUF / SO_RCVBUF of data sockets (0 = kernel default / autotuning).
     pub socket_buffer: usize,
+    /// Connections the data listener keeps open at once. Each peer engine holds
+    /// `conns_per_path` per path (2 x NICs), so 4096 serves a thousand peers on two
+    /// NICs; lowered at start to half the process's descriptor limit (`ulimit -n`) so
+    /// a flood cannot take the descriptors the rest of the process needs. Over the
+    /// cap, the connection idle the longest gives way (`tcp::admit`).
+    pub max_connections: usize,
+    /// A data connection that starts no frame for this long is closed. Long, because
+    /// pooled connections legitimately sit idle between transfers (a peer reopens a
+    /// closed one on its next request); it only reclaims sockets that were abandoned
+    /// or opened to hold a slot.
+    pub idle_timeout: Duration,
+    /// A frame whose header or payload makes no progress for this long (in either
+    /// direction: a peer that stops sending mid-frame, or stops reading an answer) has
+    /// its connection closed. A healthy link moves some bytes every few milliseconds,
+    /// even a congested one every few seconds.
+    pub stall_timeout: Duration,
 }
 
 impl Default for TcpTuning {
@@ -40,6 +56,9 @@ impl Default for TcpTuning {
             max_retries: 4,
             connect_timeout: Duration::from_secs(3),
             socket_buffer: 0,
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(300),
+            stall_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -123,6 +142,15 @@ impl TransferConfig {
                 t.max_inflight_bytes, t.slice_size
             ));
         }
+        if t.max_connections == 0 {
+            return bad("tcp.max_connections must be at least 1".into());
+        }
+        if t.idle_timeout.is_zero() || t.stall_timeout.is_zero() {
+            return bad(format!(
+                "tcp.idle_timeout ({:?}) and tcp.stall_timeout ({:?}) must be above zero",
+                t.idle_timeout, t.stall_timeout
+            ));
+        }
         Ok(())
     }
 }
@@ -159,12 +187,26 @@ mod tests {
         let mut c = cfg.clone();
         c.tcp.slice_size = 10;
         assert!(c.validate().unwrap_err().to_string().contains("slice_size"));
-        let mut c = cfg;
+        let mut c = cfg.clone();
         c.tcp.conns_per_path = 0;
         assert!(c
             .validate()
             .unwrap_err()
             .to_string()
             .contains("conns_per_path"));
+        let mut c = cfg.clone();
+        c.tcp.max_connections = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_connections"));
+        let mut c = cfg;
+        c.tcp.stall_timeout = Duration::ZERO;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("stall_timeout"));
     }
 }

@@ -106,6 +106,7 @@ impl TransferEngine {
             listener,
             seg.clone(),
             cfg.tcp.socket_buffer,
+            crate::tcp::server::ListenerLimits::from_tuning(&cfg.tcp),
             stop_rx,
         ));
         let budget_units = (cfg.tcp.max_inflight_bytes / BUDGET_UNIT).max(1);

@@ -55,7 +55,7 @@ pub(super) async fn writer(
                     sh.finish(job, Err(e));
                     continue;
                 }
-                let r = write_from(&mut wr, &h, len, &mem).await;
+                let r = write_from(&mut wr, &h, len, &mem, None).await;
                 sh.written(id);
                 if r.is_ok() {
                     Metrics::add(&seg.metrics.bytes_written, len as u64);
@@ -115,23 +115,25 @@ pub(super) async fn reader(rd: OwnedReadHalf, sh: Arc<Shared>, seg: Arc<LocalSeg
                     ctl: &job.ctl,
                     ptr: job.local,
                 };
-                let r = read_into(&mut rd, job.len, &mem).await.map(|delivered| {
-                    if !delivered {
-                        return Some(TransferError::Shutdown);
-                    }
-                    if !h.has_crc() {
-                        return None;
-                    }
-                    // SAFETY: `with` grants access to the caller's `len` bytes.
-                    match mem.with(|p| crc(unsafe { std::slice::from_raw_parts(p, job.len) })) {
-                        Some(c) if c == h.crc => None,
-                        Some(_) => Some(TransferError::Checksum(format!(
-                            "read of {} bytes at {:#x} from {}",
-                            h.len, h.addr, sh.segment
-                        ))),
-                        None => Some(TransferError::Shutdown),
-                    }
-                });
+                let r = read_into(&mut rd, job.len, &mem, None)
+                    .await
+                    .map(|delivered| {
+                        if !delivered {
+                            return Some(TransferError::Shutdown);
+                        }
+                        if !h.has_crc() {
+                            return None;
+                        }
+                        // SAFETY: `with` grants access to the caller's `len` bytes.
+                        match mem.with(|p| crc(unsafe { std::slice::from_raw_parts(p, job.len) })) {
+                            Some(c) if c == h.crc => None,
+                            Some(_) => Some(TransferError::Checksum(format!(
+                                "read of {} bytes at {:#x} from {}",
+                                h.len, h.addr, sh.segment
+                            ))),
+                            None => Some(TransferError::Shutdown),
+                        }
+                    });
                 match r {
                     Err(e) => {
                         let e = TransferError::io("reading read payload", e);

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-use super::frame::{Header, Op};
+use super::frame::{Header, Op, MAX_CONTROL_LEN};
 use super::io::{read_control, read_header, write_frame};
 use crate::errors::TransferError;
 use crate::segment::SegmentDescriptor;
@@ -47,7 +47,7 @@ pub async fn describe(
                 h.op
             )));
         }
-        let body = read_control(&mut s, h.len)
+        let body = read_control(&mut s, h.len, MAX_CONTROL_LEN, None)
             .await
             .map_err(|e| TransferError::io("describe payload", e))?;
         let text = String::from_utf8(body)
@@ -87,7 +87,7 @@ pub async fn control(
                 h.op
             )));
         }
-        let body = read_control(&mut s, h.len)
+        let body = read_control(&mut s, h.len, MAX_CONTROL_LEN, None)
             .await
             .map_err(|e| TransferError::io("control answer", e))?;
         if h.status != super::frame::status::OK {

@@ -8,10 +8,12 @@
 //! stay at one: the kernel copies straight between the socket and the memory.
 
 use std::io::{self, IoSlice};
+use std::time::Duration;
 use tokio::io::{AsyncBufRead, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::frame::{Header, HEADER_LEN};
+use super::io::within;
 use super::slice::SliceCtl;
 use crate::memory::MemoryRegistry;
 
@@ -55,11 +57,13 @@ impl MemAccess for RegionMem<'_> {
 }
 
 /// Reads `len` payload bytes into `mem`. `Ok(true)`: delivered; `Ok(false)`: access was
-/// revoked and the rest was drained (the stream stays in sync).
+/// revoked and the rest was drained (the stream stays in sync). With `stall`, a payload
+/// that makes no progress for that long is an error (`TimedOut`).
 pub async fn read_into<M: MemAccess>(
     rd: &mut BufReader<OwnedReadHalf>,
     len: usize,
     mem: &M,
+    stall: Option<Duration>,
 ) -> io::Result<bool> {
     let mut got = 0usize;
     let mut revoked = false;
@@ -76,7 +80,7 @@ pub async fn read_into<M: MemAccess>(
     let inner = rd.get_mut();
     let mut scratch = [0u8; 8192];
     while got < len {
-        inner.readable().await?;
+        within(stall, "reading a payload", inner.readable()).await?;
         let r = if revoked {
             let n = (len - got).min(scratch.len());
             inner.try_read(&mut scratch[..n])
@@ -103,18 +107,20 @@ pub async fn read_into<M: MemAccess>(
 }
 
 /// Writes `header` then `len` bytes from `mem`. Revocation mid-frame is an error (the
-/// peer expects the full payload, so the connection must close).
+/// peer expects the full payload, so the connection must close). With `stall`, a peer
+/// that reads nothing for that long is an error (`TimedOut`).
 pub async fn write_from<M: MemAccess>(
     wr: &mut OwnedWriteHalf,
     header: &Header,
     len: usize,
     mem: &M,
+    stall: Option<Duration>,
 ) -> io::Result<()> {
     let hdr = header.encode();
     let total = HEADER_LEN + len;
     let mut done = 0usize;
     while done < total {
-        wr.writable().await?;
+        within(stall, "writing a payload", wr.writable()).await?;
         let r = mem.with(|p| {
             // SAFETY: access granted for [p, p+len); we read within it.
             let payload = unsafe { std::slice::from_raw_parts(p as *const u8, len) };

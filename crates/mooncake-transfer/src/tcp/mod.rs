@@ -1,6 +1,7 @@
 //! The TCP transport: framing, the data listener, pipelined connections and the
 //! per-peer connection pool.
 
+pub mod admit;
 pub mod conn;
 mod conn_tasks;
 pub mod describe;

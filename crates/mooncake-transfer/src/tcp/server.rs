@@ -9,43 +9,109 @@
 //! buffer); a Read's payload is written from the region with writev (one user->kernel
 //! copy). No intermediate buffer exists for payloads. The region is pinned only inside
 //! each syscall (`tcp::guarded`), so unregistering never waits on a slow peer.
+//!
+//! Anyone who can reach the port can connect, so every connection is bounded: the
+//! listener keeps at most [`ListenerLimits::max_connections`] open (over it, an idle one
+//! gives way, see `tcp::admit`), a connection that starts no frame within
+//! `idle_timeout` is closed, a frame that stalls for `stall_timeout` closes its
+//! connection, and nothing is allocated from a length the peer announced: payloads go
+//! into registered memory or are read in bounded steps.
 
 use std::sync::Arc;
-use tokio::io::BufReader;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use super::frame::{crc, status, Header, Op};
+use super::admit::{descriptor_limit, effective_cap, ConnTable, Slot};
+use super::frame::{crc, status, Header, Op, HEADER_LEN, MAX_CONTROL_LEN};
 use super::guarded::{read_into, write_from, MemAccess, RegionMem};
-use super::io::{drain, read_control, read_header, tune, write_frame, READ_BUF};
+use super::io::{drain, read_control, tune, within, write_frame, READ_BUF};
+use crate::config::TcpTuning;
 use crate::errors::TransferError;
 use crate::local::LocalSegment;
 use crate::metrics::Metrics;
+
+/// Largest Hello payload: a segment name ("host:port"), far below this.
+pub const MAX_HELLO_LEN: u64 = 4096;
+
+/// How long a new connection over the cap waits for the evicted one to let go of its
+/// slot (it only has to be scheduled) before it is closed instead.
+const EVICT_WAIT: Duration = Duration::from_secs(1);
+
+/// The data listener's bounds; defaults and reasons are on the [`TcpTuning`] fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub stall_timeout: Duration,
+}
+
+impl ListenerLimits {
+    pub fn from_tuning(t: &TcpTuning) -> Self {
+        Self {
+            max_connections: t.max_connections,
+            idle_timeout: t.idle_timeout,
+            stall_timeout: t.stall_timeout,
+        }
+    }
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self::from_tuning(&TcpTuning::default())
+    }
+}
 
 /// Accepts connections until `stop` turns true.
 pub async fn run_listener(
     listener: TcpListener,
     seg: Arc<LocalSegment>,
     sock_buf: usize,
+    limits: ListenerLimits,
     mut stop: watch::Receiver<bool>,
 ) {
+    let cap = effective_cap(limits.max_connections, descriptor_limit());
+    if cap < limits.max_connections {
+        tracing::warn!(
+            wanted = limits.max_connections,
+            cap,
+            "data listener: connection cap lowered to half the descriptor limit; raise `ulimit -n` to serve more peers"
+        );
+    }
+    let permits = Arc::new(Semaphore::new(cap));
+    let table = ConnTable::new();
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(permit) = admit(&permits, &table, &seg).await else {
+                        tracing::debug!(%peer, "data listener at its cap with every connection serving a frame; closing a new one");
+                        continue;
+                    };
                     tune(&stream, sock_buf);
                     let seg = seg.clone();
+                    let reg = table.register();
                     conns.spawn(async move {
-                        if let Err(e) = serve(stream, &seg).await {
+                        let _permit = permit;
+                        let r = tokio::select! {
+                            r = serve(stream, &seg, &reg.slot, &limits) => r,
+                            _ = reg.slot.evict.notified() => Err(TransferError::Io(
+                                "closed to admit a newer connection (listener at its cap)".into(),
+                            )),
+                        };
+                        if let Err(e) = r {
                             tracing::debug!(%peer, error = %e, "data connection closed");
                         }
                     });
                 }
                 Err(e) => {
+                    // EMFILE/ENFILE or a connection reset before it was accepted: wait
+                    // for descriptors to come back rather than spin.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -54,14 +120,104 @@ pub async fn run_listener(
     conns.abort_all();
 }
 
-async fn serve(stream: TcpStream, seg: &LocalSegment) -> Result<(), TransferError> {
+/// A slot for a new connection: a free one, or one an idle connection gives up.
+/// `None`: every connection is serving a frame, so the new one is closed at once.
+async fn admit(
+    permits: &Arc<Semaphore>,
+    table: &ConnTable,
+    seg: &LocalSegment,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(p) = permits.clone().try_acquire_owned() {
+        return Some(p);
+    }
+    if !table.evict_one() {
+        Metrics::add(&seg.metrics.connections_refused, 1);
+        return None;
+    }
+    Metrics::add(&seg.metrics.connections_evicted, 1);
+    match tokio::time::timeout(EVICT_WAIT, permits.clone().acquire_owned()).await {
+        Ok(Ok(p)) => Some(p),
+        _ => {
+            Metrics::add(&seg.metrics.connections_refused, 1);
+            None
+        }
+    }
+}
+
+/// Waits up to `limits.idle_timeout` for the next frame to start, then reads its
+/// header with `limits.stall_timeout` per read. `Ok(None)`: the peer closed cleanly
+/// between frames.
+async fn next_header<R: AsyncRead + Unpin>(
+    rd: &mut BufReader<R>,
+    slot: &Slot,
+    limits: &ListenerLimits,
+    io: impl Fn(std::io::Error) -> TransferError,
+) -> Result<Option<Header>, TransferError> {
+    slot.idle();
+    let waiting = rd.fill_buf();
+    if within(Some(limits.idle_timeout), "waiting for a frame", waiting)
+        .await
+        .map_err(&io)?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let mut b = [0u8; HEADER_LEN];
+    let mut got = 0;
+    while got < HEADER_LEN {
+        let n = within(
+            Some(limits.stall_timeout),
+            "reading a frame header",
+            rd.read(&mut b[got..]),
+        )
+        .await
+        .map_err(&io)?;
+        if n == 0 {
+            return Err(TransferError::Frame(format!(
+                "connection closed inside a header ({got} of {HEADER_LEN} bytes)"
+            )));
+        }
+        got += n;
+    }
+    let h = Header::decode(&b)?;
+    slot.in_frame();
+    Ok(Some(h))
+}
+
+/// Writes a small answer (ack, refusal, descriptor) whole within the stall bound: a
+/// peer that stops reading answers holds its slot no longer than that.
+async fn answer<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    h: &Header,
+    payload: &[u8],
+    stall: Option<Duration>,
+) -> std::io::Result<()> {
+    within(stall, "writing an answer", write_frame(wr, h, payload)).await
+}
+
+async fn serve(
+    stream: TcpStream,
+    seg: &LocalSegment,
+    slot: &Slot,
+    limits: &ListenerLimits,
+) -> Result<(), TransferError> {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(READ_BUF, rd);
-    let io = |what: &'static str| move |e| TransferError::io(what, e);
-    while let Some(h) = read_header(&mut rd).await? {
+    let stall = Some(limits.stall_timeout);
+    let io = |what: &'static str| {
+        move |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                Metrics::add(&seg.metrics.connections_timed_out, 1);
+            }
+            TransferError::io(what, e)
+        }
+    };
+    while let Some(h) = next_header(&mut rd, slot, limits, io("frame header")).await? {
         match h.op {
             Op::Hello => {
-                let name = read_control(&mut rd, h.len).await.map_err(io("hello"))?;
+                let name = read_control(&mut rd, h.len, MAX_HELLO_LEN, stall)
+                    .await
+                    .map_err(io("hello"))?;
                 let ok = name.is_empty() || name == seg.name.as_bytes();
                 let st = if ok {
                     status::OK
@@ -69,19 +225,21 @@ async fn serve(stream: TcpStream, seg: &LocalSegment) -> Result<(), TransferErro
                     status::WRONG_SEGMENT
                 };
                 let ack = Header::new(Op::HelloAck, h.id, seg.generation, 0).with_status(st);
-                write_frame(&mut wr, &ack, &[])
+                answer(&mut wr, &ack, &[], stall)
                     .await
                     .map_err(io("hello ack"))?;
             }
             Op::Describe => {
                 let json = seg.descriptor().to_json();
                 let resp = Header::new(Op::DescribeData, h.id, seg.generation, json.len() as u64);
-                write_frame(&mut wr, &resp, json.as_bytes())
+                answer(&mut wr, &resp, json.as_bytes(), stall)
                     .await
                     .map_err(io("describe"))?;
             }
             Op::Control => {
-                let req = read_control(&mut rd, h.len).await.map_err(io("control"))?;
+                let req = read_control(&mut rd, h.len, MAX_CONTROL_LEN, stall)
+                    .await
+                    .map_err(io("control"))?;
                 let handler = seg.control.read().clone();
                 let (st, body) = match handler {
                     None => (
@@ -94,7 +252,7 @@ async fn serve(stream: TcpStream, seg: &LocalSegment) -> Result<(), TransferErro
                     },
                 };
                 let resp = Header::new(Op::ControlData, h.id, 0, body.len() as u64).with_status(st);
-                write_frame(&mut wr, &resp, &body)
+                answer(&mut wr, &resp, &body, stall)
                     .await
                     .map_err(io("control answer"))?;
             }
@@ -102,7 +260,9 @@ async fn serve(stream: TcpStream, seg: &LocalSegment) -> Result<(), TransferErro
                 let st = match seg.memory.lookup(h.addr, h.len) {
                     None => {
                         Metrics::add(&seg.metrics.out_of_region, 1);
-                        drain(&mut rd, h.len).await.map_err(io("draining write"))?;
+                        drain(&mut rd, h.len, stall)
+                            .await
+                            .map_err(io("draining write"))?;
                         status::OUT_OF_REGION
                     }
                     Some(region) => {
@@ -112,7 +272,7 @@ async fn serve(stream: TcpStream, seg: &LocalSegment) -> Result<(), TransferErro
                             addr: h.addr,
                             len: h.len,
                         };
-                        let delivered = read_into(&mut rd, h.len as usize, &mem)
+                        let delivered = read_into(&mut rd, h.len as usize, &mem, stall)
                             .await
                             .map_err(io("write payload"))?;
                         // SAFETY: `with` pins the registered range for the CRC pass.
@@ -129,7 +289,7 @@ async fn serve(stream: TcpStream, seg: &LocalSegment) -> Result<(), TransferErro
                     }
                 };
                 let ack = Header::new(Op::WriteAck, h.id, h.addr, h.len).with_status(st);
-                write_frame(&mut wr, &ack, &[])
+                answer(&mut wr, &ack, &[], stall)
                     .await
                     .map_err(io("write ack"))?;
             }
@@ -138,7 +298,7 @@ async fn serve(stream: TcpStream, seg: &LocalSegment) -> Result<(), TransferErro
                     Metrics::add(&seg.metrics.out_of_region, 1);
                     let resp = Header::new(Op::ReadData, h.id, h.addr, h.len)
                         .with_status(status::OUT_OF_REGION);
-                    write_frame(&mut wr, &resp, &[])
+                    answer(&mut wr, &resp, &[], stall)
                         .await
                         .map_err(io("read refusal"))?;
                 }
@@ -157,7 +317,7 @@ async fn serve(stream: TcpStream, seg: &LocalSegment) -> Result<(), TransferErro
                         addr: h.addr,
                         len: h.len,
                     };
-                    write_from(&mut wr, &resp, h.len as usize, &mem)
+                    write_from(&mut wr, &resp, h.len as usize, &mem, stall)
                         .await
                         .map_err(io("read payload"))?;
                     Metrics::add(&seg.metrics.bytes_served_out, h.len);
