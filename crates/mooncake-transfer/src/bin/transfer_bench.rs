@@ -12,7 +12,6 @@
 //! `{"op","block_size","batch","threads","gb_per_s","p50_us","p99_us",...}` where the
 //! latencies are those of whole batches (with `--batch 1`, a request's round trip).
 
-use clap::Parser;
 use mooncake_common::size::parse_size;
 use mooncake_transfer::tcp::describe::describe;
 use mooncake_transfer::{Opcode, TransferConfig, TransferEngine, TransferRequest};
@@ -20,53 +19,153 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[derive(Parser, Debug, Clone)]
-#[command(about = "Measure transfer-engine throughput and latency between two engines")]
+const USAGE: &str = "Measure transfer-engine throughput and latency between two engines
+
+Usage: transfer_bench --mode <target|initiator> [options]   (also --name=value)
+  --mode <M>            target (serve a segment) or initiator (drive transfers against one)
+  --listen <HOST:PORT>  target: address the data listener binds; 0.0.0.0 advertises every NIC [default: 127.0.0.1:0]
+  --segment-size <S>    target: bytes of registered memory [default: 1gb]
+  --target <HOST:PORT>  initiator: the target
+  --op <OP>             initiator: read or write [default: write]
+  --block-size <S>      bytes per request [default: 4mb]
+  --batch <N>           requests per batch [default: 32]
+  --duration <SECS>     seconds to run [default: 4]
+  --threads <N>         concurrent batch loops [default: 1]
+  --devices <LIST>      local NICs (names or IPs, comma-separated; empty = discover) [default: \"\"]
+  --conns <N>           connections per (local NIC, remote endpoint)
+  --slice-size <S>      slice size
+  --crc                 attach and verify CRC32C on every payload
+  --workers <N>         runtime worker threads [default: CPU count]
+  -h, --help            print this help
+";
+
+#[derive(Debug, Clone)]
 struct Args {
-    /// `target` (serve a segment) or `initiator` (drive transfers against one).
-    #[arg(long)]
     mode: String,
-    /// Target: HOST:PORT the data listener binds (0.0.0.0 advertises every NIC).
-    #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
-    /// Target: bytes of registered memory.
-    #[arg(long, default_value = "1gb")]
     segment_size: String,
-    /// Initiator: HOST:PORT of the target.
-    #[arg(long)]
     target: Option<String>,
-    /// Initiator: read or write.
-    #[arg(long, default_value = "write")]
     op: String,
-    #[arg(long, default_value = "4mb")]
     block_size: String,
-    /// Requests per batch.
-    #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Seconds to run.
-    #[arg(long, default_value_t = 4.0)]
     duration: f64,
-    /// Concurrent batch loops.
-    #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Local NICs (names or IPs, comma-separated; "" = discover).
-    #[arg(long, default_value = "")]
     devices: String,
-    /// Connections per (local NIC, remote endpoint).
-    #[arg(long)]
     conns: Option<usize>,
-    #[arg(long)]
     slice_size: Option<String>,
-    /// Attach and verify CRC32C on every payload.
-    #[arg(long)]
     crc: bool,
-    /// Runtime worker threads (default: CPU count).
-    #[arg(long)]
     workers: Option<usize>,
 }
 
+impl Args {
+    /// Parses the flags above (`--name value` or `--name=value`); `Ok(None)` for
+    /// `--help`. The library stays free of an argument-parsing dependency.
+    fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
+        let mut a = Args {
+            mode: String::new(),
+            listen: "127.0.0.1:0".into(),
+            segment_size: "1gb".into(),
+            target: None,
+            op: "write".into(),
+            block_size: "4mb".into(),
+            batch: 32,
+            duration: 4.0,
+            threads: 1,
+            devices: String::new(),
+            conns: None,
+            slice_size: None,
+            crc: false,
+            workers: None,
+        };
+        fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
+            v.trim()
+                .parse()
+                .map_err(|_| format!("invalid value {v:?} for --{name}"))
+        }
+        let mut it = args.into_iter();
+        let mut mode_set = false;
+        while let Some(arg) = it.next() {
+            if arg == "-h" || arg == "--help" {
+                return Ok(None);
+            }
+            let Some(flag) = arg.strip_prefix("--") else {
+                return Err(format!("unexpected argument {arg:?}"));
+            };
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (flag, None),
+            };
+            if name == "crc" {
+                a.crc = match inline.as_deref() {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(v) => return Err(format!("invalid value {v:?} for --crc")),
+                };
+                continue;
+            }
+            let known = [
+                "mode",
+                "listen",
+                "segment-size",
+                "target",
+                "op",
+                "block-size",
+                "batch",
+                "duration",
+                "threads",
+                "devices",
+                "conns",
+                "slice-size",
+                "workers",
+            ];
+            if !known.contains(&name) {
+                return Err(format!("unknown flag --{name}"));
+            }
+            let v = match inline.or_else(|| it.next()) {
+                Some(v) => v,
+                None => return Err(format!("--{name} needs a value")),
+            };
+            match name {
+                "mode" => {
+                    a.mode = v;
+                    mode_set = true;
+                }
+                "listen" => a.listen = v,
+                "segment-size" => a.segment_size = v,
+                "target" => a.target = Some(v),
+                "op" => a.op = v,
+                "block-size" => a.block_size = v,
+                "batch" => a.batch = num(name, &v)?,
+                "duration" => a.duration = num(name, &v)?,
+                "threads" => a.threads = num(name, &v)?,
+                "devices" => a.devices = v,
+                "conns" => a.conns = Some(num(name, &v)?),
+                "slice-size" => a.slice_size = Some(v),
+                _ => a.workers = Some(num(name, &v)?),
+            }
+        }
+        if !mode_set {
+            return Err("--mode is required (target or initiator)".into());
+        }
+        if Duration::try_from_secs_f64(a.duration).is_err() {
+            return Err(format!("invalid value {} for --duration", a.duration));
+        }
+        Ok(Some(a))
+    }
+}
+
 fn main() {
-    let args = Args::parse();
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{USAGE}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("transfer_bench: {e}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(w) = args.workers {
         rt.worker_threads(w.max(1));
@@ -267,5 +366,49 @@ async fn progress(shared: Arc<Shared>, start: Instant) {
             shared.ops.load(Relaxed)
         );
         last = b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+
+    fn parse(line: &str) -> Result<Option<Args>, String> {
+        Args::parse(line.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn flags_in_both_forms_and_defaults() {
+        let a =
+            parse("--mode initiator --target 127.0.0.1:9 --op=read --batch 1 --crc --duration=0.5")
+                .unwrap()
+                .unwrap();
+        assert_eq!(a.mode, "initiator");
+        assert_eq!(a.target.as_deref(), Some("127.0.0.1:9"));
+        assert_eq!(a.op, "read");
+        assert_eq!(a.batch, 1);
+        assert!(a.crc);
+        assert_eq!(a.duration, 0.5);
+        assert_eq!(a.block_size, "4mb");
+        assert_eq!(a.threads, 1);
+        assert!(parse("--help").unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        assert!(parse("--op read").unwrap_err().contains("--mode"));
+        assert!(parse("--mode target --batch x")
+            .unwrap_err()
+            .contains("--batch"));
+        assert!(parse("--mode target --bogus 1")
+            .unwrap_err()
+            .contains("--bogus"));
+        assert!(parse("--mode target --listen")
+            .unwrap_err()
+            .contains("--listen"));
+        assert!(parse("--mode target --duration -1")
+            .unwrap_err()
+            .contains("--duration"));
+        assert!(parse("--mode target stray").unwrap_err().contains("stray"));
     }
 }
