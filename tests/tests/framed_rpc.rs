@@ -3,7 +3,7 @@
 //! pooled connections surviving a master restart, the caller-driven blocking mode and
 //! its deadline, oversized frames refused.
 
-use mooncake_client::transport::{DirectConfig, MasterChannel, Protocol};
+use mooncake_client::transport::{CallMode, DirectConfig, MasterChannel, Protocol};
 use mooncake_proto::frame::{self, MAGIC, MAX_FRAME};
 use mooncake_proto::master_client::MasterClient;
 use mooncake_proto::{GetStatsRequest, HeartbeatRequest, ListSegmentsRequest};
@@ -23,6 +23,11 @@ mod code {
 type Client = MasterClient<MasterChannel>;
 
 fn client(port: u16, protocol: Protocol, timeout: Duration) -> Client {
+    client_in(port, protocol, timeout, CallMode::Async)
+}
+
+/// A client whose framed calls do their I/O in `mode`.
+fn client_in(port: u16, protocol: Protocol, timeout: Duration, mode: CallMode) -> Client {
     let ch = MasterChannel::new(
         &format!("127.0.0.1:{port}"),
         DirectConfig {
@@ -31,7 +36,8 @@ fn client(port: u16, protocol: Protocol, timeout: Duration) -> Client {
             keep_alive: None,
         },
         protocol,
-    );
+    )
+    .with_mode(mode);
     let origin = ch.origin().unwrap();
     MasterClient::with_origin(ch, origin)
 }
@@ -131,10 +137,15 @@ fn pooled_connections_survive_a_master_restart() {
     let port = m.rpc_port;
     let rt = runtime();
     let mut c = client(port, Protocol::Framed, Duration::from_secs(5));
-    let mut blocking = client(port, Protocol::Framed, Duration::from_secs(5));
+    let mut blocking = client_in(
+        port,
+        Protocol::Framed,
+        Duration::from_secs(5),
+        CallMode::Blocking,
+    );
     rt.block_on(c.list_segments(ListSegmentsRequest {}))
         .unwrap();
-    mooncake_client::blocking_calls(|| rt.block_on(blocking.list_segments(ListSegmentsRequest {})))
+    rt.block_on(blocking.list_segments(ListSegmentsRequest {}))
         .unwrap();
     m.proc.kill9();
     drop(m);
@@ -143,7 +154,7 @@ fn pooled_connections_survive_a_master_restart() {
     // replaced, not used (that call would fail).
     rt.block_on(c.list_segments(ListSegmentsRequest {}))
         .unwrap();
-    mooncake_client::blocking_calls(|| rt.block_on(blocking.list_segments(ListSegmentsRequest {})))
+    rt.block_on(blocking.list_segments(ListSegmentsRequest {}))
         .unwrap();
 }
 
@@ -155,19 +166,20 @@ fn blocking_mode_calls_and_honours_the_deadline() {
     let port = m.rpc_port;
     std::thread::scope(|s| {
         s.spawn(|| {
-            let mut c = client(port, Protocol::Framed, Duration::from_secs(5));
+            let mut c = client_in(
+                port,
+                Protocol::Framed,
+                Duration::from_secs(5),
+                CallMode::Blocking,
+            );
             for _ in 0..5 {
-                let r = mooncake_client::blocking_calls(|| {
-                    rt.block_on(c.get_stats(GetStatsRequest {}))
-                });
-                r.unwrap();
+                rt.block_on(c.get_stats(GetStatsRequest {})).unwrap();
             }
-            let st = mooncake_client::blocking_calls(|| {
-                rt.block_on(c.heartbeat(HeartbeatRequest {
+            let st = rt
+                .block_on(c.heartbeat(HeartbeatRequest {
                     client_id: String::new(),
                 }))
-            })
-            .unwrap_err();
+                .unwrap_err();
             assert_eq!(
                 mooncake_proto::status::from_status(&st),
                 mooncake_client::ErrorCode::InvalidParams
@@ -188,15 +200,18 @@ fn blocking_mode_calls_and_honours_the_deadline() {
             held.push(conn);
         }
     });
-    for blocking in [true, false] {
-        let mut c = client(silent_port, Protocol::Framed, Duration::from_millis(300));
+    for mode in [CallMode::Blocking, CallMode::Async] {
+        let blocking = mode == CallMode::Blocking;
+        let mut c = client_in(
+            silent_port,
+            Protocol::Framed,
+            Duration::from_millis(300),
+            mode,
+        );
         let t = Instant::now();
-        let st = if blocking {
-            mooncake_client::blocking_calls(|| rt.block_on(c.get_stats(GetStatsRequest {})))
-        } else {
-            rt.block_on(c.get_stats(GetStatsRequest {}))
-        }
-        .unwrap_err();
+        let st = rt
+            .block_on(c.get_stats(GetStatsRequest {}))
+            .unwrap_err();
         let took = t.elapsed();
         assert_eq!(
             st.code() as i32,
@@ -213,10 +228,17 @@ fn blocking_mode_calls_and_honours_the_deadline() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_port = closed.local_addr().unwrap().port();
     drop(closed);
-    let mut c = client(closed_port, Protocol::Framed, Duration::from_secs(1));
-    let st = mooncake_client::blocking_calls(|| rt.block_on(c.get_stats(GetStatsRequest {})))
+    let mut blocking = client_in(
+        closed_port,
+        Protocol::Framed,
+        Duration::from_secs(1),
+        CallMode::Blocking,
+    );
+    let st = rt
+        .block_on(blocking.get_stats(GetStatsRequest {}))
         .unwrap_err();
     assert_eq!(st.code() as i32, code::UNAVAILABLE, "{st:?}");
+    let mut c = client(closed_port, Protocol::Framed, Duration::from_secs(1));
     let st = rt.block_on(c.get_stats(GetStatsRequest {})).unwrap_err();
     assert_eq!(st.code() as i32, code::UNAVAILABLE, "{st:?}");
 }

@@ -3,7 +3,7 @@
 //! `put.rs`, `get.rs` and `admin.rs` as further `impl Client` blocks.
 
 use crate::buffers::BufferRegistry;
-use crate::config::{ClientConfig, Health, SegmentEnv};
+use crate::config::{ClientConfig, ClientTuning, Health};
 use crate::errors::{closed, transfer_error};
 use crate::io::DataPath;
 use crate::mount::{spawn_heartbeat, HeartbeatHost, Liveness, LocalSegment};
@@ -28,7 +28,12 @@ pub struct Client {
 pub(crate) struct Inner {
     pub client_id: String,
     pub hostname: String,
+    /// The caller's master calls, in the tuning's call mode.
     pub rpc: MasterRpc,
+    /// The same connections, always asynchronous: for the heartbeat task on the
+    /// runtime's workers and for calls overlapped with `tokio::join!`.
+    pub rpc_async: MasterRpc,
+    pub tuning: ClientTuning,
     pub data: DataPath,
     pub buffers: BufferRegistry,
     pub segment: Option<LocalSegment>,
@@ -40,8 +45,8 @@ pub(crate) struct Inner {
 }
 
 impl HeartbeatHost for Inner {
-    fn rpc(&self) -> &MasterRpc {
-        &self.rpc
+    fn background_rpc(&self) -> &MasterRpc {
+        &self.rpc_async
     }
     fn client_id(&self) -> &str {
         &self.client_id
@@ -71,13 +76,12 @@ impl Drop for Inner {
     }
 }
 
-/// The address the transfer engine listens on: `MC_TCP_BIND_ADDRESS`, else the
-/// hostname when it is an IP (or loopback for `localhost`), else every interface.
-fn bind_ip(host: &str) -> String {
-    if let Ok(ip) = std::env::var("MC_TCP_BIND_ADDRESS") {
-        if !ip.trim().is_empty() {
-            return ip.trim().to_string();
-        }
+/// The address the transfer engine listens on: the configured one
+/// (`MC_TCP_BIND_ADDRESS`), else the hostname when it is an IP (or loopback for
+/// `localhost`), else every interface.
+fn bind_ip(host: &str, configured: Option<&str>) -> String {
+    if let Some(ip) = configured {
+        return ip.trim().to_string();
     }
     if host.parse::<std::net::IpAddr>().is_ok() {
         host.to_string()
@@ -150,11 +154,14 @@ impl Client {
     /// Engine, segment memory and registration; no mount, no heartbeat yet.
     async fn prepare(cfg: ClientConfig) -> Result<Client> {
         let node = &cfg.node;
+        let tuning = cfg.tuning;
         node.validate().map_err(|e| MooncakeError::invalid(e.0))?;
-        let rpc = MasterRpc::new(&node.master_server_address, cfg.rpc_timeout)?;
+        tuning.validate().map_err(|e| MooncakeError::invalid(e.0))?;
+        let rpc = MasterRpc::new(&node.master_server_address, cfg.rpc_timeout, &tuning)?;
+        let rpc_async = rpc.asynchronous();
         let (host, port) = split_host_port(&node.local_hostname);
         let mut tc = TransferConfig::new(node.local_hostname.clone());
-        tc.bind_ip = bind_ip(host);
+        tc.bind_ip = bind_ip(host, tuning.tcp_bind_address.as_deref());
         tc.port = port.unwrap_or(0);
         tc.metadata = node.metadata_server.clone();
         tc.protocol = node.protocol;
@@ -172,12 +179,15 @@ impl Client {
         };
         let host_id = crate::host::host_id();
         let segment = if node.global_segment_size > 0 {
-            let env = SegmentEnv::from_env();
             let size = usize::try_from(node.global_segment_size).map_err(|_| {
                 MooncakeError::invalid("global_segment_size does not fit in memory")
             })?;
-            let mem =
-                SegmentMemory::create(&hostname, size, env.shm_dir.as_deref(), env.hugepages)?;
+            let mem = SegmentMemory::create(
+                &hostname,
+                size,
+                tuning.shm_dir.as_deref(),
+                tuning.hugepages,
+            )?;
             // Safety: the mapping lives in `LocalSegment` until `close`/drop, which
             // unregister it first.
             unsafe { engine.register_memory(mem.addr(), mem.len()) }
@@ -212,10 +222,12 @@ impl Client {
             client_id: uuid::Uuid::new_v4().to_string(),
             hostname,
             rpc,
+            rpc_async,
             data: DataPath {
                 engine,
-                shm: ShmCache::new(host_id),
+                shm: ShmCache::new(host_id, tuning.shm, tuning.shm_prefault),
             },
+            tuning,
             buffers: BufferRegistry::default(),
             segment,
             liveness: Liveness::default(),
@@ -230,6 +242,11 @@ impl Client {
     /// The `host:port` this client registered.
     pub fn hostname(&self) -> String {
         self.inner.hostname.clone()
+    }
+
+    /// The tuning this client was built with.
+    pub fn tuning(&self) -> &ClientTuning {
+        &self.inner.tuning
     }
 
     /// This process's identity at the master.

@@ -1,9 +1,9 @@
 //! Finding the master leader in HA mode (`MOONCAKE_MASTER=etcd://h1:2379;h2:2379`,
 //! CONTRACT §7): the leader's `rpc_address:rpc_port` is the value of
-//! `mooncake-store/<cluster_id>/master_view` (cluster id from `MOONCAKE_CLUSTER_ID`,
-//! default `mooncake_cluster`). A background task reads the key, watches it, re-reads
-//! it every second anyway and whenever a call fails, and swaps the gRPC channel when
-//! the leader changes. Calls never wait on etcd (except the very first lookup, at most
+//! `mooncake-store/<cluster_id>/master_view` (`ClientTuning::cluster_id`:
+//! `MOONCAKE_CLUSTER_ID`, default `mooncake_cluster`). A background task reads the
+//! key, watches it, re-reads it every second anyway and whenever a call fails, and
+//! swaps the gRPC channel when the leader changes. Calls never wait on etcd (except the very first lookup, at most
 //! [`FIRST_LOOKUP`]): with no leader known they fail at once with `RPC_FAIL`.
 
 use mooncake_common::{ErrorCode, MooncakeError, Result};
@@ -14,9 +14,8 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tonic::transport::Channel;
 
-/// Environment variable naming the cluster (the masters' `--cluster_id`).
-pub const CLUSTER_ID_ENV: &str = "MOONCAKE_CLUSTER_ID";
-pub const DEFAULT_CLUSTER_ID: &str = "mooncake_cluster";
+pub use crate::config::{CLUSTER_ID_ENV, DEFAULT_CLUSTER_ID};
+
 /// How long the first call waits for the first lookup of the leader.
 pub const FIRST_LOOKUP: Duration = Duration::from_secs(2);
 /// Re-read period when no watch event arrives.
@@ -42,14 +41,6 @@ pub fn parse_etcd_address(addr: &str) -> Option<Result<Vec<String>>> {
         ))));
     }
     Some(Ok(eps))
-}
-
-pub fn cluster_id_from_env() -> String {
-    std::env::var(CLUSTER_ID_ENV)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_CLUSTER_ID.to_string())
 }
 
 /// The etcd key the masters campaign for.

@@ -12,25 +12,26 @@
 //! none is idle. A connection that failed or timed out mid-call is dropped, and one
 //! given back to a pool that already holds [`MAX_IDLE`] is closed.
 //!
-//! Caller-driven blocking mode: inside [`blocking_calls`] (the Python binding wraps its
-//! `block_on` in it), a call polled on that thread does its I/O right there with
-//! blocking `std::net` sockets and a read timeout for the deadline: no runtime worker
-//! wakes up, no hand-off between threads. Elsewhere calls use tokio sockets. Such a
-//! call polls its socket for the answer for up to `MOONCAKE_MASTER_SPIN_US` (default
-//! 60 µs) before it sleeps in `recv`.
+//! Two ways to do a call's I/O, chosen per channel handle ([`CallMode`]): tokio
+//! sockets ([`CallMode::Async`]), or, for a caller that blocks on a runtime from a
+//! thread of its own (the Python binding's `block_on`), blocking `std::net` sockets
+//! used right on the thread that polls the call, with a read timeout for the deadline
+//! ([`CallMode::Blocking`]): no runtime worker wakes up, no hand-off between threads.
+//! Such a call polls its socket for the answer for up to its spin budget (default
+//! [`DEFAULT_SPIN`]) before it sleeps in `recv`. Both modes share one handle's pools,
+//! so a client can use either per call site.
 
 use crate::transport::DirectConfig;
 use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
 use mooncake_proto::frame::{self, MAGIC, MAX_MESSAGE};
 use mooncake_proto::status::ERROR_CODE_KEY;
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,51 +40,32 @@ use tonic::codegen::http::{header, HeaderMap, HeaderValue, Request, Response, Ur
 use tonic::codegen::Service;
 use tonic::{Code, Status};
 
-thread_local! {
-    static BLOCKING: Cell<bool> = const { Cell::new(false) };
+/// How a framed call does its socket I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallMode {
+    /// tokio sockets: the call yields while it waits; right for tasks on runtime
+    /// workers and for futures that overlap several calls (`tokio::join!`).
+    #[default]
+    Async,
+    /// Blocking sockets on whichever thread polls the call: for threads that block on
+    /// a runtime anyway (`Runtime::block_on` from a foreign thread). Never for calls
+    /// polled on a runtime worker, for overlapped calls (they would run one after the
+    /// other) or around a current-thread runtime that must serve the master.
+    Blocking,
 }
 
-/// Runs `f` with framed master calls polled on this thread doing their I/O
-/// synchronously on it (see the module documentation). For threads that block on a
-/// runtime anyway (`Runtime::block_on` from a foreign thread); never use it on a
-/// runtime worker or around a current-thread runtime that must serve the master.
-/// `MOONCAKE_MASTER_BLOCKING=0` turns the mode off.
-pub fn blocking_calls<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            BLOCKING.with(|b| b.set(self.0));
-        }
-    }
-    static ENABLED: OnceLock<bool> = OnceLock::new();
-    let enabled = *ENABLED.get_or_init(|| {
-        std::env::var("MOONCAKE_MASTER_BLOCKING").map_or(true, |v| v.trim() != "0")
-    });
-    let _restore = Restore(BLOCKING.with(|b| b.replace(enabled)));
-    f()
-}
-
-fn blocking_allowed() -> bool {
-    BLOCKING.with(|b| b.get())
-}
-
-/// `fut` with its master calls on tokio sockets even inside [`blocking_calls`]: for
-/// futures that overlap several calls (`tokio::join!` of pipelined halves), which
-/// blocking I/O on the polling thread would serialise.
-pub(crate) fn overlapped<F: Future>(fut: F) -> impl Future<Output = F::Output> {
-    let mut fut = Box::pin(fut);
-    std::future::poll_fn(move |cx| {
-        let was = BLOCKING.with(|b| b.replace(false));
-        let r = fut.as_mut().poll(cx);
-        BLOCKING.with(|b| b.set(was));
-        r
-    })
-}
+/// How long a blocking call polls its socket for the answer by default. A master
+/// round trip is tens of microseconds: sleeping costs the caller a context switch and
+/// the master a wake-up in its `send`, both of which the polling avoids.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(60);
 
 /// A cheaply cloned handle on a pool of framed connections to `host:port`.
 #[derive(Clone)]
 pub struct FramedChannel {
     inner: Arc<Inner>,
+    mode: CallMode,
+    /// How long a blocking call polls for the answer before sleeping in `recv`.
+    spin: Duration,
 }
 
 struct Inner {
@@ -138,8 +120,9 @@ fn unavailable(addr: &str, e: &dyn std::fmt::Display) -> Status {
 }
 
 impl FramedChannel {
-    /// A pool for `addr` (`host:port`); nothing is dialled yet. `cfg.keep_alive` does
-    /// not apply (an idle connection is checked before each use instead).
+    /// A pool for `addr` (`host:port`) in [`CallMode::Async`]; nothing is dialled
+    /// yet. `cfg.keep_alive` does not apply (an idle connection is checked before each
+    /// use instead).
     pub fn new(addr: &str, cfg: DirectConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -148,7 +131,26 @@ impl FramedChannel {
                 idle: parking_lot::Mutex::new(Vec::new()),
                 idle_sync: parking_lot::Mutex::new(Vec::new()),
             }),
+            mode: CallMode::Async,
+            spin: DEFAULT_SPIN,
         }
+    }
+
+    /// This handle with calls done in `mode`; the pools stay shared with `self`.
+    pub fn with_mode(mut self, mode: CallMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// This handle with blocking calls polling for their answer for up to `spin`
+    /// (zero: never) before sleeping in `recv`.
+    pub fn with_spin(mut self, spin: Duration) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    pub fn mode(&self) -> CallMode {
+        self.mode
     }
 
     /// The URI tonic's generated clients need as origin (`MasterClient::with_origin`).
@@ -161,10 +163,9 @@ impl FramedChannel {
     async fn send(self, req: Request<Body>) -> Result<Response<Body>, Status> {
         let mut out = Vec::with_capacity(256);
         request_frame(req, &mut out).await?;
-        if blocking_allowed() {
-            self.exchange_blocking(out)
-        } else {
-            self.exchange_async(out).await
+        match self.mode {
+            CallMode::Blocking => self.exchange_blocking(out),
+            CallMode::Async => self.exchange_async(out).await,
         }
     }
 
@@ -287,7 +288,7 @@ impl FramedChannel {
         // larger than a small frame (the request's, reused): usually one syscall.
         out.clear();
         out.resize(out.capacity().max(4096), 0);
-        let _waiting = spin_until_readable(&c, Instant::now());
+        let _waiting = spin_until_readable(&c, Instant::now(), self.spin);
         let mut got = 0;
         while got < frame::LEN_BYTES {
             got += read_some(&mut c, &mut out[got..], deadline, got == 0).map_err(fail)?;
@@ -331,37 +332,17 @@ impl Drop for Waiting {
     }
 }
 
-/// How long a blocking call polls its socket for the answer before it sleeps in
-/// `recv` (`MOONCAKE_MASTER_SPIN_US`, default 60; 0 turns polling off). A master round
-/// trip is tens of microseconds: sleeping costs the caller a context switch and the
-/// master a wake-up in its `send`, both of which the polling avoids.
-fn spin_budget() -> Duration {
-    static SPIN: OnceLock<Duration> = OnceLock::new();
-    *SPIN.get_or_init(|| {
-        const DEFAULT: Duration = Duration::from_micros(60);
-        match std::env::var("MOONCAKE_MASTER_SPIN_US") {
-            Err(_) => DEFAULT,
-            Ok(v) => mooncake_common::duration::parse_micros("MOONCAKE_MASTER_SPIN_US", &v)
-                .unwrap_or_else(|e| {
-                    tracing::warn!("{e}; using {DEFAULT:?}");
-                    DEFAULT
-                }),
-        }
-    })
-}
-
 /// Polls the socket (`poll` with a zero timeout: lockless, so it does not contend with
 /// the kernel delivering the answer) until it is readable or the spin budget, counted
-/// from `began`, is spent. The read that follows then finds the bytes without sleeping.
+/// from `began`, is spent (a zero budget: no polling). The read that follows then finds the bytes without sleeping.
 ///
 /// Only the process's sole waiting caller polls: with several threads waiting at once,
 /// polling would take the CPUs the master and the other callers need (measured: 4
 /// threads sharing a client on 2 cores did half the gets per second). The returned
 /// guard counts the caller as waiting until it is dropped (after the answer's read).
 #[must_use]
-fn spin_until_readable(c: &SyncConn, began: Instant) -> Waiting {
+fn spin_until_readable(c: &SyncConn, began: Instant, budget: Duration) -> Waiting {
     let waiting = Waiting::enter();
-    let budget = spin_budget();
     if budget.is_zero() || !waiting.alone {
         return waiting;
     }
@@ -522,6 +503,107 @@ impl Service<Request<Body>> for FramedChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mooncake_proto::master_client::MasterClient;
+    use mooncake_proto::{HeartbeatRequest, HeartbeatResponse};
+
+    /// A framed "master" answering heartbeats: `view_id` 7, or for an empty client id
+    /// INVALID_ARGUMENT carrying contract code -600.
+    fn fake_master() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut s) = conn else { continue };
+                std::thread::spawn(move || {
+                    let mut magic = [0u8; MAGIC.len()];
+                    if s.read_exact(&mut magic).is_err() || magic != MAGIC {
+                        return;
+                    }
+                    let mut buf = Vec::new();
+                    while frame::read_frame_sync(&mut s, &mut buf).is_ok() {
+                        let req = frame::decode_request(&buf).unwrap();
+                        assert_eq!(req.path, "/mooncake.v1.Master/Heartbeat");
+                        let hb =
+                            <HeartbeatRequest as prost::Message>::decode(&buf[req.message_at..])
+                                .unwrap();
+                        let mut out = Vec::new();
+                        if hb.client_id.is_empty() {
+                            frame::encode_answer(3, -600, "no id", &[], &mut out).unwrap();
+                        } else {
+                            let resp = HeartbeatResponse {
+                                view_id: 7,
+                                ..Default::default()
+                            };
+                            let msg = prost::Message::encode_to_vec(&resp);
+                            frame::encode_answer(0, 0, "", &msg, &mut out).unwrap();
+                        }
+                        if s.write_all(&out).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn heartbeat(
+        ch: FramedChannel,
+        id: &str,
+    ) -> impl Future<Output = Result<tonic::Response<HeartbeatResponse>, Status>> {
+        let origin = ch.origin().unwrap();
+        let mut c = MasterClient::with_origin(ch, origin);
+        let req = HeartbeatRequest {
+            client_id: id.to_string(),
+        };
+        async move { c.heartbeat(req).await }
+    }
+
+    #[test]
+    fn the_call_mode_is_per_handle_and_the_pools_are_shared() {
+        let addr = fake_master();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cfg = DirectConfig {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Some(Duration::from_secs(5)),
+            keep_alive: None,
+        };
+        let async_ch = FramedChannel::new(&addr, cfg);
+        let blocking_ch = async_ch.clone().with_mode(CallMode::Blocking);
+        assert_eq!(async_ch.mode(), CallMode::Async);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let _in_runtime = rt.enter();
+        // A blocking call does all its I/O on the thread polling it: one poll, with
+        // nobody to wake it and no reactor turning, completes it.
+        for _ in 0..2 {
+            let mut call = std::pin::pin!(heartbeat(blocking_ch.clone(), "a"));
+            match call.as_mut().poll(&mut cx) {
+                Poll::Ready(r) => assert_eq!(r.unwrap().into_inner().view_id, 7),
+                Poll::Pending => panic!("a blocking call waited for the runtime"),
+            }
+        }
+        let mut call = std::pin::pin!(heartbeat(blocking_ch.clone(), ""));
+        let Poll::Ready(Err(st)) = call.as_mut().poll(&mut cx) else {
+            panic!("expected the master's error at once");
+        };
+        assert_eq!(st.code(), Code::InvalidArgument);
+        assert_eq!(st.message(), "no id");
+        assert_eq!(
+            mooncake_proto::status::from_status(&st),
+            mooncake_common::ErrorCode::InvalidParams
+        );
+        assert_eq!(async_ch.inner.idle_sync.lock().len(), 1, "given back once");
+        // The asynchronous handle on the same pools waits for the reactor, and gets
+        // its answer once the runtime runs.
+        let mut call = Box::pin(heartbeat(async_ch.clone(), "b"));
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        let r = rt.block_on(call).unwrap();
+        assert_eq!(r.into_inner().view_id, 7);
+        assert_eq!(blocking_ch.inner.idle.lock().len(), 1);
+    }
 
     #[test]
     fn the_idle_pool_keeps_at_most_max_idle_and_closes_the_rest() {

@@ -2,7 +2,8 @@
 //! plane) and the transfer engine (data plane), with a same-host shared-memory fast path.
 //!
 //! Layout (each module has one job):
-//! - [`config`]: `ClientConfig`, `ReplicateConfig`, `SoftPin`, `Health`.
+//! - [`config`]: `ClientConfig`, `ClientTuning`, `ReplicateConfig`, `SoftPin`,
+//!   `Health`; the only module that reads the environment.
 //! - `client`: the handle; start-up, identity, health, close, registered buffers.
 //! - `put` / `get` / `admin`: the object operations; `write` / `read`: the
 //!   batched paths behind them.
@@ -13,7 +14,7 @@
 //! - `mount`: mounting that memory at the master and the heartbeat that keeps it.
 //! - `rpc`: the master connection (tight connect timeout, per-call deadline).
 //! - [`transport`]: that connection's transport: [`framed`] (the default) or HTTP/2
-//!   gRPC (hyper directly, no buffer task), `MOONCAKE_MASTER_PROTOCOL`.
+//!   gRPC (hyper directly, no buffer task), `ClientTuning::master_protocol`.
 //! - [`key_batch`]: keys encoded straight into a batch request (no `String` per key).
 //! - [`discovery`]: the HA leader named in etcd (`MOONCAKE_MASTER=etcd://...`).
 //! - `buffers`: caller memory registered for zero-copy calls.
@@ -43,9 +44,9 @@ pub mod transport;
 mod write;
 
 pub use client::Client;
-pub use config::{ClientConfig, Health, ReplicateConfig, SoftPin};
+pub use config::{ClientConfig, ClientTuning, Health, ReplicateConfig, SoftPin};
 pub use errors::MAX_KEY_LEN;
-pub use framed::blocking_calls;
+pub use framed::CallMode;
 pub use get::Location;
 pub use key_batch::KeyBatch;
 pub use mooncake_common::{ErrorCode, MooncakeError, Result};

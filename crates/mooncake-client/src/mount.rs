@@ -99,7 +99,8 @@ impl LocalSegment {
 
 /// What the heartbeat task needs; it holds the client weakly and ends with it.
 pub(crate) trait HeartbeatHost: Send + Sync + 'static {
-    fn rpc(&self) -> &MasterRpc;
+    /// Master calls for a task on the runtime's workers (never blocking).
+    fn background_rpc(&self) -> &MasterRpc;
     fn client_id(&self) -> &str;
     fn segment(&self) -> Option<&LocalSegment>;
     fn liveness(&self) -> &Liveness;
@@ -127,7 +128,7 @@ async fn beat<H: HeartbeatHost>(h: &Arc<H>) {
         client_id: h.client_id().to_string(),
     };
     let resp = h
-        .rpc()
+        .background_rpc()
         .call("heartbeat", |mut c| async move { c.heartbeat(req).await })
         .await;
     let Ok(resp) = resp else {
@@ -149,7 +150,7 @@ async fn beat<H: HeartbeatHost>(h: &Arc<H>) {
             "re-mounting segment"
         );
         let again = seg.ever_mounted.load(Ordering::Acquire);
-        if let Err(e) = seg.mount(h.rpc(), h.client_id(), again).await {
+        if let Err(e) = seg.mount(h.background_rpc(), h.client_id(), again).await {
             tracing::warn!(error = %e, "re-mount failed; retrying at the next heartbeat");
             seg.mounted.store(false, Ordering::Release);
         }

@@ -20,17 +20,6 @@ fn mismatch<T>(n: usize, what: &str) -> Vec<Result<T>> {
 /// Batches of at least this many objects are written as two pipelined halves.
 const PIPELINE_MIN_KEYS: usize = 128;
 
-/// Whether large batches are split: by default only over gRPC, where it paid (+5–8%);
-/// over the framed protocol one batch measured faster (docs/benchmarks/python.md).
-/// `MOONCAKE_PUT_PIPELINE=1` / `=0` forces it either way.
-fn pipeline_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| match std::env::var("MOONCAKE_PUT_PIPELINE") {
-        Ok(v) => v.trim() != "0",
-        Err(_) => crate::transport::Protocol::from_env() == crate::transport::Protocol::Grpc,
-    })
-}
-
 fn slice_bufs(v: &[u8]) -> Bufs {
     vec![(v.as_ptr() as usize, v.len())]
 }
@@ -68,7 +57,10 @@ impl Client {
         }
         let items = values.iter().map(|v| Ok(slice_bufs(v))).collect();
         // Safety: the values outlive the call.
-        unsafe { self.write_objects(keys, items, rc, false).await }
+        unsafe {
+            self.write_objects(&self.inner.rpc, keys, items, rc, false)
+                .await
+        }
     }
 
     /// # Safety
@@ -166,31 +158,32 @@ impl Client {
                 Ok(vec![(a, l)])
             })
             .collect();
-        if keys.len() >= PIPELINE_MIN_KEYS && pipeline_enabled() {
+        if keys.len() >= PIPELINE_MIN_KEYS && self.inner.tuning.pipeline_puts() {
             // Two halves in flight: while the master places one half, this process
             // copies the other's bytes (and vice versa), which uses a second core when
             // one is free. A key in both halves behaves as within one batch: the later
             // start finds the key in progress.
             let mid = keys.len() / 2;
             let tail = items.split_off(mid);
-            // The halves' master calls stay asynchronous in the caller-driven blocking
-            // mode (`framed::blocking_calls`): done synchronously on this thread, one
-            // half's call would stall the other half.
+            // The halves' master calls are asynchronous whatever the client's call
+            // mode: done synchronously on this thread, one half's call would stall the
+            // other half.
+            let rpc = &self.inner.rpc_async;
             // Safety: forwarded.
             let (mut a, b) = unsafe {
-                crate::framed::overlapped(async {
-                    tokio::join!(
-                        self.write_objects(&keys[..mid], items, rc, upsert),
-                        self.write_objects(&keys[mid..], tail, rc, upsert)
-                    )
-                })
-                .await
+                tokio::join!(
+                    self.write_objects(rpc, &keys[..mid], items, rc, upsert),
+                    self.write_objects(rpc, &keys[mid..], tail, rc, upsert)
+                )
             };
             a.extend(b);
             return a;
         }
         // Safety: forwarded.
-        unsafe { self.write_objects(keys, items, rc, upsert).await }
+        unsafe {
+            self.write_objects(&self.inner.rpc, keys, items, rc, upsert)
+                .await
+        }
     }
 
     async unsafe fn batch_write_registered(
@@ -213,7 +206,10 @@ impl Client {
             })
             .collect();
         // Safety: forwarded.
-        unsafe { self.write_objects(keys, items, rc, upsert).await }
+        unsafe {
+            self.write_objects(&self.inner.rpc, keys, items, rc, upsert)
+                .await
+        }
     }
 
     async unsafe fn write_one(
@@ -225,7 +221,10 @@ impl Client {
     ) -> Result<()> {
         let keys = [key.to_string()];
         // Safety: forwarded.
-        let mut r = unsafe { self.write_objects(&keys, vec![Ok(bufs)], rc, upsert).await };
+        let mut r = unsafe {
+            self.write_objects(&self.inner.rpc, &keys, vec![Ok(bufs)], rc, upsert)
+                .await
+        };
         r.pop()
             .unwrap_or_else(|| Err(MooncakeError::new(ErrorCode::InternalError, "no result")))
     }

@@ -1,15 +1,16 @@
 //! The control-plane connection to the master: lazily dialled framed connections
-//! (`framed::FramedChannel`), or with `MOONCAKE_MASTER_PROTOCOL=grpc` one HTTP/2
+//! (`framed::FramedChannel`), or with `ClientTuning::master_protocol` gRPC one HTTP/2
 //! connection (`transport::DirectChannel`), with a tight connect timeout and a deadline
 //! on every call. A broken
 //! connection is re-dialled by the next call, so the client reconnects by itself once
 //! the master is back; meanwhile every call fails fast with `RPC_FAIL` (or
 //! `RPC_TIMEOUT` when a connected master does not answer in time).
 
-use crate::config::CONNECT_TIMEOUT;
-use crate::discovery::{cluster_id_from_env, parse_etcd_address, Leader};
+use crate::config::{ClientTuning, CONNECT_TIMEOUT};
+use crate::discovery::{parse_etcd_address, Leader};
 use crate::errors::status_error;
-use crate::transport::{DirectConfig, MasterChannel, PreEncoded, Protocol};
+use crate::framed::CallMode;
+use crate::transport::{DirectConfig, MasterChannel, PreEncoded};
 use bytes::Bytes;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::master_client::MasterClient;
@@ -34,6 +35,11 @@ impl Conn {
     fn client(self) -> Rpc {
         MasterClient::with_origin(self.ch, self.origin)
     }
+
+    fn in_mode(mut self, mode: CallMode) -> Self {
+        self.ch = self.ch.with_mode(mode);
+        self
+    }
 }
 
 /// Where calls go: one fixed address, or the leader etcd names (HA).
@@ -45,11 +51,16 @@ enum Target {
     Leader(Arc<Leader>, Arc<parking_lot::Mutex<Option<(String, Conn)>>>),
 }
 
+/// Calls to the master. Cheap to clone; clones share connections.
 #[derive(Clone)]
 pub(crate) struct MasterRpc {
     target: Target,
     timeout: Duration,
-    addr: String,
+    addr: Arc<str>,
+    /// How this handle's framed calls do their I/O.
+    mode: CallMode,
+    /// The tuning connections to a (new) leader are made with.
+    tuning: Arc<ClientTuning>,
 }
 
 fn check_addr(addr: &str) -> Result<()> {
@@ -62,8 +73,8 @@ fn check_addr(addr: &str) -> Result<()> {
     Ok(())
 }
 
-/// A lazily connected client for `host:port`.
-fn client_for(addr: &str, timeout: Duration) -> Result<Conn> {
+/// A lazily connected client for `host:port`, in [`CallMode::Async`].
+fn client_for(addr: &str, timeout: Duration, tuning: &ClientTuning) -> Result<Conn> {
     check_addr(addr)?;
     let ch = MasterChannel::new(
         addr,
@@ -72,8 +83,9 @@ fn client_for(addr: &str, timeout: Duration) -> Result<Conn> {
             timeout: Some(timeout),
             keep_alive: Some(Duration::from_secs(5)),
         },
-        Protocol::from_env(),
-    );
+        tuning.master_protocol,
+    )
+    .with_spin(tuning.master_spin);
     let origin = ch.origin().map_err(MooncakeError::invalid)?;
     Ok(Conn { ch, origin })
 }
@@ -89,21 +101,33 @@ fn channel_for(addr: &str) -> Result<MasterClient<Channel>> {
 
 impl MasterRpc {
     /// Prepares the channel; nothing is dialled until the first call. An
-    /// `etcd://h1:2379;h2:2379` address follows the HA leader (`discovery`).
-    pub fn new(addr: &str, timeout: Duration) -> Result<Self> {
+    /// `etcd://h1:2379;h2:2379` address follows the HA leader of `tuning.cluster_id`
+    /// (`discovery`). Calls are made in `tuning.master_call_mode`.
+    pub fn new(addr: &str, timeout: Duration, tuning: &ClientTuning) -> Result<Self> {
         let addr = addr.trim();
         let target = match parse_etcd_address(addr) {
             Some(endpoints) => Target::Leader(
-                Leader::start(endpoints?, &cluster_id_from_env(), Box::new(channel_for))?,
+                Leader::start(endpoints?, &tuning.cluster_id, Box::new(channel_for))?,
                 Arc::default(),
             ),
-            None => Target::Fixed(client_for(addr, timeout)?),
+            None => Target::Fixed(client_for(addr, timeout, tuning)?),
         };
         Ok(Self {
             target,
             timeout,
-            addr: addr.to_string(),
+            addr: addr.into(),
+            mode: tuning.master_call_mode,
+            tuning: Arc::new(tuning.clone()),
         })
+    }
+
+    /// This handle with its calls made in [`CallMode::Async`], sharing its
+    /// connections: for tasks on runtime workers and for futures that overlap calls.
+    pub fn asynchronous(&self) -> Self {
+        Self {
+            mode: CallMode::Async,
+            ..self.clone()
+        }
     }
 
     /// Runs one call with the deadline; `what` names it in errors.
@@ -140,16 +164,16 @@ impl MasterRpc {
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let (client, leader) = match &self.target {
-            Target::Fixed(c) => (c.clone(), None),
+            Target::Fixed(c) => (c.clone().in_mode(self.mode), None),
             Target::Leader(l, conn) => {
                 let (a, _) = l
                     .current()
                     .await
                     .map_err(|e| MooncakeError::new(e.code, format!("{what}: {}", e.message)))?;
-                (self.leader_client(conn, &a)?, Some(a))
+                (self.leader_client(conn, &a)?.in_mode(self.mode), Some(a))
             }
         };
-        let addr = leader.as_deref().unwrap_or(&self.addr);
+        let addr = leader.as_deref().unwrap_or(&*self.addr);
         let r = self.call_on(what, addr, client, f).await;
         if let (Err(e), Target::Leader(l, _)) = (&r, &self.target) {
             if matches!(
@@ -172,7 +196,7 @@ impl MasterRpc {
         match &*cur {
             Some((a, c)) if a == addr => Ok(c.clone()),
             _ => {
-                let c = client_for(addr, self.timeout)?;
+                let c = client_for(addr, self.timeout, &self.tuning)?;
                 *cur = Some((addr.to_string(), c.clone()));
                 Ok(c)
             }
@@ -210,8 +234,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_addresses() {
-        assert!(MasterRpc::new("etcd://", Duration::from_secs(1)).is_err());
-        assert!(MasterRpc::new("nohost", Duration::from_secs(1)).is_err());
+        let t = ClientTuning::default();
+        assert!(MasterRpc::new("etcd://", Duration::from_secs(1), &t).is_err());
+        assert!(MasterRpc::new("nohost", Duration::from_secs(1), &t).is_err());
     }
 
     #[tokio::test]
@@ -222,7 +247,8 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let rpc = MasterRpc::new(&format!("127.0.0.1:{port}"), Duration::from_secs(2)).unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let rpc = MasterRpc::new(&addr, Duration::from_secs(2), &ClientTuning::default()).unwrap();
         for _ in 0..3 {
             let t = std::time::Instant::now();
             let e = rpc

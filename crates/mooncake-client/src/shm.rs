@@ -63,17 +63,14 @@ impl Drop for PeerMap {
 pub(crate) struct ShmCache {
     host_id: String,
     enabled: bool,
-    /// `MOONCAKE_SHM_PREFAULT=0` maps lazily (for measurements).
+    /// Whether a new mapping's page tables are filled in the background.
     prefault: bool,
     maps: Mutex<HashMap<String, Option<Arc<PeerMap>>>>,
 }
 
 impl ShmCache {
-    pub fn new(host_id: String) -> Self {
-        // Escape hatch for benchmarks comparing against the TCP path.
-        let enabled =
-            std::env::var("MOONCAKE_DISABLE_SHM").map_or(true, |v| v.is_empty() || v == "0");
-        let prefault = std::env::var("MOONCAKE_SHM_PREFAULT").map_or(true, |v| v != "0");
+    /// `enabled: false` never maps (every replica goes through the transfer engine).
+    pub fn new(host_id: String, enabled: bool, prefault: bool) -> Self {
         Self {
             host_id,
             enabled,
@@ -181,9 +178,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mc-shm-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let seg = SegmentMemory::create("peer", 1 << 16, dir.to_str(), false).unwrap();
-        let cache = ShmCache::new("boot-1".into());
+        let cache = ShmCache::new("boot-1".into(), true, true);
         assert!(cache.get(&desc(&seg, "other-host")).is_none());
         let d = desc(&seg, "boot-1");
+        let off = ShmCache::new("boot-1".into(), false, true);
+        assert!(!off.is_local(&d) && off.get(&d).is_none(), "turned off");
         let m = cache.get(&d).expect("mapped");
         assert!(m.owner_alive());
         unsafe { *(seg.addr() as *mut u8).add(100) = 42 };

@@ -1,6 +1,6 @@
 //! The transports to the master. [`MasterChannel`] is what the client uses: the framed
-//! protocol (`crate::framed::FramedChannel`) unless `MOONCAKE_MASTER_PROTOCOL=grpc`
-//! selects [`DirectChannel`], gRPC over one HTTP/2 connection driven by hyper directly.
+//! protocol (`crate::framed::FramedChannel`) unless the client's tuning
+//! (`ClientTuning::master_protocol`) selects [`DirectChannel`], gRPC over one HTTP/2 connection driven by hyper directly.
 //!
 //! tonic's `Channel` puts a `tower::Buffer` in front of its connection, so every call is
 //! handed to a worker task and its answer handed back: two extra task wake-ups per
@@ -10,7 +10,7 @@
 //! connection is re-dialled by the next call (meanwhile calls fail with `UNAVAILABLE`,
 //! which the client reports as `RPC_FAIL`).
 
-pub use crate::framed::FramedChannel;
+pub use crate::framed::{CallMode, FramedChannel};
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::future::Future;
@@ -169,9 +169,10 @@ impl Service<Request<Body>> for DirectChannel {
 }
 
 /// Which protocol calls to the master use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
     /// `mooncake_proto::frame` over a pool of connections (the default).
+    #[default]
     Framed,
     /// gRPC over HTTP/2.
     Grpc,
@@ -191,21 +192,6 @@ impl std::str::FromStr for Protocol {
     }
 }
 
-impl Protocol {
-    /// `MOONCAKE_MASTER_PROTOCOL` (`framed`, the default, or `grpc`); an unknown value
-    /// is reported once and ignored.
-    pub fn from_env() -> Self {
-        static P: std::sync::OnceLock<Protocol> = std::sync::OnceLock::new();
-        *P.get_or_init(|| match std::env::var("MOONCAKE_MASTER_PROTOCOL") {
-            Ok(v) => v.parse().unwrap_or_else(|e| {
-                tracing::warn!("MOONCAKE_MASTER_PROTOCOL: {e}; using framed");
-                Protocol::Framed
-            }),
-            Err(_) => Protocol::Framed,
-        })
-    }
-}
-
 /// A master connection of either protocol; tonic clients take it as their transport.
 #[derive(Clone)]
 pub enum MasterChannel {
@@ -219,6 +205,24 @@ impl MasterChannel {
         match protocol {
             Protocol::Framed => MasterChannel::Framed(FramedChannel::new(addr, cfg)),
             Protocol::Grpc => MasterChannel::Grpc(DirectChannel::new(addr, cfg)),
+        }
+    }
+
+    /// This handle with framed calls done in `mode` (gRPC calls are always
+    /// asynchronous); connections stay shared with `self`.
+    pub fn with_mode(self, mode: CallMode) -> Self {
+        match self {
+            MasterChannel::Framed(c) => MasterChannel::Framed(c.with_mode(mode)),
+            grpc => grpc,
+        }
+    }
+
+    /// This handle with blocking framed calls polling for their answer for up to
+    /// `spin` before sleeping in `recv`.
+    pub fn with_spin(self, spin: Duration) -> Self {
+        match self {
+            MasterChannel::Framed(c) => MasterChannel::Framed(c.with_spin(spin)),
+            grpc => grpc,
         }
     }
 

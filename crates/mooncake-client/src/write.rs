@@ -8,6 +8,7 @@ use crate::client::Client;
 use crate::config::ReplicateConfig;
 use crate::errors::{check_key, code_error};
 use crate::io::{layout, Job};
+use crate::rpc::MasterRpc;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::{
     BatchPutEndRequest, BatchPutStartRequest, BatchPutStartResponse, PutStartResponse,
@@ -19,12 +20,13 @@ pub(crate) type Bufs = Vec<(usize, usize)>;
 
 impl Client {
     /// The one write path. `items[i]` is the source of `keys[i]` (or its validation
-    /// error).
+    /// error); the master calls go through `rpc`.
     ///
     /// # Safety
     /// Every source range is valid for reads for the whole call.
     pub(crate) async unsafe fn write_objects(
         &self,
+        rpc: &MasterRpc,
         keys: &[String],
         items: Vec<Result<Bufs>>,
         rc: &ReplicateConfig,
@@ -58,9 +60,8 @@ impl Client {
             sizes: todo.iter().map(|(_, _, s)| *s).collect(),
             config: Some(rc.to_proto()),
             // Each distinct segment once per answer, not once per replica.
-            segment_table: segment_table(),
+            segment_table: self.inner.tuning.put_segment_table,
         };
-        let rpc = &self.inner.rpc;
         let started = if upsert {
             rpc.call("batch_upsert_start", |mut c| async move {
                 c.batch_upsert_start(req).await
@@ -217,14 +218,6 @@ fn fill(
         results[*i] = Err(e.clone());
     }
     results
-}
-
-/// Whether batch put starts ask for a segment table (`MOONCAKE_PUT_SEGMENT_TABLE=0`
-/// asks for a full descriptor per replica instead, for measurements and old masters'
-/// sake; a master that predates the field ignores it either way).
-fn segment_table() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("MOONCAKE_PUT_SEGMENT_TABLE").map_or(true, |v| v != "0"))
 }
 
 /// The answer's replicas with their segment descriptors filled in from its segment

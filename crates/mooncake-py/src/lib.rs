@@ -12,10 +12,12 @@
 //! - [`allocator`]: the `MooncakeHostMemAllocator` class.
 //! - [`runtime`]: the per-store tokio runtime and the GIL-releasing `block_on`.
 //! - [`codes`]: results to the contract's return conventions.
+//! - [`config`]: the environment this package reads, and its client configuration.
 //! - [`malloc_tuning`]: glibc settings that keep large `get()` buffers warm.
 
 mod allocator;
 mod codes;
+mod config;
 mod engine;
 mod handle;
 mod malloc_tuning;

@@ -14,16 +14,7 @@
 const MMAP_THRESHOLD: i32 = 32 << 20;
 const TRIM_THRESHOLD: i32 = 128 << 20;
 
-/// Whether the environment leaves the decision to us.
-fn wanted() -> bool {
-    let off = std::env::var("MOONCAKE_PY_MALLOC_TUNING")
-        .map(|v| matches!(v.trim(), "0" | "false" | "off" | "no"))
-        .unwrap_or(false);
-    let user_tuned = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
-        .iter()
-        .any(|k| std::env::var_os(k).is_some());
-    !off && !user_tuned
-}
+use crate::config::malloc_tuning_wanted as wanted;
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn apply() {

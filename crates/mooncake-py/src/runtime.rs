@@ -9,14 +9,11 @@ use pyo3::Python;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Worker threads: enough to keep the transfer engine's sockets busy, capped so a
-/// process with many store objects (one per SGLang rank) does not flood the machine.
+/// Worker threads: `MOONCAKE_PY_RUNTIME_THREADS`, else enough to keep the transfer
+/// engine's sockets busy, capped so a process with many store objects (one per SGLang
+/// rank) does not flood the machine.
 fn worker_threads() -> usize {
-    let from_env = std::env::var("MOONCAKE_PY_RUNTIME_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0);
-    from_env.unwrap_or_else(|| {
+    crate::config::runtime_threads().unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -35,13 +32,14 @@ pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Runs `fut` to completion on `rt` with the GIL released. Master calls the future
-/// makes on this thread do their socket I/O right here (`blocking_calls`), so a round
-/// trip wakes no runtime worker.
+/// Runs `fut` to completion on `rt` with the GIL released. A store object's client
+/// makes its master calls in `CallMode::Blocking` (`config::client_config`): polled
+/// here, they do their socket I/O on this thread, so a round trip wakes no runtime
+/// worker.
 pub fn block_on<F>(py: Python<'_>, rt: &tokio::runtime::Runtime, fut: F) -> F::Output
 where
     F: Future + Send,
     F::Output: Send,
 {
-    py.detach(|| mooncake_client::blocking_calls(|| rt.block_on(fut)))
+    py.detach(|| rt.block_on(fut))
 }

@@ -274,7 +274,7 @@ async fn run(a: Args) -> Result<(), String> {
     // Safety: `buf` outlives every call below and is unregistered before it drops.
     unsafe { c.register_buffer(buf.as_mut_ptr() as usize, buf.len()) }
         .map_err(|e| e.to_string())?;
-    let shm = std::env::var("MOONCAKE_DISABLE_SHM").map_or(true, |v| v.is_empty() || v == "0");
+    let shm = c.tuning().shm;
     println!(
         "stores: {}, replicas: {}, same-host shm path: {}",
         a.spawn_stores.max(1),

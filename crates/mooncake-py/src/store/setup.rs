@@ -5,7 +5,7 @@
 use super::session::Session;
 use super::NativeStore;
 use crate::runtime;
-use mooncake_client::{Client, ClientConfig};
+use mooncake_client::Client;
 use mooncake_common::config::{NodeConfig, Protocol};
 use mooncake_common::size::parse_size;
 use mooncake_common::{ErrorCode, MooncakeError};
@@ -100,7 +100,8 @@ impl NativeStore {
         })?;
         // Connect without holding the lock: other threads keep getting "not set up"
         // answers instead of waiting on it with the GIL held.
-        let client = runtime::block_on(py, &rt, Client::connect(ClientConfig::new(node)))?;
+        let cfg = crate::config::client_config(node);
+        let client = runtime::block_on(py, &rt, Client::connect(cfg))?;
         let session = Arc::new(Session::new(client, rt));
         let mut slot = self.session.write().unwrap_or_else(|e| e.into_inner());
         if slot.is_some() {
