@@ -3,6 +3,7 @@
 //! `error: NAME (code): message`.
 
 mod args;
+mod config;
 mod run;
 
 use clap::Parser;

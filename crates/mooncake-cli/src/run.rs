@@ -2,7 +2,6 @@
 
 use crate::args::{Cli, Cmd};
 use mooncake_client::{Client, ClientConfig, MooncakeError, ReplicateConfig};
-use mooncake_common::config::NodeConfig;
 use mooncake_common::size::format_size;
 use std::io::Write;
 use std::time::Duration;
@@ -19,17 +18,7 @@ async fn connect(cli: &Cli) -> Result<Client, MooncakeError> {
         .ok_or_else(|| {
             MooncakeError::invalid("no master: pass --master HOST:PORT or set MOONCAKE_MASTER")
         })?;
-    let node = NodeConfig {
-        master_server_address: master,
-        metadata_server: std::env::var("MOONCAKE_TE_META_DATA_SERVER")
-            .unwrap_or_else(|_| mooncake_common::config::P2P_HANDSHAKE.to_string()),
-        global_segment_size: 0,
-        local_buffer_size: 0,
-        local_hostname: std::env::var("MOONCAKE_LOCAL_HOSTNAME")
-            .unwrap_or_else(|_| "127.0.0.1".into()),
-        ..NodeConfig::default()
-    };
-    let mut cfg = ClientConfig::new(node);
+    let mut cfg = ClientConfig::new(crate::config::node_config(master));
     cfg.rpc_timeout = Duration::from_millis(cli.timeout_ms.max(1));
     Client::connect(cfg).await
 }

@@ -6,6 +6,7 @@ use clap::Parser;
 use mooncake_common::config::NodeConfig;
 use mooncake_common::size::parse_size;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Parser)]
@@ -98,6 +99,14 @@ impl StoreArgs {
         (self.max_wait_time > 0.0 && self.max_wait_time.is_finite())
             .then(|| Duration::from_secs_f64(self.max_wait_time))
     }
+}
+
+/// The file written once the segment is mounted (and removed at exit), for drivers
+/// that wait for the store: `MOONCAKE_READY_FILE`.
+pub fn ready_file() -> Option<PathBuf> {
+    std::env::var_os("MOONCAKE_READY_FILE")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The process's `MOONCAKE_*` variables.

@@ -5,12 +5,16 @@
 use crate::config::StoreArgs;
 use mooncake_client::{Client, ClientConfig};
 use mooncake_common::config::NodeConfig;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 
-/// Runs the daemon until a signal; returns the process exit code.
-pub async fn run(args: StoreArgs, node: NodeConfig) -> i32 {
-    let client = match Client::start(ClientConfig::new(node)).await {
+/// Runs the daemon until a signal; returns the process exit code. `ready_file` is
+/// written with the store's hostname once the segment is mounted, and removed at exit.
+pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>) -> i32 {
+    let mut cfg = ClientConfig::new(node);
+    cfg.tuning.hugepages |= args.hugepages;
+    let client = match Client::start(cfg).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mooncake_store: cannot start: {e}");
@@ -47,7 +51,7 @@ pub async fn run(args: StoreArgs, node: NodeConfig) -> i32 {
             .await;
     });
     let code = tokio::select! {
-        r = wait_mounted(&client, args.max_wait()) => match r {
+        r = wait_mounted(&client, args.max_wait(), ready_file.as_deref()) => match r {
             Ok(()) => {
                 tracing::info!("store ready");
                 wait_signal().await;
@@ -66,14 +70,18 @@ pub async fn run(args: StoreArgs, node: NodeConfig) -> i32 {
     }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-    if let Ok(p) = std::env::var("MOONCAKE_READY_FILE") {
+    if let Some(p) = &ready_file {
         let _ = std::fs::remove_file(p);
     }
     code
 }
 
 /// Waits until the heartbeat task has mounted the segment; writes the ready file.
-async fn wait_mounted(client: &Client, max_wait: Option<Duration>) -> Result<(), String> {
+async fn wait_mounted(
+    client: &Client,
+    max_wait: Option<Duration>,
+    ready_file: Option<&Path>,
+) -> Result<(), String> {
     let t0 = Instant::now();
     let mut warned = false;
     while !client.is_mounted() {
@@ -90,9 +98,9 @@ async fn wait_mounted(client: &Client, max_wait: Option<Duration>) -> Result<(),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if let Ok(p) = std::env::var("MOONCAKE_READY_FILE") {
-        if let Err(e) = std::fs::write(&p, client.hostname()) {
-            tracing::warn!(path = %p, error = %e, "cannot write the ready file");
+    if let Some(p) = ready_file {
+        if let Err(e) = std::fs::write(p, client.hostname()) {
+            tracing::warn!(path = %p.display(), error = %e, "cannot write the ready file");
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! `mooncake_store`: see the crate docs of `mooncake_store`.
 
 use clap::Parser;
-use mooncake_store::config::{env_vars, StoreArgs};
+use mooncake_store::config::{env_vars, ready_file, StoreArgs};
 
 fn main() {
     let args = StoreArgs::parse();
@@ -29,7 +29,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let code = rt.block_on(mooncake_store::daemon::run(args, node));
+    let code = rt.block_on(mooncake_store::daemon::run(args, node, ready_file()));
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::exit(code);
 }
