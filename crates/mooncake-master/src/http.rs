@@ -2,10 +2,15 @@
 //! - [`admin`]: the `--metrics_port` app (Prometheus text, health, segments, keys, workers).
 //! - [`metadata`]: the transfer engine's HTTP metadata server, embedded or standalone.
 //!
-//! Both are plain `Router`s so tests and other binaries can mount them on any listener.
+//! Both are plain `Router`s so tests and other binaries can mount them on any listener;
+//! [`serve`] puts one on a port with the bounds of [`listener`] (connection cap,
+//! header/body/write timeouts, body limit).
 
 pub mod admin;
+pub mod listener;
 pub mod metadata;
+
+pub use listener::Limits;
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,16 +18,14 @@ use axum::Router;
 use std::future::Future;
 use tokio::net::TcpListener;
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish.
+/// Serves `app` on `listener` with the default [`Limits`] until `shutdown` resolves,
+/// then lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    listener::serve(listener, app, shutdown, Limits::default()).await
 }
 
 /// A JSON response. The workspace builds axum without its `json` feature (one
