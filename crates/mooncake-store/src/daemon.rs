@@ -44,11 +44,10 @@ pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>)
     let app = crate::http::router(client.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        let _ = crate::http::serve(listener, app, stop, crate::http::Limits::default()).await;
     });
     let code = tokio::select! {
         r = wait_mounted(&client, args.max_wait(), ready_file.as_deref()) => match r {

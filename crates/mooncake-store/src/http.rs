@@ -3,7 +3,12 @@
 //! reference store service's REST routes, with the same request and answer shapes:
 //! `PUT /api/put` with JSON `{"key", "value"}`, `GET /api/get/{key}` (raw bytes),
 //! `GET /api/exist/{key}` (`{"exists": bool}`), `DELETE /api/remove/{key}`,
-//! `DELETE /api/remove_all`.
+//! `DELETE /api/remove_all`. [`serve`] puts the routes on the port with the bounds of
+//! [`listener`] (connection cap, header/body/write timeouts, body limit).
+
+pub mod listener;
+
+pub use listener::{serve, Limits};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -18,7 +23,7 @@ use std::sync::Arc;
 use crate::metrics::StoreMetrics;
 
 /// The reference accepts request bodies up to 100 MB.
-const MAX_BODY: usize = 100 << 20;
+pub const MAX_BODY: usize = 100 << 20;
 
 pub fn router(client: Client) -> Router {
     let metrics = Arc::new(StoreMetrics::new());
