@@ -1,11 +1,12 @@
 //! The framed control-plane protocol (`mooncake_proto::frame`) against a real master
-//! process: served next to gRPC on the same port, statuses and contract codes intact,
-//! pooled connections surviving a master restart, the caller-driven blocking mode and
-//! its deadline, oversized frames refused.
+//! process, through the client's typed calls (`MasterCalls`, the same methods over
+//! either protocol): served next to gRPC on the same port, statuses and contract codes
+//! intact, pooled connections surviving a master restart, the caller-driven blocking
+//! mode and its deadline, oversized frames refused.
 
+use mooncake_client::calls::MasterCalls;
 use mooncake_client::transport::{CallMode, DirectConfig, MasterChannel, Protocol};
 use mooncake_proto::frame::{self, MAGIC, MAX_FRAME};
-use mooncake_proto::master_client::MasterClient;
 use mooncake_proto::{GetStatsRequest, HeartbeatRequest, ListSegmentsRequest};
 use mooncake_tests::Master;
 use std::io::{Read, Write};
@@ -20,7 +21,7 @@ mod code {
     pub const UNAVAILABLE: i32 = 14;
 }
 
-type Client = MasterClient<MasterChannel>;
+type Client = MasterCalls;
 
 fn client(port: u16, protocol: Protocol, timeout: Duration) -> Client {
     client_in(port, protocol, timeout, CallMode::Async)
@@ -38,8 +39,7 @@ fn client_in(port: u16, protocol: Protocol, timeout: Duration, mode: CallMode) -
         protocol,
     )
     .with_mode(mode);
-    let origin = ch.origin().unwrap();
-    MasterClient::with_origin(ch, origin)
+    MasterCalls::new(ch).unwrap()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -209,9 +209,7 @@ fn blocking_mode_calls_and_honours_the_deadline() {
             mode,
         );
         let t = Instant::now();
-        let st = rt
-            .block_on(c.get_stats(GetStatsRequest {}))
-            .unwrap_err();
+        let st = rt.block_on(c.get_stats(GetStatsRequest {})).unwrap_err();
         let took = t.elapsed();
         assert_eq!(
             st.code() as i32,

@@ -1,11 +1,11 @@
 //! The framed transport to the master (`mooncake_proto::frame`): one call per TCP
 //! connection at a time, from a pool of idle connections, without HTTP/2.
 //!
-//! [`FramedChannel`] is a tower service over the requests tonic's generated clients
-//! build, like `transport::DirectChannel`: it collects the encoded unary request, sends
-//! its message as a frame, and hands tonic back a gRPC-shaped answer (the message
-//! behind its 5-byte prefix and `grpc-status` trailers, or a trailers-only error with
-//! `grpc-message` and `mc-error-code`), so every call site works unchanged.
+//! [`FramedChannel::unary`] encodes the request message straight into its frame
+//! behind the method path and decodes the answer frame's message; an error answer
+//! becomes the `Status` a gRPC call would have returned (code, message, and the
+//! contract code as `mc-error-code` metadata), so both protocols fail alike
+//! (`crate::calls::MasterCalls` picks the protocol per call).
 //!
 //! A call takes an idle connection (checked with a non-blocking peek: one the master
 //! closed meanwhile is dropped), uses it exclusively and gives it back; it dials when
@@ -22,22 +22,14 @@
 //! so a client can use either per call site.
 
 use crate::transport::DirectConfig;
-use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
 use mooncake_proto::frame::{self, MAGIC, MAX_MESSAGE};
 use mooncake_proto::status::ERROR_CODE_KEY;
-use std::convert::Infallible;
-use std::future::Future;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::body::Body;
-use tonic::codegen::http::{header, HeaderMap, HeaderValue, Request, Response, Uri};
-use tonic::codegen::Service;
 use tonic::{Code, Status};
 
 /// How a framed call does its socket I/O.
@@ -153,20 +145,36 @@ impl FramedChannel {
         self.mode
     }
 
-    /// The URI tonic's generated clients need as origin (`MasterClient::with_origin`).
-    pub fn origin(&self) -> Result<Uri, String> {
-        format!("http://{}", self.inner.addr)
-            .parse()
-            .map_err(|e| format!("master address {:?}: {e}", self.inner.addr))
+    /// Calls the unary method `path` (`/mooncake.v1.Master/Heartbeat`) with `req` and
+    /// decodes the answer as `U`.
+    pub async fn unary<T, U>(&self, path: &str, req: &T) -> Result<U, Status>
+    where
+        T: prost::Message,
+        U: prost::Message + Default,
+    {
+        let mut out = request_head(path, req.encoded_len())?;
+        req.encode(&mut out)
+            .map_err(|e| Status::internal(format!("cannot encode the request: {e}")))?;
+        self.exchange(out).await
     }
 
-    async fn send(self, req: Request<Body>) -> Result<Response<Body>, Status> {
-        let mut out = Vec::with_capacity(256);
-        request_frame(req, &mut out).await?;
-        match self.mode {
-            CallMode::Blocking => self.exchange_blocking(out),
-            CallMode::Async => self.exchange_async(out).await,
-        }
+    /// Like [`FramedChannel::unary`] for a request message encoded beforehand.
+    pub async fn unary_encoded<U>(&self, path: &str, message: &[u8]) -> Result<U, Status>
+    where
+        U: prost::Message + Default,
+    {
+        let mut out = request_head(path, message.len())?;
+        out.extend_from_slice(message);
+        self.exchange(out).await
+    }
+
+    /// Sends the request frame in `out` (preceded by the magic) and decodes the answer.
+    async fn exchange<U: prost::Message + Default>(&self, out: Vec<u8>) -> Result<U, Status> {
+        let (buf, at) = match self.mode {
+            CallMode::Blocking => self.exchange_blocking(out)?,
+            CallMode::Async => self.exchange_async(out).await?,
+        };
+        decode_answer(&buf[at..])
     }
 
     fn dial_timeout(&self) -> Status {
@@ -198,7 +206,9 @@ impl FramedChannel {
         Ok((tokio::io::BufReader::with_capacity(4096, s), true))
     }
 
-    async fn exchange_async(&self, mut out: Vec<u8>) -> Result<Response<Body>, Status> {
+    /// The answer frame (without its length) read into the returned buffer from the
+    /// returned offset on.
+    async fn exchange_async(&self, mut out: Vec<u8>) -> Result<(Vec<u8>, usize), Status> {
         let (mut s, fresh) = self.take_async().await?;
         let addr = &self.inner.addr;
         let start = if fresh { 0 } else { MAGIC.len() };
@@ -219,9 +229,9 @@ impl FramedChannel {
             None => io.await,
         }
         .map_err(|e| unavailable(addr, &e))?;
-        let resp = answer(out, 0, addr)?;
+        check_answer(&out, addr)?;
         give_back(&self.inner.idle, s);
-        Ok(resp)
+        Ok((out, 0))
     }
 
     fn take_sync(&self) -> Result<(SyncConn, bool), Status> {
@@ -262,7 +272,8 @@ impl FramedChannel {
         Err(last.unwrap_or_else(|| fail(&"no address")))
     }
 
-    fn exchange_blocking(&self, mut out: Vec<u8>) -> Result<Response<Body>, Status> {
+    /// As [`FramedChannel::exchange_async`], with blocking I/O on this thread.
+    fn exchange_blocking(&self, mut out: Vec<u8>) -> Result<(Vec<u8>, usize), Status> {
         let began = Instant::now();
         let (mut c, fresh) = self.take_sync()?;
         let addr = &self.inner.addr;
@@ -305,9 +316,9 @@ impl FramedChannel {
             got += read_some(&mut c, &mut out[got..total], deadline, false).map_err(fail)?;
         }
         out.truncate(total);
-        let resp = answer(out, frame::LEN_BYTES, addr)?;
+        check_answer(&out[frame::LEN_BYTES..], addr)?;
         give_back(&self.inner.idle_sync, c);
-        Ok(resp)
+        Ok((out, frame::LEN_BYTES))
     }
 }
 
@@ -388,123 +399,59 @@ fn read_some(
     }
 }
 
-/// Builds the request frame, preceded by the magic (sent only on a fresh connection),
-/// from tonic's encoded unary request (one message behind its 5-byte prefix).
-async fn request_frame(req: Request<Body>, out: &mut Vec<u8>) -> Result<(), Status> {
-    let path = req.uri().path();
+/// A request frame up to its message, preceded by the magic (sent only on a fresh
+/// connection): the frame's length, the path's length, the path. The message's
+/// `message_len` bytes go right after it; the buffer has room for them.
+fn request_head(path: &str, message_len: usize) -> Result<Vec<u8>, Status> {
+    if message_len > MAX_MESSAGE {
+        return Err(Status::resource_exhausted(format!(
+            "request exceeds the framed protocol's limit of {MAX_MESSAGE} bytes"
+        )));
+    }
     let path_len =
         u16::try_from(path.len()).map_err(|_| Status::invalid_argument("method path too long"))?;
+    let len = 2 + path.len() + message_len;
+    // Room for a small answer too: the blocking path reads it into this buffer.
+    let mut out = Vec::with_capacity((MAGIC.len() + frame::LEN_BYTES + len).max(256));
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&[0; frame::LEN_BYTES]);
+    out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(&path_len.to_le_bytes());
     out.extend_from_slice(path.as_bytes());
-    let msg_at = out.len();
-    let mut body = req.into_body();
-    let mut skip = 5;
-    while let Some(f) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let f = f?;
-        if let Ok(d) = f.into_data() {
-            let n = skip.min(d.len());
-            skip -= n;
-            out.extend_from_slice(&d[n..]);
-            if out.len() - msg_at > MAX_MESSAGE {
-                return Err(Status::resource_exhausted(format!(
-                    "request exceeds the framed protocol's limit of {MAX_MESSAGE} bytes"
-                )));
+    Ok(out)
+}
+
+/// Checks that `frame` (an answer frame without its length) is well formed before its
+/// connection is reused: a malformed one means the connection is out of step.
+fn check_answer(frame: &[u8], addr: &str) -> Result<(), Status> {
+    frame::decode_answer(frame)
+        .map(|_| ())
+        .map_err(|e| Status::internal(format!("master {addr}: {e}")))
+}
+
+/// The answer frame's message decoded as `U`, or the master's error as the status a
+/// gRPC call would have ended with (`mc-error-code` carrying the contract code).
+fn decode_answer<U: prost::Message + Default>(frame: &[u8]) -> Result<U, Status> {
+    let a = frame::decode_answer(frame)
+        .map_err(|e| Status::internal(format!("malformed answer: {e}")))?;
+    if a.code != 0 {
+        let mut st = Status::new(Code::from(a.code as i32), a.status_message);
+        if a.error_code != 0 {
+            if let Ok(v) = a.error_code.to_string().parse() {
+                st.metadata_mut().insert(ERROR_CODE_KEY, v);
             }
         }
+        return Err(st);
     }
-    let len = out.len() - MAGIC.len() - frame::LEN_BYTES;
-    out[MAGIC.len()..MAGIC.len() + frame::LEN_BYTES].copy_from_slice(&(len as u32).to_le_bytes());
-    Ok(())
-}
-
-/// tonic's view of the answer frame at `buf[start..]`: a trailers-only error, or the message behind its
-/// gRPC prefix (written over the frame's header bytes) then `grpc-status: 0`.
-fn answer(mut buf: Vec<u8>, start: usize, addr: &str) -> Result<Response<Body>, Status> {
-    let (at, status) = {
-        let a = frame::decode_answer(&buf[start..])
-            .map_err(|e| Status::internal(format!("master {addr}: {e}")))?;
-        if a.code != 0 {
-            let mut st = Status::new(Code::from(a.code as i32), a.status_message);
-            if a.error_code != 0 {
-                if let Ok(v) = a.error_code.to_string().parse() {
-                    st.metadata_mut().insert(ERROR_CODE_KEY, v);
-                }
-            }
-            (start + a.message_at, Some(st))
-        } else {
-            (start + a.message_at, None)
-        }
-    };
-    if let Some(st) = status {
-        return Ok(st.into_http());
-    }
-    let len = buf.len() - at;
-    frame::grpc_prefix(len, &mut buf[at - 5..at]);
-    let data = Bytes::from(buf).slice(at - 5..);
-    let mut trailers = HeaderMap::with_capacity(1);
-    trailers.insert("grpc-status", HeaderValue::from_static("0"));
-    let mut resp = Response::new(Body::new(Answer {
-        data: Some(data),
-        trailers: Some(trailers),
-    }));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/grpc"),
-    );
-    Ok(resp)
-}
-
-/// One data frame, then the trailers.
-struct Answer {
-    data: Option<Bytes>,
-    trailers: Option<HeaderMap>,
-}
-
-impl HttpBody for Answer {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if let Some(d) = self.data.take() {
-            return Poll::Ready(Some(Ok(Frame::data(d))));
-        }
-        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.data.is_none() && self.trailers.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.data.as_ref().map_or(0, |b| b.len() as u64))
-    }
-}
-
-impl Service<Request<Body>> for FramedChannel {
-    type Response = Response<Body>;
-    type Error = Status;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Status>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
-        // Every call gets its own connection: never a wait for another call.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        Box::pin(self.clone().send(req))
-    }
+    U::decode(&frame[a.message_at..])
+        .map_err(|e| Status::internal(format!("undecodable answer: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mooncake_proto::master_client::MasterClient;
     use mooncake_proto::{HeartbeatRequest, HeartbeatResponse};
+    use std::future::Future;
+    use std::task::{Context, Poll};
 
     /// A framed "master" answering heartbeats: `view_id` 7, or for an empty client id
     /// INVALID_ARGUMENT carrying contract code -600.
@@ -522,7 +469,7 @@ mod tests {
                     let mut buf = Vec::new();
                     while frame::read_frame_sync(&mut s, &mut buf).is_ok() {
                         let req = frame::decode_request(&buf).unwrap();
-                        assert_eq!(req.path, "/mooncake.v1.Master/Heartbeat");
+                        assert_eq!(req.path, HEARTBEAT);
                         let hb =
                             <HeartbeatRequest as prost::Message>::decode(&buf[req.message_at..])
                                 .unwrap();
@@ -547,16 +494,60 @@ mod tests {
         addr
     }
 
+    const HEARTBEAT: &str = "/mooncake.v1.Master/Heartbeat";
+
     fn heartbeat(
         ch: FramedChannel,
         id: &str,
-    ) -> impl Future<Output = Result<tonic::Response<HeartbeatResponse>, Status>> {
-        let origin = ch.origin().unwrap();
-        let mut c = MasterClient::with_origin(ch, origin);
+    ) -> impl Future<Output = Result<HeartbeatResponse, Status>> {
         let req = HeartbeatRequest {
             client_id: id.to_string(),
         };
-        async move { c.heartbeat(req).await }
+        async move { ch.unary(HEARTBEAT, &req).await }
+    }
+
+    #[test]
+    fn request_frames_are_the_protocols() {
+        let req = HeartbeatRequest {
+            client_id: "c-1".into(),
+        };
+        let msg = prost::Message::encode_to_vec(&req);
+        let mut want = MAGIC.to_vec();
+        frame::encode_request(HEARTBEAT, &msg, &mut want).unwrap();
+        let mut out = request_head(HEARTBEAT, msg.len()).unwrap();
+        prost::Message::encode(&req, &mut out).unwrap();
+        assert_eq!(out, want);
+        let e = request_head(HEARTBEAT, MAX_MESSAGE + 1).unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted);
+    }
+
+    #[test]
+    fn answers_decode_to_messages_or_statuses() {
+        let resp = HeartbeatResponse {
+            view_id: 9,
+            remount_needed: true,
+        };
+        let mut f = Vec::new();
+        frame::encode_answer(0, 0, "", &prost::Message::encode_to_vec(&resp), &mut f).unwrap();
+        let got: HeartbeatResponse = decode_answer(&f[frame::LEN_BYTES..]).unwrap();
+        assert_eq!(got, resp);
+        // An error answer: the status a gRPC call would have ended with.
+        f.clear();
+        frame::encode_answer(14, -1010, "not the leader", &[], &mut f).unwrap();
+        let st = decode_answer::<HeartbeatResponse>(&f[frame::LEN_BYTES..]).unwrap_err();
+        assert_eq!(st.code(), Code::Unavailable);
+        assert_eq!(st.message(), "not the leader");
+        assert_eq!(
+            mooncake_proto::status::from_status(&st),
+            mooncake_common::ErrorCode::UnavailableInCurrentMode
+        );
+        // A truncated frame is refused.
+        assert_eq!(
+            decode_answer::<HeartbeatResponse>(&f[frame::LEN_BYTES..10])
+                .unwrap_err()
+                .code(),
+            Code::Internal
+        );
     }
 
     #[test]
@@ -581,7 +572,7 @@ mod tests {
         for _ in 0..2 {
             let mut call = std::pin::pin!(heartbeat(blocking_ch.clone(), "a"));
             match call.as_mut().poll(&mut cx) {
-                Poll::Ready(r) => assert_eq!(r.unwrap().into_inner().view_id, 7),
+                Poll::Ready(r) => assert_eq!(r.unwrap().view_id, 7),
                 Poll::Pending => panic!("a blocking call waited for the runtime"),
             }
         }
@@ -600,8 +591,7 @@ mod tests {
         // its answer once the runtime runs.
         let mut call = Box::pin(heartbeat(async_ch.clone(), "b"));
         assert!(call.as_mut().poll(&mut cx).is_pending());
-        let r = rt.block_on(call).unwrap();
-        assert_eq!(r.into_inner().view_id, 7);
+        assert_eq!(rt.block_on(call).unwrap().view_id, 7);
         assert_eq!(blocking_ch.inner.idle.lock().len(), 1);
     }
 

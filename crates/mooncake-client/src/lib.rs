@@ -13,6 +13,7 @@
 //! - [`segment`]: the memory a process contributes (file-backed, pre-faulted).
 //! - `mount`: mounting that memory at the master and the heartbeat that keeps it.
 //! - `rpc`: the master connection (tight connect timeout, per-call deadline).
+//! - [`calls`]: typed calls to the master, one method per RPC, over either protocol.
 //! - [`transport`]: that connection's transport: [`framed`] (the default) or HTTP/2
 //!   gRPC (hyper directly, no buffer task), `ClientTuning::master_protocol`.
 //! - [`key_batch`]: keys encoded straight into a batch request (no `String` per key).
@@ -23,6 +24,7 @@
 
 mod admin;
 mod buffers;
+pub mod calls;
 mod client;
 pub mod config;
 mod copy;

@@ -6,41 +6,25 @@
 //! the master is back; meanwhile every call fails fast with `RPC_FAIL` (or
 //! `RPC_TIMEOUT` when a connected master does not answer in time).
 
+use crate::calls::MasterCalls;
 use crate::config::{ClientTuning, CONNECT_TIMEOUT};
 use crate::discovery::{parse_etcd_address, Leader};
 use crate::errors::status_error;
 use crate::framed::CallMode;
-use crate::transport::{DirectConfig, MasterChannel, PreEncoded};
+use crate::transport::{DirectConfig, MasterChannel};
 use bytes::Bytes;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::master_client::MasterClient;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::codegen::http::uri::PathAndQuery;
-use tonic::codegen::http::Uri;
 use tonic::transport::{Channel, Endpoint};
 
-/// The client type every call gets.
-pub(crate) type Rpc = MasterClient<MasterChannel>;
+/// What every call gets: typed calls on one master connection.
+pub(crate) type Rpc = MasterCalls;
 
-/// One master connection and the origin its requests name.
-#[derive(Clone)]
-pub(crate) struct Conn {
-    ch: MasterChannel,
-    origin: Uri,
-}
-
-impl Conn {
-    fn client(self) -> Rpc {
-        MasterClient::with_origin(self.ch, self.origin)
-    }
-
-    fn in_mode(mut self, mode: CallMode) -> Self {
-        self.ch = self.ch.with_mode(mode);
-        self
-    }
-}
+/// One master connection.
+type Conn = MasterCalls;
 
 /// Where calls go: one fixed address, or the leader etcd names (HA).
 #[derive(Clone)]
@@ -86,8 +70,7 @@ fn client_for(addr: &str, timeout: Duration, tuning: &ClientTuning) -> Result<Co
         tuning.master_protocol,
     )
     .with_spin(tuning.master_spin);
-    let origin = ch.origin().map_err(MooncakeError::invalid)?;
-    Ok(Conn { ch, origin })
+    MasterCalls::new(ch).map_err(MooncakeError::invalid)
 }
 
 /// What `discovery` builds per leader address. Only its address is used: calls go
@@ -136,7 +119,7 @@ impl MasterRpc {
         F: FnOnce(Rpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.call_conn(what, |c| f(c.client())).await
+        self.call_conn(what, f).await
     }
 
     /// Sends `body`, a request message encoded beforehand, to the unary method `path`
@@ -145,15 +128,8 @@ impl MasterRpc {
     where
         U: prost::Message + Default + Send + 'static,
     {
-        self.call_conn(what, |c| async move {
-            let mut grpc = tonic::client::Grpc::with_origin(c.ch, c.origin);
-            grpc.ready().await?;
-            grpc.unary(
-                tonic::Request::new(body),
-                PathAndQuery::from_static(path),
-                PreEncoded::<U>::default(),
-            )
-            .await
+        self.call_conn(what, |mut c| async move {
+            c.unary_encoded(path, body).await.map(tonic::Response::new)
         })
         .await
     }
@@ -164,13 +140,13 @@ impl MasterRpc {
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let (client, leader) = match &self.target {
-            Target::Fixed(c) => (c.clone().in_mode(self.mode), None),
+            Target::Fixed(c) => (c.clone().with_mode(self.mode), None),
             Target::Leader(l, conn) => {
                 let (a, _) = l
                     .current()
                     .await
                     .map_err(|e| MooncakeError::new(e.code, format!("{what}: {}", e.message)))?;
-                (self.leader_client(conn, &a)?.in_mode(self.mode), Some(a))
+                (self.leader_client(conn, &a)?.with_mode(self.mode), Some(a))
             }
         };
         let addr = leader.as_deref().unwrap_or(&*self.addr);

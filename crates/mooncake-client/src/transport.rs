@@ -192,7 +192,8 @@ impl std::str::FromStr for Protocol {
     }
 }
 
-/// A master connection of either protocol; tonic clients take it as their transport.
+/// A master connection of either protocol; `crate::calls::MasterCalls` makes typed
+/// calls on it.
 #[derive(Clone)]
 pub enum MasterChannel {
     Framed(FramedChannel),
@@ -223,31 +224,6 @@ impl MasterChannel {
         match self {
             MasterChannel::Framed(c) => MasterChannel::Framed(c.with_spin(spin)),
             grpc => grpc,
-        }
-    }
-
-    /// The URI tonic's generated clients need as origin (`MasterClient::with_origin`).
-    pub fn origin(&self) -> Result<Uri, String> {
-        match self {
-            MasterChannel::Framed(c) => c.origin(),
-            MasterChannel::Grpc(c) => c.origin(),
-        }
-    }
-}
-
-impl Service<Request<Body>> for MasterChannel {
-    type Response = Response<Body>;
-    type Error = Status;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Status>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        match self {
-            MasterChannel::Framed(c) => c.call(req),
-            MasterChannel::Grpc(c) => c.call(req),
         }
     }
 }

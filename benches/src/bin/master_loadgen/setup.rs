@@ -3,13 +3,13 @@
 //! memory backs them.
 
 use mooncake_benches::latency::{Samples, Summary};
+use mooncake_client::calls::MasterCalls;
 use mooncake_client::transport::{DirectConfig, MasterChannel, Protocol};
-use mooncake_proto::master_client::MasterClient;
 use mooncake_proto::{HeartbeatRequest, MountSegmentRequest, SegmentDesc, UnmountSegmentRequest};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-pub type Client = MasterClient<MasterChannel>;
+pub type Client = MasterCalls;
 
 /// The protocol `connect` uses (`--protocol`).
 pub static PROTOCOL: std::sync::OnceLock<Protocol> = std::sync::OnceLock::new();
@@ -26,8 +26,7 @@ pub async fn connect(addr: &str) -> Result<Client, String> {
         },
         *PROTOCOL.get_or_init(|| Protocol::Framed),
     );
-    let origin = ch.origin()?;
-    let mut c = MasterClient::with_origin(ch, origin);
+    let mut c = MasterCalls::new(ch)?;
     // Dial now, so that a wrong address fails here rather than in the first phase.
     c.list_segments(mooncake_proto::ListSegmentsRequest {})
         .await
