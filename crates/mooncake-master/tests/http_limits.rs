@@ -1,7 +1,8 @@
 //! The master's HTTP ports (admin and metadata) against strangers, over real sockets
 //! on 127.0.0.1: floods of sockets that connect and send nothing or half a request do
 //! not lock real clients out, stalled connections are closed after the timeouts, a
-//! body is bounded as it arrives, and shutdown still lets requests in flight finish.
+//! body is bounded as it arrives, and shutdown still lets requests in flight finish
+//! (and only those).
 
 mod http_support;
 
@@ -331,10 +332,13 @@ async fn shutdown_lets_a_request_in_flight_finish() {
             }
         }),
     );
-    let srv = start(app, Limits::default()).await;
+    // Timeouts beyond the test: shutdown must not wait them out for connections that
+    // owe nothing.
+    let srv = start(app, patient(1024)).await;
     let addr = srv.addr;
     let in_flight = tokio::spawn(get(addr, "/slow"));
     entered_rx.await.unwrap();
+    let held = flood(addr, 20).await;
     let _ = srv.stop.send(());
     // stopping waits for the request
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -350,6 +354,11 @@ async fn shutdown_lets_a_request_in_flight_finish() {
         .expect("serve did not return after its last request")
         .unwrap()
         .unwrap();
+    assert_eq!(
+        count_closed(held, Duration::from_secs(5)).await,
+        20,
+        "idle and half-sent connections outlived shutdown"
+    );
     assert!(
         TcpStream::connect(addr).await.is_err(),
         "the port still accepts after shutdown"

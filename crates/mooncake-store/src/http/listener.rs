@@ -22,7 +22,8 @@
 //!   larger `Content-Length` is refused before anything is read) and a head size limit
 //!   ([`Limits::max_head_bytes`]);
 //! - graceful shutdown: once the shutdown future resolves, no new connection is
-//!   accepted, idle ones close, and requests in flight finish.
+//!   accepted, connections without a request in flight close, and requests in flight
+//!   finish.
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -217,6 +218,11 @@ async fn connection(
                 break;
             }
             _ = drain.changed(), if !draining => {
+                // Nothing is owed to a connection without a request in flight (a
+                // partial head included): close it rather than wait out its timeout.
+                if slot.is_idle() {
+                    break;
+                }
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
@@ -457,6 +463,10 @@ impl Slot {
     fn idle(&self) {
         let ns = self.epoch.elapsed().as_nanos() as u64;
         self.idle_since.store(ns.max(1), Relaxed);
+    }
+
+    fn is_idle(&self) -> bool {
+        self.idle_since.load(Relaxed) != 0
     }
 
     fn in_request(&self) {
