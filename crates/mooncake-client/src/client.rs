@@ -8,11 +8,10 @@ use crate::errors::{closed, transfer_error};
 use crate::io::DataPath;
 use crate::mount::{spawn_heartbeat, HeartbeatHost, Liveness, LocalSegment};
 use crate::rpc::MasterRpc;
-use crate::segment::SegmentMemory;
-use crate::shm::ShmCache;
 use mooncake_common::hostname::{split_host_port, with_port};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::{HeartbeatRequest, SegmentDesc};
+use mooncake_segment::{SegmentMemory, ShmCache};
 use mooncake_transfer::{MetricsSnapshot, TransferConfig, TransferEngine};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -177,7 +176,7 @@ impl Client {
                 with_port(&node.local_hostname, p)
             }
         };
-        let host_id = crate::host::host_id();
+        let host_id = mooncake_segment::host_id();
         let segment = if node.global_segment_size > 0 {
             let size = usize::try_from(node.global_segment_size).map_err(|_| {
                 MooncakeError::invalid("global_segment_size does not fit in memory")
@@ -192,19 +191,12 @@ impl Client {
             // unregister it first.
             unsafe { engine.register_memory(mem.addr(), mem.len()) }
                 .map_err(|e| transfer_error(&e))?;
-            let desc = SegmentDesc {
-                name: hostname.clone(),
-                owner: hostname.clone(),
-                base: mem.addr() as u64,
-                size: mem.len() as u64,
-                protocol: node.protocol.as_str().to_string(),
-                transport_endpoint: engine.endpoint(),
-                shm_path: mem
-                    .shm_path()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                host_id: host_id.clone(),
-            };
+            let desc = mem.descriptor(
+                &hostname,
+                node.protocol.as_str(),
+                engine.endpoint(),
+                host_id.clone(),
+            );
             Some(LocalSegment {
                 memory: Mutex::new(Some(mem)),
                 ever_mounted: AtomicBool::new(false),

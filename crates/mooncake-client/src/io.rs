@@ -6,9 +6,9 @@
 
 use crate::errors::transfer_error;
 use crate::mount::LocalSegment;
-use crate::shm::{PeerMap, ShmCache};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::{Replica, SegmentDesc};
+use mooncake_segment::{PeerMap, ShmCache};
 use mooncake_transfer::{Opcode, TransferEngine, TransferRequest};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -9,9 +9,9 @@
 //!   batched paths behind them.
 //! - `io`: the data path; splits a batch between memcpy (same host) and the engine.
 //! - `copy`: the memcpy half of the same-host path (planned and checked, then run).
-//! - `shm`: mappings of same-host peers' segment files and their liveness probe.
-//! - [`segment`]: the memory a process contributes (file-backed, pre-faulted).
-//! - `mount`: mounting that memory at the master and the heartbeat that keeps it.
+//! - `mount`: mounting this process's segment at the master and the heartbeat that
+//!   keeps it. The memory itself, its descriptor and the mappings of same-host peers'
+//!   segments are `mooncake-segment`'s (re-exported as [`segment`]).
 //! - `rpc`: the master connection (tight connect timeout, per-call deadline).
 //! - [`calls`]: typed calls to the master, one method per RPC, over either protocol.
 //! - [`transport`]: that connection's transport: [`framed`] (the default) or HTTP/2
@@ -20,7 +20,6 @@
 //! - [`discovery`]: the HA leader named in etcd (`MOONCAKE_MASTER=etcd://...`).
 //! - `buffers`: caller memory registered for zero-copy calls.
 //! - `errors`: how statuses, per-item codes and transfer failures become contract codes.
-//! - `host`: this host's identity (boot id).
 
 mod admin;
 mod buffers;
@@ -32,16 +31,12 @@ pub mod discovery;
 mod errors;
 pub mod framed;
 mod get;
-pub mod host;
 mod io;
 pub mod key_batch;
 mod mount;
-mod prefault;
 mod put;
 mod read;
 mod rpc;
-pub mod segment;
-mod shm;
 pub mod transport;
 mod write;
 
@@ -52,4 +47,12 @@ pub use framed::CallMode;
 pub use get::Location;
 pub use key_batch::KeyBatch;
 pub use mooncake_common::{ErrorCode, MooncakeError, Result};
+/// The memory a process contributes and the mappings of same-host peers' segments,
+/// under the path this crate exported them at before they got a crate of their own.
+pub use mooncake_segment as segment;
 pub use mooncake_transfer::MetricsSnapshot;
+
+/// This host's identity for the same-host path (kept at its former path).
+pub mod host {
+    pub use mooncake_segment::host_id;
+}

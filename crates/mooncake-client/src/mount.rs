@@ -7,9 +7,9 @@
 use crate::config::HEARTBEAT_INTERVAL;
 use crate::errors::check_code;
 use crate::rpc::MasterRpc;
-use crate::segment::SegmentMemory;
 use mooncake_common::Result;
 use mooncake_proto::{HeartbeatRequest, MountSegmentRequest, SegmentDesc, UnmountSegmentRequest};
+use mooncake_segment::SegmentMemory;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 

@@ -8,9 +8,11 @@
 //! - [`daemon`]: start-up, readiness (`MOONCAKE_READY_FILE`), and shutdown on
 //!   SIGTERM/SIGINT (unmount first, then exit).
 //!
-//! The segment itself (memory, registration, mount, heartbeats, re-mounts) is the
-//! client's: a store is a client with `global_segment_size > 0` that issues no puts of
-//! its own except through the REST API.
+//! The segment itself comes through the client: a store is a client with
+//! `global_segment_size > 0` that issues no puts of its own except through the REST
+//! API. Its memory (shm file, hugepages, prefault) is `mooncake-segment`'s, its
+//! registration, mount, heartbeats and re-mounts the client's, so a store and a client
+//! started with a segment behave the same.
 
 pub mod config;
 pub mod daemon;

@@ -177,19 +177,27 @@ impl SegmentMemory {
         self.prefault.as_ref().is_none_or(|p| p.done())
     }
 
+    /// The mapping's address in this process (what is registered with the transfer
+    /// engine and published as the segment's base).
+    #[inline]
     pub fn addr(&self) -> usize {
         self.ptr as usize
     }
 
+    /// The segment's size in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Never true for a created segment (a size of 0 is refused).
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The file same-host clients map, when the segment has one.
+    #[inline]
     pub fn shm_path(&self) -> Option<&Path> {
         self.path.as_deref()
     }

@@ -13,8 +13,9 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-/// One mapped segment file of a peer on this host.
-pub(crate) struct PeerMap {
+/// One mapped segment file of a peer on this host. Unmapped when the last handle goes
+/// (the cache, a batch of copies and a prefault thread may each hold one).
+pub struct PeerMap {
     ptr: *mut u8,
     len: usize,
     file: File,
@@ -39,7 +40,10 @@ impl PeerMap {
         }
     }
 
-    /// Address of `[off, off+len)` inside the mapping, if it fits.
+    /// Address of `[off, off+len)` inside the mapping, if it fits. Valid while this
+    /// handle lives, even after the owner died (its file is unlinked, not truncated);
+    /// whether the bytes still mean anything is [`PeerMap::owner_alive`]'s question.
+    #[inline]
     pub fn range(&self, off: u64, len: usize) -> Option<*mut u8> {
         let end = off.checked_add(len as u64)?;
         if end > self.len as u64 {
@@ -60,7 +64,8 @@ impl Drop for PeerMap {
 }
 
 /// Mappings of same-host segments, keyed by file path (unique per owner process).
-pub(crate) struct ShmCache {
+/// A segment that could not be mapped is remembered as such, so it is tried once.
+pub struct ShmCache {
     host_id: String,
     enabled: bool,
     /// Whether a new mapping's page tables are filled in the background.
@@ -69,7 +74,9 @@ pub(crate) struct ShmCache {
 }
 
 impl ShmCache {
-    /// `enabled: false` never maps (every replica goes through the transfer engine).
+    /// Mappings for a process on the host `host_id` names (see [`crate::host_id`]).
+    /// `enabled: false` never maps (every replica goes through the transfer engine);
+    /// `prefault` fills a new mapping's page tables in the background.
     pub fn new(host_id: String, enabled: bool, prefault: bool) -> Self {
         Self {
             host_id,
@@ -80,6 +87,7 @@ impl ShmCache {
     }
 
     /// Whether `seg` is on this host and has a file to map (a cheap test, no syscalls).
+    #[inline]
     pub fn is_local(&self, seg: &SegmentDesc) -> bool {
         self.enabled && !seg.shm_path.is_empty() && seg.host_id == self.host_id
     }
@@ -108,7 +116,8 @@ impl ShmCache {
         mapped
     }
 
-    /// Forgets a mapping (its owner died).
+    /// Forgets a mapping (its owner died); a later [`ShmCache::get`] maps the path
+    /// again.
     pub fn forget(&self, path: &str) {
         self.maps.lock().remove(path);
     }
@@ -159,7 +168,7 @@ fn map_file(path: &str, size: u64) -> Option<PeerMap> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::SegmentMemory;
+    use crate::memory::SegmentMemory;
 
     fn desc(seg: &SegmentMemory, host: &str) -> SegmentDesc {
         SegmentDesc {

@@ -1,5 +1,5 @@
 //! Faulting a mapping's pages in from a background thread, for the segment a process
-//! owns (`segment.rs`) and for the same-host segments it maps (`shm.rs`).
+//! owns (`memory.rs`) and for the same-host segments it maps (`shm.rs`).
 //!
 //! Why in the background: faulting in a fresh 4 GiB shared-memory segment took 6.5 s on
 //! the VMs we measured (two stores starting together: 12 s), and nothing should wait for
