@@ -7,11 +7,14 @@
 //! - [`config`]: the `MOONCAKE_*` environment and `MOONCAKE_CONFIG_PATH` JSON shared by
 //!   the store daemon and the client.
 //! - [`hostname`]: `host[:port]` handling for `local_hostname`.
+//! - [`types`]: the control plane's domain types (segment descriptors, replication).
 
 pub mod config;
 pub mod duration;
 pub mod errors;
 pub mod hostname;
 pub mod size;
+pub mod types;
 
 pub use errors::{ErrorCode, MooncakeError, Result};
+pub use types::{ReplicateConfig, SegmentDesc, SoftPin};

@@ -6,6 +6,7 @@ pub mod v1 {
     tonic::include_proto!("mooncake.v1");
 }
 
+pub mod convert;
 pub mod frame;
 pub mod status;
 
