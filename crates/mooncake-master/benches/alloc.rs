@@ -7,11 +7,11 @@
 //! master-side put (index, placement over 8 segments, allocate, end, remove).
 
 use criterion::{criterion_group, Criterion};
+use mooncake_common::{ReplicateConfig, SegmentDesc};
 use mooncake_master::alloc::SegmentAllocator;
 use mooncake_master::config::MasterConfig;
 use mooncake_master::segments::{Mounted, SegmentRegistry};
 use mooncake_master::Master;
-use mooncake_proto::SegmentDesc;
 use std::hint::black_box;
 
 const SEGMENT: u64 = 3_355_443_200;
@@ -55,25 +55,29 @@ fn alloc_free(c: &mut Criterion) {
 
 fn put_start_end(c: &mut Criterion) {
     let m = Master::new(MasterConfig::default());
+    let rc = ReplicateConfig::default();
     for i in 0..8 {
-        assert_eq!(m.mount_segment("c", Some(desc(&format!("s{i}:1")))).code, 0);
+        assert_eq!(m.mount_segment("c", desc(&format!("s{i}:1"))), Ok(()));
     }
     c.bench_function("put_start_end_remove", |b| {
         b.iter(|| {
-            let r = m.put_start("c", black_box("bench-key-0000000001"), 1 << 20, None);
-            m.write_end("c", "bench-key-0000000001", r.put_id);
-            m.remove("bench-key-0000000001", true);
+            let r = m
+                .put_start("c", black_box("bench-key-0000000001"), 1 << 20, &rc)
+                .unwrap();
+            m.write_end("c", "bench-key-0000000001", r.put_id).unwrap();
+            m.remove("bench-key-0000000001", true).unwrap();
         })
     });
 }
 
 fn batch_exist(c: &mut Criterion) {
     let m = Master::new(MasterConfig::default());
-    assert_eq!(m.mount_segment("c", Some(desc("s0:1"))).code, 0);
+    let rc = ReplicateConfig::default();
+    assert_eq!(m.mount_segment("c", desc("s0:1")), Ok(()));
     let keys: Vec<String> = (0..1024).map(|i| format!("sglang-page-{i:08x}")).collect();
     for k in &keys {
-        let r = m.put_start("c", k, 4096, None);
-        m.write_end("c", k, r.put_id);
+        let r = m.put_start("c", k, 4096, &rc).unwrap();
+        m.write_end("c", k, r.put_id).unwrap();
     }
     c.bench_function("batch_exist_1024_in_process", |b| {
         b.iter(|| black_box(m.batch_exist(black_box(&keys))))
@@ -100,14 +104,15 @@ fn memory_report() {
     }
     const N: u64 = 1_000_000;
     let m = Master::new(MasterConfig::default());
+    let rc = ReplicateConfig::default();
     let mut d = desc("mem:1");
     d.size = 64 << 30;
-    assert_eq!(m.mount_segment("c", Some(d)).code, 0);
+    assert_eq!(m.mount_segment("c", d), Ok(()));
     let before = rss_bytes();
     for i in 0..N {
         let key = format!("key-{i:015}");
-        let r = m.put_start("c", &key, 4096, None);
-        assert_eq!(m.write_end("c", &key, r.put_id), 0);
+        let r = m.put_start("c", &key, 4096, &rc).unwrap();
+        assert_eq!(m.write_end("c", &key, r.put_id), Ok(()));
     }
     let after = rss_bytes();
     println!(

@@ -123,7 +123,7 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
             let h2 = h.clone();
             tasks.spawn(async move {
                 let r = ha::service::serve(h2, rpc, sig).await;
-                ("gRPC service", r.map_err(|e| e.to_string()))
+                ("rpc service", r.map_err(|e| e.to_string()))
             });
             let h2 = h.clone();
             let sig = signal();
@@ -149,10 +149,10 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
             });
         }
         None => {
-            let m = master.clone();
+            let (m, tuning) = (master.clone(), master.config().tuning.clone());
             tasks.spawn(async move {
-                let r = crate::serve_grpc(m, rpc, sig).await;
-                ("gRPC service", r.map_err(|e| e.to_string()))
+                let r = crate::service::serve(m, None, rpc, tuning, sig).await;
+                ("rpc service", r.map_err(|e| e.to_string()))
             });
         }
     }

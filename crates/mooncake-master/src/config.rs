@@ -64,6 +64,63 @@ pub struct MasterConfig {
     /// leader holds the key, so it is most of the failover time (docs/ha.md).
     pub ha_lease_ttl: Duration,
     pub config_path: String,
+    /// How the rpc port treats its connections (not flags: defaults fit every
+    /// deployment; tests and benchmarks set them).
+    pub tuning: MasterTuning,
+}
+
+/// Limits and timing of the rpc port's connections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MasterTuning {
+    /// Connections served at once; more are closed as soon as they are accepted, so
+    /// a flood cannot take the descriptors real clients and the admin port need.
+    /// Each client keeps a handful (a framed pool and an HTTP/2 connection), so
+    /// thousands of clients fit.
+    pub max_connections: usize,
+    /// How long a new connection may take to show which protocol it speaks (its
+    /// first bytes), and a framed one to send its magic.
+    pub handshake_timeout: Duration,
+    /// How long a framed request may take to arrive once its first byte has: a peer
+    /// that announces a frame and stalls is cut off.
+    pub frame_timeout: Duration,
+    /// How long a framed connection may sit idle between requests. Clients pool
+    /// connections and re-dial one the master closed, so this only reclaims the
+    /// descriptors of peers that went away without closing.
+    pub idle_timeout: Duration,
+    /// How long a connection's task keeps its worker awake for the client's next
+    /// request (`service::framed::NextPoll`); zero turns it off.
+    pub poll_window: Duration,
+}
+
+impl Default for MasterTuning {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            handshake_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
+            poll_window: Duration::from_micros(100),
+        }
+    }
+}
+
+impl MasterTuning {
+    /// A setting no connection could work with, named.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_connections == 0 {
+            return Err("master tuning: max_connections must be at least 1".into());
+        }
+        for (name, d) in [
+            ("handshake_timeout", self.handshake_timeout),
+            ("frame_timeout", self.frame_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("master tuning: {name} must be longer than 0"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for MasterConfig {
@@ -93,6 +150,7 @@ impl Default for MasterConfig {
             cluster_id: "mooncake_cluster".into(),
             ha_lease_ttl: Duration::from_secs(3),
             config_path: String::new(),
+            tuning: MasterTuning::default(),
         }
     }
 }

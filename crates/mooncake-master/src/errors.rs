@@ -1,11 +1,10 @@
 //! The master's errors. Per-item outcomes are contract codes
-//! ([`mooncake_common::ErrorCode`]) because they cross the wire as `int32`; this module
-//! only adds the conversion from a code to the gRPC status used for whole-request
-//! failures, so handlers write `Err(status(code, "why"))`.
+//! ([`mooncake_common::ErrorCode`]): the domain operations return them in `Result`s
+//! and the protocol edge (`service`) writes them into answers. A call refused as a
+//! whole (HA: not the serving leader) is a [`Refused`]; the edge turns it into the
+//! status clients recognise.
 
-use mooncake_common::ErrorCode;
-
-/// A whole-request failure carrying `code` in the `mc-error-code` metadata.
-pub fn status(code: ErrorCode, message: impl Into<String>) -> tonic::Status {
-    mooncake_proto::status::to_status(code, message)
-}
+/// Why a call was refused as a whole, in words for the caller (names the leader when
+/// known).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);

@@ -205,7 +205,7 @@ mod limit_tests {
     use crate::master::Master;
     use crate::metrics::MasterMetrics;
     use mooncake_common::ErrorCode;
-    use mooncake_proto::SegmentDesc;
+    use mooncake_common::SegmentDesc;
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
 
@@ -226,15 +226,12 @@ mod limit_tests {
             transport_endpoint: "127.0.0.1:1".into(),
             ..Default::default()
         };
-        assert_eq!(m.mount_segment("c", Some(desc)).code, 0);
+        assert_eq!(m.mount_segment("c", desc), Ok(()));
         m
     }
 
-    fn put(m: &Master, key: &str) -> i32 {
-        let r = m.put_start("c", key, 1024, None);
-        if r.code != 0 {
-            return r.code;
-        }
+    fn put(m: &Master, key: &str) -> Result<(), ErrorCode> {
+        let r = m.put_start("c", key, 1024, &Default::default())?;
         m.write_end("c", key, r.put_id)
     }
 
@@ -245,7 +242,7 @@ mod limit_tests {
         assert_eq!(cap, 1024);
         let n = 6_000;
         for i in 0..n {
-            assert_eq!(put(&m, &format!("key-{i:08}")), 0, "put {i}");
+            assert_eq!(put(&m, &format!("key-{i:08}")), Ok(()), "put {i}");
             if i % 97 == 0 {
                 assert!(m.stats().key_count <= cap, "over the limit at put {i}");
             }
@@ -263,10 +260,18 @@ mod limit_tests {
         );
         // Least recently used went first: the newest keys are all there, the oldest gone.
         for i in n - 100..n {
-            assert_eq!(m.exist(&format!("key-{i:08}")), 1, "recent key {i} evicted");
+            assert_eq!(
+                m.exist(&format!("key-{i:08}")),
+                Ok(true),
+                "recent key {i} evicted"
+            );
         }
         for i in 0..100 {
-            assert_eq!(m.exist(&format!("key-{i:08}")), 0, "old key {i} kept");
+            assert_eq!(
+                m.exist(&format!("key-{i:08}")),
+                Ok(false),
+                "old key {i} kept"
+            );
         }
         // Space of evicted objects went back to the segment.
         assert_eq!(s.allocated_bytes, s.key_count * 1024);
@@ -280,11 +285,10 @@ mod limit_tests {
         let mut refused = 0;
         for i in 0..3_000 {
             let key = format!("pending-{i}");
-            let r = m.put_start("c", &key, 1024, None);
-            match r.code {
-                0 => started.push((key, r.put_id)),
-                c => {
-                    assert_eq!(c, ErrorCode::NoAvailableHandle.code());
+            match m.put_start("c", &key, 1024, &Default::default()) {
+                Ok(r) => started.push((key, r.put_id)),
+                Err(e) => {
+                    assert_eq!(e, ErrorCode::NoAvailableHandle);
                     refused += 1;
                 }
             }
@@ -300,9 +304,9 @@ mod limit_tests {
         );
         // Once they complete they are evictable again, and new puts succeed.
         for (k, id) in &started {
-            assert_eq!(m.write_end("c", k, *id), 0);
+            assert_eq!(m.write_end("c", k, *id), Ok(()));
         }
-        assert_eq!(put(&m, "pending-0-again"), 0);
+        assert_eq!(put(&m, "pending-0-again"), Ok(()));
         assert!(m.stats().key_count <= m.index_limit().objects);
     }
 
@@ -316,7 +320,7 @@ mod limit_tests {
         assert!(text.contains(&format!("\nmaster_index_memory_limit_bytes {limit}")));
         let before = m.stats().index_memory_bytes;
         for i in 0..500 {
-            assert_eq!(put(&m, &format!("key-{i:08}")), 0);
+            assert_eq!(put(&m, &format!("key-{i:08}")), Ok(()));
         }
         let s = m.stats();
         assert!(s.index_memory_bytes > before + 500 * 24, "{s:?}");

@@ -4,8 +4,7 @@
 
 use crate::config::MasterConfig;
 use crate::index::SoftPinChange;
-use mooncake_common::ErrorCode;
-use mooncake_proto::{ReplicateConfig, SoftPinAction};
+use mooncake_common::{ReplicateConfig, SoftPin};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -54,37 +53,31 @@ pub fn ms(d: Duration) -> u64 {
 
 /// The pins a write asks for, resolved against the master's TTL settings.
 /// ENABLE without a TTL uses `default_kv_soft_pin_ttl`; any TTL is capped at
-/// `max_kv_soft_pin_ttl`; a TTL with PRESERVE or DISABLE is a caller error.
+/// `max_kv_soft_pin_ttl`. (A TTL with PRESERVE or DISABLE cannot be expressed in the
+/// domain type; the protocol edge refuses it.)
 pub fn resolve_pins(
-    rc: Option<&ReplicateConfig>,
+    rc: &ReplicateConfig,
     cfg: &MasterConfig,
     now_ms: u64,
-) -> Result<(bool, SoftPinChange), ErrorCode> {
-    let Some(rc) = rc else {
-        return Ok((false, SoftPinChange::Preserve));
-    };
-    let action =
-        SoftPinAction::try_from(rc.soft_pin_action).map_err(|_| ErrorCode::InvalidParams)?;
-    let soft = match (action, rc.soft_pin_ttl_ms) {
-        (SoftPinAction::SoftPinEnable, ttl) => {
-            let ttl = ttl.map_or(ms(cfg.default_kv_soft_pin_ttl), |t| t);
+) -> (bool, SoftPinChange) {
+    let soft = match rc.soft_pin {
+        SoftPin::Enable { ttl_ms } => {
+            let ttl = ttl_ms.unwrap_or(ms(cfg.default_kv_soft_pin_ttl));
             SoftPinChange::Until(now_ms + ttl.min(ms(cfg.max_kv_soft_pin_ttl)))
         }
-        (_, Some(_)) => return Err(ErrorCode::InvalidParams),
-        (SoftPinAction::SoftPinPreserve, None) => SoftPinChange::Preserve,
-        (SoftPinAction::SoftPinDisable, None) => SoftPinChange::Clear,
+        SoftPin::Preserve => SoftPinChange::Preserve,
+        SoftPin::Disable => SoftPinChange::Clear,
     };
-    Ok((rc.with_hard_pin, soft))
+    (rc.with_hard_pin, soft)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rc(action: SoftPinAction, ttl: Option<u64>) -> ReplicateConfig {
+    fn rc(soft_pin: SoftPin) -> ReplicateConfig {
         ReplicateConfig {
-            soft_pin_action: action as i32,
-            soft_pin_ttl_ms: ttl,
+            soft_pin,
             ..Default::default()
         }
     }
@@ -96,35 +89,28 @@ mod tests {
             max_kv_soft_pin_ttl: Duration::from_secs(120),
             ..Default::default()
         };
-        let r = |a, t| resolve_pins(Some(&rc(a, t)), &cfg, 1000);
+        let r = |p| resolve_pins(&rc(p), &cfg, 1000);
         assert_eq!(
-            r(SoftPinAction::SoftPinEnable, None),
-            Ok((false, SoftPinChange::Until(61_000)))
+            r(SoftPin::Enable { ttl_ms: None }),
+            (false, SoftPinChange::Until(61_000))
         );
         assert_eq!(
-            r(SoftPinAction::SoftPinEnable, Some(5)),
-            Ok((false, SoftPinChange::Until(1005)))
+            r(SoftPin::Enable { ttl_ms: Some(5) }),
+            (false, SoftPinChange::Until(1005))
         );
         assert_eq!(
-            r(SoftPinAction::SoftPinEnable, Some(10_000_000)),
-            Ok((false, SoftPinChange::Until(121_000)))
+            r(SoftPin::Enable {
+                ttl_ms: Some(10_000_000)
+            }),
+            (false, SoftPinChange::Until(121_000))
         );
-        assert_eq!(
-            r(SoftPinAction::SoftPinPreserve, Some(5)),
-            Err(ErrorCode::InvalidParams)
-        );
-        assert_eq!(
-            r(SoftPinAction::SoftPinDisable, None),
-            Ok((false, SoftPinChange::Clear))
-        );
-        let bad = ReplicateConfig {
-            soft_pin_action: 9,
+        assert_eq!(r(SoftPin::Preserve), (false, SoftPinChange::Preserve));
+        assert_eq!(r(SoftPin::Disable), (false, SoftPinChange::Clear));
+        let hard = ReplicateConfig {
+            with_hard_pin: true,
             ..Default::default()
         };
-        assert_eq!(
-            resolve_pins(Some(&bad), &cfg, 1),
-            Err(ErrorCode::InvalidParams)
-        );
+        assert!(resolve_pins(&hard, &cfg, 1).0);
     }
 
     #[test]

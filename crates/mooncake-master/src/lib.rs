@@ -5,19 +5,21 @@
 //! - `master`: all state (`Master`) and its operations; `index` (sharded object map),
 //!   `segments` (registry + per-segment allocator from `alloc`), `placement` (pure
 //!   replica placement), `lease` (clock, leases, pins), `eviction`, `liveness`,
-//!   `workers` (background tasks), `service` + `server` (gRPC), `framed` (the framed
-//!   protocol on the same port), `errors`.
+//!   `workers` (background tasks), `errors`.
+//! - `api`: the control plane in domain terms (methods, answers, the gate a call
+//!   passes); `service`: its protocol edge (the rpc port's accept loop, gRPC and the
+//!   framed protocol, the only place wire types meet the master).
 //! - `flags`: the gflags-style command line and `--config_path` file that fill `config`.
 //! - `ha`: etcd leader election and the fence (`--enable_ha`).
 //! - `http` (admin port + metadata server), `metrics` (Prometheus export), `report`
 //!   (the 10-second log line), `app` (a whole master process: listeners, signals).
 pub mod alloc;
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod errors;
 pub mod eviction;
 pub mod flags;
-pub mod framed;
 pub mod ha;
 pub mod http;
 pub mod index;
@@ -28,10 +30,8 @@ pub mod metrics;
 pub mod placement;
 pub mod report;
 pub mod segments;
-pub mod server;
 pub mod service;
 pub mod workers;
 
 pub use master::{KeyInfo, Master, MasterCounters, MasterStats, ReplicaInfo, SegmentInfo};
-pub use server::serve_grpc;
 pub use workers::WorkerHandles;

@@ -15,6 +15,7 @@ pub use counters::MasterCounters;
 pub use put::WriteKind;
 pub use views::{KeyInfo, MasterStats, ReplicaInfo, SegmentInfo};
 
+use crate::api::Placed;
 use crate::config::MasterConfig;
 use crate::index::{Index, IndexLimit, Replica};
 use crate::lease::{ms, Clock};
@@ -139,14 +140,12 @@ impl Master {
         }
     }
 
-    /// The wire form of a replica (None if its segment vanished meanwhile).
-    pub(crate) fn replica_proto(&self, r: &Replica, size: u64) -> Option<mooncake_proto::Replica> {
-        let seg = self.segments.get(r.seg)?;
-        Some(mooncake_proto::Replica {
-            offset: seg.offset_of(r.handle),
-            size,
-            segment: Some(seg.desc.clone()),
-            segment_index: None,
+    /// Where a replica is (None if its segment vanished meanwhile).
+    pub(crate) fn placed(&self, r: &Replica) -> Option<Placed> {
+        let segment = self.segments.get(r.seg)?;
+        Some(Placed {
+            offset: segment.offset_of(r.handle),
+            segment,
         })
     }
 }
@@ -157,16 +156,6 @@ impl Master {
 #[derive(Default)]
 pub(crate) struct SegmentCache {
     segs: Vec<(u32, Option<Arc<crate::segments::Segment>>)>,
-    /// With a segment table (`BatchPutStartRequest.segment_table`): each segment's
-    /// descriptor once, replicas refer to it by position.
-    table: Option<SegmentTable>,
-}
-
-#[derive(Default)]
-struct SegmentTable {
-    /// segment id -> position in `descs`
-    at: std::collections::HashMap<u32, u32>,
-    descs: Vec<mooncake_proto::SegmentDesc>,
 }
 
 impl SegmentCache {
@@ -185,47 +174,12 @@ impl SegmentCache {
         s
     }
 
-    /// A cache whose replicas refer to a segment table (see [`Self::into_table`]).
-    pub(crate) fn with_table() -> Self {
-        Self {
-            table: Some(SegmentTable::default()),
-            ..Default::default()
-        }
-    }
-
-    /// The segment table's descriptors (empty without a table).
-    pub(crate) fn into_table(self) -> Vec<mooncake_proto::SegmentDesc> {
-        self.table.map(|t| t.descs).unwrap_or_default()
-    }
-
-    /// [`Master::replica_proto`] through the cache (with a table: the segment's
-    /// position in it instead of its descriptor).
-    pub(crate) fn replica_proto(
-        &mut self,
-        m: &Master,
-        r: &Replica,
-        size: u64,
-    ) -> Option<mooncake_proto::Replica> {
-        let seg = self.get(m, r.seg)?;
-        let offset = seg.offset_of(r.handle);
-        let Some(t) = &mut self.table else {
-            return Some(mooncake_proto::Replica {
-                offset,
-                size,
-                segment: Some(seg.desc.clone()),
-                segment_index: None,
-            });
-        };
-        let next = t.descs.len() as u32;
-        let at = *t.at.entry(r.seg).or_insert(next);
-        if at == next {
-            t.descs.push(seg.desc.clone());
-        }
-        Some(mooncake_proto::Replica {
-            offset,
-            size,
-            segment: None,
-            segment_index: Some(at),
+    /// [`Master::placed`] through the cache.
+    pub(crate) fn placed(&mut self, m: &Master, r: &Replica) -> Option<Placed> {
+        let segment = self.get(m, r.seg)?;
+        Some(Placed {
+            offset: segment.offset_of(r.handle),
+            segment,
         })
     }
 }

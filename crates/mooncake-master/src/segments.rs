@@ -10,7 +10,7 @@
 use crate::alloc::{AllocHandle, SegmentAllocator};
 use crate::placement::SegmentView;
 use mooncake_common::ErrorCode;
-use mooncake_proto::SegmentDesc;
+use mooncake_common::SegmentDesc;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -17,5 +17,4 @@ pub mod state;
 
 pub use election::{view_key, LEASE_TTL};
 pub use fence::Fence;
-pub use service::FencedService;
 pub use state::HaState;

@@ -7,16 +7,13 @@
 //! or no usable shadow) it is a fresh `Master` with an empty index and a new view.
 
 use super::fence::Fence;
-use super::replication::leader::ReplicationService;
+use super::replication::leader::{FollowServer, ReplicationService};
 use super::replication::{rebuild, shadow, StandbyShadow};
 use crate::config::MasterConfig;
 use crate::http::admin::RoleInfo;
 use crate::master::Master;
 use crate::report;
-use crate::service::MasterService;
 use crate::WorkerHandles;
-use mooncake_proto::master_replication_server::MasterReplicationServer;
-use mooncake_proto::master_server::MasterServer;
 use parking_lot::RwLock;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
@@ -26,9 +23,8 @@ use tokio::task::JoinHandle;
 pub struct Term {
     pub number: u64,
     pub master: Arc<Master>,
-    pub server: MasterServer<MasterService>,
     /// `Follow` for standbys (streams this term's replication log).
-    pub replication: MasterReplicationServer<ReplicationService>,
+    pub replication: FollowServer,
     _workers: WorkerHandles,
     reporter: Option<JoinHandle<()>>,
 }
@@ -39,13 +35,6 @@ impl Drop for Term {
             r.abort();
         }
     }
-}
-
-/// Builds the gRPC service for `master` with the limits `serve_grpc` uses.
-pub fn grpc_service(master: Arc<Master>) -> MasterServer<MasterService> {
-    MasterServer::new(MasterService::new(master))
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024)
 }
 
 pub struct HaState {
@@ -119,7 +108,6 @@ impl HaState {
             ReplicationService::new(master.clone(), Arc::new(move || fence.holds(number))).server();
         *self.term.write() = Some(Arc::new(Term {
             number,
-            server: grpc_service(master.clone()),
             replication,
             master,
             _workers: workers,

@@ -21,22 +21,22 @@ pub(crate) struct DeferredFree {
 impl Master {
     /// Completes a put or upsert: the new replicas become the object's (an upsert's
     /// old replicas are freed). A writer whose put was taken over gets -601.
-    pub fn write_end(&self, client_id: &str, key: &str, put_id: u64) -> i32 {
+    pub fn write_end(&self, client_id: &str, key: &str, put_id: u64) -> Result<(), ErrorCode> {
         let now = self.now_ms();
         self.liveness.touch(client_id, now);
         if key.is_empty() {
-            return ErrorCode::InvalidParams.code();
+            return Err(ErrorCode::InvalidParams);
         }
         let tick = self.tick();
         let mut shard = self.index.lock(key);
         let Some(o) = shard.get_mut(key) else {
-            return ErrorCode::ObjectNotFound.code();
+            return Err(ErrorCode::ObjectNotFound);
         };
         if o.pending.as_ref().is_none_or(|p| p.put_id != put_id) {
-            return ErrorCode::IllegalClient.code();
+            return Err(ErrorCode::IllegalClient);
         }
         let Some(p) = o.pending.take() else {
-            return ErrorCode::IllegalClient.code();
+            return Err(ErrorCode::IllegalClient);
         };
         let old_size = std::mem::replace(&mut o.size, p.size);
         let old = std::mem::replace(&mut o.replicas, p.replicas);
@@ -54,22 +54,22 @@ impl Master {
         } else {
             self.free_replicas(&old, old_size);
         }
-        0
+        Ok(())
     }
 
     /// Abandons a put or upsert: its space is freed; a first put's object goes away.
-    pub fn write_revoke(&self, client_id: &str, key: &str, put_id: u64) -> i32 {
+    pub fn write_revoke(&self, client_id: &str, key: &str, put_id: u64) -> Result<(), ErrorCode> {
         let now = self.now_ms();
         self.liveness.touch(client_id, now);
         if key.is_empty() {
-            return ErrorCode::InvalidParams.code();
+            return Err(ErrorCode::InvalidParams);
         }
         let mut shard = self.index.lock(key);
         let Some(o) = shard.get_mut(key) else {
-            return ErrorCode::ObjectNotFound.code();
+            return Err(ErrorCode::ObjectNotFound);
         };
         if o.pending.as_ref().is_none_or(|p| p.put_id != put_id) {
-            return ErrorCode::IllegalClient.code();
+            return Err(ErrorCode::IllegalClient);
         }
         let p = o.pending.take();
         if !o.is_complete() {
@@ -81,7 +81,7 @@ impl Master {
         if let Some(p) = p {
             self.free_replicas(&p.replicas, p.size);
         }
-        0
+        Ok(())
     }
 }
 
@@ -96,13 +96,13 @@ impl Master {
         keys: &[K],
         put_ids: &[u64],
         revoke: bool,
-    ) -> Vec<i32> {
+    ) -> Vec<Result<(), ErrorCode>> {
         debug_assert_eq!(keys.len(), put_ids.len());
         let now = self.now_ms();
         self.liveness.touch(client_id, now);
         let tick = self.tick();
         let groups = self.index.group(keys);
-        let mut codes = vec![ErrorCode::InvalidParams.code(); keys.len()];
+        let mut codes = vec![Err(ErrorCode::InvalidParams); keys.len()];
         // (lease end, size, replicas) to give back once no shard is locked.
         let mut freed: Vec<(u64, u64, Replicas)> = Vec::new();
         for (s, positions) in groups.runs() {
@@ -115,14 +115,14 @@ impl Master {
                 }
                 let hash = groups.hashes[i];
                 let Some(o) = shard.get_mut_hashed(key, hash) else {
-                    codes[i] = ErrorCode::ObjectNotFound.code();
+                    codes[i] = Err(ErrorCode::ObjectNotFound);
                     continue;
                 };
                 let Some(p) = o.pending.take_if(|p| p.put_id == put_ids[i]) else {
-                    codes[i] = ErrorCode::IllegalClient.code();
+                    codes[i] = Err(ErrorCode::IllegalClient);
                     continue;
                 };
-                codes[i] = 0;
+                codes[i] = Ok(());
                 if revoke {
                     if o.is_complete() {
                         shard.changed(key);

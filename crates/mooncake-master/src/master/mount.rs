@@ -3,49 +3,36 @@
 //! objects left with none are dropped).
 
 use super::Master;
+use crate::api::Heartbeat;
 use crate::index::{Replica, Replicas, SHARDS};
 use crate::liveness::Sweep;
 use crate::segments::{Mounted, Segment};
 use mooncake_common::ErrorCode;
-use mooncake_proto::{HeartbeatResponse, MountSegmentResponse, SegmentDesc};
+use mooncake_common::SegmentDesc;
 use std::sync::Arc;
 
 impl Master {
     /// Registers a segment for `client_id`. Mounting the same segment again from the
     /// same client is a no-op success; another client's segment name is -102.
-    pub fn mount_segment(
-        &self,
-        client_id: &str,
-        desc: Option<SegmentDesc>,
-    ) -> MountSegmentResponse {
-        let code = self.mount_inner(client_id, desc, false);
-        MountSegmentResponse {
-            code,
-            view_id: self.view_id(),
-        }
+    pub fn mount_segment(&self, client_id: &str, desc: SegmentDesc) -> Result<(), ErrorCode> {
+        self.mount_inner(client_id, desc, false)
     }
 
     /// Like mount, for a client re-registering after `remount_needed` or a new view: a
     /// segment of the same name held by another client id (e.g. the same store before
     /// a restart) is replaced.
-    pub fn remount_segment(
-        &self,
-        client_id: &str,
-        desc: Option<SegmentDesc>,
-    ) -> MountSegmentResponse {
-        let code = self.mount_inner(client_id, desc, true);
-        MountSegmentResponse {
-            code,
-            view_id: self.view_id(),
-        }
+    pub fn remount_segment(&self, client_id: &str, desc: SegmentDesc) -> Result<(), ErrorCode> {
+        self.mount_inner(client_id, desc, true)
     }
 
-    fn mount_inner(&self, client_id: &str, desc: Option<SegmentDesc>, replace: bool) -> i32 {
-        let Some(desc) = desc else {
-            return ErrorCode::InvalidParams.code();
-        };
+    fn mount_inner(
+        &self,
+        client_id: &str,
+        desc: SegmentDesc,
+        replace: bool,
+    ) -> Result<(), ErrorCode> {
         if client_id.is_empty() {
-            return ErrorCode::InvalidParams.code();
+            return Err(ErrorCode::InvalidParams);
         }
         let name = desc.name.clone();
         let mut result = self.segments.mount(client_id, desc.clone());
@@ -60,31 +47,31 @@ impl Master {
             Ok(Mounted::New(seg) | Mounted::Existing(seg)) => {
                 self.index.log().segment_mounted(&seg);
                 self.liveness.add_segment(client_id, &name, self.now_ms());
-                0
+                Ok(())
             }
-            Err(e) => e.code(),
+            Err(e) => Err(e),
         }
     }
 
-    /// Unmounts a segment at once (a clean close): returns the code and how many
-    /// objects lost their last replica.
-    pub fn unmount_segment(&self, client_id: &str, name: &str) -> (i32, u64) {
+    /// Unmounts a segment at once (a clean close): how many objects lost their last
+    /// replica.
+    pub fn unmount_segment(&self, client_id: &str, name: &str) -> Result<u64, ErrorCode> {
         let Some(seg) = self.segments.by_name(name) else {
-            return (ErrorCode::SegmentNotFound.code(), 0);
+            return Err(ErrorCode::SegmentNotFound);
         };
         if &*seg.client_id != client_id {
-            return (ErrorCode::IllegalClient.code(), 0);
+            return Err(ErrorCode::IllegalClient);
         }
         self.liveness.touch(client_id, self.now_ms());
         let Some(seg) = self.segments.remove(name) else {
-            return (ErrorCode::SegmentNotFound.code(), 0);
+            return Err(ErrorCode::SegmentNotFound);
         };
         self.liveness.remove_segment(client_id, name);
-        (0, self.drop_segment(&seg))
+        Ok(self.drop_segment(&seg))
     }
 
-    pub fn heartbeat(&self, client_id: &str) -> HeartbeatResponse {
-        HeartbeatResponse {
+    pub fn heartbeat(&self, client_id: &str) -> Heartbeat {
+        Heartbeat {
             view_id: self.view_id(),
             remount_needed: !client_id.is_empty()
                 && self.liveness.heartbeat(client_id, self.now_ms()),

@@ -9,12 +9,12 @@
 
 use super::Master;
 use super::SegmentCache;
+use crate::api::WriteStart;
 use crate::index::SoftPinChange;
 use crate::index::{Object, Pending, Replica, Replicas};
 use crate::lease::{ms, resolve_pins};
 use crate::placement::{place, PlacementRequest, SegmentView};
-use mooncake_common::ErrorCode;
-use mooncake_proto::{PutStartResponse, ReplicateConfig, SegmentDesc};
+use mooncake_common::{ErrorCode, ReplicateConfig};
 
 /// Put (first writer wins) or upsert (replace when the new value completes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +36,6 @@ struct StartSetup {
 /// How many times a start evicts and retries before answering -200.
 const EVICT_RETRIES: usize = 3;
 
-fn fail(code: ErrorCode) -> PutStartResponse {
-    PutStartResponse {
-        code: code.code(),
-        ..Default::default()
-    }
-}
-
 impl Master {
     /// Starts a put: allocates replicas and records the object as in progress.
     pub fn put_start(
@@ -50,8 +43,8 @@ impl Master {
         client_id: &str,
         key: &str,
         size: u64,
-        rc: Option<&ReplicateConfig>,
-    ) -> PutStartResponse {
+        rc: &ReplicateConfig,
+    ) -> Result<WriteStart, ErrorCode> {
         self.write_start(WriteKind::Put, client_id, key, size, rc)
     }
 
@@ -61,28 +54,25 @@ impl Master {
         client_id: &str,
         key: &str,
         size: u64,
-        rc: Option<&ReplicateConfig>,
-    ) -> PutStartResponse {
+        rc: &ReplicateConfig,
+    ) -> Result<WriteStart, ErrorCode> {
         self.write_start(WriteKind::Upsert, client_id, key, size, rc)
     }
 
-    fn write_start(
+    pub fn write_start(
         &self,
         kind: WriteKind,
         client_id: &str,
         key: &str,
         size: u64,
-        rc: Option<&ReplicateConfig>,
-    ) -> PutStartResponse {
+        rc: &ReplicateConfig,
+    ) -> Result<WriteStart, ErrorCode> {
         let now = self.now_ms();
         self.liveness.touch(client_id, now);
         if key.is_empty() || size == 0 {
-            return fail(ErrorCode::InvalidParams);
+            return Err(ErrorCode::InvalidParams);
         }
-        let setup = match self.start_setup(rc, now) {
-            Ok(s) => s,
-            Err(e) => return fail(e),
-        };
+        let setup = self.start_setup(rc, now);
         let mut views = self.segments.views();
         self.start_one(
             kind,
@@ -105,83 +95,47 @@ impl Master {
         client_id: &str,
         keys: &[K],
         sizes: &[u64],
-        rc: Option<&ReplicateConfig>,
-    ) -> Vec<PutStartResponse> {
-        self.batch_write_start_with(kind, client_id, keys, sizes, rc, SegmentCache::default())
-            .0
-    }
-
-    /// `batch_write_start` whose replicas refer to a segment table (each distinct
-    /// segment's descriptor once, returned second) instead of carrying a descriptor each.
-    pub fn batch_write_start_table<K: AsRef<str>>(
-        &self,
-        kind: WriteKind,
-        client_id: &str,
-        keys: &[K],
-        sizes: &[u64],
-        rc: Option<&ReplicateConfig>,
-    ) -> (Vec<PutStartResponse>, Vec<SegmentDesc>) {
-        self.batch_write_start_with(kind, client_id, keys, sizes, rc, SegmentCache::with_table())
-    }
-
-    fn batch_write_start_with<K: AsRef<str>>(
-        &self,
-        kind: WriteKind,
-        client_id: &str,
-        keys: &[K],
-        sizes: &[u64],
-        rc: Option<&ReplicateConfig>,
-        mut segs: SegmentCache,
-    ) -> (Vec<PutStartResponse>, Vec<SegmentDesc>) {
+        rc: &ReplicateConfig,
+    ) -> Vec<Result<WriteStart, ErrorCode>> {
         debug_assert_eq!(keys.len(), sizes.len());
         let now = self.now_ms();
         self.liveness.touch(client_id, now);
         let setup = self.start_setup(rc, now);
         let mut views = Vec::new();
-        let results = keys
-            .iter()
+        let mut segs = SegmentCache::default();
+        keys.iter()
             .zip(sizes)
             .map(|(key, &size)| {
                 let key = key.as_ref();
                 if key.is_empty() || size == 0 {
-                    return fail(ErrorCode::InvalidParams);
+                    return Err(ErrorCode::InvalidParams);
                 }
-                let setup = match &setup {
-                    Ok(s) => s,
-                    Err(e) => return fail(*e),
-                };
                 if views.is_empty() {
                     views = self.segments.views();
                 }
-                self.start_one(kind, key, size, setup, now, &mut views, &mut segs)
+                self.start_one(kind, key, size, &setup, now, &mut views, &mut segs)
             })
-            .collect();
-        (results, segs.into_table())
+            .collect()
     }
 
     /// What a start needs besides the key: resolved once per call or batch.
-    fn start_setup(&self, rc: Option<&ReplicateConfig>, now: u64) -> Result<StartSetup, ErrorCode> {
-        let (hard_pin, soft_pin) = resolve_pins(rc, self.config(), now)?;
+    fn start_setup(&self, rc: &ReplicateConfig, now: u64) -> StartSetup {
+        let (hard_pin, soft_pin) = resolve_pins(rc, self.config(), now);
         // More replicas than segments can never be placed; the cap also keeps a bogus
         // replica_num from sizing buffers.
-        let want = rc
-            .map_or(1, |r| r.replica_num.max(1) as usize)
-            .min(self.segments.count().max(1));
+        let want = rc.replica_num.max(1).min(self.segments.count().max(1));
         let preferred: Vec<u32> = rc
-            .map(|r| {
-                r.preferred_segments
-                    .iter()
-                    .filter_map(|n| self.segments.by_name(n).map(|s| s.id))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(StartSetup {
+            .preferred_segments
+            .iter()
+            .filter_map(|n| self.segments.by_name(n).map(|s| s.id))
+            .collect();
+        StartSetup {
             hard_pin,
             soft_pin,
             want,
             largest: self.segments.largest_capacity(),
             preferred,
-        })
+        }
     }
 
     /// One start against a placement snapshot (`views`, refreshed where this start
@@ -196,11 +150,11 @@ impl Master {
         now: u64,
         views: &mut Vec<SegmentView>,
         segs: &mut SegmentCache,
-    ) -> PutStartResponse {
+    ) -> Result<WriteStart, ErrorCode> {
         let want = setup.want;
         // Larger than every segment: no eviction could make room, so evict nothing.
         if size > setup.largest {
-            return fail(ErrorCode::NoAvailableHandle);
+            return Err(ErrorCode::NoAvailableHandle);
         }
         for attempt in 0..=EVICT_RETRIES {
             let pending = |put_id, replicas| Pending {
@@ -216,14 +170,14 @@ impl Master {
                     if attempt > 0 {
                         super::counters::add(&self.counters().sync_evictions, 1);
                     }
-                    return PutStartResponse {
-                        code: 0,
+                    return Ok(WriteStart {
+                        put_id,
+                        size,
                         replicas: replicas
                             .iter()
-                            .filter_map(|r| segs.replica_proto(self, r, size))
+                            .filter_map(|r| segs.placed(self, r))
                             .collect(),
-                        put_id,
-                    };
+                    });
                 }
                 // (Not when the index is full of unevictable objects: freeing space
                 // would not help.)
@@ -235,11 +189,11 @@ impl Master {
                     }
                     *views = self.segments.views();
                 }
-                Err(e) => return fail(e),
+                Err(e) => return Err(e),
             }
         }
         self.evict_wakeup.notify_one();
-        fail(ErrorCode::NoAvailableHandle)
+        Err(ErrorCode::NoAvailableHandle)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -6,21 +6,14 @@
 //! objects read a few seconds ago stay in LRU order instead of blocking eviction.
 
 use super::{Master, SegmentCache};
+use crate::api::ReplicaList;
 use crate::index::Replicas;
 use crate::lease::read_guard_ms;
 use mooncake_common::ErrorCode;
-use mooncake_proto::GetReplicaListResponse;
-
-fn miss(code: ErrorCode) -> GetReplicaListResponse {
-    GetReplicaListResponse {
-        code: code.code(),
-        ..Default::default()
-    }
-}
 
 impl Master {
     /// Where a complete object's replicas are. -704 missing, -703 still being written.
-    pub fn get_replica_list(&self, key: &str) -> GetReplicaListResponse {
+    pub fn get_replica_list(&self, key: &str) -> Result<ReplicaList, ErrorCode> {
         self.replica_list_in_batch(key, 1, self.now_ms(), self.tick())
     }
 
@@ -28,7 +21,10 @@ impl Master {
     /// The reader copies the whole batch, so each object's read guard assumes a batch
     /// of `keys.len()` objects of its size. Keys are hashed once and grouped by shard
     /// (one lock per shard); answers come in the request's order.
-    pub fn batch_get_replica_list<K: AsRef<str>>(&self, keys: &[K]) -> Vec<GetReplicaListResponse> {
+    pub fn batch_get_replica_list<K: AsRef<str>>(
+        &self,
+        keys: &[K],
+    ) -> Vec<Result<ReplicaList, ErrorCode>> {
         let now = self.now_ms();
         let tick = self.tick();
         let lease = self.lease_ms();
@@ -60,17 +56,15 @@ impl Master {
         let mut segs = SegmentCache::default();
         found
             .into_iter()
-            .map(|f| match f {
-                Err(e) => miss(e),
-                Ok((size, replicas)) => GetReplicaListResponse {
-                    code: 0,
-                    replicas: replicas
-                        .iter()
-                        .filter_map(|r| segs.replica_proto(self, r, size))
-                        .collect(),
+            .map(|f| {
+                f.map(|(size, replicas)| ReplicaList {
                     size,
                     lease_ttl_ms: lease,
-                },
+                    replicas: replicas
+                        .iter()
+                        .filter_map(|r| segs.placed(self, r))
+                        .collect(),
+                })
             })
             .collect()
     }
@@ -81,40 +75,36 @@ impl Master {
         batch: u64,
         now: u64,
         tick: u64,
-    ) -> GetReplicaListResponse {
+    ) -> Result<ReplicaList, ErrorCode> {
         if key.is_empty() {
-            return miss(ErrorCode::InvalidParams);
+            return Err(ErrorCode::InvalidParams);
         }
         let lease = self.lease_ms();
         let (size, replicas): (u64, Replicas) = {
             let mut shard = self.index.lock(key);
             let Some(o) = shard.get_mut(key) else {
-                return miss(ErrorCode::ObjectNotFound);
+                return Err(ErrorCode::ObjectNotFound);
             };
             if !o.is_complete() {
-                return miss(ErrorCode::ReplicaIsNotReady);
+                return Err(ErrorCode::ReplicaIsNotReady);
             }
             let bytes = o.size.saturating_mul(batch);
             o.grant_lease(now + lease, now + read_guard_ms(lease, bytes));
             o.last_access = tick;
             (o.size, o.replicas.clone())
         };
-        GetReplicaListResponse {
-            code: 0,
-            replicas: replicas
-                .iter()
-                .filter_map(|r| self.replica_proto(r, size))
-                .collect(),
+        Ok(ReplicaList {
             size,
             lease_ttl_ms: lease,
-        }
+            replicas: replicas.iter().filter_map(|r| self.placed(r)).collect(),
+        })
     }
 
-    /// 1 when a complete object exists (and leases it), 0 when not (also while it is
-    /// being written), negative on a bad key.
-    pub fn exist(&self, key: &str) -> i32 {
+    /// Whether a complete object exists (and leases it); not while it is being
+    /// written. An empty key is `INVALID_PARAMS`.
+    pub fn exist(&self, key: &str) -> Result<bool, ErrorCode> {
         if key.is_empty() {
-            return ErrorCode::InvalidParams.code();
+            return Err(ErrorCode::InvalidParams);
         }
         let (until, guard) = self.exist_lease();
         let mut shard = self.index.lock(key);
@@ -122,21 +112,21 @@ impl Master {
             Some(o) if o.is_complete() => {
                 o.grant_lease(until, guard);
                 o.last_access = self.tick();
-                1
+                Ok(true)
             }
-            _ => 0,
+            _ => Ok(false),
         }
     }
 
     /// `exist` for many keys; one clock read and one LRU tick for the whole batch.
     /// Keys are hashed once and grouped by shard (one lock per shard); answers come in
     /// the request's order.
-    pub fn batch_exist<K: AsRef<str>>(&self, keys: &[K]) -> Vec<i32> {
+    pub fn batch_exist<K: AsRef<str>>(&self, keys: &[K]) -> Vec<Result<bool, ErrorCode>> {
         let (until, guard) = self.exist_lease();
         // One LRU tick for the batch: its keys were used together.
         let tick = self.tick();
         let groups = self.index.group(keys);
-        let mut codes = vec![ErrorCode::InvalidParams.code(); keys.len()];
+        let mut codes = vec![Err(ErrorCode::InvalidParams); keys.len()];
         for (s, positions) in groups.runs() {
             let mut shard = self.index.lock_shard(s);
             for &i in positions {
@@ -149,9 +139,9 @@ impl Master {
                     Some(o) if o.is_complete() => {
                         o.grant_lease(until, guard);
                         o.last_access = tick;
-                        1
+                        Ok(true)
                     }
-                    _ => 0,
+                    _ => Ok(false),
                 };
             }
         }

@@ -8,40 +8,39 @@ use mooncake_common::ErrorCode;
 use regex::Regex;
 
 impl Master {
-    pub fn remove(&self, key: &str, force: bool) -> i32 {
+    pub fn remove(&self, key: &str, force: bool) -> Result<(), ErrorCode> {
         if key.is_empty() {
-            return ErrorCode::InvalidParams.code();
+            return Err(ErrorCode::InvalidParams);
         }
         let now = self.now_ms();
         let mut shard = self.index.lock(key);
         let Some(o) = shard.get(key) else {
-            return ErrorCode::ObjectNotFound.code();
+            return Err(ErrorCode::ObjectNotFound);
         };
         if !o.is_complete() {
-            return ErrorCode::ReplicaIsNotReady.code();
+            return Err(ErrorCode::ReplicaIsNotReady);
         }
         if o.is_leased(now) && !force {
-            return ErrorCode::ObjectHasLease.code();
+            return Err(ErrorCode::ObjectHasLease);
         }
         let o = shard.remove(key);
         drop(shard);
         if let Some(o) = o {
             self.free_object(&o);
         }
-        0
+        Ok(())
     }
 
-    /// Removes every removable key matching `pattern`; the count, or -600 for a bad
-    /// pattern.
-    pub fn remove_by_regex(&self, pattern: &str, force: bool) -> i64 {
-        match Regex::new(pattern) {
-            Ok(re) => self.remove_where(force, |k| re.is_match(k)) as i64,
-            Err(_) => i64::from(ErrorCode::InvalidParams.code()),
-        }
+    /// Removes every removable key matching `pattern`; how many, or `INVALID_PARAMS`
+    /// for a pattern that is not a regex.
+    pub fn remove_by_regex(&self, pattern: &str, force: bool) -> Result<u64, ErrorCode> {
+        let re = Regex::new(pattern).map_err(|_| ErrorCode::InvalidParams)?;
+        Ok(self.remove_where(force, |k| re.is_match(k)))
     }
 
-    pub fn remove_all(&self, force: bool) -> i64 {
-        self.remove_where(force, |_| true) as i64
+    /// Removes every removable key; how many.
+    pub fn remove_all(&self, force: bool) -> u64 {
+        self.remove_where(force, |_| true)
     }
 
     fn remove_where(&self, force: bool, matches: impl Fn(&str) -> bool) -> u64 {

@@ -8,8 +8,9 @@ mod lifecycle;
 mod liveness;
 
 use super::Master;
+use crate::api::Placed;
 use crate::config::MasterConfig;
-use mooncake_proto::{ReplicateConfig, SegmentDesc};
+use mooncake_common::{ReplicateConfig, SegmentDesc};
 use std::sync::Arc;
 
 pub fn master(cfg: MasterConfig) -> Arc<Master> {
@@ -27,19 +28,30 @@ pub fn mount(m: &Master, client: &str, name: &str, size: u64) {
         transport_endpoint: "127.0.0.1:1".into(),
         ..Default::default()
     };
-    assert_eq!(m.mount_segment(client, Some(desc)).code, 0);
+    assert_eq!(m.mount_segment(client, desc), Ok(()));
 }
 
-pub fn replicas(n: u32) -> ReplicateConfig {
-    ReplicateConfig {
-        replica_num: n,
-        ..Default::default()
-    }
+pub fn replicas(n: usize) -> ReplicateConfig {
+    ReplicateConfig::replicas(n)
+}
+
+/// The default replicate config (one replica, no pins).
+pub fn no_rc() -> ReplicateConfig {
+    ReplicateConfig::default()
+}
+
+/// Where replicas are, comparably: (segment name, offset) each.
+pub fn locs(placed: &[Placed]) -> Vec<(String, u64)> {
+    placed
+        .iter()
+        .map(|p| (p.segment.desc.name.clone(), p.offset))
+        .collect()
 }
 
 /// put start + end; panics unless both succeed.
 pub fn put(m: &Master, key: &str, size: u64) {
-    let r = m.put_start("c", key, size, None);
-    assert_eq!(r.code, 0, "put_start {key}");
-    assert_eq!(m.write_end("c", key, r.put_id), 0, "put_end {key}");
+    let r = m
+        .put_start("c", key, size, &no_rc())
+        .unwrap_or_else(|e| panic!("put_start {key}: {e:?}"));
+    assert_eq!(m.write_end("c", key, r.put_id), Ok(()), "put_end {key}");
 }

@@ -3,7 +3,6 @@
 use super::Master;
 use crate::index::{memory, SHARDS};
 use serde::Serialize;
-use std::sync::atomic::Ordering;
 
 /// Cluster-wide numbers (the 10-second log line, `/metrics`, `GetStats`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -139,82 +138,5 @@ impl Master {
         }
         keys.sort();
         keys
-    }
-
-    /// `GetStats` on the wire.
-    pub fn stats_proto(&self) -> mooncake_proto::GetStatsResponse {
-        let s = self.stats();
-        mooncake_proto::GetStatsResponse {
-            key_count: s.key_count,
-            soft_pin_key_count: s.soft_pin_key_count,
-            allocated_bytes: s.allocated_bytes,
-            total_capacity_bytes: s.total_capacity_bytes,
-            active_clients: s.active_clients,
-            segment_count: s.segment_count,
-            view_id: s.view_id,
-            evicted_objects: self.counters().evicted_objects.load(Ordering::Relaxed),
-            role: "leader".into(),
-        }
-    }
-}
-
-impl Master {
-    /// `ListSegments` on the wire.
-    pub fn list_segments_proto(&self) -> mooncake_proto::ListSegmentsResponse {
-        let mut segments: Vec<mooncake_proto::SegmentStatus> = self
-            .segments
-            .list()
-            .iter()
-            .map(|s| mooncake_proto::SegmentStatus {
-                segment: Some(s.desc.clone()),
-                used: s.used(),
-                client_id: s.client_id.to_string(),
-            })
-            .collect();
-        segments.sort_by(|a, b| {
-            let name =
-                |x: &mooncake_proto::SegmentStatus| x.segment.as_ref().map(|d| d.name.clone());
-            name(a).cmp(&name(b))
-        });
-        mooncake_proto::ListSegmentsResponse { segments }
-    }
-
-    /// `QueryKey` on the wire (no lease granted).
-    pub fn query_key_proto(&self, key: &str) -> mooncake_proto::QueryKeyResponse {
-        use mooncake_common::ErrorCode;
-        if key.is_empty() {
-            return mooncake_proto::QueryKeyResponse {
-                code: ErrorCode::InvalidParams.code(),
-                ..Default::default()
-            };
-        }
-        let Some(info) = self.query_key(key) else {
-            return mooncake_proto::QueryKeyResponse {
-                code: ErrorCode::ObjectNotFound.code(),
-                ..Default::default()
-            };
-        };
-        let replicas = info
-            .replicas
-            .iter()
-            .filter_map(|r| {
-                let seg = self.segments.by_name(&r.segment)?;
-                Some(mooncake_proto::Replica {
-                    segment: Some(seg.desc.clone()),
-                    offset: r.offset,
-                    size: r.size,
-                    segment_index: None,
-                })
-            })
-            .collect();
-        mooncake_proto::QueryKeyResponse {
-            code: 0,
-            size: info.size,
-            complete: info.complete,
-            replicas,
-            lease_remaining_ms: info.lease_remaining_ms,
-            hard_pinned: info.hard_pinned,
-            soft_pinned: info.soft_pinned,
-        }
     }
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use mooncake_master::config::MasterConfig;
-use mooncake_master::{serve_grpc, Master, WorkerHandles};
+use mooncake_master::{service, Master, WorkerHandles};
 use mooncake_proto::master_client::MasterClient;
 use mooncake_proto::{MountSegmentRequest, SegmentDesc};
 use std::sync::Arc;
@@ -41,8 +41,9 @@ pub async fn start(cfg: MasterConfig) -> Running {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let m = master.clone();
+    let tuning = master.config().tuning.clone();
     let server = tokio::spawn(async move {
-        serve_grpc(m, listener, async {
+        service::serve(m, None, listener, tuning, async {
             let _ = rx.await;
         })
         .await

@@ -11,8 +11,7 @@
 //! is dropped from the sync set (status ABORTED: the standby must discard its shadow
 //! and resync), or when the follower goes away.
 
-use super::log::{Follower, ReplLog};
-use super::record;
+use super::log::{self, Follower, ReplLog};
 use crate::index::SHARDS;
 use crate::master::Master;
 use mooncake_proto::master_replication_server::{MasterReplication, MasterReplicationServer};
@@ -24,6 +23,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+
+/// The `Follow` service as the rpc port serves it.
+pub type FollowServer = MasterReplicationServer<ReplicationService>;
+
+/// The path prefix of the replication service's calls.
+pub const FOLLOW_PREFIX: &str = "/mooncake.v1.MasterReplication/";
 
 /// Objects per snapshot batch.
 const SNAPSHOT_CHUNK: usize = 4096;
@@ -48,7 +53,7 @@ impl ReplicationService {
         Self { master, leading }
     }
 
-    pub fn server(self) -> MasterReplicationServer<Self> {
+    pub fn server(self) -> FollowServer {
         MasterReplicationServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
@@ -128,7 +133,7 @@ fn snapshot(m: &Master) -> Vec<Vec<ReplicationOp>> {
         .iter()
         .map(|s| ReplicationOp {
             seq: 0,
-            op: Some(Op::SegmentMounted(record::segment(s))),
+            op: Some(Op::SegmentMounted(log::segment_record(s))),
         })
         .collect();
     out.push(segs);
@@ -138,7 +143,7 @@ fn snapshot(m: &Master) -> Vec<Vec<ReplicationOp>> {
         for (k, o) in shard.iter() {
             cur.push(ReplicationOp {
                 seq: 0,
-                op: Some(Op::Object(record::object(k, o))),
+                op: Some(Op::Object(log::object_record(k, o))),
             });
             if cur.len() >= SNAPSHOT_CHUNK {
                 out.push(std::mem::replace(

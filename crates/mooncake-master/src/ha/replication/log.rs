@@ -18,10 +18,10 @@
 //! With no follower attached (always, without `--enable_ha`) every hook is one
 //! relaxed atomic load.
 
-use crate::index::Object;
+use crate::index::{Object, Replica, SoftPinChange};
 use crate::segments::Segment;
 use mooncake_proto::replication_op::Op;
-use mooncake_proto::ReplicationOp;
+use mooncake_proto::{ObjectRecord, ReplicaLoc, ReplicationOp, SegmentRecord};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -128,7 +128,7 @@ impl ReplLog {
     pub fn object(&self, key: &str, o: Option<&Object>) {
         if self.is_active() {
             self.append(match o {
-                Some(o) => Op::Object(super::record::object(key, o)),
+                Some(o) => Op::Object(object_record(key, o)),
                 None => Op::Gone(key.to_string()),
             });
         }
@@ -143,7 +143,7 @@ impl ReplLog {
 
     pub fn segment_mounted(&self, seg: &Segment) {
         if self.is_active() {
-            self.append(Op::SegmentMounted(super::record::segment(seg)));
+            self.append(Op::SegmentMounted(segment_record(seg)));
         }
     }
 
@@ -305,6 +305,59 @@ impl ReplLog {
                 false
             }
         }
+    }
+}
+
+// ---------- records: objects and segments as the log carries them ----------
+//
+// Everything a standby needs to rebuild them (replica locations in allocation units,
+// pins, a write in flight). Leases and LRU order are not replicated: a new term
+// restarts them.
+
+/// `pending_soft_pin` values.
+pub const SOFT_PRESERVE: i32 = 0;
+pub const SOFT_UNTIL: i32 = 1;
+pub const SOFT_CLEAR: i32 = 2;
+
+fn locs(replicas: &[Replica]) -> Vec<ReplicaLoc> {
+    replicas
+        .iter()
+        .map(|r| ReplicaLoc {
+            segment_id: r.seg,
+            offset_units: r.handle.offset,
+        })
+        .collect()
+}
+
+/// The record of `key`'s object as it is now.
+pub fn object_record(key: &str, o: &Object) -> ObjectRecord {
+    let mut r = ObjectRecord {
+        key: key.to_string(),
+        size: o.size,
+        replicas: locs(&o.replicas),
+        hard_pin: o.hard_pin(),
+        soft_pin_until_ms: o.soft_pin_until_ms(),
+        ..Default::default()
+    };
+    if let Some(p) = &o.pending {
+        r.pending_put_id = p.put_id;
+        r.pending_size = p.size;
+        r.pending_replicas = locs(&p.replicas);
+        r.pending_hard_pin = p.hard_pin;
+        (r.pending_soft_pin, r.pending_soft_pin_until_ms) = match p.soft_pin {
+            SoftPinChange::Preserve => (SOFT_PRESERVE, 0),
+            SoftPinChange::Until(t) => (SOFT_UNTIL, t),
+            SoftPinChange::Clear => (SOFT_CLEAR, 0),
+        };
+    }
+    r
+}
+
+pub fn segment_record(seg: &Segment) -> SegmentRecord {
+    SegmentRecord {
+        id: seg.id,
+        client_id: seg.client_id.to_string(),
+        desc: Some((&seg.desc).into()),
     }
 }
 

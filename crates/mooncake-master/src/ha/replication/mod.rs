@@ -2,9 +2,8 @@
 //! leader had (zero-loss failover, docs/ha.md).
 //!
 //! - `log`: the leader's log of state changes (state-based, idempotent ops with a
-//!   sequence number), the followers' queues and acknowledgements, and the wait that
-//!   makes client-visible mutations synchronous.
-//! - `record`: objects and segments as replication records.
+//!   sequence number; objects and segments as records), the followers' queues and
+//!   acknowledgements, and the wait that makes client-visible mutations synchronous.
 //! - `leader`: the `Follow` RPC: a snapshot, then the op stream.
 //! - `shadow`: the standby's copy of the leader's state.
 //! - `follower`: the standby's task that follows the leader into a shadow.
@@ -14,7 +13,6 @@ pub mod follower;
 pub mod leader;
 pub mod log;
 pub mod rebuild;
-pub mod record;
 pub mod shadow;
 
 pub use log::ReplLog;

@@ -4,9 +4,10 @@
 
 use super::*;
 use crate::master::WriteKind;
+use crate::service::handlers::Replicas;
 use mooncake_common::ErrorCode;
 
-const BAD: i32 = ErrorCode::InvalidParams as i32;
+const BAD: ErrorCode = ErrorCode::InvalidParams;
 
 /// 300 keys (every shard gets several): even ones stored, odd ones missing, one in
 /// progress, an empty key in the middle and a duplicate of an earlier key at the end.
@@ -17,7 +18,8 @@ fn keys_and_master() -> (Arc<Master>, Vec<String>) {
     for k in keys.iter().step_by(2) {
         put(&m, k, 100);
     }
-    assert_eq!(m.put_start("c", "in-progress", 100, None).code, 0);
+    m.put_start("c", "in-progress", 100, &no_rc())
+        .expect("put_start in-progress");
     keys[150] = String::new();
     keys.insert(77, "in-progress".into());
     keys.push("key-4".into());
@@ -29,12 +31,12 @@ fn keys_and_master() -> (Arc<Master>, Vec<String>) {
 async fn batch_exist_answers_in_request_order() {
     let (m, keys) = keys_and_master();
     let got = m.batch_exist(&keys);
-    let want: Vec<i32> = keys.iter().map(|k| m.exist(k)).collect();
+    let want: Vec<Result<bool, ErrorCode>> = keys.iter().map(|k| m.exist(k)).collect();
     assert_eq!(got, want);
-    assert_eq!(got[77], 0, "in progress");
-    assert_eq!(got[151], BAD, "the empty key answers its own error");
-    assert_eq!(&got[got.len() - 2..], &[1, 0], "duplicates");
-    assert_eq!(got.iter().filter(|&&c| c == 1).count(), 150);
+    assert_eq!(got[77], Ok(false), "in progress");
+    assert_eq!(got[151], Err(BAD), "the empty key answers its own error");
+    assert_eq!(&got[got.len() - 2..], &[Ok(true), Ok(false)], "duplicates");
+    assert_eq!(got.iter().filter(|&&c| c == Ok(true)).count(), 150);
     assert!(m.batch_exist::<String>(&[]).is_empty());
 }
 
@@ -45,17 +47,21 @@ async fn batch_replica_lists_answer_in_request_order() {
     assert_eq!(got.len(), keys.len());
     for (k, g) in keys.iter().zip(&got) {
         let one = m.get_replica_list(k);
-        assert_eq!(g.code, one.code, "{k}");
-        assert_eq!(g.replicas, one.replicas, "{k}");
-        assert_eq!(g.size, one.size, "{k}");
+        match (g, &one) {
+            (Ok(g), Ok(one)) => {
+                assert_eq!(locs(&g.replicas), locs(&one.replicas), "{k}");
+                assert_eq!(g.size, one.size, "{k}");
+            }
+            (g, one) => assert_eq!(g.as_ref().err(), one.as_ref().err(), "{k}"),
+        }
     }
-    assert_eq!(got[77].code, ErrorCode::ReplicaIsNotReady.code());
-    assert_eq!(got[151].code, BAD);
-    assert_eq!(got[2].code, 0);
-    assert_eq!(got[1].code, ErrorCode::ObjectNotFound.code());
-    assert_eq!(got[2].replicas.len(), 1);
-    assert_eq!(got[2].replicas[0].segment.as_ref().unwrap().name, "a:1");
-    assert_eq!(got[got.len() - 2].code, 0, "a duplicate is answered again");
+    assert_eq!(got[77].as_ref().err(), Some(&ErrorCode::ReplicaIsNotReady));
+    assert_eq!(got[151].as_ref().err(), Some(&BAD));
+    assert_eq!(got[1].as_ref().err(), Some(&ErrorCode::ObjectNotFound));
+    let two = got[2].as_ref().expect("key-2 stored");
+    assert_eq!(two.replicas.len(), 1);
+    assert_eq!(two.replicas[0].segment.desc.name, "a:1");
+    assert!(got[got.len() - 2].is_ok(), "a duplicate is answered again");
 }
 
 #[tokio::test(start_paused = true)]
@@ -66,9 +72,9 @@ async fn batch_put_end_and_revoke_answer_each_key() {
     let ids: Vec<u64> = keys
         .iter()
         .map(|k| {
-            let r = m.put_start("c", k, 4096, None);
-            assert_eq!(r.code, 0);
-            r.put_id
+            m.put_start("c", k, 4096, &no_rc())
+                .expect("put_start")
+                .put_id
         })
         .collect();
     // End the first half; one wrong put id, an empty key, a missing key, and the
@@ -85,24 +91,28 @@ async fn batch_put_end_and_revoke_answer_each_key() {
     assert_eq!(codes.len(), end_keys.len());
     for (i, c) in codes.iter().enumerate() {
         let want = match i {
-            10 | 101 => ErrorCode::IllegalClient.code(),
-            20 => BAD,
-            100 => ErrorCode::ObjectNotFound.code(),
-            _ => 0,
+            10 | 101 => Err(ErrorCode::IllegalClient),
+            20 => Err(BAD),
+            100 => Err(ErrorCode::ObjectNotFound),
+            _ => Ok(()),
         };
         assert_eq!(*c, want, "item {i} ({})", end_keys[i]);
     }
-    assert_eq!(m.exist(&keys[0]), 1);
-    assert_eq!(m.exist(&keys[10]), 0, "wrong put id: still in progress");
-    assert_eq!(m.exist(&keys[20]), 0);
+    assert_eq!(m.exist(&keys[0]), Ok(true));
+    assert_eq!(
+        m.exist(&keys[10]),
+        Ok(false),
+        "wrong put id: still in progress"
+    );
+    assert_eq!(m.exist(&keys[20]), Ok(false));
     // Revoke the second half: the keys go away and their space comes back.
     let codes = m.batch_write_finish("c", &keys[100..], &ids[100..], true);
-    assert!(codes.iter().all(|&c| c == 0), "{codes:?}");
+    assert!(codes.iter().all(|c| c.is_ok()), "{codes:?}");
     assert!(keys[100..]
         .iter()
-        .all(|k| m.get_replica_list(k).code == -704));
-    assert_eq!(m.write_revoke("c", &keys[10], ids[10]), 0);
-    assert_eq!(m.write_revoke("c", &keys[20], ids[20]), 0);
+        .all(|k| m.get_replica_list(k).err() == Some(ErrorCode::ObjectNotFound)));
+    assert_eq!(m.write_revoke("c", &keys[10], ids[10]), Ok(()));
+    assert_eq!(m.write_revoke("c", &keys[20], ids[20]), Ok(()));
     assert_eq!(m.stats().key_count, 98);
     let used: u64 = m.segments.list().iter().map(|s| s.used()).sum();
     assert_eq!(used, 98 * 4096);
@@ -116,35 +126,39 @@ async fn batch_put_start_answers_each_key_in_order() {
     put(&m, "exists", 100);
     let keys = ["k0", "exists", "", "k3", "k0", "k5", "big", "k7"];
     let sizes = [100, 100, 100, 0, 100, 100, 1 << 40, 100];
-    let got = m.batch_write_start(WriteKind::Put, "c", &keys, &sizes, Some(&replicas(2)));
-    let codes: Vec<i32> = got.iter().map(|r| r.code).collect();
+    let got = m.batch_write_start(WriteKind::Put, "c", &keys, &sizes, &replicas(2));
+    let codes: Vec<Option<ErrorCode>> = got.iter().map(|r| r.as_ref().err().copied()).collect();
+    use ErrorCode::{NoAvailableHandle, ObjectAlreadyExists};
     assert_eq!(
         codes,
-        vec![0, -705, BAD, BAD, -705, 0, -200, 0],
+        vec![
+            None,
+            Some(ObjectAlreadyExists),
+            Some(BAD),
+            Some(BAD),
+            Some(ObjectAlreadyExists),
+            None,
+            Some(NoAvailableHandle),
+            None
+        ],
         "a duplicate meets the first start; bad keys and sizes answer their own error"
     );
     for i in [0, 5, 7] {
-        let names: Vec<&str> = got[i]
+        let st = got[i].as_ref().unwrap();
+        let names: Vec<&str> = st
             .replicas
             .iter()
-            .map(|r| r.segment.as_ref().unwrap().name.as_str())
+            .map(|r| r.segment.desc.name.as_str())
             .collect();
         assert_eq!(names.len(), 2, "two replicas on distinct owners");
         assert_ne!(names[0], names[1]);
-        assert_eq!(m.write_end("c", keys[i], got[i].put_id), 0);
+        assert_eq!(m.write_end("c", keys[i], st.put_id), Ok(()));
     }
     // Upserts of the same keys in one batch: the first takes the key, a second start
     // of the same key in the same batch finds the first one's write in flight.
-    let got = m.batch_write_start(WriteKind::Upsert, "c", &["k0", "k0"], &[50, 50], None);
-    assert_eq!(got[0].code, 0);
-    assert_eq!(got[1].code, ErrorCode::ObjectReplicaBusy.code());
-    // A bad pin request fails every key.
-    let bad = ReplicateConfig {
-        soft_pin_ttl_ms: Some(5),
-        ..Default::default()
-    };
-    let got = m.batch_write_start(WriteKind::Put, "c", &["x", "y"], &[1, 1], Some(&bad));
-    assert!(got.iter().all(|r| r.code == BAD));
+    let got = m.batch_write_start(WriteKind::Upsert, "c", &["k0", "k0"], &[50, 50], &no_rc());
+    assert!(got[0].is_ok());
+    assert_eq!(got[1].as_ref().err(), Some(&ErrorCode::ObjectReplicaBusy));
 }
 
 #[tokio::test(start_paused = true)]
@@ -160,15 +174,17 @@ async fn batch_put_start_with_free_ratio_first_sees_its_own_allocations() {
     mount(&m, "c2", "b:1", 64 << 20);
     let keys: Vec<String> = (0..64).map(|i| format!("k{i}")).collect();
     let sizes = vec![1 << 20; keys.len()];
-    let got = m.batch_write_start(WriteKind::Put, "c", &keys, &sizes, None);
+    let got = m.batch_write_start(WriteKind::Put, "c", &keys, &sizes, &no_rc());
     let on_a = got
         .iter()
-        .filter(|r| r.code == 0 && r.replicas[0].segment.as_ref().unwrap().name == "a:1")
+        .filter(|r| matches!(r, Ok(st) if st.replicas[0].segment.desc.name == "a:1"))
         .count();
-    assert!(got.iter().all(|r| r.code == 0));
+    assert!(got.iter().all(|r| r.is_ok()));
     assert_eq!(on_a, 32, "balanced by free ratio");
 }
 
+/// The protocol edge's segment table (`service::handlers::Replicas::with_table`) over a
+/// batch start's answers.
 #[tokio::test(start_paused = true)]
 async fn batch_put_start_with_a_segment_table_names_each_segment_once() {
     let m = master(MasterConfig::default());
@@ -177,37 +193,44 @@ async fn batch_put_start_with_a_segment_table_names_each_segment_once() {
     let keys: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
     let mut sizes = vec![100u64; keys.len()];
     sizes[3] = 0;
-    let (got, segments) =
-        m.batch_write_start_table(WriteKind::Put, "c", &keys, &sizes, Some(&replicas(2)));
+    let got = m.batch_write_start(WriteKind::Put, "c", &keys, &sizes, &replicas(2));
+    assert_eq!(got[3].as_ref().err(), Some(&BAD));
+    let mut table = Replicas::with_table();
+    let wire: Vec<_> = got
+        .iter()
+        .map(|st| st.as_ref().ok().map(|st| table.of(&st.replicas, st.size)))
+        .collect();
+    let segments = table.into_table();
     let mut names: Vec<&str> = segments.iter().map(|s| s.name.as_str()).collect();
     names.sort();
     assert_eq!(names, vec!["a:1", "b:1"], "each segment once");
-    assert_eq!(got[3].code, BAD);
-    for (k, st) in keys.iter().zip(&got) {
-        if st.code != 0 {
+    for ((k, st), w) in keys.iter().zip(&got).zip(&wire) {
+        let (Ok(st), Some(w)) = (st, w) else {
             continue;
-        }
-        assert_eq!(st.replicas.len(), 2);
+        };
+        assert_eq!(w.len(), 2);
         let mut seen = Vec::new();
-        for r in &st.replicas {
+        for r in w {
             assert!(r.segment.is_none(), "no descriptor per replica");
             let seg = &segments[r.segment_index.unwrap() as usize];
             seen.push(seg.name.clone());
         }
         assert_ne!(seen[0], seen[1]);
         // The same offsets as the replica list gives once the put ends.
-        assert_eq!(m.write_end("c", k, st.put_id), 0);
-        let full = m.get_replica_list(k);
-        for (a, b) in full.replicas.iter().zip(&st.replicas) {
+        assert_eq!(m.write_end("c", k, st.put_id), Ok(()));
+        let full = m.get_replica_list(k).expect("replica list");
+        for (a, b) in full.replicas.iter().zip(w) {
             assert_eq!(a.offset, b.offset);
             assert_eq!(
-                a.segment.as_ref().unwrap().name,
+                a.segment.desc.name,
                 segments[b.segment_index.unwrap() as usize].name
             );
         }
     }
     // Without the table every replica carries its descriptor.
-    let got = m.batch_write_start(WriteKind::Put, "c", &["z"], &[10], None);
-    assert!(got[0].replicas[0].segment.is_some());
-    assert!(got[0].replicas[0].segment_index.is_none());
+    let got = m.batch_write_start(WriteKind::Put, "c", &["z"], &[10], &no_rc());
+    let st = got[0].as_ref().unwrap();
+    let w = Replicas::plain().of(&st.replicas, st.size);
+    assert!(w[0].segment.is_some());
+    assert!(w[0].segment_index.is_none());
 }

@@ -17,7 +17,7 @@ fn concurrent_writers_keep_space_accounting_exact() {
         let mm = &m;
         scope.spawn(move || {
             for _ in 0..50 {
-                assert_eq!(mm.unmount_segment("c:1", "c:1").0, 0);
+                assert!(mm.unmount_segment("c:1", "c:1").is_ok());
                 mount(mm, "c:1", "c:1", 4 << 20);
                 std::thread::yield_now();
             }
@@ -31,37 +31,34 @@ fn concurrent_writers_keep_space_accounting_exact() {
                     let key = format!("k{}", rng.random_range(0..200));
                     match rng.random_range(0..6) {
                         0 | 1 => {
-                            let r = m.put_start(
-                                "c",
-                                &key,
-                                rng.random_range(1..40_000),
-                                Some(&replicas(2)),
-                            );
-                            if r.code == 0 {
+                            let r =
+                                m.put_start("c", &key, rng.random_range(1..40_000), &replicas(2));
+                            if let Ok(r) = r {
                                 open.push((key, r.put_id));
                             }
                         }
                         2 => {
-                            let r = m.upsert_start("c", &key, rng.random_range(1..40_000), None);
-                            if r.code == 0 {
+                            let r =
+                                m.upsert_start("c", &key, rng.random_range(1..40_000), &no_rc());
+                            if let Ok(r) = r {
                                 open.push((key, r.put_id));
                             }
                         }
                         3 if !open.is_empty() => {
                             let (k, id) = open.swap_remove(rng.random_range(0..open.len()));
-                            m.write_end("c", &k, id);
+                            let _ = m.write_end("c", &k, id);
                         }
                         4 if !open.is_empty() => {
                             let (k, id) = open.swap_remove(rng.random_range(0..open.len()));
-                            m.write_revoke("c", &k, id);
+                            let _ = m.write_revoke("c", &k, id);
                         }
                         _ => {
-                            m.remove(&key, true);
+                            let _ = m.remove(&key, true);
                         }
                     }
                 }
                 for (k, id) in open {
-                    m.write_end("c", &k, id);
+                    let _ = m.write_end("c", &k, id);
                 }
             });
         }

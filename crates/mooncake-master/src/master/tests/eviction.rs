@@ -1,4 +1,5 @@
 use super::*;
+use mooncake_common::{ErrorCode, SoftPin};
 use std::time::Duration;
 
 const KB64: u64 = 64 * 1024;
@@ -34,8 +35,8 @@ async fn least_recently_used_go_first() {
         put(&m, &format!("k{i}"), KB64);
     }
     // Reading k0 and k1 makes them the most recently used.
-    assert_eq!(m.exist("k0"), 1);
-    assert_eq!(m.get_replica_list("k1").code, 0);
+    assert_eq!(m.exist("k0"), Ok(true));
+    assert!(m.get_replica_list("k1").is_ok());
     tokio::time::advance(Duration::from_millis(20)).await; // leases over
     let r = m.run_eviction();
     assert_eq!((r.objects, r.bytes), (4, 4 * KB64), "25% of 1 MiB");
@@ -54,16 +55,18 @@ async fn leased_in_progress_and_hard_pinned_objects_are_skipped() {
         ..Default::default()
     };
     for i in 0..3 {
-        let r = m.put_start("c", &format!("h{i}"), KB64, Some(&hard));
-        assert_eq!(m.write_end("c", &format!("h{i}"), r.put_id), 0);
+        let r = m
+            .put_start("c", &format!("h{i}"), KB64, &hard)
+            .expect("put_start");
+        assert_eq!(m.write_end("c", &format!("h{i}"), r.put_id), Ok(()));
     }
-    let open = m.put_start("c", "open", KB64, None);
-    assert_eq!(open.code, 0);
+    m.put_start("c", "open", KB64, &no_rc())
+        .expect("put_start open");
     put(&m, "leased", KB64);
     for i in 0..5 {
         put(&m, &format!("k{i}"), KB64);
     }
-    assert_eq!(m.exist("leased"), 1); // lease runs 10 ms; no time passes
+    assert_eq!(m.exist("leased"), Ok(true)); // lease runs 10 ms; no time passes
     let r = m.run_eviction();
     assert_eq!(r.objects, 4);
     assert_eq!(keys(&m), ["h0", "h1", "h2", "k4", "leased", "open"]);
@@ -86,13 +89,15 @@ async fn soft_pinned_only_in_a_second_pass_and_only_if_allowed() {
         });
         mount(&m, "c", "a:1", 1 << 20);
         let soft = ReplicateConfig {
-            soft_pin_action: mooncake_proto::SoftPinAction::SoftPinEnable as i32,
+            soft_pin: SoftPin::Enable { ttl_ms: None },
             ..Default::default()
         };
         // Soft-pinned objects are the oldest, yet plain ones go first.
         for i in 0..6 {
-            let r = m.put_start("c", &format!("s{i}"), KB64, Some(&soft));
-            assert_eq!(m.write_end("c", &format!("s{i}"), r.put_id), 0);
+            let r = m
+                .put_start("c", &format!("s{i}"), KB64, &soft)
+                .expect("put_start");
+            assert_eq!(m.write_end("c", &format!("s{i}"), r.put_id), Ok(()));
         }
         put(&m, "p0", KB64);
         put(&m, "p1", KB64);
@@ -120,8 +125,8 @@ async fn a_put_that_finds_no_space_evicts_and_succeeds() {
         put(&m, &format!("k{i}"), KB64);
     }
     assert_eq!(m.stats().allocated_bytes, 1 << 20, "full");
-    let r = m.put_start("c", "new", 2 * KB64, None);
-    assert_eq!(r.code, 0, "evicted at once instead of -200");
+    let r = m.put_start("c", "new", 2 * KB64, &no_rc());
+    assert!(r.is_ok(), "evicted at once instead of -200: {:?}", r.err());
     assert!(!m.all_keys().contains(&"k0".to_string()), "oldest went");
     assert_eq!(
         m.counters()
@@ -135,11 +140,14 @@ async fn a_put_that_finds_no_space_evicts_and_succeeds() {
     // Larger than any segment: -200 and nothing is evicted for it.
     let before = m.all_keys().len();
     assert_eq!(
-        m.put_start("c", "huge", u64::MAX, Some(&replicas(u32::MAX)))
-            .code,
-        -200
+        m.put_start("c", "huge", u64::MAX, &replicas(u32::MAX as usize))
+            .err(),
+        Some(ErrorCode::NoAvailableHandle)
     );
-    assert_eq!(m.put_start("c", "huge", (1 << 20) + 1, None).code, -200);
+    assert_eq!(
+        m.put_start("c", "huge", (1 << 20) + 1, &no_rc()).err(),
+        Some(ErrorCode::NoAvailableHandle)
+    );
     assert_eq!(m.all_keys().len(), before);
     // Nothing evictable: -200.
     let m = master(cfg());
@@ -148,9 +156,14 @@ async fn a_put_that_finds_no_space_evicts_and_succeeds() {
         with_hard_pin: true,
         ..Default::default()
     };
-    let r = m.put_start("c", "pinned", 1 << 20, Some(&hard));
-    assert_eq!(m.write_end("c", "pinned", r.put_id), 0);
-    assert_eq!(m.put_start("c", "new", KB64, None).code, -200);
+    let r = m
+        .put_start("c", "pinned", 1 << 20, &hard)
+        .expect("put_start");
+    assert_eq!(m.write_end("c", "pinned", r.put_id), Ok(()));
+    assert_eq!(
+        m.put_start("c", "new", KB64, &no_rc()).err(),
+        Some(ErrorCode::NoAvailableHandle)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -194,8 +207,8 @@ async fn eviction_waits_for_the_read_guard_not_the_whole_lease() {
         put(&m, &format!("k{i}"), KB64);
     }
     // k0..k3 are the least recently used; k0 is read, k1 only checked.
-    assert_eq!(m.get_replica_list("k0").code, 0);
-    assert_eq!(m.exist("k1"), 1);
+    assert!(m.get_replica_list("k0").is_ok());
+    assert_eq!(m.exist("k1"), Ok(true));
     let r = m.run_eviction();
     assert_eq!(r.objects, 4, "25% of 1 MiB");
     assert_eq!(
@@ -206,7 +219,7 @@ async fn eviction_waits_for_the_read_guard_not_the_whole_lease() {
     // After the guard (the lease still runs): remove still -706, but k0 and k1 are
     // ordinary LRU candidates again (more recent than k6..k9, which go now).
     tokio::time::advance(Duration::from_millis(read_guard_ms(10_000, KB64))).await;
-    assert_eq!(m.remove("k0", false), -706);
+    assert_eq!(m.remove("k0", false), Err(ErrorCode::ObjectHasLease));
     for i in 10..14 {
         put(&m, &format!("k{i}"), KB64);
     }
@@ -216,7 +229,9 @@ async fn eviction_waits_for_the_read_guard_not_the_whole_lease() {
     // the leased but unguarded k0 and k1 can go meanwhile.
     let batch: Vec<String> = (10..14).map(|i| format!("k{i}")).collect();
     let got = m.batch_get_replica_list(&batch);
-    assert!(got.iter().all(|g| g.code == 0 && g.lease_ttl_ms == 10_000));
+    assert!(got
+        .iter()
+        .all(|g| matches!(g, Ok(g) if g.lease_ttl_ms == 10_000)));
     let guard = read_guard_ms(10_000, 4 * KB64);
     assert!(guard > READ_GUARD_BASE_MS);
     assert_eq!(m.evict_bytes(u64::MAX).objects, 2);
@@ -240,14 +255,15 @@ async fn a_full_pool_of_recently_read_objects_still_takes_puts() {
     for k in &all {
         put(&m, k, KB64);
     }
-    assert!(m.batch_exist(&all).iter().all(|&c| c == 1));
+    assert!(m.batch_exist(&all).iter().all(|&c| c == Ok(true)));
     assert_eq!(
-        m.put_start("c", "new", KB64, None).code,
-        -200,
+        m.put_start("c", "new", KB64, &no_rc()).err(),
+        Some(ErrorCode::NoAvailableHandle),
         "all guarded"
     );
     tokio::time::advance(Duration::from_millis(crate::lease::READ_GUARD_BASE_MS)).await;
-    let r = m.put_start("c", "new", KB64, None);
-    assert_eq!(r.code, 0, "evicted the least recently used instead of -200");
-    assert_eq!(m.write_end("c", "new", r.put_id), 0);
+    let r = m
+        .put_start("c", "new", KB64, &no_rc())
+        .expect("evicted the least recently used instead of -200");
+    assert_eq!(m.write_end("c", "new", r.put_id), Ok(()));
 }

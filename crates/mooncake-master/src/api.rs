@@ -1,0 +1,227 @@
+//! The master's control plane in domain terms: the methods clients call, what each
+//! answers, and the gate a call passes before and after it runs.
+//!
+//! Every protocol edge (`service`: gRPC and the framed protocol) decodes a request,
+//! passes the [`Gate`], runs the [`Master`] operation of its [`Method`] and encodes the
+//! domain answer. The wire types never reach `Master`; whether a call changes state a
+//! client relies on is a property of its method ([`Method::mutates`]), not a list of
+//! path strings.
+
+pub use crate::errors::Refused;
+use crate::master::Master;
+use crate::segments::Segment;
+use std::future::Future;
+use std::sync::Arc;
+
+/// The control-plane methods (one per RPC of the `Master` service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    MountSegment,
+    RemountSegment,
+    UnmountSegment,
+    Heartbeat,
+    ListSegments,
+    PutStart,
+    BatchPutStart,
+    PutEnd,
+    BatchPutEnd,
+    PutRevoke,
+    BatchPutRevoke,
+    UpsertStart,
+    BatchUpsertStart,
+    UpsertEnd,
+    BatchUpsertEnd,
+    UpsertRevoke,
+    BatchUpsertRevoke,
+    GetReplicaList,
+    BatchGetReplicaList,
+    Exist,
+    BatchExist,
+    Remove,
+    BatchRemove,
+    RemoveByRegex,
+    RemoveAll,
+    QueryKey,
+    GetStats,
+}
+
+impl Method {
+    /// Every method, in the service's order.
+    pub const ALL: [Method; 27] = {
+        use Method::*;
+        [
+            MountSegment,
+            RemountSegment,
+            UnmountSegment,
+            Heartbeat,
+            ListSegments,
+            PutStart,
+            BatchPutStart,
+            PutEnd,
+            BatchPutEnd,
+            PutRevoke,
+            BatchPutRevoke,
+            UpsertStart,
+            BatchUpsertStart,
+            UpsertEnd,
+            BatchUpsertEnd,
+            UpsertRevoke,
+            BatchUpsertRevoke,
+            GetReplicaList,
+            BatchGetReplicaList,
+            Exist,
+            BatchExist,
+            Remove,
+            BatchRemove,
+            RemoveByRegex,
+            RemoveAll,
+            QueryKey,
+            GetStats,
+        ]
+    };
+
+    /// The method's name in the service (the last part of its gRPC path).
+    pub fn name(self) -> &'static str {
+        use Method::*;
+        match self {
+            MountSegment => "MountSegment",
+            RemountSegment => "RemountSegment",
+            UnmountSegment => "UnmountSegment",
+            Heartbeat => "Heartbeat",
+            ListSegments => "ListSegments",
+            PutStart => "PutStart",
+            BatchPutStart => "BatchPutStart",
+            PutEnd => "PutEnd",
+            BatchPutEnd => "BatchPutEnd",
+            PutRevoke => "PutRevoke",
+            BatchPutRevoke => "BatchPutRevoke",
+            UpsertStart => "UpsertStart",
+            BatchUpsertStart => "BatchUpsertStart",
+            UpsertEnd => "UpsertEnd",
+            BatchUpsertEnd => "BatchUpsertEnd",
+            UpsertRevoke => "UpsertRevoke",
+            BatchUpsertRevoke => "BatchUpsertRevoke",
+            GetReplicaList => "GetReplicaList",
+            BatchGetReplicaList => "BatchGetReplicaList",
+            Exist => "Exist",
+            BatchExist => "BatchExist",
+            Remove => "Remove",
+            BatchRemove => "BatchRemove",
+            RemoveByRegex => "RemoveByRegex",
+            RemoveAll => "RemoveAll",
+            QueryKey => "QueryKey",
+            GetStats => "GetStats",
+        }
+    }
+
+    /// The method called `name`.
+    pub fn from_name(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Whether the method changes state a client relies on: under HA its answer waits
+    /// until an in-sync standby has the change (docs/ha.md). Reads (leases and access
+    /// recency included) and heartbeats do not wait.
+    pub fn mutates(self) -> bool {
+        use Method::*;
+        !matches!(
+            self,
+            Heartbeat
+                | ListSegments
+                | GetReplicaList
+                | BatchGetReplicaList
+                | Exist
+                | BatchExist
+                | QueryKey
+                | GetStats
+        )
+    }
+}
+
+/// Where one replica of an object is: `size` bytes at `offset` in `segment`.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub segment: Arc<Segment>,
+    pub offset: u64,
+}
+
+/// A write that may proceed: write `size` bytes to each replica, then end it with
+/// `put_id`.
+#[derive(Debug, Clone)]
+pub struct WriteStart {
+    pub put_id: u64,
+    pub size: u64,
+    pub replicas: Vec<Placed>,
+}
+
+/// Where a complete object can be read, and for how long it is leased.
+#[derive(Debug, Clone)]
+pub struct ReplicaList {
+    pub size: u64,
+    pub lease_ttl_ms: u64,
+    pub replicas: Vec<Placed>,
+}
+
+/// The master's answer to a client's heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub view_id: u64,
+    /// The master no longer knows this client's segments: mount them again.
+    pub remount_needed: bool,
+}
+
+/// What lets a call run: the master it runs on.
+pub struct Pass {
+    pub master: Arc<Master>,
+    /// The leadership term the call runs in (0 without HA).
+    pub term: u64,
+}
+
+/// Decides whether calls may run now and whether their answers may leave.
+///
+/// A plain master always lets calls through. An HA master lets them through only
+/// while it leads with a live lease, holds a mutation's answer until an in-sync
+/// standby has the change, and refuses an answer whose term ended meanwhile, so a
+/// paused or partitioned former leader never acknowledges anything.
+pub trait Gate: Clone + Send + Sync + 'static {
+    /// The master to run a call on now, or why not.
+    fn enter(&self) -> Result<Pass, Refused>;
+
+    /// Whether the answer of a call that ran under `pass` may leave (`mutated`: the
+    /// call's method mutates; its change is waited for first).
+    fn leave(&self, pass: &Pass, mutated: bool)
+        -> impl Future<Output = Result<(), Refused>> + Send;
+}
+
+/// A master without HA serves every call.
+impl Gate for Arc<Master> {
+    fn enter(&self) -> Result<Pass, Refused> {
+        Ok(Pass {
+            master: self.clone(),
+            term: 0,
+        })
+    }
+
+    fn leave(&self, _: &Pass, _: bool) -> impl Future<Output = Result<(), Refused>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_back_to_methods_and_reads_do_not_mutate() {
+        for m in Method::ALL {
+            assert_eq!(Method::from_name(m.name()), Some(m));
+        }
+        assert_eq!(Method::from_name("Follow"), None);
+        assert!(Method::BatchPutEnd.mutates());
+        assert!(Method::RemountSegment.mutates());
+        assert!(Method::RemoveAll.mutates());
+        assert!(!Method::BatchGetReplicaList.mutates());
+        assert!(!Method::Heartbeat.mutates());
+        assert!(!Method::GetStats.mutates());
+    }
+}

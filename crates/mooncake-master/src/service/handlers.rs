@@ -1,0 +1,506 @@
+//! One function per method (and the wire shapes of domain answers: contract codes,
+//! replica locations): the wire request in, the [`Master`] operation, the wire
+//! answer out, and the method's counters. The gRPC service and the framed protocol
+//! both call these (through the gate, `service::run`), so a method is decoded,
+//! served and counted the same way whichever protocol carried it.
+//!
+//! Per-item outcomes are contract codes in the answer; a batch whose parallel lists
+//! differ in length answers -600 for every item (the caller learns which call was
+//! malformed, not which item).
+
+use crate::api::{Placed, Refused};
+use crate::master::counters::{add, count};
+use crate::master::{Master, WriteKind};
+use mooncake_common::ErrorCode;
+use mooncake_proto::convert::replicate_config;
+use mooncake_proto::status::to_status;
+use mooncake_proto::*;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use tonic::Status;
+
+const BAD: i32 = ErrorCode::InvalidParams as i32;
+
+macro_rules! counted {
+    ($m:expr, $kind:ident, $kind_fail:ident, $code:expr) => {{
+        let c = $m.counters();
+        count(&c.$kind, &c.$kind_fail, &c.failures, $code);
+    }};
+}
+
+/// Which counters a batch of outcomes goes to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CodeKind {
+    PutStart,
+    UpsertStart,
+    GetReplicaList,
+    PutEnd,
+    PutRevoke,
+    UpsertEnd,
+    UpsertRevoke,
+    Exist,
+    Remove,
+}
+
+/// Adds `items` requests of `kind`, `failed` of them failures: one atomic add per
+/// counter, not one per item (a 1024-key exist would otherwise do 1024
+/// read-modify-writes on a shared cache line).
+pub(crate) fn count_batch(m: &Master, items: usize, failed: usize, kind: CodeKind) {
+    let c = m.counters();
+    let (total, failures) = match kind {
+        CodeKind::PutStart => (&c.put_start, &c.put_start_failures),
+        CodeKind::UpsertStart => (&c.upsert_start, &c.upsert_start_failures),
+        CodeKind::PutEnd => (&c.put_end, &c.put_end_failures),
+        CodeKind::PutRevoke => (&c.put_revoke, &c.put_revoke_failures),
+        CodeKind::UpsertEnd => (&c.upsert_end, &c.upsert_end_failures),
+        CodeKind::UpsertRevoke => (&c.upsert_revoke, &c.upsert_revoke_failures),
+        CodeKind::GetReplicaList => (&c.get_replica_list, &c.get_replica_list_failures),
+        CodeKind::Exist => (&c.exist, &c.exist_failures),
+        CodeKind::Remove => (&c.remove, &c.remove_failures),
+    };
+    add(total, items as u64);
+    if failed > 0 {
+        add(failures, failed as u64);
+        add(&c.failures, failed as u64);
+    }
+}
+
+fn count_codes(m: &Master, codes: &[i32], kind: CodeKind) {
+    count_batch(
+        m,
+        codes.len(),
+        codes.iter().filter(|&&c| c < 0).count(),
+        kind,
+    );
+}
+
+pub(crate) fn mount_segment(
+    m: &Master,
+    r: MountSegmentRequest,
+    remount: bool,
+) -> Result<MountSegmentResponse, Status> {
+    let out = match r.segment {
+        None => Err(ErrorCode::InvalidParams),
+        Some(desc) if remount => m.remount_segment(&r.client_id, desc.into()),
+        Some(desc) => m.mount_segment(&r.client_id, desc.into()),
+    };
+    let code = code_of(&out);
+    counted!(m, mount, mount_failures, code);
+    Ok(MountSegmentResponse {
+        code,
+        view_id: m.view_id(),
+    })
+}
+
+pub(crate) fn unmount_segment(
+    m: &Master,
+    r: UnmountSegmentRequest,
+) -> Result<UnmountSegmentResponse, Status> {
+    let out = m.unmount_segment(&r.client_id, &r.segment_name);
+    let code = code_of(&out);
+    counted!(m, unmount, unmount_failures, code);
+    Ok(UnmountSegmentResponse {
+        code,
+        objects_dropped: out.unwrap_or(0),
+    })
+}
+
+pub(crate) fn heartbeat(m: &Master, r: HeartbeatRequest) -> Result<HeartbeatResponse, Status> {
+    let code = if r.client_id.is_empty() { BAD } else { 0 };
+    counted!(m, heartbeat, heartbeat_failures, code);
+    if code < 0 {
+        return Err(to_status(
+            ErrorCode::InvalidParams,
+            "heartbeat without client_id",
+        ));
+    }
+    let h = m.heartbeat(&r.client_id);
+    Ok(HeartbeatResponse {
+        view_id: h.view_id,
+        remount_needed: h.remount_needed,
+    })
+}
+
+pub(crate) fn list_segments(
+    m: &Master,
+    _: ListSegmentsRequest,
+) -> Result<ListSegmentsResponse, Status> {
+    let mut segs = m.segments.list();
+    segs.sort_by(|a, b| a.desc.name.cmp(&b.desc.name));
+    let segments = segs
+        .iter()
+        .map(|s| SegmentStatus {
+            segment: Some((&s.desc).into()),
+            used: s.used(),
+            client_id: s.client_id.to_string(),
+        })
+        .collect();
+    Ok(ListSegmentsResponse { segments })
+}
+
+fn write_kind(upsert: bool) -> WriteKind {
+    if upsert {
+        WriteKind::Upsert
+    } else {
+        WriteKind::Put
+    }
+}
+
+pub(crate) fn write_start(
+    m: &Master,
+    r: PutStartRequest,
+    upsert: bool,
+) -> Result<PutStartResponse, Status> {
+    let out = replicate_config(r.config.as_ref())
+        .and_then(|rc| m.write_start(write_kind(upsert), &r.client_id, &r.key, r.size, &rc));
+    let code = code_of(&out);
+    if upsert {
+        counted!(m, upsert_start, upsert_start_failures, code);
+    } else {
+        counted!(m, put_start, put_start_failures, code);
+    }
+    Ok(match out {
+        Ok(w) => PutStartResponse {
+            code: 0,
+            replicas: Replicas::plain().of(&w.replicas, w.size),
+            put_id: w.put_id,
+        },
+        Err(e) => PutStartResponse {
+            code: e.code(),
+            ..Default::default()
+        },
+    })
+}
+
+pub(crate) fn batch_write_start(
+    m: &Master,
+    r: BatchPutStartRequest,
+    upsert: bool,
+) -> Result<BatchPutStartResponse, Status> {
+    let fail_all = |code: i32| {
+        r.keys
+            .iter()
+            .map(|_| PutStartResponse {
+                code,
+                ..Default::default()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (results, segments) = if r.keys.len() != r.sizes.len() {
+        (fail_all(BAD), Vec::new())
+    } else {
+        match replicate_config(r.config.as_ref()) {
+            Err(e) => (fail_all(e.code()), Vec::new()),
+            Ok(rc) => {
+                let kind = write_kind(upsert);
+                let starts = m.batch_write_start(kind, &r.client_id, &r.keys, &r.sizes, &rc);
+                let mut wire = if r.segment_table {
+                    Replicas::with_table()
+                } else {
+                    Replicas::plain()
+                };
+                let results = starts
+                    .into_iter()
+                    .map(|s| match s {
+                        Ok(w) => PutStartResponse {
+                            code: 0,
+                            replicas: wire.of(&w.replicas, w.size),
+                            put_id: w.put_id,
+                        },
+                        Err(e) => PutStartResponse {
+                            code: e.code(),
+                            ..Default::default()
+                        },
+                    })
+                    .collect();
+                (results, wire.into_table())
+            }
+        }
+    };
+    let failed = results.iter().filter(|r| r.code < 0).count();
+    let kind = if upsert {
+        CodeKind::UpsertStart
+    } else {
+        CodeKind::PutStart
+    };
+    count_batch(m, results.len(), failed, kind);
+    Ok(BatchPutStartResponse { results, segments })
+}
+
+/// How a write ends: which counters, and whether its space is given back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum EndKind {
+    PutEnd,
+    PutRevoke,
+    UpsertEnd,
+    UpsertRevoke,
+}
+
+impl EndKind {
+    fn revoke(self) -> bool {
+        matches!(self, EndKind::PutRevoke | EndKind::UpsertRevoke)
+    }
+
+    fn counters(self) -> CodeKind {
+        match self {
+            EndKind::PutEnd => CodeKind::PutEnd,
+            EndKind::PutRevoke => CodeKind::PutRevoke,
+            EndKind::UpsertEnd => CodeKind::UpsertEnd,
+            EndKind::UpsertRevoke => CodeKind::UpsertRevoke,
+        }
+    }
+}
+
+pub(crate) fn write_finish(
+    m: &Master,
+    r: PutEndRequest,
+    kind: EndKind,
+) -> Result<CodeResponse, Status> {
+    let out = if kind.revoke() {
+        m.write_revoke(&r.client_id, &r.key, r.put_id)
+    } else {
+        m.write_end(&r.client_id, &r.key, r.put_id)
+    };
+    let code = code_of(&out);
+    count_codes(m, &[code], kind.counters());
+    Ok(CodeResponse { code })
+}
+
+pub(crate) fn batch_write_finish(
+    m: &Master,
+    r: BatchPutEndRequest,
+    kind: EndKind,
+) -> Result<BatchCodeResponse, Status> {
+    let codes: Vec<i32> = if r.keys.len() != r.put_ids.len() {
+        vec![BAD; r.keys.len()]
+    } else {
+        m.batch_write_finish(&r.client_id, &r.keys, &r.put_ids, kind.revoke())
+            .iter()
+            .map(code_of)
+            .collect()
+    };
+    count_codes(m, &codes, kind.counters());
+    Ok(BatchCodeResponse { codes })
+}
+
+fn replica_list(
+    out: Result<crate::api::ReplicaList, ErrorCode>,
+    wire: &mut Replicas,
+) -> GetReplicaListResponse {
+    match out {
+        Ok(l) => GetReplicaListResponse {
+            code: 0,
+            replicas: wire.of(&l.replicas, l.size),
+            size: l.size,
+            lease_ttl_ms: l.lease_ttl_ms,
+        },
+        Err(e) => GetReplicaListResponse {
+            code: e.code(),
+            ..Default::default()
+        },
+    }
+}
+
+pub(crate) fn get_replica_list(
+    m: &Master,
+    r: KeyRequest,
+) -> Result<GetReplicaListResponse, Status> {
+    let out = replica_list(m.get_replica_list(&r.key), &mut Replicas::plain());
+    counted!(m, get_replica_list, get_replica_list_failures, out.code);
+    Ok(out)
+}
+
+pub(crate) fn batch_get_replica_list(
+    m: &Master,
+    r: BatchKeyRequest,
+) -> Result<BatchGetReplicaListResponse, Status> {
+    let mut wire = Replicas::plain();
+    let results: Vec<_> = m
+        .batch_get_replica_list(&r.keys)
+        .into_iter()
+        .map(|o| replica_list(o, &mut wire))
+        .collect();
+    let failed = results.iter().filter(|r| r.code < 0).count();
+    count_batch(m, results.len(), failed, CodeKind::GetReplicaList);
+    Ok(BatchGetReplicaListResponse { results })
+}
+
+/// 1 when it exists, 0 when not, the contract code on a bad key.
+fn exist_code(out: &Result<bool, ErrorCode>) -> i32 {
+    match out {
+        Ok(e) => i32::from(*e),
+        Err(e) => e.code(),
+    }
+}
+
+pub(crate) fn exist(m: &Master, r: KeyRequest) -> Result<CodeResponse, Status> {
+    let code = exist_code(&m.exist(&r.key));
+    counted!(m, exist, exist_failures, code);
+    Ok(CodeResponse { code })
+}
+
+/// `BatchExist` over keys that may be borrowed from the request's bytes (the framed
+/// protocol's decoder) or owned (gRPC's).
+pub(crate) fn batch_exist<K: AsRef<str>>(
+    m: &Master,
+    keys: &[K],
+) -> Result<BatchCodeResponse, Status> {
+    let codes: Vec<i32> = m.batch_exist(keys).iter().map(exist_code).collect();
+    count_codes(m, &codes, CodeKind::Exist);
+    Ok(BatchCodeResponse { codes })
+}
+
+pub(crate) fn remove(m: &Master, r: RemoveRequest) -> Result<CodeResponse, Status> {
+    let code = code_of(&m.remove(&r.key, r.force));
+    counted!(m, remove, remove_failures, code);
+    Ok(CodeResponse { code })
+}
+
+pub(crate) fn batch_remove(m: &Master, r: BatchRemoveRequest) -> Result<BatchCodeResponse, Status> {
+    let codes: Vec<i32> = r
+        .keys
+        .iter()
+        .map(|k| code_of(&m.remove(k, r.force)))
+        .collect();
+    count_codes(m, &codes, CodeKind::Remove);
+    Ok(BatchCodeResponse { codes })
+}
+
+pub(crate) fn remove_by_regex(
+    m: &Master,
+    r: RemoveByRegexRequest,
+) -> Result<CountResponse, Status> {
+    let out = m.remove_by_regex(&r.pattern, r.force);
+    counted!(m, remove_by_regex, remove_by_regex_failures, code_of(&out));
+    Ok(CountResponse {
+        count: out.map_or_else(|e| i64::from(e.code()), |n| n as i64),
+    })
+}
+
+pub(crate) fn remove_all(m: &Master, r: RemoveAllRequest) -> Result<CountResponse, Status> {
+    let count = m.remove_all(r.force) as i64;
+    counted!(m, remove_all, remove_all_failures, 0);
+    Ok(CountResponse { count })
+}
+
+pub(crate) fn query_key(m: &Master, r: KeyRequest) -> Result<QueryKeyResponse, Status> {
+    let fail = |e: ErrorCode| QueryKeyResponse {
+        code: e.code(),
+        ..Default::default()
+    };
+    if r.key.is_empty() {
+        return Ok(fail(ErrorCode::InvalidParams));
+    }
+    let Some(info) = m.query_key(&r.key) else {
+        return Ok(fail(ErrorCode::ObjectNotFound));
+    };
+    let replicas = info
+        .replicas
+        .iter()
+        .filter_map(|r| {
+            let seg = m.segments.by_name(&r.segment)?;
+            Some(Replica {
+                segment: Some((&seg.desc).into()),
+                offset: r.offset,
+                size: r.size,
+                segment_index: None,
+            })
+        })
+        .collect();
+    Ok(QueryKeyResponse {
+        code: 0,
+        size: info.size,
+        complete: info.complete,
+        replicas,
+        lease_remaining_ms: info.lease_remaining_ms,
+        hard_pinned: info.hard_pinned,
+        soft_pinned: info.soft_pinned,
+    })
+}
+
+pub(crate) fn get_stats(m: &Master, _: GetStatsRequest) -> Result<GetStatsResponse, Status> {
+    let s = m.stats();
+    Ok(GetStatsResponse {
+        key_count: s.key_count,
+        soft_pin_key_count: s.soft_pin_key_count,
+        allocated_bytes: s.allocated_bytes,
+        total_capacity_bytes: s.total_capacity_bytes,
+        active_clients: s.active_clients,
+        segment_count: s.segment_count,
+        view_id: s.view_id,
+        evicted_objects: m.counters().evicted_objects.load(Ordering::Relaxed),
+        role: "leader".into(),
+    })
+}
+
+/// A refusal as the status clients recognise (`UNAVAILABLE_IN_CURRENT_MODE`).
+pub fn refusal(r: Refused) -> Status {
+    to_status(ErrorCode::UnavailableInCurrentMode, r.0)
+}
+
+/// The contract code of an outcome: 0, or the error's (negative) code.
+pub(crate) fn code_of<T>(out: &Result<T, ErrorCode>) -> i32 {
+    match out {
+        Ok(_) => 0,
+        Err(e) => e.code(),
+    }
+}
+
+/// Turns replica locations into wire replicas: each with its segment's descriptor,
+/// or (a batch put that asked for a segment table) with the segment's position in
+/// a table that lists each distinct segment once.
+pub(crate) struct Replicas {
+    table: Option<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    /// segment id -> position in `descs`
+    at: HashMap<u32, u32>,
+    descs: Vec<SegmentDesc>,
+}
+
+impl Replicas {
+    pub(crate) fn plain() -> Self {
+        Self { table: None }
+    }
+
+    pub(crate) fn with_table() -> Self {
+        Self {
+            table: Some(Table::default()),
+        }
+    }
+
+    /// The wire form of `placed`, each `size` bytes.
+    pub(crate) fn of(&mut self, placed: &[Placed], size: u64) -> Vec<Replica> {
+        placed
+            .iter()
+            .map(|p| {
+                let Some(t) = &mut self.table else {
+                    return Replica {
+                        segment: Some((&p.segment.desc).into()),
+                        offset: p.offset,
+                        size,
+                        segment_index: None,
+                    };
+                };
+                let next = t.descs.len() as u32;
+                let at = *t.at.entry(p.segment.id).or_insert(next);
+                if at == next {
+                    t.descs.push((&p.segment.desc).into());
+                }
+                Replica {
+                    segment: None,
+                    offset: p.offset,
+                    size,
+                    segment_index: Some(at),
+                }
+            })
+            .collect()
+    }
+
+    /// The segment table's descriptors (empty without a table).
+    pub(crate) fn into_table(self) -> Vec<SegmentDesc> {
+        self.table.map(|t| t.descs).unwrap_or_default()
+    }
+}
