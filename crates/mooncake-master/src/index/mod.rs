@@ -32,10 +32,16 @@ pub const SHARDS: usize = 64;
 /// box costs one 56-byte heap block per object (see docs/index.md for the sums).
 pub type ShardMap = HashMap<Box<str>, Box<Object>, FastState>;
 
-/// One shard: the map (reached through `Deref`), plus the replication log that
-/// `insert`, `remove` and [`Shard::changed`] report to while the shard is locked, so
-/// that the log's order matches the order of changes per key (docs/ha.md). With no
-/// standby attached, reporting is one relaxed atomic load.
+/// One shard: the map (read through `Deref`), plus the replication log that every
+/// change reports to while the shard is locked, so that the log's order matches the
+/// order of changes per key (docs/ha.md). With no standby attached, reporting is one
+/// relaxed atomic load.
+///
+/// Changes go through the shard, never around it: `insert` and `remove` report
+/// themselves, an [`Edit`] reports the object's state when it is dropped, and a walk
+/// ([`Shard::edit_each`]) reports what its closure says it changed. The only other
+/// mutable access, [`Shard::touch`], is for what the log does not carry (leases, read
+/// guards, access recency: a new term restarts them).
 pub struct Shard {
     map: ShardMap,
     log: Arc<ReplLog>,
@@ -49,10 +55,53 @@ impl Deref for Shard {
     }
 }
 
-impl DerefMut for Shard {
-    fn deref_mut(&mut self) -> &mut ShardMap {
-        &mut self.map
+/// One object borrowed for a change the replication log carries: its state is
+/// reported when the guard is dropped, so no change can forget to say so.
+pub struct Edit<'a> {
+    key: &'a str,
+    obj: &'a mut Object,
+    log: &'a ReplLog,
+}
+
+impl Deref for Edit<'_> {
+    type Target = Object;
+
+    fn deref(&self) -> &Object {
+        self.obj
     }
+}
+
+impl DerefMut for Edit<'_> {
+    fn deref_mut(&mut self) -> &mut Object {
+        self.obj
+    }
+}
+
+impl Edit<'_> {
+    /// Ends the edit without a report: the caller changed nothing the log carries
+    /// (a refused request found the object as it should stay).
+    pub fn unchanged(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Edit<'_> {
+    fn drop(&mut self) {
+        if self.log.is_active() {
+            self.log.object(self.key, Some(self.obj));
+        }
+    }
+}
+
+/// What a walk's closure did to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walked {
+    /// Nothing the log carries.
+    Untouched,
+    /// Changed; the object stays.
+    Changed,
+    /// Take it out of the index.
+    Remove,
 }
 
 impl Shard {
@@ -72,14 +121,62 @@ impl Shard {
         Some(*o)
     }
 
-    /// `get_mut` with the key's hash already computed ([`Index::hash`]): a batch
+    /// `key`'s object for a change the replication log carries (reported when the
+    /// guard drops).
+    pub fn edit<'a>(&'a mut self, key: &'a str) -> Option<Edit<'a>> {
+        let obj = &mut **self.map.get_mut(key)?;
+        Some(Edit {
+            key,
+            obj,
+            log: &self.log,
+        })
+    }
+
+    /// [`Shard::edit`] with the key's hash already computed ([`Index::hash`]).
+    #[inline]
+    pub fn edit_hashed<'a>(&'a mut self, key: &'a str, hash: u64) -> Option<Edit<'a>> {
+        let Shard { map, log } = self;
+        let obj = match map.raw_entry_mut().from_key_hashed_nocheck(hash, key) {
+            RawEntryMut::Occupied(e) => &mut **e.into_mut(),
+            RawEntryMut::Vacant(_) => return None,
+        };
+        Some(Edit { key, obj, log })
+    }
+
+    /// `key`'s object for what the log does not carry: leases, read guards, access
+    /// recency.
+    #[inline]
+    pub fn touch(&mut self, key: &str) -> Option<&mut Object> {
+        self.map.get_mut(key).map(|b| &mut **b)
+    }
+
+    /// [`Shard::touch`] with the key's hash already computed ([`Index::hash`]): a batch
     /// hashes each key once, for the shard and for the table.
     #[inline]
-    pub fn get_mut_hashed(&mut self, key: &str, hash: u64) -> Option<&mut Object> {
+    pub fn touch_hashed(&mut self, key: &str, hash: u64) -> Option<&mut Object> {
         match self.map.raw_entry_mut().from_key_hashed_nocheck(hash, key) {
             RawEntryMut::Occupied(e) => Some(&mut **e.into_mut()),
             RawEntryMut::Vacant(_) => None,
         }
+    }
+
+    /// Runs `f` on every object; reports the ones it changed and removes (reporting
+    /// that too) the ones it asks to; returns the removed objects.
+    pub fn edit_each(&mut self, mut f: impl FnMut(&str, &mut Object) -> Walked) -> Vec<Object> {
+        let mut doomed: Vec<Box<str>> = Vec::new();
+        let active = self.log.is_active();
+        for (k, o) in self.map.iter_mut() {
+            match f(k, o) {
+                Walked::Untouched => {}
+                Walked::Changed => {
+                    if active {
+                        self.log.object(k, Some(o));
+                    }
+                }
+                Walked::Remove => doomed.push(k.clone()),
+            }
+        }
+        doomed.iter().filter_map(|k| self.remove(&**k)).collect()
     }
 
     /// Removes a key whose hash is known, reporting its removal to the replication log.
@@ -91,14 +188,6 @@ impl Shard {
                 Some(*o)
             }
             RawEntryMut::Vacant(_) => None,
-        }
-    }
-
-    /// Reports `key`'s current state after a change made through `get_mut` or
-    /// `iter_mut` (its removal, if it is gone).
-    pub fn changed(&self, key: &str) {
-        if self.log.is_active() {
-            self.log.object(key, self.map.get(key).map(|b| &**b));
         }
     }
 }
@@ -217,5 +306,62 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(put_id: u64) -> Box<Pending> {
+        Box::new(Pending {
+            put_id,
+            started_ms: 1,
+            size: 10,
+            replicas: Replicas::None,
+            hard_pin: false,
+            soft_pin: SoftPinChange::Preserve,
+        })
+    }
+
+    /// The sequence numbers the log recorded since the last look.
+    fn recorded(log: &ReplLog, f: &crate::ha::replication::log::Follower) -> Vec<u64> {
+        log.take(f).0.iter().map(|op| op.seq).collect()
+    }
+
+    #[test]
+    fn every_change_through_the_shard_reaches_the_log_and_nothing_else_does() {
+        let index = Index::default();
+        let log = index.log().clone();
+        let f = log.attach("standby");
+        let mut shard = index.lock("a");
+        shard.insert("a".into(), Object::in_progress(pending(1), 1));
+        shard.insert("b".into(), Object::in_progress(pending(2), 1));
+        assert_eq!(recorded(&log, &f).len(), 2, "inserts report themselves");
+
+        // An edit reports when it drops; one that changed nothing can say so.
+        shard.edit("a").unwrap().pending = None;
+        assert_eq!(recorded(&log, &f).len(), 1);
+        shard.edit("b").unwrap().unchanged();
+        assert!(recorded(&log, &f).is_empty());
+        assert!(shard.edit("nope").is_none());
+
+        // Leases and access recency are not replicated.
+        shard.touch("b").unwrap().last_access = 9;
+        assert!(recorded(&log, &f).is_empty());
+
+        // A walk reports what its closure changed and removes what it asks to.
+        let removed = shard.edit_each(|k, o| match k {
+            "a" => Walked::Remove,
+            _ => {
+                o.last_access = 10;
+                Walked::Changed
+            }
+        });
+        assert_eq!(removed.len(), 1);
+        assert_eq!(recorded(&log, &f).len(), 2);
+        assert!(shard.get("a").is_none());
+        assert_eq!(shard.get("b").unwrap().last_access, 10);
+        log.detach(&f);
     }
 }

@@ -29,13 +29,11 @@ impl Master {
         }
         let tick = self.tick();
         let mut shard = self.index.lock(key);
-        let Some(o) = shard.get_mut(key) else {
+        let Some(mut o) = shard.edit(key) else {
             return Err(ErrorCode::ObjectNotFound);
         };
-        if o.pending.as_ref().is_none_or(|p| p.put_id != put_id) {
-            return Err(ErrorCode::IllegalClient);
-        }
-        let Some(p) = o.pending.take() else {
+        let Some(p) = o.pending.take_if(|p| p.put_id == put_id) else {
+            o.unchanged();
             return Err(ErrorCode::IllegalClient);
         };
         let old_size = std::mem::replace(&mut o.size, p.size);
@@ -43,7 +41,7 @@ impl Master {
         o.apply_pins(p.hard_pin, p.soft_pin);
         o.last_access = tick;
         let lease_until = o.lease_until_ms;
-        shard.changed(key);
+        drop(o);
         drop(shard);
         if lease_until > now && !old.is_empty() {
             self.deferred.lock().push(DeferredFree {
@@ -65,22 +63,20 @@ impl Master {
             return Err(ErrorCode::InvalidParams);
         }
         let mut shard = self.index.lock(key);
-        let Some(o) = shard.get_mut(key) else {
+        let Some(mut o) = shard.edit(key) else {
             return Err(ErrorCode::ObjectNotFound);
         };
-        if o.pending.as_ref().is_none_or(|p| p.put_id != put_id) {
+        let Some(p) = o.pending.take_if(|p| p.put_id == put_id) else {
+            o.unchanged();
             return Err(ErrorCode::IllegalClient);
-        }
-        let p = o.pending.take();
-        if !o.is_complete() {
+        };
+        let complete = o.is_complete();
+        drop(o);
+        if !complete {
             shard.remove(key);
-        } else {
-            shard.changed(key);
         }
         drop(shard);
-        if let Some(p) = p {
-            self.free_replicas(&p.replicas, p.size);
-        }
+        self.free_replicas(&p.replicas, p.size);
         Ok(())
     }
 }
@@ -114,19 +110,20 @@ impl Master {
                     continue;
                 }
                 let hash = groups.hashes[i];
-                let Some(o) = shard.get_mut_hashed(key, hash) else {
+                let Some(mut o) = shard.edit_hashed(key, hash) else {
                     codes[i] = Err(ErrorCode::ObjectNotFound);
                     continue;
                 };
                 let Some(p) = o.pending.take_if(|p| p.put_id == put_ids[i]) else {
+                    o.unchanged();
                     codes[i] = Err(ErrorCode::IllegalClient);
                     continue;
                 };
                 codes[i] = Ok(());
                 if revoke {
-                    if o.is_complete() {
-                        shard.changed(key);
-                    } else {
+                    let complete = o.is_complete();
+                    drop(o);
+                    if !complete {
                         shard.remove_hashed(key, hash);
                     }
                     freed.push((0, p.size, p.replicas));
@@ -136,7 +133,7 @@ impl Master {
                     o.apply_pins(p.hard_pin, p.soft_pin);
                     o.last_access = tick;
                     let lease_until = o.lease_until_ms;
-                    shard.changed(key);
+                    drop(o);
                     if !old.is_empty() {
                         freed.push((lease_until, old_size, old));
                     }

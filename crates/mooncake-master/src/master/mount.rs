@@ -4,7 +4,7 @@
 
 use super::Master;
 use crate::api::Heartbeat;
-use crate::index::{Replica, Replicas, SHARDS};
+use crate::index::{Replica, Replicas, Walked, SHARDS};
 use crate::liveness::Sweep;
 use crate::segments::{Mounted, Segment};
 use mooncake_common::ErrorCode;
@@ -109,10 +109,7 @@ impl Master {
         let mut dropped = 0;
         for i in 0..SHARDS {
             let mut shard = self.index.lock_shard(i);
-            let mut doomed: Vec<Box<str>> = Vec::new();
-            // Objects that lost a replica but stay (reported to the replication log).
-            let mut changed: Vec<Box<str>> = Vec::new();
-            for (k, o) in shard.iter_mut() {
+            shard.edit_each(|_, o| {
                 let was_complete = o.is_complete();
                 let mut hit = strip(&mut o.replicas, seg.id);
                 if hit && o.replicas.is_empty() && was_complete {
@@ -127,17 +124,13 @@ impl Master {
                     }
                 }
                 if o.replicas.is_empty() && o.pending.is_none() {
-                    doomed.push(k.clone());
+                    Walked::Remove
                 } else if hit {
-                    changed.push(k.clone());
+                    Walked::Changed
+                } else {
+                    Walked::Untouched
                 }
-            }
-            for k in doomed {
-                shard.remove(&k);
-            }
-            for k in changed {
-                shard.changed(&k);
-            }
+            });
         }
         dropped
     }
@@ -146,7 +139,7 @@ impl Master {
     pub(crate) fn drop_dead_replicas_of(&self, key: &str) {
         let alive = |r: &Replica| self.segments.get(r.seg).is_some_and(|s| s.is_alive());
         let mut shard = self.index.lock(key);
-        let Some(o) = shard.get_mut(key) else { return };
+        let Some(mut o) = shard.edit(key) else { return };
         if let Some(p) = &mut o.pending {
             if p.replicas.iter().any(|r| !alive(r)) {
                 p.replicas = p.replicas.iter().copied().filter(alive).collect();
@@ -155,10 +148,10 @@ impl Master {
                 }
             }
         }
-        if o.replicas.is_empty() && o.pending.is_none() {
+        let gone = o.replicas.is_empty() && o.pending.is_none();
+        drop(o);
+        if gone {
             shard.remove(key);
-        } else {
-            shard.changed(key);
         }
     }
 }

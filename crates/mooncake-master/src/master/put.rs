@@ -217,8 +217,8 @@ impl Master {
         {
             return Err(ErrorCode::NoAvailableHandle);
         }
-        let existing = shard.get_mut(key);
-        if let Some(o) = &existing {
+        let existing = shard.get(key);
+        if let Some(o) = existing {
             let stale = o
                 .pending
                 .as_ref()
@@ -230,20 +230,17 @@ impl Master {
                 _ => {}
             }
         }
+        let exists = existing.is_some();
         let replicas = self.allocate_replicas(size, want, preferred, views)?;
         let put_id = self.new_put_id();
         let p = Box::new(pending(put_id, replicas.clone()));
-        match existing {
-            Some(o) => {
-                // Taking over a stale write: its space goes back first.
-                if let Some(old) = o.pending.replace(p) {
-                    self.free_replicas(&old.replicas, old.size);
-                }
-                shard.changed(key);
-            }
-            None => {
-                let tick = self.tick();
-                shard.insert(key.into(), Object::in_progress(p, tick));
+        if !exists {
+            let tick = self.tick();
+            shard.insert(key.into(), Object::in_progress(p, tick));
+        } else if let Some(mut o) = shard.edit(key) {
+            // Taking over a stale write: its space goes back first.
+            if let Some(old) = o.pending.replace(p) {
+                self.free_replicas(&old.replicas, old.size);
             }
         }
         drop(shard);

@@ -40,7 +40,7 @@ impl Master {
                 if key.is_empty() {
                     continue;
                 }
-                found[i] = match shard.get_mut_hashed(key, groups.hashes[i]) {
+                found[i] = match shard.touch_hashed(key, groups.hashes[i]) {
                     None => Err(ErrorCode::ObjectNotFound),
                     Some(o) if !o.is_complete() => Err(ErrorCode::ReplicaIsNotReady),
                     Some(o) => {
@@ -82,7 +82,7 @@ impl Master {
         let lease = self.lease_ms();
         let (size, replicas): (u64, Replicas) = {
             let mut shard = self.index.lock(key);
-            let Some(o) = shard.get_mut(key) else {
+            let Some(o) = shard.touch(key) else {
                 return Err(ErrorCode::ObjectNotFound);
             };
             if !o.is_complete() {
@@ -108,7 +108,7 @@ impl Master {
         }
         let (until, guard) = self.exist_lease();
         let mut shard = self.index.lock(key);
-        match shard.get_mut(key) {
+        match shard.touch(key) {
             Some(o) if o.is_complete() => {
                 o.grant_lease(until, guard);
                 o.last_access = self.tick();
@@ -135,7 +135,7 @@ impl Master {
                 if key.is_empty() {
                     continue;
                 }
-                codes[i] = match shard.get_mut_hashed(key, groups.hashes[i]) {
+                codes[i] = match shard.touch_hashed(key, groups.hashes[i]) {
                     Some(o) if o.is_complete() => {
                         o.grant_lease(until, guard);
                         o.last_access = tick;

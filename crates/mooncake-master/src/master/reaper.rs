@@ -3,7 +3,7 @@
 //! disappears; an upsert's old value stays).
 
 use super::Master;
-use crate::index::{Pending, SHARDS};
+use crate::index::{Pending, Walked, SHARDS};
 use crate::lease::ms;
 
 impl Master {
@@ -15,28 +15,21 @@ impl Master {
         for i in 0..SHARDS {
             let mut freed: Vec<Box<Pending>> = Vec::new();
             let mut shard = self.index.lock_shard(i);
-            let mut empty: Vec<Box<str>> = Vec::new();
-            let mut changed: Vec<Box<str>> = Vec::new();
-            for (k, o) in shard.iter_mut() {
+            shard.edit_each(|_, o| {
                 let stuck = o
                     .pending
                     .as_ref()
                     .is_some_and(|p| now.saturating_sub(p.started_ms) >= limit);
-                if stuck {
-                    freed.extend(o.pending.take());
-                    if !o.is_complete() {
-                        empty.push(k.clone());
-                    } else {
-                        changed.push(k.clone());
-                    }
+                if !stuck {
+                    return Walked::Untouched;
                 }
-            }
-            for k in empty {
-                shard.remove(&k);
-            }
-            for k in changed {
-                shard.changed(&k);
-            }
+                freed.extend(o.pending.take());
+                if o.is_complete() {
+                    Walked::Changed
+                } else {
+                    Walked::Remove
+                }
+            });
             drop(shard);
             for p in freed {
                 reaped += 1;
