@@ -65,65 +65,10 @@ impl ClientConfig {
     }
 }
 
-/// Soft pin request of a put.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SoftPin {
-    /// Keep what the object has (new objects: none).
-    #[default]
-    Preserve,
-    /// Pin; `ttl_ms: None` = the master's default TTL.
-    Enable {
-        ttl_ms: Option<u64>,
-    },
-    Disable,
-}
-
-/// How many copies a put makes and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicateConfig {
-    pub replica_num: usize,
-    pub with_hard_pin: bool,
-    /// Segment names tried first, in order.
-    pub preferred_segments: Vec<String>,
-    pub soft_pin: SoftPin,
-}
-
-impl Default for ReplicateConfig {
-    fn default() -> Self {
-        Self {
-            replica_num: 1,
-            with_hard_pin: false,
-            preferred_segments: Vec::new(),
-            soft_pin: SoftPin::Preserve,
-        }
-    }
-}
-
-impl ReplicateConfig {
-    /// `n` replicas, nothing else special.
-    pub fn replicas(n: usize) -> Self {
-        Self {
-            replica_num: n,
-            ..Self::default()
-        }
-    }
-
-    pub(crate) fn to_proto(&self) -> mooncake_proto::ReplicateConfig {
-        use mooncake_proto::SoftPinAction;
-        let (action, ttl) = match self.soft_pin {
-            SoftPin::Preserve => (SoftPinAction::SoftPinPreserve, None),
-            SoftPin::Enable { ttl_ms } => (SoftPinAction::SoftPinEnable, ttl_ms),
-            SoftPin::Disable => (SoftPinAction::SoftPinDisable, None),
-        };
-        mooncake_proto::ReplicateConfig {
-            replica_num: self.replica_num.clamp(1, u32::MAX as usize) as u32,
-            with_hard_pin: self.with_hard_pin,
-            preferred_segments: self.preferred_segments.clone(),
-            soft_pin_action: action as i32,
-            soft_pin_ttl_ms: ttl,
-        }
-    }
-}
+/// How many copies a put makes and where: the one shape every layer shares (the
+/// master, this client, the Python binding); `mooncake_proto::convert` maps it to the
+/// wire.
+pub use mooncake_common::{ReplicateConfig, SoftPin};
 
 /// `health_check()` values of the Python API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,23 +212,6 @@ impl ClientTuning {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replicate_config_maps_to_the_wire() {
-        let rc = ReplicateConfig {
-            replica_num: 0,
-            soft_pin: SoftPin::Enable { ttl_ms: Some(5) },
-            ..ReplicateConfig::default()
-        };
-        let p = rc.to_proto();
-        assert_eq!(p.replica_num, 1, "0 replicas is read as 1");
-        assert_eq!(
-            p.soft_pin_action,
-            mooncake_proto::SoftPinAction::SoftPinEnable as i32
-        );
-        assert_eq!(p.soft_pin_ttl_ms, Some(5));
-        assert_eq!(ReplicateConfig::replicas(3).to_proto().replica_num, 3);
-    }
 
     fn tuning(vars: &[(&str, &str)]) -> ClientTuning {
         ClientTuning::from_lookup(|k| {

@@ -58,7 +58,7 @@ impl Client {
             client_id: self.inner.client_id.clone(),
             keys: todo.iter().map(|(i, _, _)| keys[*i].clone()).collect(),
             sizes: todo.iter().map(|(_, _, s)| *s).collect(),
-            config: Some(rc.to_proto()),
+            config: Some(rc.into()),
             // Each distinct segment once per answer, not once per replica.
             segment_table: self.inner.tuning.put_segment_table,
         };

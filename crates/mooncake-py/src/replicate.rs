@@ -38,34 +38,8 @@ impl SoftPinAction {
     }
 }
 
-/// The soft-pin request after validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SoftPin {
-    Preserve,
-    Enable { ttl_ms: Option<u64> },
-    Disable,
-}
-
-/// A validated placement request, independent of Python.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
-    pub replica_num: usize,
-    pub with_hard_pin: bool,
-    /// `preferred_segment` first (when set), then `preferred_segments`, no duplicates.
-    pub preferred_segments: Vec<String>,
-    pub soft_pin: SoftPin,
-}
-
-impl Default for Placement {
-    fn default() -> Self {
-        Placement {
-            replica_num: 1,
-            with_hard_pin: false,
-            preferred_segments: Vec::new(),
-            soft_pin: SoftPin::Preserve,
-        }
-    }
-}
+/// A validated placement request: the client's (and the master's) own type.
+pub use mooncake_common::{ReplicateConfig as Placement, SoftPin};
 
 /// Replication and pinning options for a put.
 #[pyclass(module = "mooncake.store", from_py_object)]

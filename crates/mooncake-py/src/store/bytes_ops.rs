@@ -2,7 +2,6 @@
 //! buffer handles. Values are read in place (no copy on put); a get copies once, from
 //! the client's buffer into the `bytes` object Python needs.
 
-use super::session::client_config;
 use super::NativeStore;
 use crate::handle::BufferHandle;
 use crate::pybuf::ReadBuf;
@@ -31,7 +30,7 @@ impl NativeStore {
     ) -> PyResult<Result<(), MooncakeError>> {
         let value = ReadBuf::get("value", value)?;
         Ok((|| {
-            let rc = client_config(placement_of(config)?);
+            let rc = placement_of(config)?;
             let s = self.session()?;
             let bytes = value.as_slice();
             match mode {
@@ -57,7 +56,7 @@ impl NativeStore {
             if bufs.is_empty() {
                 return Err(MooncakeError::invalid("put_parts(): no parts given"));
             }
-            let rc = client_config(placement_of(config)?);
+            let rc = placement_of(config)?;
             let s = self.session()?;
             let slices: Vec<&[u8]> = bufs.iter().map(|b| b.as_slice()).collect();
             s.run(py, s.client.put_parts(key, &slices, &rc))
@@ -85,7 +84,7 @@ impl NativeStore {
                     bufs.len()
                 )));
             }
-            let rc = client_config(placement_of(config)?);
+            let rc = placement_of(config)?;
             let s = self.session()?;
             let slices: Vec<&[u8]> = bufs.iter().map(|b| b.as_slice()).collect();
             s.run(py, s.client.put_batch(&keys, &slices, &rc))

@@ -3,7 +3,6 @@
 //! the runtime out from under a call running on another.
 
 use crate::codes;
-use crate::replicate::{Placement, SoftPin};
 use crate::runtime;
 use mooncake_client::Client;
 use pyo3::Python;
@@ -73,19 +72,5 @@ impl Drop for Session {
         // SAFETY: dropped exactly once, after everything that ran on it.
         let rt = unsafe { ManuallyDrop::take(&mut self.rt) };
         rt.shutdown_timeout(Duration::from_millis(500));
-    }
-}
-
-/// The client's placement type for a validated Python `ReplicateConfig`.
-pub fn client_config(p: Placement) -> mooncake_client::ReplicateConfig {
-    mooncake_client::ReplicateConfig {
-        replica_num: p.replica_num,
-        with_hard_pin: p.with_hard_pin,
-        preferred_segments: p.preferred_segments,
-        soft_pin: match p.soft_pin {
-            SoftPin::Preserve => mooncake_client::SoftPin::Preserve,
-            SoftPin::Enable { ttl_ms } => mooncake_client::SoftPin::Enable { ttl_ms },
-            SoftPin::Disable => mooncake_client::SoftPin::Disable,
-        },
     }
 }

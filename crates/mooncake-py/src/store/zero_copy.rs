@@ -7,7 +7,6 @@
 //! lengths are INVALID_PARAMS for every entry, as the contract says); ranges are checked
 //! against registrations by the client.
 
-use super::session::client_config;
 use super::NativeStore;
 use crate::codes;
 use crate::replicate::{placement_of, ReplicateConfig};
@@ -83,7 +82,7 @@ impl NativeStore {
         config: Option<&Bound<'_, ReplicateConfig>>,
         mode: PtrWrite,
     ) -> Result<(), MooncakeError> {
-        let rc = client_config(placement_of(config)?);
+        let rc = placement_of(config)?;
         let s = self.session()?;
         let c = &s.client;
         // SAFETY: the caller vouches for [ptr, ptr+size) for the call (module docs).
@@ -128,7 +127,7 @@ impl NativeStore {
         };
         let prepared = (|| {
             let bufs = pair(what, keys.len(), ptrs, sizes)?;
-            let rc = client_config(placement_of(config)?);
+            let rc = placement_of(config)?;
             Ok((bufs, rc, self.session()?))
         })();
         let (bufs, rc, s) = match prepared {
@@ -177,7 +176,7 @@ impl NativeStore {
     ) -> Vec<i64> {
         let prepared = (|| {
             let bufs = pair_multi("batch_put_from_multi_buffers", keys.len(), ptrs, sizes)?;
-            let rc = client_config(placement_of(config)?);
+            let rc = placement_of(config)?;
             Ok((bufs, rc, self.session()?))
         })();
         let (bufs, rc, s) = match prepared {
