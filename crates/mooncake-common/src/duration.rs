@@ -17,18 +17,6 @@ pub fn parse_millis(what: &str, input: &str) -> Result<Duration, String> {
     })
 }
 
-/// Parses a duration whose bare-number unit is microseconds (the polling windows
-/// `MOONCAKE_MASTER_SPIN_US`, `MOONCAKE_MASTER_POLL_US`).
-pub fn parse_micros(what: &str, input: &str) -> Result<Duration, String> {
-    let s = input.trim();
-    if let Ok(us) = s.parse::<u64>() {
-        return Ok(Duration::from_micros(us));
-    }
-    humantime::parse_duration(s).map_err(|e| {
-        format!("invalid duration for {what}: {input:?} ({e}); use microseconds, e.g. 60")
-    })
-}
-
 /// Parses a duration whose bare-number unit is seconds (`--client_ttl`).
 pub fn parse_secs(what: &str, input: &str) -> Result<Duration, String> {
     let s = input.trim();
@@ -47,24 +35,6 @@ pub fn parse_secs(what: &str, input: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn micros_and_errors() {
-        assert_eq!(
-            parse_micros("x", " 60 ").unwrap(),
-            Duration::from_micros(60)
-        );
-        assert_eq!(
-            parse_micros("x", "1ms").unwrap(),
-            Duration::from_micros(1000)
-        );
-        let e = parse_micros("MOONCAKE_MASTER_POLL_US", "fast").unwrap_err();
-        assert!(
-            e.contains("MOONCAKE_MASTER_POLL_US") && e.contains("fast"),
-            "{e}"
-        );
-        assert!(parse_micros("x", "-5").is_err());
-    }
 
     #[test]
     fn millis_and_units() {
