@@ -6,6 +6,7 @@
 //! [`start`] is what `main` and the end-to-end tests use; [`run`] adds the signals.
 
 use crate::config::MasterConfig;
+use crate::ha::election::EtcdElection;
 use crate::ha::{self, HaState};
 use crate::http::{self, admin, metadata};
 use crate::master::Master;
@@ -118,6 +119,9 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
 
     let mut tasks = JoinSet::new();
     let sig = signal();
+    // Two paths on purpose: a plain master's calls pass the `Gate` of `Arc<Master>`
+    // (nothing to check); running it as an HA master that always wins
+    // (`LocalElection`) would put the fence and the term lookup on every call.
     match &ha {
         Some(h) => {
             let h2 = h.clone();
@@ -125,10 +129,12 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
                 let r = ha::service::serve(h2, rpc, sig).await;
                 ("rpc service", r.map_err(|e| e.to_string()))
             });
-            let h2 = h.clone();
+            let c = h.config();
+            let etcd = || EtcdElection::new(&c.etcd_endpoints, &c.cluster_id, &h.advertised);
+            let (h2, election) = (h.clone(), etcd());
             let sig = signal();
             tasks.spawn(async move {
-                ha::election::run(h2, sig).await;
+                ha::election::run(h2, election, sig).await;
                 ("HA election", Ok(()))
             });
             // While another master leads: follow its replication log (zero-loss
@@ -140,11 +146,12 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
                 ("HA follower", Ok(()))
             });
             // While it holds the replicated state: say so in etcd, so that a master
-            // without it does not win the next election (ha/ready.rs).
-            let h2 = h.clone();
+            // without it does not win the next election (ha/ready.rs). Its own
+            // connection: a slow keep-alive of one must not delay the other.
+            let (h2, election) = (h.clone(), etcd());
             let sig = signal();
             tasks.spawn(async move {
-                ha::ready::run(h2, sig).await;
+                ha::ready::run(h2, election, sig).await;
                 ("HA readiness", Ok(()))
             });
         }

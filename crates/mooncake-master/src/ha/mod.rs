@@ -15,6 +15,6 @@ pub mod replication;
 pub mod service;
 pub mod state;
 
-pub use election::{view_key, LEASE_TTL};
+pub use election::{view_key, Election, EtcdElection, LocalElection, LEASE_TTL};
 pub use fence::Fence;
 pub use state::HaState;

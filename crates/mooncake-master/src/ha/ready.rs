@@ -16,10 +16,10 @@
 //! master dies or loses etcd, its lease expires within the TTL and the election goes
 //! on as before. With no shadow anywhere (a cluster's first start) nothing changes.
 
-use super::election::{bounded, connect, keep_alive_once, keepalive_every, EtcdResult};
+use super::election::{keepalive_every, Election, ElectionResult};
 use super::replication::shadow::usable_after_disconnect;
 use super::state::HaState;
-use etcd_client::{Client, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,61 +40,62 @@ pub fn has_usable_shadow(state: &HaState) -> bool {
 }
 
 /// The other masters that hold a usable shadow (their addresses), as etcd lists them.
-pub async fn others_ready(c: &mut Client, state: &HaState) -> EtcdResult<Vec<String>> {
-    let prefix = ready_prefix(&state.config().cluster_id);
-    let got = bounded(
-        "get",
-        c.get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
-    )
-    .await?;
-    Ok(got
-        .kvs()
-        .iter()
-        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+pub async fn others_ready<E: Election>(e: &mut E, state: &HaState) -> ElectionResult<Vec<String>> {
+    Ok(e.ready()
+        .await?
+        .into_iter()
         .filter(|a| *a != state.advertised)
         .collect())
 }
 
-/// The key while it is held: its lease and the keep-alive streams.
+/// The key while it is held: its lease and when it was last kept alive.
 struct Held {
-    client: Client,
     lease: i64,
-    streams: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
     last_keepalive: Instant,
 }
 
 /// Keeps this master's readiness key in step with its shadow until `shutdown`
-/// resolves; the key's lease is revoked on the way out.
-pub async fn run(state: Arc<HaState>, shutdown: impl std::future::Future<Output = ()>) {
+/// resolves; the key's lease is revoked on the way out. `election` is this task's
+/// own (its own connection).
+pub async fn run<E: Election>(
+    state: Arc<HaState>,
+    mut election: E,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut held: Option<Held> = None;
     tokio::select! {
-        _ = advertise(&state, &mut held) => {}
+        _ = advertise(&state, &mut election, &mut held) => {}
         _ = shutdown => {}
     }
-    if let Some(mut h) = held {
-        let _ = bounded("lease revoke", h.client.lease_revoke(h.lease)).await;
+    if let Some(h) = held {
+        let _ = election.revoke(h.lease).await;
     }
 }
 
-async fn advertise(state: &HaState, held: &mut Option<Held>) {
+async fn advertise<E: Election>(state: &HaState, e: &mut E, held: &mut Option<Held>) {
     let ttl = state.config().ha_lease_ttl;
     let period = keepalive_every(ttl);
-    let key = format!(
-        "{}{}",
-        ready_prefix(&state.config().cluster_id),
-        state.advertised
-    );
     let mut last_error = String::new();
     loop {
         let ready = has_usable_shadow(state);
         let r = match (ready, held.as_mut()) {
-            (true, None) => grant(state, &key, ttl).await.map(|h| {
-                tracing::info!("HA: holding the replicated state; told etcd ({key})");
-                *held = Some(h);
-            }),
+            (true, None) => {
+                let sent = Instant::now();
+                e.put_ready(ttl).await.map(|lease| {
+                    tracing::info!(
+                        "HA: holding the replicated state; told etcd ({}{})",
+                        ready_prefix(&state.config().cluster_id),
+                        state.advertised
+                    );
+                    *held = Some(Held {
+                        lease,
+                        last_keepalive: sent,
+                    });
+                })
+            }
             (true, Some(h)) if h.last_keepalive.elapsed() >= period => {
                 let sent = Instant::now();
-                match keep_alive_once(&mut h.client, &mut h.streams, h.lease, period * 2).await {
+                match e.keep_alive(h.lease, period * 2).await {
                     Ok(granted) if granted > 0 => {
                         h.last_keepalive = sent;
                         Ok(())
@@ -104,10 +105,10 @@ async fn advertise(state: &HaState, held: &mut Option<Held>) {
                 }
             }
             (false, Some(h)) => {
-                let r = bounded("lease revoke", h.client.lease_revoke(h.lease)).await;
+                let r = e.revoke(h.lease).await;
                 *held = None;
                 tracing::info!("HA: no usable replicated state any more; readiness key withdrawn");
-                r.map(|_| ())
+                r
             }
             _ => Ok(()),
         };
@@ -125,41 +126,4 @@ async fn advertise(state: &HaState, held: &mut Option<Held>) {
         }
         tokio::time::sleep(CHECK_EVERY).await;
     }
-}
-
-async fn grant(state: &HaState, key: &str, ttl: Duration) -> EtcdResult<Held> {
-    let mut last = "no etcd endpoints".to_string();
-    for ep in &state.config().etcd_endpoints {
-        let mut c = match connect(std::slice::from_ref(ep)).await {
-            Ok(c) => c,
-            Err(e) => {
-                last = e;
-                continue;
-            }
-        };
-        let sent = Instant::now();
-        let attempt = async {
-            let lease = bounded(
-                "lease grant",
-                c.lease_grant(ttl.as_secs().max(1) as i64, None),
-            )
-            .await?
-            .id();
-            let opts = PutOptions::new().with_lease(lease);
-            bounded("put", c.put(key, state.advertised.as_str(), Some(opts))).await?;
-            Ok::<_, String>(lease)
-        };
-        match attempt.await {
-            Ok(lease) => {
-                return Ok(Held {
-                    client: c,
-                    lease,
-                    streams: None,
-                    last_keepalive: sent,
-                })
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
 }
