@@ -77,3 +77,43 @@ async fn one_leader_and_kill_9_fails_over_to_the_standby() {
         times[times.len() - 1]
     );
 }
+
+/// An etcd member that does not answer, anywhere in the list, costs a rotation and
+/// nothing more: both masters elect one leader, keep it alive, and fail over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_etcd_member_in_the_list_is_skipped() {
+    if !etcd_available() {
+        return;
+    }
+    let etcd = Etcd::start().await;
+    let dead = format!("127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let mut ms = [
+        HaMaster::start(
+            &format!("{dead};{}", etcd.endpoint),
+            "dead-member",
+            dir.path(),
+        ),
+        HaMaster::start(
+            &format!("{};{dead}", etcd.endpoint),
+            "dead-member",
+            dir.path(),
+        ),
+    ];
+    let l = wait_for_one_leader(&[&ms[0], &ms[1]], Duration::from_secs(20)).await;
+    let s = 1 - l;
+    control_plane_put(&mut ms[l].rpc().await, "before")
+        .await
+        .unwrap_or_else(|c| panic!("put on the leader: {c}\n{}", ms[l].proc.log_text()));
+    ms[l].proc.kill9();
+    let mut c = ms[s].rpc().await;
+    let end = Instant::now() + Duration::from_secs(25);
+    while control_plane_put(&mut c, "after").await.is_err() {
+        assert!(
+            Instant::now() < end,
+            "the standby did not take over: {}",
+            ms[s].proc.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
