@@ -3,14 +3,13 @@
 //! - [`metadata`]: the transfer engine's HTTP metadata server, embedded or standalone.
 //!
 //! Both are plain `Router`s so tests and other binaries can mount them on any listener;
-//! [`serve`] puts one on a port with the bounds of [`listener`] (connection cap,
-//! header/body/write timeouts, body limit).
+//! [`serve`] puts one on a port with the bounds of `mooncake_http` (connection cap,
+//! header/body/write timeouts, body limit) at the master's values, [`LIMITS`].
 
 pub mod admin;
-pub mod listener;
 pub mod metadata;
 
-pub use listener::Limits;
+pub use mooncake_http::Limits;
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,14 +17,25 @@ use axum::Router;
 use std::future::Future;
 use tokio::net::TcpListener;
 
-/// Serves `app` on `listener` with the default [`Limits`] until `shutdown` resolves,
-/// then lets in-flight requests finish.
+/// The bounds of the master's HTTP ports: the shared defaults, with the body backstop
+/// at the metadata server's own route limit (64 MiB). The metadata server sees one
+/// connection per request in flight (the transfer engine's client closes each), the
+/// admin port a scraper and a few operators: hundreds of clients stay far below the
+/// connection cap, which is lowered at start to a quarter of the descriptor limit (the
+/// rpc port, the other HTTP port and etcd need theirs).
+pub const LIMITS: Limits = Limits {
+    max_body_bytes: 64 << 20,
+    ..Limits::DEFAULT
+};
+
+/// Serves `app` on `listener` within [`LIMITS`] until `shutdown` resolves, then lets
+/// in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    listener::serve(listener, app, shutdown, Limits::default()).await
+    mooncake_http::serve(listener, app, shutdown, LIMITS).await
 }
 
 /// A JSON response. The workspace builds axum without its `json` feature (one

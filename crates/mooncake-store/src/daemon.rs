@@ -47,7 +47,7 @@ pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>)
         let stop = async move {
             let _ = stop_rx.await;
         };
-        let _ = crate::http::serve(listener, app, stop, crate::http::Limits::default()).await;
+        let _ = crate::http::serve(listener, app, stop).await;
     });
     let code = tokio::select! {
         r = wait_mounted(&client, args.max_wait(), ready_file.as_deref()) => match r {

@@ -4,11 +4,10 @@
 //! `PUT /api/put` with JSON `{"key", "value"}`, `GET /api/get/{key}` (raw bytes),
 //! `GET /api/exist/{key}` (`{"exists": bool}`), `DELETE /api/remove/{key}`,
 //! `DELETE /api/remove_all`. [`serve`] puts the routes on the port with the bounds of
-//! [`listener`] (connection cap, header/body/write timeouts, body limit).
+//! `mooncake_http` (connection cap, header/body/write timeouts, body limit) at the
+//! store's values, [`LIMITS`].
 
-pub mod listener;
-
-pub use listener::{serve, Limits};
+pub use mooncake_http::Limits;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -18,12 +17,35 @@ use axum::routing::{delete, get, put};
 use axum::Router;
 use mooncake_client::{Client, ErrorCode, ReplicateConfig};
 use serde_json::json;
+use std::future::Future;
 use std::sync::Arc;
+use tokio::net::TcpListener;
 
 use crate::metrics::StoreMetrics;
 
 /// The reference accepts request bodies up to 100 MB.
 pub const MAX_BODY: usize = 100 << 20;
+
+/// The REST port's bounds: the shared defaults, with the body backstop at the routes'
+/// own limit ([`MAX_BODY`]). Its clients are a health check, a scraper and whoever
+/// uses the REST API (the data path is the transfer engine's port): hundreds of them
+/// stay far below the connection cap, which is lowered at start to a quarter of the
+/// descriptor limit (the transfer engine's listener, its pooled connections and the
+/// segment need theirs).
+pub const LIMITS: Limits = Limits {
+    max_body_bytes: MAX_BODY as u64,
+    ..Limits::DEFAULT
+};
+
+/// Serves `app` on `listener` within [`LIMITS`] until `shutdown` resolves, then lets
+/// requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    mooncake_http::serve(listener, app, shutdown, LIMITS).await
+}
 
 pub fn router(client: Client) -> Router {
     let metrics = Arc::new(StoreMetrics::new());

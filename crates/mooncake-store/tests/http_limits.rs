@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, put};
 use axum::Router;
-use mooncake_store::http::{serve, Limits};
+use mooncake_http::{serve, Limits};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,28 +1,8 @@
-//! Serving an axum app on a port anyone can reach. `axum::serve` bounds nothing: no
-//! cap on connections, no timeout for a head that never arrives, a body that stops
-//! or an answer nobody reads, so a few hundred idle sockets exhaust the descriptors
-//! (1,024 by default) and lock out every real client, `/health` included. Here each
-//! connection runs on hyper's HTTP/1 server with:
-//! - a cap on open connections ([`Limits::max_connections`]). Over the cap the
-//!   connection waiting longest for a request gives way to the newcomer, preferring
-//!   one that never sent a whole request; one with a request in flight never does.
-//!   Neither simpler policy keeps `/health` answering through a flood of sockets
-//!   that connect and send nothing: not accepting until a slot frees queues real
-//!   clients in the kernel backlog behind the flood for a whole header timeout per
-//!   round, and closing newcomers at once refuses every real client for as long. A
-//!   real client's request is whole in one round trip, so a flood can delay it by a
-//!   reconnect at worst;
-//! - a deadline for a request head ([`Limits::header_timeout`]), counted from when the
-//!   connection starts waiting for it, so it is also the keep-alive idle timeout;
-//! - a deadline on a request body that stops arriving ([`Limits::body_stall_timeout`])
-//!   and on an answer the client stops reading ([`Limits::write_stall_timeout`]);
-//! - a request body limit counted as bytes arrive ([`Limits::max_body_bytes`]; a
-//!   larger `Content-Length` is refused before anything is read) and a head size limit
-//!   ([`Limits::max_head_bytes`]);
-//! - graceful shutdown: once the shutdown future resolves, no new connection is
-//!   accepted, connections without a request in flight close, and requests in flight
-//!   finish.
+//! The serving loop and what each connection is wrapped in: the admission table
+//! behind the connection cap, the request body and socket wrappers behind the stall
+//! timeouts and the body limit.
 
+use crate::Limits;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::response::IntoResponse;
@@ -45,53 +25,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
-/// Connections one port keeps open by default. The metadata server sees one
-/// connection per request in flight (the transfer engine's client closes each), the
-/// admin port a scraper and a few operators: hundreds of clients stay far below it.
-/// Lowered at start to a quarter of the descriptor limit (the rpc port, the other HTTP
-/// port and etcd need theirs).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Whole request head, from the moment the connection waits for it (also the
-/// keep-alive idle timeout). A real client sends its head in one write; a scraper that
-/// reconnects between scrapes costs one handshake.
-pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest pause inside a request body.
-pub const DEFAULT_BODY_STALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest pause of a client that does not read its answer.
-pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Request head (request line and headers): the read buffer hyper may grow to.
-pub const DEFAULT_MAX_HEAD_BYTES: usize = 64 << 10;
-/// Request body backstop, at the metadata server's own route limit (64 MiB); routes
-/// may set lower ones (`DefaultBodyLimit`), handlers that stream bodies get this one.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 << 20;
-
 /// How long a newcomer over the cap waits for the evicted connection to let go of
 /// its slot (it only has to be scheduled) before it is closed instead.
 const EVICT_WAIT: Duration = Duration::from_secs(1);
-
-/// The bounds of one listener; [`Limits::default`] has the documented defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub max_connections: usize,
-    pub header_timeout: Duration,
-    pub body_stall_timeout: Duration,
-    pub write_stall_timeout: Duration,
-    pub max_head_bytes: usize,
-    pub max_body_bytes: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            header_timeout: DEFAULT_HEADER_TIMEOUT,
-            body_stall_timeout: DEFAULT_BODY_STALL_TIMEOUT,
-            write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
-            max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-        }
-    }
-}
 
 /// Serves `app` on `listener` within `limits` until `shutdown` resolves, then lets
 /// requests in flight finish.
