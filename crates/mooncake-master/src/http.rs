@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 /// connection cap, which is lowered at start to a quarter of the descriptor limit (the
 /// rpc port, the other HTTP port and etcd need theirs).
 pub const LIMITS: Limits = Limits {
-    max_body_bytes: 64 << 20,
+    max_body_bytes: metadata::MAX_BODY as u64,
     ..Limits::DEFAULT
 };
 

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Segment descriptors of large RDMA pools list every buffer; leave room for them.
-const MAX_BODY: usize = 64 << 20;
+pub(crate) const MAX_BODY: usize = 64 << 20;
 
 /// Why a put was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
