@@ -121,7 +121,40 @@ fn resolve(name: &str) -> Result<(String, Kind, bool), FlagError> {
             return Ok((rest.to_string(), Kind::Bool, true));
         }
     }
-    Err(FlagError(format!("unknown flag --{name} (see --help)")))
+    Err(FlagError(match closest_flag(name) {
+        Some(known) => format!("unknown flag --{name}; did you mean --{known}? (see --help)"),
+        None => format!("unknown flag --{name} (see --help)"),
+    }))
+}
+
+/// The known flag nearest to a mistyped one, when it is near enough to be the likely
+/// intent: at most two edits, and fewer than a third of the name.
+fn closest_flag(name: &str) -> Option<&'static str> {
+    let names = spec::FLAGS
+        .iter()
+        .map(|f| f.name)
+        .chain(spec::COMPAT_FLAGS.iter().map(|(n, _)| *n));
+    let limit = (name.chars().count() / 3).clamp(1, 2);
+    names
+        .map(|n| (edit_distance(name, n), n))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions; flag names are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Applies the file (if any) then the command line over the defaults, and validates.

@@ -202,7 +202,18 @@ fn bad_values_name_the_flag() {
 
 #[test]
 fn unknown_flags_and_stray_words_are_errors() {
-    assert!(err(&["--rpc_prot=1"]).contains("rpc_prot"));
+    let e = err(&["--rpc_prot=1"]);
+    assert!(
+        e.contains("--rpc_prot") && e.contains("did you mean --rpc_port?"),
+        "{e}"
+    );
+    let e = err(&["--enable_hs"]);
+    assert!(e.contains("did you mean --enable_ha?"), "{e}");
+    let e = err(&["--nosuch"]);
+    assert!(
+        !e.contains("did you mean"),
+        "a far name suggests nothing: {e}"
+    );
     assert!(err(&["--nosuch"]).contains("nosuch"));
     assert!(err(&["--norpc_port"]).contains("norpc_port"));
     assert!(err(&["stray"]).contains("stray"));
