@@ -216,7 +216,7 @@ impl FramedChannel {
             s.write_all(&out[start..]).await?;
             let mut head = [0u8; frame::LEN_BYTES];
             s.read_exact(&mut head).await?;
-            let len = frame::frame_len(head)?;
+            let len = answer_len(head)?;
             out.clear();
             out.resize(len, 0);
             s.read_exact(&mut out).await?;
@@ -305,7 +305,7 @@ impl FramedChannel {
             got += read_some(&mut c, &mut out[got..], deadline, got == 0).map_err(fail)?;
         }
         let head = <[u8; frame::LEN_BYTES]>::try_from(&out[..frame::LEN_BYTES]).expect("four");
-        let total = frame::LEN_BYTES + frame::frame_len(head).map_err(|e| fail(e.into()))?;
+        let total = frame::LEN_BYTES + answer_len(head).map_err(fail)?;
         if got > total {
             return Err(Status::internal(format!(
                 "master {addr}: bytes after the answer frame"
@@ -444,6 +444,22 @@ fn decode_answer<U: prost::Message + Default>(frame: &[u8]) -> Result<U, Status>
     }
     U::decode(&frame[a.message_at..])
         .map_err(|e| Status::internal(format!("undecodable answer: {e}")))
+}
+
+/// The length an answer frame announces, or why the peer is not a master's rpc port:
+/// an HTTP server (the master's admin or metadata port, a store's REST port) answers
+/// the frame magic with a status line, whose first four bytes would otherwise read as
+/// a frame of over a gigabyte.
+fn answer_len(head: [u8; frame::LEN_BYTES]) -> io::Result<usize> {
+    if &head == b"HTTP" {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "this port answers HTTP: it is an HTTP port (the master's --metrics_port or \
+             metadata server, or a store's REST port), not the master's rpc port \
+             (--rpc_port, default 50051)",
+        ));
+    }
+    Ok(frame::frame_len(head)?)
 }
 
 #[cfg(test)]
@@ -593,6 +609,40 @@ mod tests {
         assert!(call.as_mut().poll(&mut cx).is_pending());
         assert_eq!(rt.block_on(call).unwrap().view_id, 7);
         assert_eq!(blocking_ch.inner.idle.lock().len(), 1);
+    }
+
+    /// Pointed at an HTTP port, a call says so and names the port it wants, in both
+    /// call modes.
+    #[test]
+    fn an_http_port_is_recognised_and_the_rpc_port_named() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut s) = conn else { continue };
+                let mut b = [0u8; 64];
+                let _ = s.read(&mut b);
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+            }
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cfg = DirectConfig {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Some(Duration::from_secs(5)),
+            keep_alive: None,
+        };
+        let ch = FramedChannel::new(&addr, cfg);
+        for ch in [ch.clone(), ch.with_mode(CallMode::Blocking)] {
+            let st = rt.block_on(heartbeat(ch, "a")).unwrap_err();
+            assert!(
+                st.message().contains("answers HTTP") && st.message().contains("--rpc_port"),
+                "{}",
+                st.message()
+            );
+        }
     }
 
     #[test]
