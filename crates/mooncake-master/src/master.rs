@@ -49,7 +49,10 @@ pub struct Master {
 
 impl Master {
     pub fn new(cfg: MasterConfig) -> Arc<Master> {
-        Self::with_view_id(cfg, rand::random::<u64>() >> 1 | 1)
+        // 53 random bits at most: Prometheus carries `master_view_id` as a float, which
+        // holds integers exactly only up to 2^53, and operators compare it with the
+        // view id clients log.
+        Self::with_view_id(cfg, rand::random::<u64>() >> 11 | 1)
     }
 
     /// A master that continues a previous one's view (an HA takeover rebuilt from

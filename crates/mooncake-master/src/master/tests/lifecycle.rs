@@ -258,3 +258,12 @@ async fn soft_pin_defaults_and_caps_and_shows_in_stats() {
         Some(ErrorCode::ObjectAlreadyExists)
     );
 }
+
+#[test]
+fn view_ids_survive_a_float_gauge_exactly() {
+    for _ in 0..64 {
+        let v = master(MasterConfig::default()).view_id();
+        assert!(v > 0 && v < 1 << 53, "{v}");
+        assert_eq!(v as f64 as u64, v);
+    }
+}
