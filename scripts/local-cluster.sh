@@ -55,12 +55,16 @@ stop() {
   for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; wait "${PIDS[$i]}" 2>/dev/null || true; done
 }
 trap stop EXIT
-trap 'exit 130' INT TERM
+# Ctrl-C is a request to stop, and stopping cleanly is success.
+trap 'exit 0' INT TERM
 
-"$BIN/mooncake_master" --rpc_address 127.0.0.1 --rpc_port "$RPC_PORT" \
+setsid "$BIN/mooncake_master" --rpc_address 127.0.0.1 --rpc_port "$RPC_PORT" \
   --metrics_host 127.0.0.1 --metrics_port "$METRICS_PORT" \
   --enable_http_metadata_server --http_metadata_server_host 127.0.0.1 \
   --http_metadata_server_port "$META_PORT" >"$DIR/master.log" 2>&1 &
+# (Each daemon runs in its own session, below too: a terminal's Ctrl-C reaches only
+# this script, which stops the store before the master, so the store's unmount finds
+# its master.)
 PIDS+=($!)
 wait_port "$RPC_PORT" 20 || { echo "master did not start; see $DIR/master.log" >&2; tail -5 "$DIR/master.log" >&2; exit 1; }
 
@@ -69,7 +73,7 @@ MOONCAKE_MASTER=127.0.0.1:$RPC_PORT \
 MOONCAKE_TE_META_DATA_SERVER=http://127.0.0.1:$META_PORT/metadata \
 MOONCAKE_GLOBAL_SEGMENT_SIZE=$SEGMENT MOONCAKE_LOCAL_BUFFER_SIZE=0 MOONCAKE_PROTOCOL=tcp \
 MOONCAKE_LOCAL_HOSTNAME=127.0.0.1 MOONCAKE_READY_FILE=$READY \
-  "$BIN/mooncake_store" --port "$STORE_PORT" --http_host 127.0.0.1 >"$DIR/store.log" 2>&1 &
+  setsid "$BIN/mooncake_store" --port "$STORE_PORT" --http_host 127.0.0.1 >"$DIR/store.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 200); do [ -f "$READY" ] && break; sleep 0.1; done
 [ -f "$READY" ] || { echo "store did not mount; see $DIR/store.log" >&2; tail -5 "$DIR/store.log" >&2; exit 1; }

@@ -143,13 +143,18 @@ async fn beat<H: HeartbeatHost>(h: &Arc<H>) {
     let view_changed = seg.view_id.load(Ordering::Relaxed) != resp.view_id;
     let lost = !seg.mounted.load(Ordering::Acquire);
     if resp.remount_needed || view_changed || lost {
-        tracing::warn!(
-            segment = %seg.desc.name,
-            remount_needed = resp.remount_needed,
-            view_changed,
-            "re-mounting segment"
-        );
         let again = seg.ever_mounted.load(Ordering::Acquire);
+        if again {
+            tracing::warn!(
+                segment = %seg.desc.name,
+                remount_needed = resp.remount_needed,
+                view_changed,
+                "re-mounting segment"
+            );
+        } else {
+            // The first mount of a store that started before its master answered.
+            tracing::info!(segment = %seg.desc.name, "mounting segment");
+        }
         if let Err(e) = seg.mount(h.background_rpc(), h.client_id(), again).await {
             tracing::warn!(error = %e, "re-mount failed; retrying at the next heartbeat");
             seg.mounted.store(false, Ordering::Release);
