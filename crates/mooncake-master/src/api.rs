@@ -13,9 +13,31 @@ use crate::segments::Segment;
 use std::future::Future;
 use std::sync::Arc;
 
-/// The control-plane methods (one per RPC of the `Master` service).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Method {
+/// Declares [`Method`] once: the variants, [`Method::ALL`] and each variant's name in
+/// the service (the same word, so one list gives all three).
+macro_rules! methods {
+    ($($m:ident),* $(,)?) => {
+        /// The control-plane methods (one per RPC of the `Master` service).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Method {
+            $($m,)*
+        }
+
+        impl Method {
+            /// Every method, in the service's order.
+            pub const ALL: &'static [Method] = &[$(Method::$m,)*];
+
+            /// The method's name in the service (the last part of its gRPC path).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Method::$m => stringify!($m),)*
+                }
+            }
+        }
+    };
+}
+
+methods!(
     MountSegment,
     RemountSegment,
     UnmountSegment,
@@ -43,80 +65,12 @@ pub enum Method {
     RemoveAll,
     QueryKey,
     GetStats,
-}
+);
 
 impl Method {
-    /// Every method, in the service's order.
-    pub const ALL: [Method; 27] = {
-        use Method::*;
-        [
-            MountSegment,
-            RemountSegment,
-            UnmountSegment,
-            Heartbeat,
-            ListSegments,
-            PutStart,
-            BatchPutStart,
-            PutEnd,
-            BatchPutEnd,
-            PutRevoke,
-            BatchPutRevoke,
-            UpsertStart,
-            BatchUpsertStart,
-            UpsertEnd,
-            BatchUpsertEnd,
-            UpsertRevoke,
-            BatchUpsertRevoke,
-            GetReplicaList,
-            BatchGetReplicaList,
-            Exist,
-            BatchExist,
-            Remove,
-            BatchRemove,
-            RemoveByRegex,
-            RemoveAll,
-            QueryKey,
-            GetStats,
-        ]
-    };
-
-    /// The method's name in the service (the last part of its gRPC path).
-    pub fn name(self) -> &'static str {
-        use Method::*;
-        match self {
-            MountSegment => "MountSegment",
-            RemountSegment => "RemountSegment",
-            UnmountSegment => "UnmountSegment",
-            Heartbeat => "Heartbeat",
-            ListSegments => "ListSegments",
-            PutStart => "PutStart",
-            BatchPutStart => "BatchPutStart",
-            PutEnd => "PutEnd",
-            BatchPutEnd => "BatchPutEnd",
-            PutRevoke => "PutRevoke",
-            BatchPutRevoke => "BatchPutRevoke",
-            UpsertStart => "UpsertStart",
-            BatchUpsertStart => "BatchUpsertStart",
-            UpsertEnd => "UpsertEnd",
-            BatchUpsertEnd => "BatchUpsertEnd",
-            UpsertRevoke => "UpsertRevoke",
-            BatchUpsertRevoke => "BatchUpsertRevoke",
-            GetReplicaList => "GetReplicaList",
-            BatchGetReplicaList => "BatchGetReplicaList",
-            Exist => "Exist",
-            BatchExist => "BatchExist",
-            Remove => "Remove",
-            BatchRemove => "BatchRemove",
-            RemoveByRegex => "RemoveByRegex",
-            RemoveAll => "RemoveAll",
-            QueryKey => "QueryKey",
-            GetStats => "GetStats",
-        }
-    }
-
     /// The method called `name`.
     pub fn from_name(name: &str) -> Option<Method> {
-        Method::ALL.into_iter().find(|m| m.name() == name)
+        Method::ALL.iter().copied().find(|m| m.name() == name)
     }
 
     /// Whether the method changes state a client relies on: under HA its answer waits
@@ -213,7 +167,8 @@ mod tests {
 
     #[test]
     fn names_map_back_to_methods_and_reads_do_not_mutate() {
-        for m in Method::ALL {
+        assert_eq!(Method::ALL.len(), 27);
+        for &m in Method::ALL {
             assert_eq!(Method::from_name(m.name()), Some(m));
         }
         assert_eq!(Method::from_name("Follow"), None);
