@@ -4,7 +4,7 @@
 //! pointed at it, and the store/client settings that follow the leader through
 //! `etcd://`. Every wait polls with a generous deadline.
 
-use crate::{free_port, http, Master, Proc};
+use crate::{http, Master, Proc};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,8 +74,25 @@ pub struct EtcdCluster {
 
 impl EtcdCluster {
     /// Starts `n` members (data under /dev/shm when it exists, so a loaded disk does
-    /// not stall raft) and waits until every one reports healthy.
+    /// not stall raft) and waits until every one reports healthy. A port handed out by
+    /// [`crate::free_port`] can be taken by another process before etcd binds it, so a cluster
+    /// that does not form is torn down and formed again on fresh ports (three tries);
+    /// each member's log is kept beside its data and printed if every try fails.
     pub fn start(n: usize, tag: &str) -> EtcdCluster {
+        let mut last = String::new();
+        for attempt in 0..3 {
+            match Self::try_start(n, tag) {
+                Ok(c) => return c,
+                Err(why) => {
+                    eprintln!("etcd cluster {tag}, try {}: {why}", attempt + 1);
+                    last = why;
+                }
+            }
+        }
+        panic!("etcd cluster {tag} never formed: {last}");
+    }
+
+    fn try_start(n: usize, tag: &str) -> Result<EtcdCluster, String> {
         let base = if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
         } else {
@@ -87,7 +104,8 @@ impl EtcdCluster {
         let dir = base.join(format!("mc-etcd-{tag}-{}-{seq}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("etcd data dir");
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let ports = distinct_ports(2 * n);
+        let ports: Vec<(u16, u16)> = ports.chunks(2).map(|p| (p[0], p[1])).collect();
         let initial: Vec<String> = ports
             .iter()
             .enumerate()
@@ -135,20 +153,41 @@ impl EtcdCluster {
             c.spawn(i);
         }
         for i in 0..n {
-            assert!(
-                c.wait_healthy(i, Duration::from_secs(30)),
-                "etcd member {i} never became healthy"
-            );
+            if !c.wait_healthy(i, Duration::from_secs(30)) {
+                let why = format!(
+                    "member {i} never became healthy (ports {}/{}); log tail:\n{}",
+                    c.members[i].client_port,
+                    c.members[i].peer_port,
+                    c.log_tail(i, 15)
+                );
+                return Err(why); // dropping `c` kills the members and removes the data
+            }
         }
-        c
+        Ok(c)
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("{}.log", self.members[i].name))
+    }
+
+    /// The last `lines` lines of member `i`'s log.
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     fn spawn(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .expect("etcd member log");
         let m = &mut self.members[i];
         let child = Command::new(etcd_bin().expect("etcd installed (etcd_available)"))
             .args(&m.args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn etcd");
         m.proc = Some(Proc {
@@ -219,6 +258,17 @@ fn is_leader_status(body: &[u8]) -> bool {
         Some(rest[..end].to_string())
     };
     matches!((field("member_id"), field("leader")), (Some(m), Some(l)) if !m.is_empty() && m == l)
+}
+
+/// `n` distinct free loopback ports (one bind each, released together, so two members
+/// are never handed the same port).
+fn distinct_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
 }
 
 impl Drop for EtcdCluster {
