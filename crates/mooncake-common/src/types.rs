@@ -20,6 +20,11 @@ pub struct SegmentDesc {
     pub shm_path: String,
     /// The host (boot id) on which `shm_path` is valid.
     pub host_id: String,
+    /// Identifies the segment's memory across restarts of its owner (drawn when the
+    /// memory is created, kept beside its file); empty when the memory cannot outlive
+    /// its process. The master only gives a returning owner its objects back when
+    /// this matches, never on the name alone.
+    pub generation: String,
 }
 
 /// The soft pin a write asks for.

@@ -16,6 +16,7 @@ impl From<SegmentDesc> for v1::SegmentDesc {
             transport_endpoint: d.transport_endpoint,
             shm_path: d.shm_path,
             host_id: d.host_id,
+            generation: d.generation,
         }
     }
 }
@@ -37,6 +38,7 @@ impl From<v1::SegmentDesc> for SegmentDesc {
             transport_endpoint: d.transport_endpoint,
             shm_path: d.shm_path,
             host_id: d.host_id,
+            generation: d.generation,
         }
     }
 }
@@ -156,6 +158,7 @@ mod tests {
             transport_endpoint: "1.2.3.4:5".into(),
             shm_path: "/dev/shm/x".into(),
             host_id: "h".into(),
+            generation: "g".into(),
         };
         assert_eq!(SegmentDesc::from(v1::SegmentDesc::from(&d)), d);
     }

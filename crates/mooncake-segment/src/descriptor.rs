@@ -31,6 +31,7 @@ impl SegmentMemory {
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             host_id,
+            generation: self.generation().to_string(),
         }
     }
 }

@@ -24,6 +24,8 @@
 //!   their liveness probe.
 //! - `prefault`: faulting a mapping's pages in from a low-priority background thread.
 //! - `host`: [`host_id`], this host's identity (boot id).
+//! - `retain`: segment files that outlive a restart of their owner (the record
+//!   beside each file: identity, size, generation), and taking them back.
 //!
 //! Configuration comes in as arguments (directory, hugepages, whether to map peers);
 //! the client reads the environment for it.
@@ -34,6 +36,7 @@ mod descriptor;
 mod host;
 mod memory;
 mod prefault;
+mod retain;
 mod shm;
 
 pub use host::host_id;

@@ -32,6 +32,12 @@ pub struct SegmentMemory {
     path: Option<PathBuf>,
     _file: File,
     prefault: Option<crate::prefault::Prefault>,
+    /// See [`SegmentMemory::generation`].
+    generation: String,
+    /// Taken back from a previous run (`retain.rs`).
+    adopted: bool,
+    /// Leave the file (and its record) in place on drop: the owner exits to restart.
+    keep_file: bool,
 }
 
 // Safety: the mapping is plain shared memory; concurrent access to distinct byte ranges
@@ -54,6 +60,63 @@ impl SegmentMemory {
     /// publish; only a segment that fits nowhere is an error.
     pub fn create(hint: &str, len: usize, dir: Option<&str>, hugepages: bool) -> Result<Self> {
         Self::create_with(hint, len, dir, hugepages, free_space)
+    }
+
+    /// Like [`SegmentMemory::create`], for memory that outlives a restart of its owner
+    /// (`retain.rs`): the file `identity` left in `dir` is taken back when its size is
+    /// `len` (its bytes kept, [`SegmentMemory::adopted`] true), otherwise a new file is
+    /// created with a record naming `identity` and a fresh generation. A memfd fallback
+    /// has no generation (it cannot outlive the process).
+    pub fn create_retained(
+        identity: &str,
+        len: usize,
+        dir: Option<&str>,
+        hugepages: bool,
+    ) -> Result<Self> {
+        let d = Path::new(dir.unwrap_or("/dev/shm"));
+        if len > 0 && d.is_dir() {
+            if let Some(a) = crate::retain::adopt(d, identity, len as u64) {
+                let path = a.path.clone();
+                let mut seg = Self::map(a.file, Some(a.path), len, hugepages)?;
+                seg.generation = a.generation;
+                seg.adopted = true;
+                tracing::info!(path = %path.display(), generation = %seg.generation, "segment memory taken back from the previous run");
+                return Ok(seg);
+            }
+        }
+        let mut seg = Self::create(identity, len, dir, hugepages)?;
+        if let Some(p) = seg.path.clone() {
+            let generation = uuid::Uuid::new_v4().simple().to_string();
+            let record = crate::retain::Record {
+                identity: identity.to_string(),
+                size: len as u64,
+                generation: generation.clone(),
+            };
+            match crate::retain::write_record(&p, &record) {
+                Ok(()) => seg.generation = generation,
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "cannot write the segment file's record; its objects will not outlive a restart")
+                }
+            }
+        }
+        Ok(seg)
+    }
+
+    /// Identifies this memory across restarts of its owner (empty: it cannot outlive
+    /// the process). Published in the descriptor; see `retain.rs`.
+    pub fn generation(&self) -> &str {
+        &self.generation
+    }
+
+    /// Whether this memory was taken back from a previous run, bytes and all.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Keeps the file and its record when this is dropped: the owner exits to be
+    /// restarted and take the memory back ([`SegmentMemory::create_retained`]).
+    pub fn keep_file_on_drop(&mut self) {
+        self.keep_file = self.path.is_some() && !self.generation.is_empty();
     }
 
     /// [`SegmentMemory::create`] with the free-space probe injected (for tests).
@@ -145,6 +208,9 @@ impl SegmentMemory {
             path,
             _file: file,
             prefault: None,
+            generation: String::new(),
+            adopted: false,
+            keep_file: false,
         };
         if seg.path.is_some() {
             // The allocator hands out a fresh segment from its start, so the first
@@ -214,7 +280,11 @@ impl Drop for SegmentMemory {
             libc::munmap(self.ptr.cast(), self.len);
         }
         if let Some(p) = &self.path {
-            let _ = std::fs::remove_file(p);
+            if self.keep_file {
+                tracing::info!(path = %p.display(), "segment file kept for the restart");
+            } else {
+                crate::retain::remove(p);
+            }
         }
     }
 }
@@ -285,14 +355,20 @@ fn create_memfd() -> Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
-/// Removes segment files whose owner is gone (nobody holds their lock).
+/// Removes segment files whose owner is gone (nobody holds their lock), except those
+/// kept for a restart (a record beside them, `retain.rs`): their owner takes them
+/// back, or removes them itself.
 pub fn sweep_stale(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        if !name.to_string_lossy().starts_with(SHM_PREFIX) {
+        let name = name.to_string_lossy();
+        if !name.starts_with(SHM_PREFIX) || name.ends_with(crate::retain::RECORD_SUFFIX) {
+            continue;
+        }
+        if crate::retain::read_record(&e.path()).is_some() {
             continue;
         }
         let Ok(f) = File::open(e.path()) else {
@@ -302,7 +378,7 @@ pub fn sweep_stale(dir: &Path) {
         let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
         if free {
             tracing::info!(path = %e.path().display(), "removing stale segment file");
-            let _ = std::fs::remove_file(e.path());
+            crate::retain::remove(&e.path());
         }
     }
 }
@@ -374,6 +450,42 @@ mod tests {
         assert!(path.exists());
         drop(seg);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_kept_file_is_taken_back_with_its_bytes_and_generation() {
+        let d = tmpdir("keep");
+        let mut seg =
+            SegmentMemory::create_retained("store@1", 1 << 20, d.to_str(), false).unwrap();
+        assert!(!seg.adopted() && !seg.generation().is_empty());
+        let (path, generation) = (
+            seg.shm_path().unwrap().to_path_buf(),
+            seg.generation().to_string(),
+        );
+        unsafe { std::ptr::write_bytes((seg.addr() as *mut u8).add(4096), 0xC3, 4096) };
+        seg.keep_file_on_drop();
+        drop(seg);
+        assert!(path.exists(), "kept for the restart");
+        // A neighbour's start does not sweep it.
+        sweep_stale(&d);
+        assert!(path.exists());
+        let seg = SegmentMemory::create_retained("store@1", 1 << 20, d.to_str(), false).unwrap();
+        assert!(seg.adopted());
+        assert_eq!(seg.generation(), generation);
+        assert_eq!(seg.shm_path().unwrap(), path);
+        let bytes =
+            unsafe { std::slice::from_raw_parts((seg.addr() as *const u8).add(4096), 4096) };
+        assert!(bytes.iter().all(|b| *b == 0xC3), "the bytes survived");
+        drop(seg);
+        assert!(!path.exists(), "a plain drop removes it");
+        // Another size: a new, empty segment under a new generation.
+        let mut seg =
+            SegmentMemory::create_retained("store@1", 1 << 20, d.to_str(), false).unwrap();
+        seg.keep_file_on_drop();
+        let old = seg.generation().to_string();
+        drop(seg);
+        let seg = SegmentMemory::create_retained("store@1", 2 << 20, d.to_str(), false).unwrap();
+        assert!(!seg.adopted() && seg.generation() != old);
     }
 
     #[test]
