@@ -22,7 +22,8 @@
 //! - `descriptor`: the [`SegmentDesc`](mooncake_proto::SegmentDesc) peers are told.
 //! - `shm`: [`ShmCache`] / [`PeerMap`], mappings of same-host peers' segment files and
 //!   their liveness probe.
-//! - `prefault`: faulting a mapping's pages in from a low-priority background thread.
+//! - `prefault`: faulting a segment's head in, and a mapped peer segment's used pages
+//!   from a low-priority background thread.
 //! - `host`: [`host_id`], this host's identity (boot id).
 //! - `retain`: segment files that outlive a restart of their owner (the record
 //!   beside each file: identity, size, generation), and taking them back.

@@ -4,12 +4,14 @@
 //! `flock` on the file for its whole life: a mapper can probe it to tell a live owner
 //! from a dead one, and a new owner can sweep files left behind by a `kill -9`.
 //!
-//! The pages of a file-backed segment are faulted in by a background thread
-//! (`prefault.rs`), except the first 256 MiB (where a fresh segment's first objects
-//! go), not before the segment is returned: a store that is not mounted
-//! while 4 GiB are faulted in (6.5 s on the VMs we measured) turns every put in the
-//! meantime into "no space" (-200). The file's free space was checked first. A memfd's
-//! (no such check is possible) are faulted in before, so a shortage is an error then.
+//! The pages of a file-backed segment fault in as they are first written, except the
+//! first 64 MiB (where a fresh segment's first objects go), faulted in before the
+//! segment is returned (~0.1 s). Faulting in all of it would make an idle store hold
+//! its whole size at once (the default 3.2 GB segment: 2.8 GB of RSS after 8 s) and,
+//! done before mounting, keep the store out of the pool for seconds (4 GiB: 6.5 s on the
+//! VMs we measured). The file's free space was checked first. A memfd's pages (no such
+//! check is possible) are all faulted in before, so a shortage is an error then, not a
+//! SIGBUS in a put.
 
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use std::ffi::CString;
@@ -21,17 +23,15 @@ use std::path::{Path, PathBuf};
 pub const SHM_PREFIX: &str = "mooncake-seg-";
 
 /// Bytes at the start of a file-backed segment faulted in before it is returned
-/// (~0.3 s here); the rest is faulted in by the background thread.
-const SYNC_PREFAULT: usize = 256 << 20;
+/// (~0.1 s here); the rest faults in on first write.
+const SYNC_PREFAULT: usize = 64 << 20;
 
-/// A mapped segment, its pages being faulted in by a background thread. Unmapped (and
-/// its file removed) on drop, after that thread stopped.
+/// A mapped segment. Unmapped (and its file removed) on drop.
 pub struct SegmentMemory {
     ptr: *mut u8,
     len: usize,
     path: Option<PathBuf>,
     _file: File,
-    prefault: Option<crate::prefault::Prefault>,
     /// See [`SegmentMemory::generation`].
     generation: String,
     /// Taken back from a previous run (`retain.rs`).
@@ -163,7 +163,7 @@ impl SegmentMemory {
         })
     }
 
-    /// Locks, sizes and maps the backing file, and starts faulting its pages in.
+    /// Locks, sizes and maps the backing file, and faults its head in.
     fn map(file: File, path: Option<PathBuf>, len: usize, hugepages: bool) -> Result<Self> {
         let cleanup = |p: &Option<PathBuf>| {
             if let Some(p) = p {
@@ -202,28 +202,23 @@ impl SegmentMemory {
             // Safety: advice on our own mapping.
             let _ = unsafe { libc::madvise(ptr, len, libc::MADV_HUGEPAGE) };
         }
-        let mut seg = SegmentMemory {
+        let seg = SegmentMemory {
             ptr: ptr as *mut u8,
             len,
             path,
             _file: file,
-            prefault: None,
             generation: String::new(),
             adopted: false,
             keep_file: false,
         };
         if seg.path.is_some() {
             // The allocator hands out a fresh segment from its start, so the first
-            // puts land in the first pages: those are faulted in now, the rest behind.
+            // puts land in the first pages: those are faulted in now, the rest on use.
             let head = len.min(SYNC_PREFAULT);
             // Safety: our own live mapping; a failure leaves the pages to fault on use.
             if let Err(e) = unsafe { crate::prefault::populate(seg.ptr, head) } {
                 tracing::debug!(error = %e, "segment head not faulted in; pages fault in on use");
             }
-            // Safety: Drop stops the prefault before unmapping.
-            seg.prefault = unsafe {
-                crate::prefault::spawn("mc-seg-prefault", seg.ptr as usize + head, len - head, ())
-            };
         } else {
             // An anonymous memfd: nothing checked that memory is there for it, so it is
             // faulted in now and a shortage is an error here, not a SIGBUS in a put.
@@ -236,11 +231,6 @@ impl SegmentMemory {
             })?;
         }
         Ok(seg)
-    }
-
-    /// Whether the background prefault has been through every page (or gave up).
-    pub fn prefault_done(&self) -> bool {
-        self.prefault.as_ref().is_none_or(|p| p.done())
     }
 
     /// The mapping's address in this process (what is registered with the transfer
@@ -271,10 +261,6 @@ impl SegmentMemory {
 
 impl Drop for SegmentMemory {
     fn drop(&mut self) {
-        if let Some(p) = self.prefault.take() {
-            // At most one step of work remains; the mapping must outlive it.
-            p.stop();
-        }
         // Safety: unmapping our own mapping exactly once.
         unsafe {
             libc::munmap(self.ptr.cast(), self.len);
@@ -399,34 +385,32 @@ mod tests {
         std::fs::create_dir_all(&d).ok().map(|_| d)
     }
 
+    /// An idle segment holds its head, not its size; a page written later is backed
+    /// and keeps its bytes.
     #[test]
-    fn pages_are_faulted_in_after_create_returns() {
-        let Some(d) = shm_dir("pf") else { return };
-        let len = 64 << 20;
-        let seg = SegmentMemory::create("host:1", len, d.to_str(), false).unwrap();
-        // Usable at once, while the background thread works.
-        unsafe { std::ptr::write_bytes(seg.addr() as *mut u8, 0x5A, 4096) };
-        let t = std::time::Instant::now();
-        while !seg.prefault_done() && t.elapsed() < std::time::Duration::from_secs(60) {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert!(seg.prefault_done(), "prefault did not finish");
+    fn pages_fault_in_as_they_are_written() {
         use std::os::unix::fs::MetadataExt;
-        let blocks = std::fs::metadata(seg.shm_path().unwrap()).unwrap().blocks();
+        let Some(d) = shm_dir("pf") else { return };
+        let len = 1 << 30;
+        let seg = SegmentMemory::create("host:1", len, d.to_str(), false).unwrap();
+        let backed = || std::fs::metadata(seg.shm_path().unwrap()).unwrap().blocks() * 512;
+        let idle = backed();
         assert!(
-            blocks * 512 >= len as u64,
-            "only {} of {len} bytes backed",
-            blocks * 512
+            idle >= SYNC_PREFAULT as u64 && idle < 2 * SYNC_PREFAULT as u64,
+            "{idle} of {len} bytes backed by an idle segment"
         );
-        // The prefault kept what was written before it reached that page.
-        let first = unsafe { std::slice::from_raw_parts(seg.addr() as *const u8, 4096) };
-        assert!(first.iter().all(|b| *b == 0x5A));
+        let far = len - (8 << 20);
+        unsafe { std::ptr::write_bytes((seg.addr() + far) as *mut u8, 0x5A, 4 << 20) };
+        assert!(backed() >= idle + (4 << 20));
+        let written =
+            unsafe { std::slice::from_raw_parts((seg.addr() + far) as *const u8, 4 << 20) };
+        assert!(written.iter().all(|b| *b == 0x5A));
         drop(seg);
         let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
-    fn dropping_during_the_prefault_stops_it_and_cleans_up() {
+    fn dropping_a_large_segment_cleans_up() {
         let Some(d) = shm_dir("pfdrop") else { return };
         let seg = SegmentMemory::create("host:1", 1 << 30, d.to_str(), false).unwrap();
         let path = seg.shm_path().unwrap().to_path_buf();

@@ -1,17 +1,21 @@
-//! Faulting a mapping's pages in from a background thread, for the segment a process
-//! owns (`memory.rs`) and for the same-host segments it maps (`shm.rs`).
+//! Faulting a mapping's pages in: the head of the segment a process owns
+//! (`memory.rs`, synchronously) and, from a background thread, the pages of same-host
+//! segments it maps (`shm.rs`) that their owner has already used.
 //!
-//! Why in the background: faulting in a fresh 4 GiB shared-memory segment took 6.5 s on
-//! the VMs we measured (two stores starting together: 12 s), and nothing should wait for
-//! that. Why at the lowest priority (nice 19): a benchmark or an inference engine that
+//! Why only pages in use: a segment's memory is the pool's, and faulting it all in
+//! makes an idle store hold its whole size (3.2 GB of RSS within seconds for the
+//! default segment) before it holds a byte; a peer that faulted in every page of a
+//! mapped segment would allocate them for the owner. So the owner's pages fault in on
+//! first write, and a peer fills its page tables only for pages that already exist.
+//! Why in the background: filling a 4 GiB mapping's tables took seconds on the VMs we
+//! measured, and nothing should wait for that. Why at the lowest priority (nice 19): a benchmark or an inference engine that
 //! starts using the pool at once must not lose its CPU to it; the pages it touches
 //! first it faults in itself. Why in small steps: each `madvise` call holds the
 //! process's address-space lock (read side), and a thread that maps or unmaps memory
 //! meanwhile (heap growth, thread stacks) waits for the call to end; at the lowest
 //! priority a long call could keep it waiting for a long time.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Bytes faulted in per `madvise` call: about 2,000 pages, a few milliseconds of work.
 pub(crate) const STEP: usize = 8 << 20;
@@ -24,43 +28,19 @@ pub(crate) fn steps(len: usize, step: usize) -> impl Iterator<Item = (usize, usi
         .map(move |off| (off, step.min(len - off)))
 }
 
-/// A running prefault: it can be told to stop and waited for, or left alone.
-pub(crate) struct Prefault {
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Prefault {
-    /// Whether every page was faulted in (or the thread gave up).
-    pub fn done(&self) -> bool {
-        self.done.load(Ordering::Acquire)
-    }
-
-    /// Stops after the current step and waits; the mapping may be unmapped afterwards.
-    pub fn stop(self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = self.thread.join();
-    }
-}
-
-/// Starts faulting in `[addr, addr+len)` for writing; `keep` lives as long as the
-/// thread (a handle that keeps the mapping alive, or `()` when the caller calls
-/// [`Prefault::stop`] before unmapping). `None` when no thread could be started: the
-/// pages then fault in on first use.
+/// Starts faulting in, for writing, the pages of `[addr, addr+len)` that are resident
+/// already (in the page cache of the file behind the mapping); `keep` lives as long as
+/// the thread (a handle that keeps the mapping alive). `None` when no thread could be
+/// started: the pages then fault in on first use.
 ///
 /// # Safety
-/// The range stays mapped writable until the thread ends: `keep` keeps it mapped, or
-/// the caller stops the prefault before unmapping.
+/// The range stays mapped writable until the thread ends (`keep` keeps it mapped).
 pub(crate) unsafe fn spawn<K: Send + 'static>(
     name: &str,
     addr: usize,
     len: usize,
     keep: K,
-) -> Option<Prefault> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicBool::new(false));
-    let (stop2, done2) = (stop.clone(), done.clone());
+) -> Option<std::thread::JoinHandle<()>> {
     let spawned = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
@@ -71,31 +51,57 @@ pub(crate) unsafe fn spawn<K: Send + 'static>(
                 libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
             }
             let t = std::time::Instant::now();
-            let mut completed = true;
             for (off, n) in steps(len, STEP) {
-                if stop2.load(Ordering::Acquire) {
-                    completed = false;
-                    break;
-                }
-                // Safety: the caller keeps the range mapped (see above).
-                if let Err(e) = unsafe { populate((addr + off) as *mut u8, n) } {
+                // Safety: `keep` keeps the range mapped (see above).
+                if let Err(e) = unsafe { populate_resident((addr + off) as *mut u8, n) } {
                     tracing::debug!(error = %e, "prefault stopped; pages fault in on first use");
-                    completed = false;
-                    break;
+                    return;
                 }
             }
-            if completed {
-                tracing::debug!(bytes = len, elapsed = ?t.elapsed(), "pages faulted in");
-            }
-            done2.store(true, Ordering::Release);
+            tracing::debug!(bytes = len, elapsed = ?t.elapsed(), "used pages faulted in");
         });
     match spawned {
-        Ok(thread) => Some(Prefault { stop, done, thread }),
+        Ok(thread) => Some(thread),
         Err(e) => {
             tracing::warn!(error = %e, "no prefault thread; pages fault in on first use");
             None
         }
     }
+}
+
+/// Faults in, for writing, the runs of pages of `[ptr, ptr+len)` that `mincore` reports
+/// resident; a page that does not exist yet is left alone (no memory is allocated).
+///
+/// # Safety
+/// The range is mapped writable by this process for the whole call.
+pub(crate) unsafe fn populate_resident(ptr: *mut u8, len: usize) -> std::io::Result<()> {
+    const PAGE: usize = 4096;
+    // mincore wants a page-aligned start: look at whole pages, advise only our range.
+    let lead = ptr as usize % PAGE;
+    let total = lead + len;
+    // Safety: the page holding the caller's first byte is mapped.
+    let base = unsafe { ptr.sub(lead) };
+    let pages = total.div_ceil(PAGE);
+    let mut resident = vec![0u8; pages];
+    // Safety: the pages of the caller's mapped range; one byte per page.
+    if unsafe { libc::mincore(base.cast(), total, resident.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut page = 0;
+    while page < pages {
+        if resident[page] & 1 == 0 {
+            page += 1;
+            continue;
+        }
+        let start = page;
+        while page < pages && resident[page] & 1 != 0 {
+            page += 1;
+        }
+        let (lo, hi) = ((start * PAGE).max(lead), (page * PAGE).min(total));
+        // Safety: a sub-range of the caller's range.
+        unsafe { populate(base.add(lo), hi - lo) }?;
+    }
+    Ok(())
 }
 
 /// Faults in `[ptr, ptr+len)` for writing.
@@ -147,14 +153,58 @@ mod tests {
     #[test]
     fn faults_in_anonymous_memory_and_keeps_its_bytes() {
         let len = 3 * STEP + 4096;
-        let mut v = vec![0u8; len];
+        let mut v = vec![1u8; len];
         v[len - 1] = 7;
         v[0] = 9;
         let p = unsafe { spawn("t-prefault", v.as_mut_ptr() as usize, len, ()) }.unwrap();
-        while !p.done() {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        p.stop();
+        p.join().unwrap();
         assert_eq!((v[0], v[len - 1]), (9, 7));
+    }
+
+    /// Pages of a tmpfs file nobody wrote stay unallocated; pages someone wrote are
+    /// faulted in, with their bytes.
+    #[test]
+    fn only_resident_pages_of_a_shared_file_are_faulted_in() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let Ok(dir) = std::fs::create_dir_all("/dev/shm").map(|_| "/dev/shm") else {
+            return;
+        };
+        let path = format!("{dir}/mc-prefault-resident-{}", std::process::id());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let len = 4 * STEP;
+        file.set_len(len as u64).unwrap();
+        let map = |f: &std::fs::File| unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            ) as *mut u8
+        };
+        let (owner, peer) = (map(&file), map(&file));
+        assert!(owner as isize != -1 && peer as isize != -1);
+        // The owner writes one page in the middle: the only page that exists.
+        unsafe { *owner.add(2 * STEP + 8192) = 0x42 };
+        unsafe { populate_resident(peer, len) }.unwrap();
+        let backed = std::fs::metadata(&path).unwrap().blocks() * 512;
+        assert!(
+            backed <= 64 << 10,
+            "{backed} bytes allocated for one written page"
+        );
+        assert_eq!(unsafe { *peer.add(2 * STEP + 8192) }, 0x42);
+        unsafe {
+            libc::munmap(owner.cast(), len);
+            libc::munmap(peer.cast(), len);
+        }
+        let _ = std::fs::remove_file(&path);
     }
 }

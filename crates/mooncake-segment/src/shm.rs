@@ -123,10 +123,10 @@ impl ShmCache {
     }
 }
 
-/// Fills our page tables for the whole mapping in the background (`prefault.rs`): the
-/// owner's pages usually exist already, but without this every first touch of a 4 KiB
-/// page in this process is a minor fault (measured: puts ran at a fifth of the speed of
-/// gets). The thread holds the mapping alive until it is done.
+/// Fills our page tables in the background for the pages of the mapping its owner has
+/// already used (`prefault.rs`; the rest are not allocated for it): without this every
+/// first touch of a 4 KiB page in this process is a minor fault (measured: puts ran at a
+/// fifth of the speed of gets). The thread holds the mapping alive until it is done.
 fn prefault(m: Arc<PeerMap>) {
     let (addr, len) = (m.ptr as usize, m.len);
     // Safety: the Arc moved into the thread keeps the mapping alive.
