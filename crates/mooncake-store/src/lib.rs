@@ -7,6 +7,8 @@
 //! - [`metrics`]: `/metrics`, the store's Prometheus text.
 //! - [`daemon`]: start-up, readiness (`MOONCAKE_READY_FILE`), and shutdown on
 //!   SIGTERM/SIGINT (unmount first, then exit).
+//! - [`waiting`]: until the segment is mounted, which master the store waits for and
+//!   why, every few seconds.
 //!
 //! The segment itself comes through the client: a store is a client with
 //! `global_segment_size > 0` that issues no puts of its own except through the REST
@@ -18,3 +20,4 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod metrics;
+pub mod waiting;
