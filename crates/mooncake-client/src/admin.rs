@@ -5,8 +5,9 @@ use crate::errors::{check_code, check_key, code_error};
 use crate::key_batch::KeyBatch;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::{
-    BatchCodeResponse, BatchRemoveRequest, GetStatsRequest, GetStatsResponse, KeyRequest,
-    ListSegmentsRequest, RemoveAllRequest, RemoveByRegexRequest, RemoveRequest, SegmentStatus,
+    BatchCodeResponse, BatchKeyRequest, BatchRemoveRequest, GetStatsRequest, GetStatsResponse,
+    KeyRequest, ListSegmentsRequest, RemoveAllRequest, RemoveByRegexRequest, RemoveRequest,
+    Replica, SegmentStatus,
 };
 
 /// The unary method `batch_exist_keys` sends its pre-encoded request to.
@@ -144,6 +145,61 @@ impl Client {
                 .collect(),
             Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
         }
+    }
+
+    /// Where each key's complete replicas are (`get_replica_desc`): per key its
+    /// replicas and the object's size, or the master's code (-704 missing, -703 still
+    /// being written). One round trip; like a read, it grants a lease.
+    pub async fn replica_descs(&self, keys: &[String]) -> Vec<Result<(Vec<Replica>, u64)>> {
+        if let Err(e) = self.ensure_open() {
+            return keys.iter().map(|_| Err(e.clone())).collect();
+        }
+        let mut out: Vec<Result<(Vec<Replica>, u64)>> = Vec::with_capacity(keys.len());
+        let mut ask = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            match check_key(k) {
+                Ok(()) => {
+                    ask.push(i);
+                    out.push(Ok((Vec::new(), 0)));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        if ask.is_empty() {
+            return out;
+        }
+        let req = BatchKeyRequest {
+            keys: ask.iter().map(|&i| keys[i].clone()).collect(),
+        };
+        let resp = self
+            .inner
+            .rpc
+            .call("batch_get_replica_list", |mut c| async move {
+                c.batch_get_replica_list(req).await
+            })
+            .await;
+        match resp {
+            Ok(r) if r.results.len() == ask.len() => {
+                for (i, res) in ask.into_iter().zip(r.results) {
+                    out[i] = check_code(res.code, &format!("get_replica_desc {:?}", keys[i]))
+                        .map(|_| (res.replicas, res.size));
+                }
+            }
+            Ok(_) => {
+                for i in ask {
+                    out[i] = Err(MooncakeError::new(
+                        ErrorCode::InternalError,
+                        "batch_get_replica_list: wrong number of results",
+                    ));
+                }
+            }
+            Err(e) => {
+                for i in ask {
+                    out[i] = Err(e.clone());
+                }
+            }
+        }
+        out
     }
 
     /// Removes every object (leased ones only with `force`); returns how many.

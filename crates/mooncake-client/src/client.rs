@@ -91,6 +91,32 @@ fn bind_ip(host: &str, configured: Option<&str>) -> String {
     }
 }
 
+/// The data ports a client without one in its `local_hostname` picks from, as the
+/// reference's transfer engine does: operators open this range in their firewalls,
+/// and `get_hostname()` answers a port in it.
+pub const ENGINE_PORT_RANGE: std::ops::RangeInclusive<u16> = 12300..=14300;
+
+/// Tries random free ports of [`ENGINE_PORT_RANGE`] (a port another process takes
+/// between the probe and the bind costs one more try), then any free port.
+async fn start_in_port_range(
+    mut tc: TransferConfig,
+) -> std::result::Result<Arc<TransferEngine>, mooncake_transfer::TransferError> {
+    let span = u128::from(ENGINE_PORT_RANGE.end() - ENGINE_PORT_RANGE.start()) + 1;
+    for _ in 0..32 {
+        let p = ENGINE_PORT_RANGE.start() + (uuid::Uuid::new_v4().as_u128() % span) as u16;
+        if std::net::TcpListener::bind((tc.bind_ip.as_str(), p)).is_err() {
+            continue;
+        }
+        tc.port = p;
+        match TransferEngine::start(tc.clone()).await {
+            Err(mooncake_transfer::TransferError::Config(m)) if m.starts_with("cannot bind") => {}
+            started => return started,
+        }
+    }
+    tc.port = 0;
+    TransferEngine::start(tc).await
+}
+
 impl Client {
     /// Starts the transfer engine, maps and mounts the global segment when
     /// `global_segment_size > 0`, and starts heartbeats. Fails with `RPC_FAIL` when the
@@ -161,13 +187,17 @@ impl Client {
         let (host, port) = split_host_port(&node.local_hostname);
         let mut tc = TransferConfig::new(node.local_hostname.clone());
         tc.bind_ip = bind_ip(host, tuning.tcp_bind_address.as_deref());
-        tc.port = port.unwrap_or(0);
         tc.metadata = node.metadata_server.clone();
         tc.protocol = node.protocol;
         tc.devices = node.device_name.clone();
-        let engine = TransferEngine::start(tc)
-            .await
-            .map_err(|e| transfer_error(&e))?;
+        let engine = match port {
+            Some(p) => {
+                tc.port = p;
+                TransferEngine::start(tc).await
+            }
+            None => start_in_port_range(tc).await,
+        }
+        .map_err(|e| transfer_error(&e))?;
         let hostname = match split_host_port(engine.segment_name()) {
             (_, Some(_)) => engine.segment_name().to_string(),
             _ => {

@@ -46,6 +46,39 @@ impl Client {
         unsafe { self.write_one(key, slice_bufs(value), rc, true).await }
     }
 
+    /// [`Client::put_parts`] that inserts or replaces.
+    pub async fn upsert_parts(
+        &self,
+        key: &str,
+        parts: &[&[u8]],
+        rc: &ReplicateConfig,
+    ) -> Result<()> {
+        let bufs = parts
+            .iter()
+            .map(|p| (p.as_ptr() as usize, p.len()))
+            .collect();
+        // Safety: the parts outlive the call.
+        unsafe { self.write_one(key, bufs, rc, true).await }
+    }
+
+    /// [`Client::put_batch`] that inserts or replaces.
+    pub async fn upsert_batch(
+        &self,
+        keys: &[String],
+        values: &[&[u8]],
+        rc: &ReplicateConfig,
+    ) -> Vec<Result<()>> {
+        if keys.len() != values.len() {
+            return mismatch(keys.len(), "upsert_batch");
+        }
+        let items = values.iter().map(|v| Ok(slice_bufs(v))).collect();
+        // Safety: the values outlive the call.
+        unsafe {
+            self.write_objects(&self.inner.rpc, keys, items, rc, true)
+                .await
+        }
+    }
+
     pub async fn put_batch(
         &self,
         keys: &[String],
@@ -134,6 +167,23 @@ impl Client {
         // Safety: forwarded.
         unsafe {
             self.batch_write_registered(keys, bufs, rc, false, "batch_put_from_multi")
+                .await
+        }
+    }
+
+    /// [`Client::batch_put_from_multi`] that inserts or replaces.
+    ///
+    /// # Safety
+    /// As [`Client::batch_put_from_multi`].
+    pub async unsafe fn batch_upsert_from_multi(
+        &self,
+        keys: &[String],
+        bufs: &[Vec<(usize, usize)>],
+        rc: &ReplicateConfig,
+    ) -> Vec<Result<()>> {
+        // Safety: forwarded.
+        unsafe {
+            self.batch_write_registered(keys, bufs, rc, true, "batch_upsert_from_multi")
                 .await
         }
     }

@@ -6,6 +6,7 @@ raise, release the GIL while they wait, and are safe to call from many threads o
 store object.
 """
 
+import enum
 import logging
 
 from mooncake import _setup_args
@@ -23,6 +24,10 @@ __all__ = [
     "SoftPinAction",
     "BufferHandle",
     "MooncakeHostMemAllocator",
+    "ReplicaStatus",
+    "ReplicaDescriptor",
+    "MemoryDescriptor",
+    "Descriptor",
 ]
 
 logger = logging.getLogger("mooncake.store")
@@ -40,6 +45,79 @@ def _hostname_beside_engine(local_hostname: str, engine) -> str:
         if sep and port.isdigit():
             return host
     return local_hostname
+
+
+class ReplicaStatus(enum.IntEnum):
+    """A replica's state, with the reference's names. Descriptions list complete
+    replicas only."""
+
+    UNDEFINED = 0
+    INITIALIZED = 1
+    PROCESSING = 2
+    COMPLETE = 3
+    REMOVED = 4
+    FAILED = 5
+
+
+class Descriptor:
+    """Where a memory replica's bytes are: ``size`` bytes at ``buffer_address`` in the
+    address space of the segment owner reached at ``transport_endpoint``."""
+
+    __slots__ = ("size", "buffer_address", "transport_endpoint", "segment_name")
+
+    def __init__(self, size=0, buffer_address=0, transport_endpoint="", segment_name=""):
+        self.size = size
+        self.buffer_address = buffer_address
+        self.transport_endpoint = transport_endpoint
+        self.segment_name = segment_name
+
+    def __repr__(self):
+        return (f"<Descriptor size={self.size} buffer_address={self.buffer_address} "
+                f"transport_endpoint={self.transport_endpoint}>")
+
+
+class MemoryDescriptor:
+    __slots__ = ("buffer_descriptor",)
+
+    def __init__(self, buffer_descriptor: Descriptor):
+        self.buffer_descriptor = buffer_descriptor
+
+
+class ReplicaDescriptor:
+    """One replica of an object (``get_replica_desc``). Every replica here is in
+    memory; there is no disk tier."""
+
+    __slots__ = ("status", "_memory")
+
+    def __init__(self, memory: MemoryDescriptor, status=ReplicaStatus.COMPLETE):
+        self.status = status
+        self._memory = memory
+
+    def is_memory_replica(self) -> bool:
+        return True
+
+    def is_disk_replica(self) -> bool:
+        return False
+
+    def is_local_disk_replica(self) -> bool:
+        return False
+
+    def get_memory_descriptor(self) -> MemoryDescriptor:
+        return self._memory
+
+    def get_disk_descriptor(self):
+        raise RuntimeError("not a disk replica: this store keeps replicas in memory only")
+
+    def __repr__(self):
+        d = self._memory.buffer_descriptor
+        return f"ReplicaDescriptor(status={self.status.name}, segment={d.segment_name!r}, size={d.size})"
+
+
+def _replicas(native_reps):
+    return [
+        ReplicaDescriptor(MemoryDescriptor(Descriptor(size, addr, endpoint, segment)))
+        for (segment, endpoint, addr, size) in native_reps
+    ]
 
 
 class MooncakeDistributedStore(_NativeStore):
@@ -78,3 +156,29 @@ class MooncakeDistributedStore(_NativeStore):
         if code != 0:
             logger.error("setup() failed: %s", message)
         return code
+
+    def get_replica_desc(self, key: str) -> list:
+        """The complete replicas of ``key`` (``[]`` when it is missing, being written
+        or the store is not set up). Like a read, it grants the object a lease."""
+        code, _size, reps = self._replica_descs([key])[0]
+        return _replicas(reps) if code == 0 else []
+
+    def batch_get_replica_desc(self, keys) -> dict:
+        """``{key: [ReplicaDescriptor, ...]}`` for the keys that have complete replicas."""
+        keys = list(keys)
+        out = {}
+        for key, (code, _size, reps) in zip(keys, self._replica_descs(keys)):
+            if code == 0:
+                out[key] = _replicas(reps)
+        return out
+
+    def put_from_with_metadata(self, key, buffer_ptr, metadata_buffer_ptr, size,
+                               metadata_size, config=None) -> int:
+        """Stores ``metadata_size`` bytes at ``metadata_buffer_ptr`` followed by ``size``
+        bytes at ``buffer_ptr`` as one object, from registered memory with no copy."""
+        if size == 0:
+            return 0
+        ptrs, sizes = [buffer_ptr], [size]
+        if metadata_size:
+            ptrs, sizes = [metadata_buffer_ptr, buffer_ptr], [metadata_size, size]
+        return self.batch_put_from_multi_buffers([key], [ptrs], [sizes], config)[0]

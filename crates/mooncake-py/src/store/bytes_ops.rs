@@ -10,6 +10,8 @@ use mooncake_common::{ErrorCode, MooncakeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
+use super::dummy::from_code;
+
 /// Which write a single-value put performs.
 #[derive(Clone, Copy)]
 pub(super) enum WriteMode {
@@ -31,6 +33,12 @@ impl NativeStore {
         let value = ReadBuf::get("value", value)?;
         Ok((|| {
             let rc = placement_of(config)?;
+            if let Some(d) = self.dummy() {
+                let upsert = matches!(mode, WriteMode::Upsert);
+                let item = [(key, vec![value.as_slice()])];
+                let c = py.detach(|| d.put_values(&item, &rc, upsert))[0];
+                return from_code(c, &format!("put {key:?}"));
+            }
             let s = self.session()?;
             let bytes = value.as_slice();
             match mode {
@@ -46,6 +54,7 @@ impl NativeStore {
         key: &str,
         parts: &Bound<'_, PyTuple>,
         config: Option<&Bound<'_, ReplicateConfig>>,
+        mode: WriteMode,
     ) -> PyResult<Result<(), MooncakeError>> {
         let bufs = parts
             .iter()
@@ -53,24 +62,39 @@ impl NativeStore {
             .map(|(i, p)| ReadBuf::get(&format!("part {i}"), &p))
             .collect::<PyResult<Vec<_>>>()?;
         Ok((|| {
+            let upsert = matches!(mode, WriteMode::Upsert);
+            let what = if upsert { "upsert_parts" } else { "put_parts" };
             if bufs.is_empty() {
-                return Err(MooncakeError::invalid("put_parts(): no parts given"));
+                return Err(MooncakeError::invalid(format!("{what}(): no parts given")));
             }
             let rc = placement_of(config)?;
-            let s = self.session()?;
             let slices: Vec<&[u8]> = bufs.iter().map(|b| b.as_slice()).collect();
-            s.run(py, s.client.put_parts(key, &slices, &rc))
+            if let Some(d) = self.dummy() {
+                let item = [(key, slices)];
+                let c = py.detach(|| d.put_values(&item, &rc, upsert))[0];
+                return from_code(c, &format!("{what} {key:?}"));
+            }
+            let s = self.session()?;
+            if upsert {
+                s.run(py, s.client.upsert_parts(key, &slices, &rc))
+            } else {
+                s.run(py, s.client.put_parts(key, &slices, &rc))
+            }
         })())
     }
 
-    /// `put_batch`: 0 when every value was stored, else the first failure's code.
+    /// `put_batch` / `upsert_batch`: 0 when every value was stored, else the first
+    /// failure's code.
     pub(super) fn put_batch_impl(
         &self,
         py: Python<'_>,
         keys: Vec<String>,
         values: &Bound<'_, PyAny>,
         config: Option<&Bound<'_, ReplicateConfig>>,
+        mode: WriteMode,
     ) -> PyResult<Result<(), MooncakeError>> {
+        let upsert = matches!(mode, WriteMode::Upsert);
+        let what = if upsert { "upsert_batch" } else { "put_batch" };
         let bufs = values
             .try_iter()?
             .enumerate()
@@ -79,15 +103,30 @@ impl NativeStore {
         Ok((|| {
             if bufs.len() != keys.len() {
                 return Err(MooncakeError::invalid(format!(
-                    "put_batch(): {} keys but {} values",
+                    "{what}(): {} keys but {} values",
                     keys.len(),
                     bufs.len()
                 )));
             }
             let rc = placement_of(config)?;
-            let s = self.session()?;
             let slices: Vec<&[u8]> = bufs.iter().map(|b| b.as_slice()).collect();
-            s.run(py, s.client.put_batch(&keys, &slices, &rc))
+            if let Some(d) = self.dummy() {
+                let items: Vec<(&str, Vec<&[u8]>)> = keys
+                    .iter()
+                    .zip(&slices)
+                    .map(|(k, v)| (k.as_str(), vec![*v]))
+                    .collect();
+                let codes = py.detach(|| d.put_values(&items, &rc, upsert));
+                let first = codes.into_iter().find(|&c| c != 0).unwrap_or(0);
+                return from_code(first, what);
+            }
+            let s = self.session()?;
+            let results = if upsert {
+                s.run(py, s.client.upsert_batch(&keys, &slices, &rc))
+            } else {
+                s.run(py, s.client.put_batch(&keys, &slices, &rc))
+            };
+            results
                 .into_iter()
                 .find_map(Result::err)
                 .map_or(Ok(()), Err)
@@ -103,6 +142,13 @@ impl NativeStore {
         py: Python<'py>,
         key: &str,
     ) -> Result<Bound<'py, PyBytes>, MooncakeError> {
+        if let Some(d) = self.dummy() {
+            let keys = [key.to_string()];
+            let v = py.detach(|| d.get_values(&keys)).pop().unwrap_or_else(|| {
+                Err(MooncakeError::new(ErrorCode::InternalError, "no result"))
+            })?;
+            return Ok(PyBytes::new(py, &v));
+        }
         let s = self.session()?;
         let loc = s.run(py, s.client.locate_one(key))?;
         let size = isize::try_from(loc.size()).map_err(|_| {
@@ -132,6 +178,13 @@ impl NativeStore {
     }
 
     pub(super) fn get_value(&self, py: Python<'_>, key: &str) -> Result<Vec<u8>, MooncakeError> {
+        if let Some(d) = self.dummy() {
+            let keys = [key.to_string()];
+            return py
+                .detach(|| d.get_values(&keys))
+                .pop()
+                .unwrap_or_else(|| Err(MooncakeError::new(ErrorCode::InternalError, "no result")));
+        }
         let s = self.session()?;
         s.run(py, s.client.get(key))
     }
@@ -141,6 +194,9 @@ impl NativeStore {
         py: Python<'_>,
         keys: &[String],
     ) -> Vec<Result<Vec<u8>, MooncakeError>> {
+        if let Some(d) = self.dummy() {
+            return py.detach(|| d.get_values(keys));
+        }
         match self.session() {
             Ok(s) => s.run(py, s.client.get_batch(keys)),
             Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),

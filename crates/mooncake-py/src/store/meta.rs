@@ -5,6 +5,7 @@ use super::NativeStore;
 use crate::codes;
 use mooncake_client::{Health, KeyBatch};
 use mooncake_common::MooncakeError;
+use mooncake_realclient::ops::{replica_view, ReplicaView};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -20,6 +21,10 @@ fn exist_code(r: Result<bool, MooncakeError>) -> i32 {
 
 impl NativeStore {
     pub(super) fn is_exist_impl(&self, py: Python<'_>, key: &str) -> i32 {
+        if let Some(d) = self.dummy() {
+            let keys = [key.to_string()];
+            return py.detach(|| d.exist(&keys))[0];
+        }
         exist_code(self.session().and_then(|s| s.run(py, s.client.exist(key))))
     }
 
@@ -44,6 +49,10 @@ impl NativeStore {
             })?;
             batch.push(k.to_str()?);
         }
+        if let Some(d) = self.dummy() {
+            let keys: Vec<String> = keys.extract()?;
+            return Ok(py.detach(|| d.exist(&keys)));
+        }
         Ok(match self.session() {
             Ok(s) => s
                 .run(py, s.client.batch_exist_keys(batch))
@@ -55,6 +64,9 @@ impl NativeStore {
     }
 
     pub(super) fn get_size_impl(&self, py: Python<'_>, key: &str) -> i64 {
+        if let Some(d) = self.dummy() {
+            return py.detach(|| d.get_size(key));
+        }
         codes::amount(
             self.session()
                 .and_then(|s| s.run(py, s.client.get_size(key))),
@@ -62,6 +74,10 @@ impl NativeStore {
     }
 
     pub(super) fn remove_impl(&self, py: Python<'_>, key: &str, force: bool) -> i32 {
+        if let Some(d) = self.dummy() {
+            let keys = [key.to_string()];
+            return py.detach(|| d.remove(&keys, force))[0];
+        }
         codes::status(
             &self
                 .session()
@@ -69,7 +85,49 @@ impl NativeStore {
         )
     }
 
+    /// One code per key: 0 removed, -704 missing, -706 leased (unless `force`).
+    pub(super) fn batch_remove_impl(
+        &self,
+        py: Python<'_>,
+        keys: &[String],
+        force: bool,
+    ) -> Vec<i32> {
+        if let Some(d) = self.dummy() {
+            return py.detach(|| d.remove(keys, force));
+        }
+        match self.session() {
+            Ok(s) => s
+                .run(py, s.client.batch_remove(keys, force))
+                .iter()
+                .map(codes::status)
+                .collect(),
+            Err(e) => vec![codes::code(&e); keys.len()],
+        }
+    }
+
+    /// Per key: `Ok((size, replicas))` or the code; the same for both modes.
+    pub(super) fn replica_descs_impl(
+        &self,
+        py: Python<'_>,
+        keys: &[String],
+    ) -> Vec<Result<(u64, Vec<ReplicaView>), MooncakeError>> {
+        if let Some(d) = self.dummy() {
+            return py.detach(|| d.replica_descs(keys));
+        }
+        match self.session() {
+            Ok(s) => s
+                .run(py, s.client.replica_descs(keys))
+                .into_iter()
+                .map(|r| r.map(|(reps, size)| (size, reps.iter().map(replica_view).collect())))
+                .collect(),
+            Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
     pub(super) fn remove_all_impl(&self, py: Python<'_>, force: bool) -> i64 {
+        if let Some(d) = self.dummy() {
+            return py.detach(|| d.remove_all(force));
+        }
         codes::amount(
             self.session()
                 .and_then(|s| s.run(py, s.client.remove_all(force))),
@@ -77,6 +135,9 @@ impl NativeStore {
     }
 
     pub(super) fn remove_by_regex_impl(&self, py: Python<'_>, pattern: &str, force: bool) -> i64 {
+        if let Some(d) = self.dummy() {
+            return py.detach(|| d.remove_by_regex(pattern, force));
+        }
         codes::amount(
             self.session()
                 .and_then(|s| s.run(py, s.client.remove_by_regex(pattern, force))),
@@ -85,6 +146,9 @@ impl NativeStore {
 
     /// 0 healthy, 1 not set up or closed, 2 master unreachable.
     pub(super) fn health_impl(&self, py: Python<'_>) -> i32 {
+        if let Some(d) = self.dummy() {
+            return py.detach(|| d.health());
+        }
         match self.session() {
             Ok(s) if !s.is_closed() => s.run(py, s.client.health()) as i32,
             _ => Health::NotSetUp as i32,
@@ -92,6 +156,9 @@ impl NativeStore {
     }
 
     pub(super) fn hostname_impl(&self) -> String {
+        if let Some(d) = self.dummy() {
+            return d.hostname();
+        }
         self.session()
             .map(|s| s.client.hostname())
             .unwrap_or_default()
@@ -100,6 +167,9 @@ impl NativeStore {
     /// Idempotent. Unmounts this client's segment (its objects go) and forgets the
     /// session, so later calls answer "not set up" and `setup()` may be called again.
     pub(super) fn close_impl(&self, py: Python<'_>) -> i32 {
+        if let Some(c) = self.close_dummy(py) {
+            return c;
+        }
         let taken = self
             .session
             .write()

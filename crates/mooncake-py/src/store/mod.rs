@@ -6,10 +6,12 @@
 //!
 //! Layout: [`session`] (client + runtime, shared by in-flight calls), [`setup`],
 //! [`bytes_ops`] (values as Python buffers), [`zero_copy`] (caller pointers),
-//! [`ranges`] (`get_into_ranges`), [`meta`] (exist, size, remove, health, close).
+//! [`ranges`] (`get_into_ranges`), [`meta`] (exist, size, remove, health, close),
+//! [`dummy`] (`setup_dummy`: every call forwarded to the node's real client).
 //! This file is only the Python-facing signatures; each delegates to those modules.
 
 mod bytes_ops;
+mod dummy;
 mod meta;
 mod ranges;
 mod session;
@@ -28,10 +30,15 @@ use std::sync::{Arc, RwLock};
 use zero_copy::PtrWrite;
 
 type Cfg<'a, 'py> = Option<&'a Bound<'py, ReplicateConfig>>;
+/// One key's replicas as `_replica_descs` answers: `(code, size, [(segment,
+/// endpoint, address, size)])`.
+type ReplicaAnswer = (i32, u64, Vec<(String, String, u64, u64)>);
 
 #[pyclass(subclass, module = "mooncake._mooncake")]
 pub struct NativeStore {
     session: RwLock<Option<Arc<Session>>>,
+    /// Set instead of `session` by `setup_dummy`: calls go to the real client.
+    dummy: RwLock<Option<Arc<mooncake_realclient::DummyClient>>>,
 }
 
 impl NativeStore {
@@ -52,6 +59,7 @@ impl NativeStore {
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyAny>>) -> Self {
         NativeStore {
             session: RwLock::new(None),
+            dummy: RwLock::new(None),
         }
     }
 
@@ -81,6 +89,52 @@ impl NativeStore {
             Ok(()) => (0, String::new()),
             Err(e) => (codes::code(&e), e.to_string()),
         }
+    }
+
+    /// Dummy mode: every call goes to the node's real client (`mooncake_client`) at
+    /// `server_address`. 0, or -900 when nothing answers there, -600 for a bad
+    /// address or a store already set up.
+    fn setup_dummy(
+        &self,
+        py: Python<'_>,
+        mem_pool_size: u64,
+        local_buffer_size: u64,
+        server_address: &str,
+    ) -> i32 {
+        let r = self.setup_dummy_impl(py, mem_pool_size, local_buffer_size, server_address);
+        if let Err(e) = &r {
+            eprintln!("mooncake: setup_dummy() failed: {e}");
+        }
+        codes::status(&r)
+    }
+
+    /// One code per key: 0 removed, -704 missing, -706 while a lease is held
+    /// (unless `force`).
+    #[pyo3(signature = (keys, force=false))]
+    fn batch_remove(&self, py: Python<'_>, keys: Vec<String>, force: bool) -> Vec<i32> {
+        self.batch_remove_impl(py, &keys, force)
+    }
+
+    /// Native end of `get_replica_desc` / `batch_get_replica_desc`: per key
+    /// `(code, size, [(segment, endpoint, address, size)])`.
+    fn _replica_descs(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+    ) -> Vec<ReplicaAnswer> {
+        self.replica_descs_impl(py, &keys)
+            .into_iter()
+            .map(|r| match r {
+                Ok((size, reps)) => (
+                    0,
+                    size,
+                    reps.into_iter()
+                        .map(|v| (v.segment, v.endpoint, v.address, v.size))
+                        .collect(),
+                ),
+                Err(e) => (codes::code(&e), 0, Vec::new()),
+            })
+            .collect()
     }
 
     #[pyo3(signature = (key, value, config=None))]
@@ -125,7 +179,31 @@ impl NativeStore {
         parts: &Bound<'_, PyTuple>,
         config: Cfg,
     ) -> PyResult<i32> {
-        Ok(codes::status(&self.put_parts_impl(py, key, parts, config)?))
+        Ok(codes::status(&self.put_parts_impl(
+            py,
+            key,
+            parts,
+            config,
+            WriteMode::Insert,
+        )?))
+    }
+
+    /// `put_parts` that inserts or replaces.
+    #[pyo3(signature = (key, *parts, config=None))]
+    fn upsert_parts(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        parts: &Bound<'_, PyTuple>,
+        config: Cfg,
+    ) -> PyResult<i32> {
+        Ok(codes::status(&self.put_parts_impl(
+            py,
+            key,
+            parts,
+            config,
+            WriteMode::Upsert,
+        )?))
     }
 
     #[pyo3(signature = (keys, values, config=None))]
@@ -136,9 +214,31 @@ impl NativeStore {
         values: &Bound<'_, PyAny>,
         config: Cfg,
     ) -> PyResult<i32> {
-        Ok(codes::status(
-            &self.put_batch_impl(py, keys, values, config)?,
-        ))
+        Ok(codes::status(&self.put_batch_impl(
+            py,
+            keys,
+            values,
+            config,
+            WriteMode::Insert,
+        )?))
+    }
+
+    /// `put_batch` that inserts or replaces.
+    #[pyo3(signature = (keys, values, config=None))]
+    fn upsert_batch(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        values: &Bound<'_, PyAny>,
+        config: Cfg,
+    ) -> PyResult<i32> {
+        Ok(codes::status(&self.put_batch_impl(
+            py,
+            keys,
+            values,
+            config,
+            WriteMode::Upsert,
+        )?))
     }
 
     fn get<'py>(&self, py: Python<'py>, key: &str) -> Bound<'py, PyBytes> {

@@ -1,8 +1,10 @@
 //! `get_into_ranges`: ranged zero-copy reads, buffer-major. For buffer i, key j and
 //! fragment k, `all_sizes[i][j][k]` bytes at offset `all_src_offsets[i][j][k]` of object
 //! `all_keys[i][j]` land at `buffer_ptrs[i] + all_dst_offsets[i][j][k]`. Each fragment
-//! gets its own result (bytes read or a negative code); fragments whose description is
-//! inconsistent are INVALID_PARAMS without stopping the others.
+//! gets its own result (bytes read or a negative code). The answer's shape mirrors the
+//! request's, as the reference's does: a key with no fragments gets an empty list, and
+//! a key whose offset and size lists disagree in length gets one INVALID_PARAMS code
+//! (there is no fragment count to mirror), without stopping the others.
 
 use super::NativeStore;
 use crate::codes;
@@ -53,18 +55,14 @@ impl Ranges {
             .collect()
     }
 
-    /// How many results key (i, j) gets: one per fragment the caller described.
+    /// How many results key (i, j) gets: one per fragment when its lists agree
+    /// (none for a key with no fragments), else a single code.
     fn width(&self, i: usize, j: usize) -> usize {
-        inner_len(&self.all_sizes, i, j)
-            .max(inner_len(&self.all_dst_offsets, i, j))
-            .max(inner_len(&self.all_src_offsets, i, j))
-            .max(1)
+        match self.fragments_of(i, j) {
+            Some(f) => f.len(),
+            None => 1,
+        }
     }
-}
-
-/// Length of `v[i][j]`, 0 when absent.
-fn inner_len<T>(v: &[Vec<Vec<T>>], i: usize, j: usize) -> usize {
-    v.get(i).and_then(|x| x.get(j)).map_or(0, Vec::len)
 }
 
 impl NativeStore {
@@ -86,6 +84,17 @@ impl NativeStore {
             .flatten()
             .collect();
         if fragments.is_empty() {
+            return out;
+        }
+        if let Some(d) = self.dummy() {
+            let frags: Vec<(&str, u64, usize, usize)> = fragments
+                .iter()
+                .map(|f| (f.key, f.src_off, f.addr, f.len))
+                .collect();
+            let results = py.detach(|| d.get_ranges(&frags));
+            for (f, res) in fragments.iter().zip(results) {
+                out[f.at.0][f.at.1][f.at.2] = res;
+            }
             return out;
         }
         let s = match self.session() {

@@ -89,6 +89,7 @@ impl NativeStore {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .is_some()
+            || self.dummy().is_some()
         {
             return Err(already());
         }

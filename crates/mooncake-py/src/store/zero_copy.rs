@@ -7,6 +7,7 @@
 //! lengths are INVALID_PARAMS for every entry, as the contract says); ranges are checked
 //! against registrations by the client.
 
+use super::dummy::{from_amount, from_code};
 use super::NativeStore;
 use crate::codes;
 use crate::replicate::{placement_of, ReplicateConfig};
@@ -83,6 +84,12 @@ impl NativeStore {
         mode: PtrWrite,
     ) -> Result<(), MooncakeError> {
         let rc = placement_of(config)?;
+        if let Some(d) = self.dummy() {
+            let keys = [key.to_string()];
+            let upsert = matches!(mode, PtrWrite::Upsert);
+            let c = py.detach(|| d.put_from(&keys, &[vec![(ptr, size)]], &rc, upsert))[0];
+            return from_code(c as i32, &format!("put_from {key:?}"));
+        }
         let s = self.session()?;
         let c = &s.client;
         // SAFETY: the caller vouches for [ptr, ptr+size) for the call (module docs).
@@ -103,6 +110,11 @@ impl NativeStore {
         ptr: usize,
         size: usize,
     ) -> Result<usize, MooncakeError> {
+        if let Some(d) = self.dummy() {
+            let keys = [key.to_string()];
+            let n = py.detach(|| d.get_into(&keys, &[vec![(ptr, size)]]))[0];
+            return from_amount(n, &format!("get_into {key:?}")).map(|n| n as usize);
+        }
         let s = self.session()?;
         let c = &s.client;
         // SAFETY: as above; the destination is written only within [ptr, ptr+size).
@@ -125,6 +137,19 @@ impl NativeStore {
             PtrWrite::Insert => "batch_put_from",
             PtrWrite::Upsert => "batch_upsert_from",
         };
+        if let Some(d) = self.dummy() {
+            let prepared =
+                pair(what, keys.len(), ptrs, sizes).and_then(|b| Ok((b, placement_of(config)?)));
+            return match prepared {
+                Ok((bufs, rc)) => {
+                    let bufs: Vec<Vec<(usize, usize)>> =
+                        bufs.into_iter().map(|b| vec![b]).collect();
+                    let upsert = matches!(mode, PtrWrite::Upsert);
+                    py.detach(|| d.put_from(keys, &bufs, &rc, upsert))
+                }
+                Err(e) => all_failed(keys.len(), &e),
+            };
+        }
         let prepared = (|| {
             let bufs = pair(what, keys.len(), ptrs, sizes)?;
             let rc = placement_of(config)?;
@@ -154,6 +179,16 @@ impl NativeStore {
         ptrs: &[usize],
         sizes: &[usize],
     ) -> Vec<i64> {
+        if let Some(d) = self.dummy() {
+            return match pair("batch_get_into", keys.len(), ptrs, sizes) {
+                Ok(bufs) => {
+                    let bufs: Vec<Vec<(usize, usize)>> =
+                        bufs.into_iter().map(|b| vec![b]).collect();
+                    py.detach(|| d.get_into(keys, &bufs))
+                }
+                Err(e) => all_failed(keys.len(), &e),
+            };
+        }
         let prepared = pair("batch_get_into", keys.len(), ptrs, sizes)
             .and_then(|bufs| Ok((bufs, self.session()?)));
         let (bufs, s) = match prepared {
@@ -174,6 +209,14 @@ impl NativeStore {
         sizes: &[Vec<usize>],
         config: Option<&Bound<'_, ReplicateConfig>>,
     ) -> Vec<i64> {
+        if let Some(d) = self.dummy() {
+            let prepared = pair_multi("batch_put_from_multi_buffers", keys.len(), ptrs, sizes)
+                .and_then(|b| Ok((b, placement_of(config)?)));
+            return match prepared {
+                Ok((bufs, rc)) => py.detach(|| d.put_from(keys, &bufs, &rc, false)),
+                Err(e) => all_failed(keys.len(), &e),
+            };
+        }
         let prepared = (|| {
             let bufs = pair_multi("batch_put_from_multi_buffers", keys.len(), ptrs, sizes)?;
             let rc = placement_of(config)?;
@@ -198,6 +241,12 @@ impl NativeStore {
         ptrs: &[Vec<usize>],
         sizes: &[Vec<usize>],
     ) -> Vec<i64> {
+        if let Some(d) = self.dummy() {
+            return match pair_multi("batch_get_into_multi_buffers", keys.len(), ptrs, sizes) {
+                Ok(bufs) => py.detach(|| d.get_into(keys, &bufs)),
+                Err(e) => all_failed(keys.len(), &e),
+            };
+        }
         let prepared = pair_multi("batch_get_into_multi_buffers", keys.len(), ptrs, sizes)
             .and_then(|bufs| Ok((bufs, self.session()?)));
         let (bufs, s) = match prepared {
@@ -218,12 +267,25 @@ impl NativeStore {
                 "register_buffer(): null pointer or zero size (ptr=0x{ptr:x}, size={size})"
             )));
         }
+        if self.dummy().is_some() {
+            // The real client reaches only shared pools, which need no registration.
+            return match mooncake_realclient::shm::find(ptr, size) {
+                Some(_) => Ok(()),
+                None => Err(MooncakeError::invalid(format!(
+                    "register_buffer(): [0x{ptr:x}, +{size}) is not inside a \
+                     MooncakeHostMemAllocator pool; a dummy client can only use those"
+                ))),
+            };
+        }
         let s = self.session()?;
         // SAFETY: the caller owns [ptr, ptr+size) until unregister_buffer (module docs).
         unsafe { s.client.register_buffer(ptr, size) }
     }
 
     pub(super) fn unregister_impl(&self, ptr: usize) -> Result<(), MooncakeError> {
+        if self.dummy().is_some() {
+            return Ok(());
+        }
         self.session()?.client.unregister_buffer(ptr)
     }
 }

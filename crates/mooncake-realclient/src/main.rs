@@ -1,0 +1,102 @@
+//! `mooncake_client`: the standalone real client (see the crate docs). Mounts this
+//! node's segment, then serves dummy clients on `--port` until SIGINT or SIGTERM,
+//! when it unmounts and exits 0.
+
+use mooncake_client::{CallMode, Client, ClientConfig};
+use mooncake_realclient::config::ClientArgs;
+use mooncake_realclient::server::{self, Service};
+use std::net::TcpListener;
+
+fn fail(code: i32, msg: String) -> ! {
+    eprintln!("mooncake_client: {msg}");
+    std::process::exit(code);
+}
+
+fn main() {
+    let args = match ClientArgs::from_argv(std::env::args().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            // clap's own output for --help / --version, an error otherwise.
+            let help = e.contains("Usage:") && !e.starts_with("error");
+            if help {
+                println!("{e}");
+                std::process::exit(0);
+            }
+            fail(2, e.trim_start_matches("error: ").to_string())
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let s = args
+        .settings()
+        .unwrap_or_else(|e| fail(2, format!("configuration error: {e}")));
+    if s.enable_offload {
+        tracing::warn!("--enable_offload: this build has no SSD tier; the flag is ignored");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(s.threads.max(1))
+        .thread_name("mooncake-client")
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(1, format!("cannot start the runtime: {e}")));
+    // Bind before mounting: a port already taken is a configuration error, found
+    // before the segment is offered to the pool.
+    let tcp = TcpListener::bind((s.bind_host.as_str(), s.port)).unwrap_or_else(|e| {
+        fail(
+            1,
+            format!("cannot listen on {}:{}: {e}", s.bind_host, s.port),
+        )
+    });
+    let ipc_name = mooncake_realclient::fdpass::ipc_name(s.port);
+    let ipc = server::bind_ipc(&ipc_name).unwrap_or_else(|e| {
+        fail(
+            1,
+            format!("cannot listen on the unix socket @{ipc_name}: {e}"),
+        )
+    });
+    let mut cfg = ClientConfig::new(s.node.clone());
+    // Connection threads drive their calls with `block_on`: master calls do their
+    // socket I/O on that thread.
+    cfg.tuning.master_call_mode = CallMode::Blocking;
+    let client = rt
+        .block_on(Client::connect(cfg))
+        .unwrap_or_else(|e| fail(1, format!("setup failed: {e}")));
+    tracing::info!(
+        hostname = %client.hostname(),
+        size = s.node.global_segment_size,
+        port = s.port,
+        "real client up: segment mounted, serving dummy clients"
+    );
+    let svc = Service::new(
+        client.clone(),
+        rt.handle().clone(),
+        s.port,
+        s.limits.clone(),
+    );
+    let started = server::spawn_tcp(svc.clone(), tcp)
+        .and_then(|_| server::spawn_ipc(svc.clone(), ipc))
+        .and_then(|_| server::spawn_reaper(svc.clone()));
+    if let Err(e) = started {
+        fail(1, format!("cannot start the service threads: {e}"));
+    }
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
+    tracing::info!("stopping: unmounting the segment");
+    svc.stop();
+    if let Err(e) = rt.block_on(client.close()) {
+        tracing::warn!(error = %e, "unmount at exit failed; the master drops the segment after client_ttl");
+    }
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(0);
+}
