@@ -156,8 +156,22 @@ impl Gate for Arc<Master> {
         })
     }
 
-    fn leave(&self, _: &Pass, _: bool) -> impl Future<Output = Result<(), Refused>> + Send {
-        std::future::ready(Ok(()))
+    /// With the index on disk (`persist`), a mutation's answer waits until the disk
+    /// follower has written the log's head; otherwise nothing to wait for.
+    fn leave(
+        &self,
+        pass: &Pass,
+        mutated: bool,
+    ) -> impl Future<Output = Result<(), Refused>> + Send {
+        let wait = (mutated && pass.master.index.log().is_active()).then(|| pass.master.clone());
+        async move {
+            if let Some(m) = wait {
+                let log = m.index.log();
+                log.wait_synced(log.head(), crate::ha::replication::log::SYNC_BOUND)
+                    .await;
+            }
+            Ok(())
+        }
     }
 }
 

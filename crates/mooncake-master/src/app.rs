@@ -36,6 +36,8 @@ pub enum AppError {
     Metrics(#[from] prometheus::Error),
     #[error("{0} stopped unexpectedly: {1}")]
     Server(&'static str, String),
+    #[error("{0}")]
+    Persist(String),
 }
 
 /// A started master: its bound addresses, and the handles to stop it.
@@ -102,9 +104,25 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
     let ha = cfg
         .enable_ha
         .then(|| HaState::new(cfg.clone(), advertised.clone()));
+    if cfg.enable_snapshot && ha.is_some() {
+        tracing::warn!(
+            "--enable_snapshot is ignored with --enable_ha: the standbys hold the index"
+        );
+    }
+    let persist_dir = (cfg.enable_snapshot && ha.is_none())
+        .then(|| std::path::PathBuf::from(&cfg.snapshot_backup_dir));
+    let snapshot_interval = cfg.snapshot_interval;
     let master = match &ha {
         Some(h) => h.master(),
+        None if persist_dir.is_some() => crate::persist::open(cfg).map_err(AppError::Persist)?,
         None => Master::new(cfg),
+    };
+    // Caught up with a first snapshot before anything is served.
+    let disk_log = match &persist_dir {
+        Some(dir) => {
+            Some(crate::persist::DiskLog::start(master.clone(), dir).map_err(AppError::Persist)?)
+        }
+        None => None,
     };
     let metrics = Arc::new(MasterMetrics::new(prometheus::Registry::new())?);
     // Under HA every term starts its own workers and log line.
@@ -117,7 +135,18 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
         }
     };
 
+    // Drain jobs (not under HA yet: a takeover would not know them).
+    let drains = ha
+        .is_none()
+        .then(|| crate::drain::Drains::new(master.clone()));
     let mut tasks = JoinSet::new();
+    if let Some(d) = disk_log {
+        let sig = signal();
+        tasks.spawn(async move {
+            d.run(snapshot_interval, sig).await;
+            ("on-disk index writer", Ok(()))
+        });
+    }
     let sig = signal();
     // Two paths on purpose: a plain master's calls pass the `Gate` of `Arc<Master>`
     // (nothing to check); running it as an HA master that always wins
@@ -157,8 +186,10 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
         }
         None => {
             let (m, tuning) = (master.clone(), master.config().tuning.clone());
+            // The owners of drained segments ask for their copies on the same port.
+            let extra = drains.clone().map(crate::drain::service::extra);
             tasks.spawn(async move {
-                let r = crate::service::serve(m, None, rpc, tuning, sig).await;
+                let r = crate::service::serve(m, extra, rpc, tuning, sig).await;
                 ("rpc service", r.map_err(|e| e.to_string()))
             });
         }
@@ -174,7 +205,10 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
         }
         None => admin::AdminState::new(master.clone(), metrics, advertised.clone()),
     };
-    let app = admin::router(admin_state);
+    let mut app = admin::router(admin_state);
+    if let Some(d) = &drains {
+        app = app.merge(http::drain::router(d.clone()));
+    }
     let sig = signal();
     tasks.spawn(async move {
         let r = http::serve(admin_l, app, sig).await;

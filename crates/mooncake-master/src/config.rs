@@ -64,6 +64,17 @@ pub struct MasterConfig {
     /// leader holds the key, so it is most of the failover time (docs/ha.md).
     pub ha_lease_ttl: Duration,
     pub config_path: String,
+    /// How long the objects of a segment whose owner went away without unmounting (a
+    /// store restarting, killed or stopped) are kept for it to come back with the same
+    /// memory (`--segment_restart_grace_sec`); zero drops them at once.
+    pub segment_restart_grace: Duration,
+    /// Keep the index on disk (`--enable_snapshot`): a snapshot plus a log of every
+    /// change since, in `snapshot_backup_dir`; a restarted master serves the same
+    /// objects (`persist`).
+    pub enable_snapshot: bool,
+    pub snapshot_backup_dir: String,
+    /// How often the log is folded into a fresh snapshot (`--snapshot_interval_seconds`).
+    pub snapshot_interval: Duration,
     /// How the rpc port treats its connections (not flags: defaults fit every
     /// deployment; tests and benchmarks set them).
     pub tuning: MasterTuning,
@@ -150,6 +161,10 @@ impl Default for MasterConfig {
             cluster_id: "mooncake_cluster".into(),
             ha_lease_ttl: Duration::from_secs(3),
             config_path: String::new(),
+            segment_restart_grace: Duration::from_secs(60),
+            enable_snapshot: false,
+            snapshot_backup_dir: String::new(),
+            snapshot_interval: Duration::from_secs(600),
             tuning: MasterTuning::default(),
         }
     }
@@ -190,6 +205,12 @@ impl MasterConfig {
             return Err(format!(
                 "invalid value for --ha_lease_ttl_sec: {ttl:?} (whole seconds from 2 to 300; etcd grants leases in seconds and raises shorter ones to its minimum)"
             ));
+        }
+        if self.enable_snapshot && self.snapshot_backup_dir.trim().is_empty() {
+            return Err("--enable_snapshot needs --snapshot_backup_dir (a directory the master keeps its index in)".into());
+        }
+        if self.snapshot_interval.is_zero() {
+            return Err("invalid value for --snapshot_interval_seconds: must be positive".into());
         }
         if self.enable_ha && self.etcd_endpoints.is_empty() {
             return Err("--enable_ha needs --etcd_endpoints (e.g. 127.0.0.1:2379;h2:2379)".into());

@@ -7,6 +7,7 @@
 //! header/body/write timeouts, body limit) at the master's values, [`LIMITS`].
 
 pub mod admin;
+pub mod drain;
 pub mod metadata;
 
 pub use mooncake_http::Limits;

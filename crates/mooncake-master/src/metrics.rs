@@ -29,6 +29,10 @@ const STANDALONE: &[(&str, &str)] = &[
         "expired_clients",
         "clients unmounted for missing heartbeats",
     ),
+    (
+        "resumed_segments",
+        "segments whose owner came back with the same memory and got its objects back",
+    ),
 ];
 
 /// The registry and the handles registered in it.

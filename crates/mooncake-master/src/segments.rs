@@ -28,6 +28,12 @@ pub struct Segment {
     capacity: u64,
     alloc: Mutex<SegmentAllocator>,
     alive: AtomicBool,
+    /// Its owner went away without unmounting: kept (objects and all) until this time
+    /// (ms on the master clock) for the owner to come back with the same memory; out of
+    /// placement meanwhile. 0 = serving.
+    held_until_ms: AtomicU64,
+    /// Being drained, or drained: takes no new replicas.
+    draining: AtomicBool,
     used: AtomicU64,
     largest_free: AtomicU64,
 }
@@ -36,7 +42,7 @@ impl Segment {
     /// Allocates `bytes` unless the segment is full or already unmounted.
     pub fn allocate(&self, bytes: u64) -> Option<AllocHandle> {
         let mut a = self.alloc.lock();
-        if !self.alive.load(Ordering::SeqCst) {
+        if !self.alive.load(Ordering::SeqCst) || !self.takes_replicas() {
             return None;
         }
         let h = a.allocate(bytes);
@@ -69,6 +75,35 @@ impl Segment {
 
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::SeqCst)
+    }
+
+    /// Whether new replicas may go here (neither held for a restart nor draining).
+    pub fn takes_replicas(&self) -> bool {
+        self.held_until_ms.load(Ordering::Relaxed) == 0 && !self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Until when the segment is held for its owner's return (0: serving).
+    pub fn held_until_ms(&self) -> u64 {
+        self.held_until_ms.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn hold_until(&self, ms: u64) {
+        let _guard = self.alloc.lock();
+        self.held_until_ms.store(ms.max(1), Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_draining(&self, on: bool) {
+        let _guard = self.alloc.lock();
+        self.draining.store(on, Ordering::SeqCst);
+    }
+
+    /// The allocation unit's shift (offsets are `handle.offset << shift`).
+    pub fn unit_shift(&self) -> u32 {
+        self.unit_shift
     }
 
     /// Byte offset of `handle` in this segment.
@@ -169,6 +204,8 @@ impl SegmentRegistry {
             used: AtomicU64::new(0),
             alloc: Mutex::new(alloc),
             alive: AtomicBool::new(true),
+            held_until_ms: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
             desc,
         });
         t.by_name.insert(seg.desc.name.clone(), id);
@@ -176,6 +213,73 @@ impl SegmentRegistry {
         t.live += 1;
         t.largest = t.largest.max(seg.capacity());
         Ok(Mounted::New(seg))
+    }
+
+    /// The segment whose memory carries `generation` (never matches an empty one).
+    pub fn by_generation(&self, generation: &str) -> Option<Arc<Segment>> {
+        if generation.is_empty() {
+            return None;
+        }
+        let t = self.table.read();
+        t.by_id
+            .iter()
+            .flatten()
+            .find(|s| s.desc.generation == generation)
+            .cloned()
+    }
+
+    /// Gives `old` (same memory, proven by its generation) to its returning owner:
+    /// the same id and allocator, so every replica stays where it is, under the new
+    /// client id and descriptor (a restarted owner maps the memory elsewhere, may
+    /// listen on another port, may even carry another name). Serving again. The old
+    /// handle is marked dead.
+    pub fn resume(
+        &self,
+        old: &Arc<Segment>,
+        client_id: &str,
+        desc: SegmentDesc,
+    ) -> Result<Arc<Segment>, ErrorCode> {
+        let mut t = self.table.write();
+        let id = old.id;
+        match t.by_id.get(id as usize) {
+            Some(Some(cur)) if Arc::ptr_eq(cur, old) => {}
+            _ => return Err(ErrorCode::SegmentNotFound),
+        }
+        if desc.name != old.desc.name && t.by_name.contains_key(&desc.name) {
+            return Err(ErrorCode::SegmentAlreadyExists);
+        }
+        let owner_key = if desc.owner.is_empty() {
+            desc.name.clone()
+        } else {
+            desc.owner.clone()
+        };
+        let next_owner = t.owners.len() as u32;
+        let owner_id = *t.owners.entry(owner_key).or_insert(next_owner);
+        let alloc = {
+            let mut a = old.alloc.lock();
+            old.alive.store(false, Ordering::SeqCst);
+            let empty =
+                SegmentAllocator::new(old.capacity).map_err(|_| ErrorCode::InternalError)?;
+            std::mem::replace(&mut *a, empty)
+        };
+        let seg = Arc::new(Segment {
+            id,
+            owner_id,
+            client_id: client_id.into(),
+            unit_shift: old.unit_shift,
+            capacity: old.capacity,
+            largest_free: AtomicU64::new(alloc.largest_free()),
+            used: AtomicU64::new(alloc.used()),
+            alloc: Mutex::new(alloc),
+            alive: AtomicBool::new(true),
+            held_until_ms: AtomicU64::new(0),
+            draining: AtomicBool::new(old.is_draining()),
+            desc,
+        });
+        t.by_name.remove(&old.desc.name);
+        t.by_name.insert(seg.desc.name.clone(), id);
+        t.by_id[id as usize] = Some(seg.clone());
+        Ok(seg)
     }
 
     /// Unregisters a segment by name and marks it dead; the caller then drops its
@@ -203,10 +307,15 @@ impl SegmentRegistry {
         t.by_id[id as usize].clone()
     }
 
-    /// Placement's snapshot of every live segment.
+    /// Placement's snapshot of every live segment that takes replicas.
     pub fn views(&self) -> Vec<SegmentView> {
         let t = self.table.read();
-        t.by_id.iter().flatten().map(|s| s.view()).collect()
+        t.by_id
+            .iter()
+            .flatten()
+            .filter(|s| s.takes_replicas())
+            .map(|s| s.view())
+            .collect()
     }
 
     pub fn list(&self) -> Vec<Arc<Segment>> {

@@ -40,6 +40,10 @@ pub const COMPAT_FLAGS: &[(&str, Kind)] = &[
     ("enable_gc", Kind::Bool),
     ("memory_allocator", Kind::Value),
     ("root_fs_dir", Kind::Value),
+    // The on-disk index always restores when enabled; its retention is one snapshot.
+    ("enable_snapshot_restore", Kind::Bool),
+    ("snapshot_retention_count", Kind::Value),
+    ("snapshot_child_timeout_seconds", Kind::Value),
 ];
 
 pub fn bad(flag: &str, value: &str, why: impl std::fmt::Display) -> String {
@@ -301,6 +305,38 @@ pub const FLAGS: &[FlagSpec] = &[
         "3",
         "HA leader lease in seconds (2-300): a killed leader is replaced about this long after it dies",
         |c, v, flag| c.ha_lease_ttl = secs(flag, v)?
+    ),
+    flag!(
+        "segment_restart_grace_sec",
+        [],
+        Value,
+        "60",
+        "seconds a segment whose owner went away without unmounting keeps its objects for the owner to come back with the same memory (0 = drop at once)",
+        |c, v, flag| c.segment_restart_grace = secs(flag, v)?
+    ),
+    flag!(
+        "enable_snapshot",
+        [],
+        Bool,
+        "false",
+        "keep the index on disk in --snapshot_backup_dir (a snapshot plus a log of every change): a restarted master serves the same objects",
+        |c, v, flag| c.enable_snapshot = parse_bool(flag, v)?
+    ),
+    flag!(
+        "snapshot_backup_dir",
+        [],
+        Value,
+        "",
+        "directory of the on-disk index (--enable_snapshot)",
+        |c, v, flag| c.snapshot_backup_dir = v.trim().to_string()
+    ),
+    flag!(
+        "snapshot_interval_seconds",
+        [],
+        Value,
+        "600",
+        "how often the on-disk log is folded into a fresh snapshot (seconds or a duration)",
+        |c, v, flag| c.snapshot_interval = secs(flag, v)?
     ),
     flag!(
         "config_path",

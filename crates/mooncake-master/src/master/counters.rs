@@ -61,6 +61,8 @@ counters!(
     limit_evictions,
     /// Clients whose segments were unmounted for missing heartbeats.
     expired_clients,
+    /// Segments whose owner came back with the same memory and got its objects back.
+    resumed_segments,
 );
 
 /// `counter += n`.

@@ -34,6 +34,9 @@ impl Master {
         if client_id.is_empty() {
             return Err(ErrorCode::InvalidParams);
         }
+        if let Some(r) = self.try_resume(client_id, &desc) {
+            return r;
+        }
         let name = desc.name.clone();
         let mut result = self.segments.mount(client_id, desc.clone());
         if replace && matches!(result, Err(ErrorCode::SegmentAlreadyExists)) {
@@ -51,6 +54,108 @@ impl Master {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A segment's owner returning with the same memory (a restarted store or client
+    /// that took its segment file back): the held segment whose generation matches
+    /// (never by name alone) and whose size is the same is given back to the new
+    /// client id with its objects; its unfinished writes are dropped. `None`: not a
+    /// return, mount as usual.
+    fn try_resume(&self, client_id: &str, desc: &SegmentDesc) -> Option<Result<(), ErrorCode>> {
+        let old = self.segments.by_generation(&desc.generation)?;
+        if &*old.client_id == client_id && old.desc.name == desc.name {
+            return None; // the same client mounting again: idempotent as before
+        }
+        if old.desc.size != desc.size {
+            tracing::warn!(segment = %old.desc.name, "a segment with the same generation came back with another size; treated as a new segment");
+            return None;
+        }
+        let held = old.held_until_ms() != 0;
+        let seg = match self.segments.resume(&old, client_id, desc.clone()) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        self.liveness.remove_segment(&old.client_id, &old.desc.name);
+        let dropped = self.drop_pending_on(seg.id);
+        self.index.log().segment_mounted(&seg);
+        self.liveness
+            .add_segment(client_id, &seg.desc.name, self.now_ms());
+        super::counters::add(&self.counters().resumed_segments, 1);
+        tracing::info!(
+            segment = %seg.desc.name,
+            previous = %old.desc.name,
+            generation = %desc.generation,
+            was_held = held,
+            unfinished_writes_dropped = dropped,
+            "segment owner came back with the same memory; its objects are served again"
+        );
+        Some(Ok(()))
+    }
+
+    /// Takes `seg` out of placement and keeps its objects for `segment_restart_grace`
+    /// (its owner went away without unmounting). Writes in flight on it are dropped.
+    /// Segments without a generation (memory that cannot outlive its process) and a
+    /// zero grace are dropped at once; returns how many objects that dropped.
+    pub(crate) fn hold_or_drop(&self, seg: &Arc<Segment>) -> u64 {
+        let grace = crate::lease::ms(self.config().segment_restart_grace);
+        if grace == 0 || seg.desc.generation.is_empty() {
+            if let Some(seg) = self.segments.remove(&seg.desc.name) {
+                return self.drop_segment(&seg);
+            }
+            return 0;
+        }
+        seg.hold_until(self.now_ms() + grace);
+        let dropped = self.drop_pending_on(seg.id);
+        tracing::warn!(segment = %seg.desc.name, grace_ms = grace, unfinished_writes_dropped = dropped, "segment owner gone; objects kept for its return");
+        0
+    }
+
+    /// Drops the segments whose owner did not come back within the grace.
+    pub(crate) fn expire_held(&self) {
+        let now = self.now_ms();
+        for seg in self.segments.list() {
+            let until = seg.held_until_ms();
+            if until != 0 && now >= until {
+                if let Some(seg) = self.segments.remove(&seg.desc.name) {
+                    let dropped = self.drop_segment(&seg);
+                    tracing::warn!(segment = %seg.desc.name, dropped, "segment owner did not come back within the restart grace; segment unmounted");
+                }
+            }
+        }
+    }
+
+    /// Removes the unfinished writes' replicas on segment `seg` (freeing their
+    /// ranges); writes left without a replica end. Returns how many writes lost one.
+    fn drop_pending_on(&self, seg: u32) -> u64 {
+        let Some(segment) = self.segments.get(seg) else {
+            return 0;
+        };
+        let mut hit_count = 0;
+        for i in 0..SHARDS {
+            let mut shard = self.index.lock_shard(i);
+            shard.edit_each(|_, o| {
+                let Some(p) = &mut o.pending else {
+                    return Walked::Untouched;
+                };
+                if !p.replicas.iter().any(|r| r.seg == seg) {
+                    return Walked::Untouched;
+                }
+                for r in p.replicas.iter().filter(|r| r.seg == seg) {
+                    segment.free(r.handle, p.size);
+                }
+                strip(&mut p.replicas, seg);
+                hit_count += 1;
+                if p.replicas.is_empty() {
+                    o.pending = None;
+                }
+                if o.replicas.is_empty() && o.pending.is_none() {
+                    Walked::Remove
+                } else {
+                    Walked::Changed
+                }
+            });
+        }
+        hit_count
     }
 
     /// Unmounts a segment at once (a clean close): how many objects lost their last
@@ -84,6 +189,7 @@ impl Master {
         let ttl = crate::lease::ms(self.config().client_ttl);
         let period = crate::lease::ms(crate::liveness::sweep_interval(self.config().client_ttl));
         let sweep = self.liveness.sweep(self.now_ms(), ttl, period);
+        self.expire_held();
         if let Sweep::Expired(dead) = &sweep {
             for (client, names) in dead {
                 super::counters::add(&self.counters().expired_clients, 1);
@@ -92,9 +198,12 @@ impl Master {
                         .segments
                         .by_name(name)
                         .is_some_and(|s| &*s.client_id == client.as_str());
-                    if let Some(seg) = ours.then(|| self.segments.remove(name)).flatten() {
-                        let dropped = self.drop_segment(&seg);
-                        tracing::warn!(client = %client, segment = %name, dropped, "client missed its heartbeats; segment unmounted");
+                    let seg = ours.then(|| self.segments.by_name(name)).flatten();
+                    if let Some(seg) = seg {
+                        let dropped = self.hold_or_drop(&seg);
+                        if seg.held_until_ms() == 0 {
+                            tracing::warn!(client = %client, segment = %name, dropped, "client missed its heartbeats; segment unmounted");
+                        }
                     }
                 }
             }
