@@ -211,8 +211,14 @@ impl Client {
             let size = usize::try_from(node.global_segment_size).map_err(|_| {
                 MooncakeError::invalid("global_segment_size does not fit in memory")
             })?;
-            let mem = SegmentMemory::create(
-                &hostname,
+            // Kept across a restart of this process (`restart.rs`): the same identity
+            // started again takes the memory back, and the master its objects.
+            let identity = tuning
+                .segment_identity
+                .clone()
+                .unwrap_or_else(|| node.local_hostname.clone());
+            let mem = SegmentMemory::create_retained(
+                &identity,
                 size,
                 tuning.shm_dir.as_deref(),
                 tuning.hugepages,

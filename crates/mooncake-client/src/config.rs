@@ -114,6 +114,10 @@ pub struct ClientTuning {
     pub shm_dir: Option<String>,
     /// `madvise(MADV_HUGEPAGE)` on this client's segment (`MOONCAKE_HUGEPAGES=1`).
     pub hugepages: bool,
+    /// What this process is recognised by when it restarts and takes its segment
+    /// file back (`None`: its configured `local_hostname`; the store daemon adds its
+    /// HTTP port, so that stores sharing a directory and a hostname stay apart).
+    pub segment_identity: Option<String>,
     /// The address the transfer engine listens on (`MC_TCP_BIND_ADDRESS`); `None`:
     /// the hostname when it is an IP, loopback for `localhost`, else every interface.
     pub tcp_bind_address: Option<String>,
@@ -134,6 +138,7 @@ impl Default for ClientTuning {
             shm_prefault: true,
             shm_dir: None,
             hugepages: false,
+            segment_identity: None,
             tcp_bind_address: None,
             cluster_id: DEFAULT_CLUSTER_ID.to_string(),
         }

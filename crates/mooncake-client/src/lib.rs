@@ -12,6 +12,8 @@
 //! - `mount`: mounting this process's segment at the master and the heartbeat that
 //!   keeps it. The memory itself, its descriptor and the mappings of same-host peers'
 //!   segments are `mooncake-segment`'s (re-exported as [`segment`]).
+//! - `drain`: copying this process's objects out when the master drains its segment.
+//! - `restart`: leaving to be restarted (segment kept for the next run).
 //! - `rpc`: the master connection (tight connect timeout, per-call deadline).
 //! - [`calls`]: typed calls to the master, one method per RPC, over either protocol.
 //! - [`transport`]: that connection's transport: [`framed`] (the default) or HTTP/2
@@ -27,6 +29,7 @@ pub mod calls;
 mod client;
 pub mod config;
 mod copy;
+mod drain;
 pub mod discovery;
 mod errors;
 pub mod framed;
@@ -36,6 +39,7 @@ pub mod key_batch;
 mod mount;
 mod put;
 mod read;
+mod restart;
 mod rpc;
 pub mod transport;
 mod write;

@@ -1,6 +1,10 @@
 //! The daemon's life: start the client (engine + segment), serve HTTP, wait for the
-//! mount (then write `MOONCAKE_READY_FILE`), and on SIGTERM/SIGINT unmount before
-//! exiting so the master drops the segment at once instead of after `client_ttl`.
+//! mount (then write `MOONCAKE_READY_FILE`), and on SIGTERM/SIGINT leave to be
+//! restarted: the segment is not unmounted and its file stays, so that the same store
+//! started again (same `MOONCAKE_SHM_DIR`, hostname and `--port`) takes its memory
+//! back and the master gives it its objects back (the master's restart grace). A
+//! store leaving for good is drained first (the master's drain API), so that nothing
+//! is left in it.
 
 use crate::config::StoreArgs;
 use mooncake_client::{Client, ClientConfig};
@@ -14,6 +18,9 @@ use tokio::signal::unix::{signal, SignalKind};
 pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>) -> i32 {
     let mut cfg = ClientConfig::new(node);
     cfg.tuning.hugepages |= args.hugepages;
+    // What the next run of this store is recognised by (module docs).
+    cfg.tuning.segment_identity = Some(format!("{}@{}", cfg.node.local_hostname, args.port));
+    let master_addr = cfg.node.master_server_address.clone();
     let client = match Client::start(cfg).await {
         Ok(c) => c,
         Err(e) => {
@@ -21,6 +28,8 @@ pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>)
             return 1;
         }
     };
+    // Copies this store's objects out when the master drains its segment.
+    let _drain = client.spawn_drain_worker(&master_addr);
     let seg = client.segment_desc().unwrap_or_default();
     tracing::info!(
         hostname = %client.hostname(),
@@ -63,9 +72,14 @@ pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>)
         },
         _ = wait_signal() => 0,
     };
-    tracing::info!("shutting down: unmounting the segment");
-    if let Err(e) = client.close().await {
-        tracing::warn!(error = %e, "unmount failed; the master drops the segment after client_ttl");
+    if code == 0 {
+        tracing::info!("shutting down: the segment file is kept for the restart");
+        client.leave_for_restart().await;
+    } else {
+        tracing::info!("shutting down: unmounting the segment");
+        if let Err(e) = client.close().await {
+            tracing::warn!(error = %e, "unmount failed; the master drops the segment after client_ttl");
+        }
     }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
