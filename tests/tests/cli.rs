@@ -79,3 +79,32 @@ fn cli_round_trip_and_errors() {
         text(&o.stderr)
     );
 }
+
+/// `put` of a stored key keeps the old value and says so, with its own exit code (3);
+/// `--upsert` replaces it.
+#[test]
+fn put_on_a_stored_key_is_kept_and_says_how_to_replace_it() {
+    let m = Master::start(&[]);
+    let _s = Store::start(&store_env(&m, "16mb"));
+    let a = m.addr();
+    let o = cli(&a, &["put", "dup", "--value", "first"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("stored \"dup\""));
+
+    let o = cli(&a, &["put", "dup", "--value", "second"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("kept \"dup\"") && err.contains("--upsert") && !err.contains("stored \"dup\""),
+        "{err}"
+    );
+    assert_eq!(cli(&a, &["get", "dup"]).stdout, b"first");
+
+    let o = cli(&a, &["put", "dup", "--value", "third", "--upsert"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(cli(&a, &["get", "dup"]).stdout, b"third");
+    // --upsert of a key that is not stored yet stores it.
+    let o = cli(&a, &["put", "fresh", "--value", "v", "--upsert"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(cli(&a, &["get", "fresh"]).stdout, b"v");
+}

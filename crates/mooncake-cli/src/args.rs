@@ -25,7 +25,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Store a value (put-if-absent: an existing key is left as it is).
+    /// Store a value. Put-if-absent: an existing key keeps its value (exit code 3)
+    /// unless --upsert is given.
     Put {
         key: String,
         /// Read the value from this file.
@@ -37,6 +38,9 @@ pub enum Cmd {
         /// Number of replicas (on distinct segment owners, best effort).
         #[arg(long, default_value_t = 1)]
         replicas: usize,
+        /// Replace the value of an existing key instead of keeping it.
+        #[arg(long)]
+        upsert: bool,
     },
     /// Read a value (to stdout without --out).
     Get {

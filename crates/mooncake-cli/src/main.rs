@@ -1,12 +1,17 @@
 //! `mooncake_cli`: the operator's tool. A pure client (contributes no memory): each
-//! command connects, does one thing, and exits 0, or non-zero after printing
-//! `error: NAME (code): message`.
+//! command connects and does one thing. Exit codes: 0 done; 1 after printing
+//! `error: NAME (code): message`; 2 a bad command line; 3 `put` kept the value already
+//! stored under the key (`--upsert` replaces it).
 
 mod args;
 mod config;
 mod run;
 
 use clap::Parser;
+
+/// `put` left an existing key's value in place (distinct from errors, 1, and clap's
+/// usage errors, 2).
+const EXIT_KEPT: i32 = 3;
 
 fn main() {
     let cli = args::Cli::parse();
@@ -23,7 +28,8 @@ fn main() {
     };
     let code = rt.block_on(async {
         match run::run(cli).await {
-            Ok(()) => 0,
+            Ok(run::Outcome::Done) => 0,
+            Ok(run::Outcome::Kept) => EXIT_KEPT,
             Err(e) => {
                 eprintln!("error: {e}");
                 1

@@ -23,20 +23,29 @@ async fn connect(cli: &Cli) -> Result<Client, MooncakeError> {
     Client::connect(cfg).await
 }
 
-pub async fn run(cli: Cli) -> Result<(), MooncakeError> {
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// `put` found the key stored already and left its value as it was.
+    Kept,
+}
+
+pub async fn run(cli: Cli) -> Result<Outcome, MooncakeError> {
     let client = connect(&cli).await?;
     let r = command(&client, &cli.cmd).await;
     let _ = client.close().await;
     r
 }
 
-async fn command(client: &Client, cmd: &Cmd) -> Result<(), MooncakeError> {
+async fn command(client: &Client, cmd: &Cmd) -> Result<Outcome, MooncakeError> {
     match cmd {
         Cmd::Put {
             key,
             file,
             value,
             replicas,
+            upsert,
         } => {
             let bytes = match (file, value) {
                 (Some(f), _) => {
@@ -48,9 +57,23 @@ async fn command(client: &Client, cmd: &Cmd) -> Result<(), MooncakeError> {
             if *replicas == 0 {
                 return Err(MooncakeError::invalid("--replicas must be at least 1"));
             }
-            client
-                .put(key, &bytes, &ReplicateConfig::replicas(*replicas))
-                .await?;
+            let rc = ReplicateConfig::replicas(*replicas);
+            if *upsert {
+                client.upsert(key, &bytes, &rc).await?;
+                eprintln!("stored {key:?} ({} bytes)", bytes.len());
+                return Ok(Outcome::Done);
+            }
+            // A put of a stored key succeeds without writing (first writer wins, as
+            // for every client), so the key is looked up first to say so. A writer
+            // that gets in between the two calls still wins silently.
+            if client.exist(key).await? {
+                eprintln!(
+                    "kept {key:?}: the key is already stored and put never replaces a \
+                     value; pass --upsert to replace it (or remove it first)"
+                );
+                return Ok(Outcome::Kept);
+            }
+            client.put(key, &bytes, &rc).await?;
             eprintln!("stored {key:?} ({} bytes)", bytes.len());
         }
         Cmd::Get { key, out } => {
@@ -117,5 +140,5 @@ async fn command(client: &Client, cmd: &Cmd) -> Result<(), MooncakeError> {
             println!("view id:              {}", s.view_id);
         }
     }
-    Ok(())
+    Ok(Outcome::Done)
 }
