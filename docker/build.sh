@@ -20,7 +20,7 @@ say() { echo "[docker/build] $*"; }
 say "release binaries"
 cargo build --release --workspace --bins
 rm -rf "$CTX"; mkdir -p "$CTX/bin" "$CTX/wheel"
-for b in mooncake_master mooncake_store mooncake_cli transfer_bench; do
+for b in mooncake_master mooncake_store mooncake_client mooncake_cli transfer_bench; do
   if [ -x "target/release/$b" ]; then cp "target/release/$b" "$CTX/bin/"; else say "warning: no $b binary"; fi
 done
 

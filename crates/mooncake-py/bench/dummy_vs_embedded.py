@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Dummy (setup_dummy against a standalone mooncake_client) vs embedded (setup) on the
+same workload: SGLang's page traffic, batch_put_from / batch_get_into of N pages from
+host memory, repeated.
+
+Starts its own master and mooncake_client on free loopback ports from
+``$MOONCAKE_BIN_DIR`` (default ``target/release``). Both modes use a
+MooncakeHostMemAllocator pool (the embedded store registers it; the dummy hands it to
+the real client), and the memory that holds the objects is the same in both: one
+segment of --segment bytes, the standalone client's in dummy mode, the embedded
+store's own in embedded mode.
+
+usage: dummy_vs_embedded.py [--pages 64] [--page-kib 1024] [--rounds 20] [--segment-mb 1024]
+Prints one JSON line per (mode, op) with GB/s and per-batch latency percentiles.
+"""
+import argparse
+import ctypes
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from mooncake.store import MooncakeDistributedStore, MooncakeHostMemAllocator
+
+REPO = Path(__file__).resolve().parents[3]
+BIN = Path(os.environ.get("MOONCAKE_BIN_DIR", REPO / "target" / "release"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    sys.exit(f"port {port} did not open")
+
+
+def run(store, mode, base, pages, page, rounds):
+    out = []
+    ptrs = [base + i * page for i in range(pages)]
+    for op in ("batch_put_from", "batch_get_into"):
+        lat = []
+        for r in range(rounds):
+            keys = [f"{mode}-{r}-{i}" for i in range(pages)]
+            t0 = time.perf_counter()
+            if op == "batch_put_from":
+                res = store.batch_put_from(keys, ptrs, [page] * pages)
+                ok = res == [0] * pages
+            else:
+                keys = [f"{mode}-{r}-{i}" for i in range(pages)]
+                res = store.batch_get_into(keys, ptrs, [page] * pages)
+                ok = res == [page] * pages
+            lat.append(time.perf_counter() - t0)
+            if not ok:
+                sys.exit(f"{mode} {op} failed: {res[:4]}")
+        total = sum(lat)
+        lat.sort()
+        out.append({
+            "mode": mode, "op": op, "pages": pages, "page_bytes": page, "rounds": rounds,
+            "gb_per_s": round(pages * page * rounds / total / 1e9, 3),
+            "p50_ms": round(statistics.median(lat) * 1e3, 2),
+            "p90_ms": round(lat[int(0.9 * (len(lat) - 1))] * 1e3, 2),
+        })
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pages", type=int, default=64)
+    ap.add_argument("--page-kib", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--segment-mb", type=int, default=2048)
+    a = ap.parse_args()
+    page = a.page_kib << 10
+    with tempfile.TemporaryDirectory() as d:
+        rpc, meta, cport = free_port(), free_port(), free_port()
+        procs = []
+        try:
+            m = subprocess.Popen([str(BIN / "mooncake_master"), "--rpc_address", "127.0.0.1",
+                                  "--rpc_port", str(rpc), "--metrics_port", str(free_port()),
+                                  "--enable_http_metadata_server",
+                                  "--http_metadata_server_host", "127.0.0.1",
+                                  "--http_metadata_server_port", str(meta)],
+                                 stdout=open(f"{d}/m.log", "w"), stderr=subprocess.STDOUT)
+            procs.append(m)
+            wait_port(rpc, m)
+            wait_port(meta, m)
+            metadata = f"http://127.0.0.1:{meta}/metadata"
+            alloc = MooncakeHostMemAllocator()
+            base = alloc.alloc(a.pages * page)
+            ctypes.memset(base, 0x5A, a.pages * page)
+            results = []
+            # Embedded: the store holds the segment itself.
+            e = MooncakeDistributedStore()
+            assert e.setup("127.0.0.1", metadata, a.segment_mb << 20, 0, "tcp", "",
+                           f"127.0.0.1:{rpc}") == 0
+            assert e.register_buffer(base, a.pages * page) == 0
+            results += run(e, "embedded-" + uuid.uuid4().hex[:6], base, a.pages, page, a.rounds)
+            e.close()
+            # Dummy: a standalone mooncake_client holds the same-sized segment.
+            c = subprocess.Popen([str(BIN / "mooncake_client"),
+                                  f"--master_server_address=127.0.0.1:{rpc}",
+                                  "--host=127.0.0.1", f"--port={cport}",
+                                  f"--global_segment_size={a.segment_mb} MB",
+                                  f"--metadata_server={metadata}", "--threads=2"],
+                                 stdout=open(f"{d}/c.log", "w"), stderr=subprocess.STDOUT)
+            procs.append(c)
+            wait_port(cport, c)
+            du = MooncakeDistributedStore()
+            assert du.setup_dummy(a.pages * page, 0, f"127.0.0.1:{cport}") == 0
+            results += run(du, "dummy-" + uuid.uuid4().hex[:6], base, a.pages, page, a.rounds)
+            du.close()
+            for r in results:
+                r["mode"] = r["mode"].split("-")[0]
+                print(json.dumps(r))
+        finally:
+            for p in reversed(procs):
+                p.terminate()
+                p.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

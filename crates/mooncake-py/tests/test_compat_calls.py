@@ -1,0 +1,93 @@
+"""The reference's remaining calls on an embedded store: batch_remove,
+get_replica_desc / batch_get_replica_desc, upsert_parts, upsert_batch,
+put_from_with_metadata, get_hostname's port range, and get_into_ranges' shapes."""
+
+import time
+
+from bufs import HostBuf, pattern
+from conftest import LEASE_MS
+
+from mooncake.store import MooncakeDistributedStore, ReplicaDescriptor, ReplicaStatus
+
+INVALID_PARAMS = -600
+OBJECT_NOT_FOUND = -704
+OBJECT_HAS_LEASE = -706
+
+
+def test_batch_remove_answers_per_key(store, keyspace):
+    keys = [keyspace(f"k{i}") for i in range(4)]
+    for k in keys:
+        assert store.put(k, b"v") == 0
+    assert store.get(keys[0]) == b"v"  # a lease on keys[0]
+    codes = store.batch_remove(keys + [keyspace("none")])
+    assert codes[0] == OBJECT_HAS_LEASE
+    assert codes[1:4] == [0, 0, 0]
+    assert codes[4] == OBJECT_NOT_FOUND
+    assert store.batch_remove([keys[0]], force=True) == [0]
+    assert store.batch_is_exist(keys) == [0, 0, 0, 0]
+    assert store.batch_remove([]) == []
+    assert store.batch_remove([""])[0] < 0
+
+
+def test_replica_descriptions(store, cluster, keyspace):
+    k = keyspace("desc")
+    assert store.put(k, pattern(1, 4096)) == 0
+    descs = store.get_replica_desc(k)
+    assert len(descs) == 1 and isinstance(descs[0], ReplicaDescriptor)
+    r = descs[0]
+    assert r.status == ReplicaStatus.COMPLETE and r.is_memory_replica() and not r.is_disk_replica()
+    d = r.get_memory_descriptor().buffer_descriptor
+    assert d.size == 4096 and d.buffer_address > 0 and d.transport_endpoint.startswith("127.0.0.1:")
+    assert store.get_replica_desc(keyspace("none")) == []
+    got = store.batch_get_replica_desc([k, keyspace("none")])
+    assert list(got) == [k] and got[k][0].get_memory_descriptor().buffer_descriptor.size == 4096
+    closed = MooncakeDistributedStore()
+    assert closed.get_replica_desc(k) == [] and closed.batch_get_replica_desc([k]) == {}
+
+
+def test_upsert_parts_and_batch(store, keyspace):
+    k = keyspace("u")
+    assert store.put(k, b"old") == 0
+    assert store.upsert_parts(k, b"ne", memoryview(b"w")) == 0
+    assert store.get(k) == b"new"
+    assert store.upsert_parts(keyspace("fresh"), b"a", b"b") == 0
+    assert store.upsert_parts(k) == INVALID_PARAMS
+    a, b = keyspace("a"), keyspace("b")
+    assert store.upsert_batch([a, b], [b"x", b"y"]) == 0
+    assert store.upsert_batch([a, b], [b"X", b"YY"]) == 0
+    assert store.get_batch([a, b]) == [b"X", b"YY"]
+    assert store.upsert_batch([a], [b"1", b"2"]) == INVALID_PARAMS
+
+
+def test_put_from_with_metadata(store, keyspace):
+    buf = HostBuf(8192)
+    assert store.register_buffer(buf.ptr, buf.size) == 0
+    buf.write(0, b"META")
+    buf.write(4096, pattern(3, 1000))
+    k = keyspace("m")
+    assert store.put_from_with_metadata(k, buf.ptr + 4096, buf.ptr, 1000, 4) == 0
+    assert store.get(k) == b"META" + pattern(3, 1000)
+    assert store.put_from_with_metadata(keyspace("empty"), buf.ptr, buf.ptr, 0, 0) == 0
+    assert store.unregister_buffer(buf.ptr) == 0
+
+
+def test_hostname_without_a_port_is_in_the_engine_range(cluster):
+    s = cluster.new_store(hostname="127.0.0.1")
+    try:
+        host, port = s.get_hostname().rsplit(":", 1)
+        assert host == "127.0.0.1" and 12300 <= int(port) <= 14300
+    finally:
+        s.close()
+
+
+def test_get_into_ranges_mirrors_the_request(store, keyspace):
+    k = keyspace("r")
+    assert store.put(k, pattern(4, 1000)) == 0
+    buf = HostBuf(4096)
+    assert store.register_buffer(buf.ptr, buf.size) == 0
+    res = store.get_into_ranges([buf.ptr], [[k, k, k]],
+                                [[[0, 10], [], [0]]],      # dst
+                                [[[0], [], [0]]],          # src: one short for key 0
+                                [[[5, 5], [], [7]]])
+    assert res == [[[INVALID_PARAMS], [], [7]]]
+    assert store.unregister_buffer(buf.ptr) == 0

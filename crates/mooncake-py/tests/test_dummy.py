@@ -1,0 +1,283 @@
+"""Dummy mode (``setup_dummy``) against a real ``mooncake_client`` process, and the
+calls that came with it: the real client's flags, zero-copy puts and gets on
+``MooncakeHostMemAllocator`` pools, every other call forwarded, -900 at once while
+the real client is gone and recovery when it returns, and bad input."""
+
+import ctypes
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import binary, free_port, port_open, wait_until
+from bufs import HostBuf, pattern
+
+from mooncake.store import MooncakeDistributedStore, MooncakeHostMemAllocator, ReplicateConfig
+
+RPC_FAIL = -900
+INVALID_PARAMS = -600
+OBJECT_NOT_FOUND = -704
+
+
+class RealClient:
+    """A ``mooncake_client`` process on a free port, restartable on the same port."""
+
+    def __init__(self, cluster, workdir: Path, segment="64 MB"):
+        self.cluster, self.workdir, self.segment = cluster, workdir, segment
+        self.port = free_port()
+        self.proc = None
+        self.starts = 0
+
+    def start(self):
+        self.starts += 1
+        log = self.workdir / f"real-client-{self.starts}.log"
+        self.proc = subprocess.Popen(
+            [binary("mooncake_client"),
+             f"--master_server_address={self.cluster.master}",
+             "--host=127.0.0.1", f"--port={self.port}",
+             f"--global_segment_size={self.segment}", "--protocol=tcp",
+             f"--metadata_server={self.cluster.metadata}"],
+            stdout=log.open("w"), stderr=subprocess.STDOUT)
+        wait_until("mooncake_client", lambda: port_open(self.port), 30, self.proc, log)
+        return self
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def real_client(cluster, tmp_path):
+    rc = RealClient(cluster, tmp_path).start()
+    yield rc
+    rc.stop()
+
+
+@pytest.fixture
+def pool():
+    alloc = MooncakeHostMemAllocator()
+    size = 8 << 20
+    base = alloc.alloc(size)
+    yield base, size
+    alloc.free(base)
+
+
+@pytest.fixture
+def dummy(real_client):
+    d = MooncakeDistributedStore()
+    assert d.setup_dummy(8 << 20, 0, real_client.address) == 0
+    yield d
+    d.close()
+
+
+def fill(ptr, data: bytes):
+    ctypes.memmove(ptr, data, len(data))
+
+
+def test_pointer_calls_move_bytes_through_the_shared_pool(dummy, pool, store, keyspace):
+    base, _ = pool
+    n, size = 8, 64 << 10
+    keys = [keyspace(f"d{i}") for i in range(n)]
+    ptrs = [base + i * size for i in range(n)]
+    for i, p in enumerate(ptrs):
+        fill(p, pattern(i, size))
+    assert dummy.batch_put_from(keys, ptrs, [size] * n) == [0] * n
+    # An ordinary client sees exactly what the dummy wrote.
+    assert all(store.get(k) == pattern(i, size) for i, k in enumerate(keys))
+    ctypes.memset(base, 0, n * size)
+    assert dummy.batch_get_into(keys, ptrs, [size] * n) == [size] * n
+    assert all(ctypes.string_at(p, size) == pattern(i, size) for i, p in enumerate(ptrs))
+    # Single-key forms and the scatter/gather forms.
+    k = keyspace("single")
+    assert dummy.put_from(k, ptrs[0], 1000) == 0
+    ctypes.memset(ptrs[1], 0, 1000)
+    assert dummy.get_into(k, ptrs[1], 4096) == 1000
+    assert ctypes.string_at(ptrs[1], 1000) == pattern(0, 1000)
+    m = keyspace("multi")
+    assert dummy.batch_put_from_multi_buffers([m], [[ptrs[2], ptrs[3]]], [[100, 200]]) == [0]
+    assert store.get(m) == pattern(2, 100) + pattern(3, 200)
+    ctypes.memset(ptrs[4], 0, 300)
+    assert dummy.batch_get_into_multi_buffers([m], [[ptrs[4], ptrs[4] + 100]], [[100, 200]]) == [300]
+    assert ctypes.string_at(ptrs[4], 300) == pattern(2, 100) + pattern(3, 200)
+    # Upserts replace.
+    fill(ptrs[5], b"z" * 1000)
+    assert dummy.upsert_from(k, ptrs[5], 1000) == 0
+    assert store.get(k) == b"z" * 1000
+    assert dummy.batch_upsert_from([k], [ptrs[6]], [10]) == [0]
+    assert store.get_size(k) == 10
+
+
+def test_ranged_reads_through_the_dummy(dummy, pool, store, keyspace):
+    base, _ = pool
+    k = keyspace("r")
+    v = pattern(5, 10000)
+    assert store.put(k, v) == 0
+    res = dummy.get_into_ranges([base], [[k, keyspace("none")]],
+                                [[[0, 100], [0]]], [[[9000, 50], [0]]], [[[100, 100], [1]]])
+    assert res[0][0] == [100, 100] and res[0][1][0] < 0
+    assert ctypes.string_at(base, 200) == v[9000:9100] + v[50:150]
+
+
+def test_every_other_call_is_forwarded(dummy, store, keyspace):
+    a, b = keyspace("a"), keyspace("b")
+    assert dummy.put(a, b"alpha") == 0
+    assert dummy.get(a) == b"alpha" and store.get(a) == b"alpha"
+    assert dummy.is_exist(a) == 1 and dummy.is_exist(b) == 0
+    assert dummy.batch_is_exist([a, b]) == [1, 0]
+    assert dummy.get_size(a) == 5
+    assert dummy.put_parts(b, b"be", b"ta") == 0 and dummy.get(b) == b"beta"
+    assert dummy.upsert_parts(b, b"ga", b"mma") == 0 and store.get(b) == b"gamma"
+    assert dummy.upsert(a, b"ALPHA") == 0 and dummy.get(a) == b"ALPHA"
+    c, d = keyspace("c"), keyspace("d")
+    assert dummy.put_batch([c, d], [b"c", b"d"]) == 0
+    assert dummy.get_batch([c, d]) == [b"c", b"d"]
+    assert dummy.upsert_batch([c, d], [b"C", b"D"]) == 0
+    assert bytes(dummy.get_buffer(c)) == b"C"
+    assert [bytes(h) for h in dummy.batch_get_buffer([c, d])] == [b"C", b"D"]
+    assert dummy.get(keyspace("missing")) == b""
+    descs = dummy.get_replica_desc(a)
+    assert len(descs) == 1 and descs[0].get_memory_descriptor().buffer_descriptor.size == 5
+    assert set(dummy.batch_get_replica_desc([a, b, keyspace("none")])) == {a, b}
+    assert dummy.health_check() == 0
+    # The dummy registers nothing of its own: its hostname is the real client's.
+    assert dummy.get_hostname().startswith("127.0.0.1:")
+    assert dummy.remove(a, force=True) == 0
+    assert dummy.batch_remove([b, keyspace("none")], force=True)[0] == 0
+    assert dummy.batch_remove([keyspace("none")])[0] == OBJECT_NOT_FOUND
+    assert dummy.remove_by_regex("^" + keyspace("c"), force=True) == 1
+    assert store.is_exist(c) == 0 and store.is_exist(d) == 1
+
+
+def test_a_dead_real_client_fails_at_once_and_recovers(real_client, pool, keyspace):
+    base, _ = pool
+    d = MooncakeDistributedStore()
+    assert d.setup_dummy(0, 0, real_client.address) == 0
+    k = keyspace("before")
+    fill(base, b"x" * 4096)
+    assert d.batch_put_from([k], [base], [4096]) == [0]
+    real_client.kill()
+    t0 = time.monotonic()
+    assert d.batch_put_from([keyspace("down")], [base], [4096]) == [RPC_FAIL]
+    assert d.batch_get_into([k], [base], [4096]) == [RPC_FAIL]
+    assert d.is_exist(k) == RPC_FAIL
+    assert d.get(k) == b""
+    assert d.put(keyspace("down2"), b"v") == RPC_FAIL
+    assert d.health_check() == 2
+    # "At once": well inside any call timeout (not a speed claim, a hang guard).
+    assert time.monotonic() - t0 < 10
+    real_client.start()  # same port, a new instance: the pool is handed over again
+    k2 = keyspace("after")
+    fill(base, b"y" * 4096)
+    assert d.batch_put_from([k2], [base], [4096]) == [0]
+    ctypes.memset(base, 0, 4096)
+    assert d.batch_get_into([k2], [base], [4096]) == [4096]
+    assert ctypes.string_at(base, 4096) == b"y" * 4096
+    assert d.close() == 0
+    assert d.close() == 0
+
+
+def test_bad_input(real_client, pool, keyspace):
+    base, size = pool
+    # Nothing listening there.
+    d = MooncakeDistributedStore()
+    assert d.setup_dummy(0, 0, f"127.0.0.1:{free_port()}") == RPC_FAIL
+    assert d.setup_dummy(0, 0, "no-port-here") == INVALID_PARAMS
+    assert d.is_exist("k") == INVALID_PARAMS  # still not set up
+    assert d.setup_dummy(0, 0, real_client.address) == 0
+    # Already set up, either way.
+    assert d.setup_dummy(0, 0, real_client.address) == INVALID_PARAMS
+    # A pointer outside every shared pool fails alone; the others go through.
+    outside = HostBuf(4096)
+    good = keyspace("good")
+    assert d.batch_put_from([keyspace("bad"), good], [outside.ptr, base], [4096, 4096]) == \
+        [INVALID_PARAMS, 0]
+    assert d.batch_get_into([good], [outside.ptr], [4096]) == [INVALID_PARAMS]
+    # A range running past the pool's end is outside it too.
+    assert d.put_from(keyspace("edge"), base + size - 10, 20) == INVALID_PARAMS
+    assert d.register_buffer(outside.ptr, 4096) == INVALID_PARAMS
+    assert d.register_buffer(base, 4096) == 0
+    # Mismatched lengths, as for an embedded store.
+    assert d.batch_put_from([good], [base, base], [1]) == [INVALID_PARAMS]
+    d.close()
+
+
+def test_allocator_frees_only_its_own_blocks():
+    a = MooncakeHostMemAllocator()
+    p = a.alloc(1 << 20)
+    ctypes.memset(p, 1, 1 << 20)
+    assert a.free(p) == 0
+    assert a.free(p) == INVALID_PARAMS
+    assert a.free(12345) == INVALID_PARAMS
+    with pytest.raises(ValueError):
+        a.alloc(0)
+
+
+def test_real_client_rejects_bad_flags(cluster, tmp_path):
+    for flags, word in [(["--global_segment_size=lots"], "--global_segment_size"),
+                        (["--protocol=pigeon"], "protocol"),
+                        (["--prot=tcp"], "--prot"),
+                        ([f"--flagfile={tmp_path}/missing"], "missing")]:
+        p = subprocess.run([binary("mooncake_client"), *flags], capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == 2, (flags, p.returncode, p.stderr)
+        assert word in p.stderr, (flags, p.stderr)
+    # A master that is not there: setup fails with a message, not a hang or a panic.
+    p = subprocess.run([binary("mooncake_client"), f"--master_server_address=127.0.0.1:{free_port()}",
+                        "--host=127.0.0.1", f"--port={free_port()}", "--global_segment_size=16mb",
+                        f"--metadata_server={cluster.metadata}"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "setup failed" in p.stderr and "panicked" not in p.stderr
+
+
+def test_real_client_reads_a_flagfile(cluster, tmp_path):
+    port = free_port()
+    ff = tmp_path / "client.flags"
+    ff.write_text(f"# test\n--master_server_address={cluster.master}\n--host=127.0.0.1\n"
+                  f"--port={port}\n--global_segment_size=32 MB\n--metadata_server={cluster.metadata}\n")
+    log = tmp_path / "ff.log"
+    p = subprocess.Popen([binary("mooncake_client"), f"--flagfile={ff}"],
+                         stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        wait_until("mooncake_client (flagfile)", lambda: port_open(port), 30, p, log)
+        d = MooncakeDistributedStore()
+        assert d.setup_dummy(0, 0, f"127.0.0.1:{port}") == 0
+        assert d.health_check() == 0
+        d.close()
+    finally:
+        p.terminate()
+        assert p.wait(timeout=10) == 0
+
+
+def test_the_port_survives_strangers(real_client, pool, keyspace):
+    import socket
+    # Garbage, a lying length and a silent connection: each is dropped, the service
+    # keeps serving.
+    for payload in [b"GET / HTTP/1.1\r\n\r\n", (1 << 31).to_bytes(4, "little") + b"xx",
+                    (50).to_bytes(4, "little") + b"\x01MCDUMMY1"]:
+        with socket.create_connection(("127.0.0.1", real_client.port)) as s:
+            s.sendall(payload)
+            s.settimeout(10)
+            try:
+                assert s.recv(100) == b""
+            except ConnectionResetError:
+                pass
+    base, _ = pool
+    d = MooncakeDistributedStore()
+    assert d.setup_dummy(0, 0, real_client.address) == 0
+    fill(base, b"q" * 100)
+    assert d.batch_put_from([keyspace("after-strangers")], [base], [100]) == [0]
+    d.close()
