@@ -9,8 +9,8 @@
 use crate::config::StoreArgs;
 use mooncake_client::{Client, ClientConfig};
 use mooncake_common::config::NodeConfig;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Runs the daemon until a signal; returns the process exit code. `ready_file` is
@@ -59,7 +59,7 @@ pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>)
         let _ = crate::http::serve(listener, app, stop).await;
     });
     let code = tokio::select! {
-        r = wait_mounted(&client, args.max_wait(), ready_file.as_deref()) => match r {
+        r = crate::waiting::wait_mounted(&client, &master_addr, args.max_wait(), ready_file.as_deref()) => match r {
             Ok(()) => {
                 tracing::info!("store ready");
                 wait_signal().await;
@@ -87,36 +87,6 @@ pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>)
         let _ = std::fs::remove_file(p);
     }
     code
-}
-
-/// Waits until the heartbeat task has mounted the segment; writes the ready file.
-async fn wait_mounted(
-    client: &Client,
-    max_wait: Option<Duration>,
-    ready_file: Option<&Path>,
-) -> Result<(), String> {
-    let t0 = Instant::now();
-    let mut warned = false;
-    while !client.is_mounted() {
-        if let Some(m) = max_wait {
-            if t0.elapsed() > m {
-                return Err(format!(
-                    "segment not mounted after {m:?}; is the master at the configured address?"
-                ));
-            }
-        }
-        if !warned && t0.elapsed() > Duration::from_secs(3) {
-            tracing::warn!("still waiting for the master to accept the segment");
-            warned = true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if let Some(p) = ready_file {
-        if let Err(e) = std::fs::write(p, client.hostname()) {
-            tracing::warn!(path = %p.display(), error = %e, "cannot write the ready file");
-        }
-    }
-    Ok(())
 }
 
 async fn wait_signal() {
