@@ -88,7 +88,7 @@ up() {
     fi
   done
   if [ "$mode" = switch ]; then
-    ip netns exec "$P-sw" "$BIN/netns_switch" --delay-us "$micros" "${ports[@]}" 2>/run/$P-switch.log &
+    ip netns exec "$P-sw" "$BIN/netns_switch" --delay-us "$micros" "${ports[@]}" </dev/null >/run/$P-switch.log 2>&1 &
     echo $! >"$PIDFILE"
     disown
     sleep 0.3
