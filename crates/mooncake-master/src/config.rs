@@ -51,6 +51,8 @@ pub struct MasterConfig {
     pub allow_evict_soft_pinned_objects: bool,
     pub eviction_high_watermark_ratio: f64,
     pub eviction_ratio: f64,
+    /// Which objects eviction takes first (`--eviction_policy`; see `eviction`).
+    pub eviction_policy: crate::eviction::PolicyKind,
     pub client_ttl: Duration,
     pub put_start_discard_timeout: Duration,
     pub put_start_release_timeout: Duration,
@@ -151,6 +153,7 @@ impl Default for MasterConfig {
             allow_evict_soft_pinned_objects: true,
             eviction_high_watermark_ratio: 0.9,
             eviction_ratio: 0.05,
+            eviction_policy: crate::eviction::PolicyKind::Lru,
             client_ttl: Duration::from_secs(10),
             put_start_discard_timeout: Duration::from_secs(30),
             put_start_release_timeout: Duration::from_secs(600),

@@ -37,7 +37,8 @@ pub struct Master {
     counters: MasterCounters,
     view_id: u64,
     next_put_id: AtomicU64,
-    access_tick: AtomicU64,
+    /// The eviction policy and its state (`eviction`).
+    pub(crate) eviction: crate::eviction::Eviction,
     /// One eviction at a time (background or on behalf of a put that found no space).
     pub(crate) evict_lock: Mutex<()>,
     /// Wakes the eviction worker early (a put found no space).
@@ -62,6 +63,7 @@ impl Master {
         Arc::new(Master {
             liveness: Liveness::new(clock.now_ms()),
             index_limit: IndexLimit::resolve(cfg.index_memory_limit),
+            eviction: crate::eviction::Eviction::new(cfg.eviction_policy),
             cfg,
             clock,
             index: Index::default(),
@@ -69,7 +71,6 @@ impl Master {
             counters: MasterCounters::default(),
             view_id,
             next_put_id: AtomicU64::new(1),
-            access_tick: AtomicU64::new(1),
             evict_lock: Mutex::new(()),
             evict_wakeup: tokio::sync::Notify::new(),
             worker_status: Mutex::new(Vec::new()),
@@ -114,10 +115,6 @@ impl Master {
 
     pub(crate) fn lease_ms(&self) -> u64 {
         ms(self.cfg.default_kv_lease_ttl)
-    }
-
-    pub(crate) fn tick(&self) -> u64 {
-        self.access_tick.fetch_add(1, Ordering::Relaxed)
     }
 
     pub(crate) fn new_put_id(&self) -> u64 {

@@ -235,6 +235,14 @@ pub const FLAGS: &[FlagSpec] = &[
         |c, v, flag| c.eviction_ratio = ratio(flag, v)?
     ),
     flag!(
+        "eviction_policy",
+        [],
+        Value,
+        "lru",
+        "which objects eviction takes first: lru (least recently used) or 2q (one-hit blocks before reused ones)",
+        |c, v, flag| c.eviction_policy = crate::eviction::PolicyKind::parse(flag, v)?
+    ),
+    flag!(
         "client_ttl",
         [],
         Value,

@@ -91,7 +91,7 @@ mod tests {
                 hard_pin: false,
                 soft_pin: SoftPinChange::Preserve,
             });
-            let mut o = Object::in_progress(p, i);
+            let mut o = Object::in_progress(p, Default::default());
             o.pending = None;
             shard.insert(format!("key-{i:016}").into(), Box::new(o));
         }

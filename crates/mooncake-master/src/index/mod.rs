@@ -312,6 +312,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eviction::EvictState;
 
     fn pending(put_id: u64) -> Box<Pending> {
         Box::new(Pending {
@@ -335,8 +336,14 @@ mod tests {
         let log = index.log().clone();
         let f = log.attach("standby");
         let mut shard = index.lock("a");
-        shard.insert("a".into(), Object::in_progress(pending(1), 1));
-        shard.insert("b".into(), Object::in_progress(pending(2), 1));
+        shard.insert(
+            "a".into(),
+            Object::in_progress(pending(1), Default::default()),
+        );
+        shard.insert(
+            "b".into(),
+            Object::in_progress(pending(2), Default::default()),
+        );
         assert_eq!(recorded(&log, &f).len(), 2, "inserts report themselves");
 
         // An edit reports when it drops; one that changed nothing can say so.
@@ -347,21 +354,21 @@ mod tests {
         assert!(shard.edit("nope").is_none());
 
         // Leases and access recency are not replicated.
-        shard.touch("b").unwrap().last_access = 9;
+        shard.touch("b").unwrap().evict = EvictState::new(9, 0, false);
         assert!(recorded(&log, &f).is_empty());
 
         // A walk reports what its closure changed and removes what it asks to.
         let removed = shard.edit_each(|k, o| match k {
             "a" => Walked::Remove,
             _ => {
-                o.last_access = 10;
+                o.evict = EvictState::new(10, 0, false);
                 Walked::Changed
             }
         });
         assert_eq!(removed.len(), 1);
         assert_eq!(recorded(&log, &f).len(), 2);
         assert!(shard.get("a").is_none());
-        assert_eq!(shard.get("b").unwrap().last_access, 10);
+        assert_eq!(shard.get("b").unwrap().evict.clock(), 10);
         log.detach(&f);
     }
 }

@@ -6,6 +6,7 @@
 
 use super::Replicas;
 use crate::alloc::AllocHandle;
+use crate::eviction::EvictState;
 
 /// One replica: an allocation in a segment. The size is the object's.
 #[derive(Clone, Copy)]
@@ -50,8 +51,8 @@ pub struct Object {
     pub replicas: Replicas,
     pub pending: Option<Box<Pending>>,
     pub lease_until_ms: u64,
-    /// LRU position: a global access tick (larger = more recent).
-    pub last_access: u64,
+    /// What the eviction policy knows of the object (`eviction::policy`).
+    pub evict: EvictState,
     /// The read guard (see [`Object::guard_until_ms`]) as a distance back from
     /// `lease_until_ms`, so that it fits in 32 bits.
     guard_back_ms: u32,
@@ -68,13 +69,13 @@ const SOFT_PIN_SECS: u32 = HARD_PIN - 1;
 
 impl Object {
     /// A fresh object whose first put is in flight.
-    pub fn in_progress(pending: Box<Pending>, tick: u64) -> Self {
+    pub fn in_progress(pending: Box<Pending>, evict: EvictState) -> Self {
         Self {
             size: 0,
             replicas: Replicas::None,
             pending: Some(pending),
             lease_until_ms: 0,
-            last_access: tick,
+            evict,
             guard_back_ms: 0,
             pins: 0,
         }
@@ -171,7 +172,7 @@ mod tests {
                 hard_pin: false,
                 soft_pin: SoftPinChange::Preserve,
             }),
-            1,
+            EvictState::default(),
         );
         o.pending = None;
         o.size = 4096;

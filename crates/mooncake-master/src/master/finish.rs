@@ -27,7 +27,6 @@ impl Master {
         if key.is_empty() {
             return Err(ErrorCode::InvalidParams);
         }
-        let tick = self.tick();
         let mut shard = self.index.lock(key);
         let Some(mut o) = shard.edit(key) else {
             return Err(ErrorCode::ObjectNotFound);
@@ -39,7 +38,6 @@ impl Master {
         let old_size = std::mem::replace(&mut o.size, p.size);
         let old = std::mem::replace(&mut o.replicas, p.replicas);
         o.apply_pins(p.hard_pin, p.soft_pin);
-        o.last_access = tick;
         let lease_until = o.lease_until_ms;
         drop(o);
         drop(shard);
@@ -96,7 +94,6 @@ impl Master {
         debug_assert_eq!(keys.len(), put_ids.len());
         let now = self.now_ms();
         self.liveness.touch(client_id, now);
-        let tick = self.tick();
         let groups = self.index.group(keys);
         let mut codes = vec![Err(ErrorCode::InvalidParams); keys.len()];
         // (lease end, size, replicas) to give back once no shard is locked.
@@ -131,7 +128,6 @@ impl Master {
                     let old_size = std::mem::replace(&mut o.size, p.size);
                     let old = std::mem::replace(&mut o.replicas, p.replicas);
                     o.apply_pins(p.hard_pin, p.soft_pin);
-                    o.last_access = tick;
                     let lease_until = o.lease_until_ms;
                     drop(o);
                     if !old.is_empty() {

@@ -30,7 +30,13 @@ struct StartSetup {
     want: usize,
     /// The largest segment's capacity: anything larger can never be placed.
     largest: u64,
+    /// The most bytes a write may take and not be evicted by the next round (see
+    /// `Master::keepable_bytes`).
+    keepable: Option<u64>,
     preferred: Vec<u32>,
+    /// The eviction clock reserved for the batch's writes, and the batch's length.
+    clock: crate::eviction::Clock,
+    batch: usize,
 }
 
 /// How many times a start evicts and retries before answering -200.
@@ -72,17 +78,21 @@ impl Master {
         if key.is_empty() || size == 0 {
             return Err(ErrorCode::InvalidParams);
         }
-        let setup = self.start_setup(rc, now);
+        let setup = self.start_setup(rc, now, 1);
         let mut views = self.segments.views();
-        self.start_one(
+        let r = self.start_one(
             kind,
             key,
             size,
             &setup,
-            now,
+            (now, 0),
             &mut views,
             &mut SegmentCache::default(),
-        )
+        );
+        if r.is_ok() {
+            self.check_watermark(setup.clock);
+        }
+        r
     }
 
     /// Starts a batch of puts (`Put`) or upserts: one liveness touch, one clock read,
@@ -100,12 +110,14 @@ impl Master {
         debug_assert_eq!(keys.len(), sizes.len());
         let now = self.now_ms();
         self.liveness.touch(client_id, now);
-        let setup = self.start_setup(rc, now);
+        let setup = self.start_setup(rc, now, keys.len());
         let mut views = Vec::new();
         let mut segs = SegmentCache::default();
-        keys.iter()
+        let out: Vec<_> = keys
+            .iter()
             .zip(sizes)
-            .map(|(key, &size)| {
+            .enumerate()
+            .map(|(i, (key, &size))| {
                 let key = key.as_ref();
                 if key.is_empty() || size == 0 {
                     return Err(ErrorCode::InvalidParams);
@@ -113,13 +125,17 @@ impl Master {
                 if views.is_empty() {
                     views = self.segments.views();
                 }
-                self.start_one(kind, key, size, &setup, now, &mut views, &mut segs)
+                self.start_one(kind, key, size, &setup, (now, i), &mut views, &mut segs)
             })
-            .collect()
+            .collect();
+        if out.iter().any(Result::is_ok) {
+            self.check_watermark(setup.clock);
+        }
+        out
     }
 
     /// What a start needs besides the key: resolved once per call or batch.
-    fn start_setup(&self, rc: &ReplicateConfig, now: u64) -> StartSetup {
+    fn start_setup(&self, rc: &ReplicateConfig, now: u64, batch: usize) -> StartSetup {
         let (hard_pin, soft_pin) = resolve_pins(rc, self.config(), now);
         // More replicas than segments can never be placed; the cap also keeps a bogus
         // replica_num from sizing buffers.
@@ -134,7 +150,10 @@ impl Master {
             soft_pin,
             want,
             largest: self.segments.largest_capacity(),
+            keepable: self.keepable_bytes(),
             preferred,
+            clock: self.eviction.reserve(batch),
+            batch,
         }
     }
 
@@ -147,15 +166,27 @@ impl Master {
         key: &str,
         size: u64,
         setup: &StartSetup,
-        now: u64,
+        (now, position): (u64, usize),
         views: &mut Vec<SegmentView>,
         segs: &mut SegmentCache,
     ) -> Result<WriteStart, ErrorCode> {
         let want = setup.want;
         // Larger than every segment: no eviction could make room, so evict nothing.
-        if size > setup.largest {
+        // Above the high watermark on its own: the next round would evict it (with
+        // whatever it displaced), so refuse it before it costs anything (a hard-pinned
+        // one is never evicted, so it may).
+        if size > setup.largest
+            || (!setup.hard_pin
+                && setup
+                    .keepable
+                    .is_some_and(|k| size.saturating_mul(want as u64) > k))
+        {
             return Err(ErrorCode::NoAvailableHandle);
         }
+        let evict = (
+            crate::eviction::Eviction::write_clock(setup.clock, setup.batch, position),
+            position,
+        );
         for attempt in 0..=EVICT_RETRIES {
             let pending = |put_id, replicas| Pending {
                 put_id,
@@ -165,7 +196,16 @@ impl Master {
                 hard_pin: setup.hard_pin,
                 soft_pin: setup.soft_pin,
             };
-            match self.try_start(kind, key, size, want, &setup.preferred, now, views, pending) {
+            match self.try_start(
+                kind,
+                key,
+                size,
+                want,
+                &setup.preferred,
+                (now, evict),
+                views,
+                pending,
+            ) {
                 Ok((put_id, replicas)) => {
                     if attempt > 0 {
                         super::counters::add(&self.counters().sync_evictions, 1);
@@ -204,7 +244,7 @@ impl Master {
         size: u64,
         want: usize,
         preferred: &[u32],
-        now: u64,
+        (now, (clock, position)): (u64, (crate::eviction::Clock, usize)),
         views: &mut [SegmentView],
         pending: impl Fn(u64, Box<[Replica]>) -> Pending,
     ) -> Result<(u64, Box<[Replica]>), ErrorCode> {
@@ -235,8 +275,10 @@ impl Master {
         let put_id = self.new_put_id();
         let p = Box::new(pending(put_id, replicas.clone()));
         if !exists {
-            let tick = self.tick();
-            shard.insert(key.into(), Object::in_progress(p, tick));
+            let evict = self
+                .eviction
+                .created(|| self.index.hash(key), clock, position);
+            shard.insert(key.into(), Object::in_progress(p, evict));
         } else if let Some(mut o) = shard.edit(key) {
             // Taking over a stale write: its space goes back first.
             if let Some(old) = o.pending.replace(p) {

@@ -3,7 +3,7 @@
 //! remove answers -706. Eviction skips the object for the lease's first part, the
 //! read guard (`lease::read_guard_ms`): long enough for the reader to copy its bytes
 //! (a replica list's guard grows with the bytes its batch reads), short enough that
-//! objects read a few seconds ago stay in LRU order instead of blocking eviction.
+//! objects read a few seconds ago stay in the policy's order instead of blocking eviction.
 
 use super::{Master, SegmentCache};
 use crate::api::ReplicaList;
@@ -14,10 +14,10 @@ use mooncake_common::ErrorCode;
 impl Master {
     /// Where a complete object's replicas are. -704 missing, -703 still being written.
     pub fn get_replica_list(&self, key: &str) -> Result<ReplicaList, ErrorCode> {
-        self.replica_list_in_batch(key, 1, self.now_ms(), self.tick())
+        self.replica_list_in_batch(key, 1, self.now_ms(), self.eviction.now())
     }
 
-    /// `get_replica_list` for many keys; one clock read and one LRU tick for the batch.
+    /// `get_replica_list` for many keys; one clock read and one eviction-clock value for the batch.
     /// The reader copies the whole batch, so each object's read guard assumes a batch
     /// of `keys.len()` objects of its size. Keys are hashed once and grouped by shard
     /// (one lock per shard); answers come in the request's order.
@@ -26,7 +26,7 @@ impl Master {
         keys: &[K],
     ) -> Vec<Result<ReplicaList, ErrorCode>> {
         let now = self.now_ms();
-        let tick = self.tick();
+        let clock = self.eviction.now();
         let lease = self.lease_ms();
         let batch = keys.len() as u64;
         let groups = self.index.group(keys);
@@ -46,7 +46,7 @@ impl Master {
                     Some(o) => {
                         let bytes = o.size.saturating_mul(batch);
                         o.grant_lease(now + lease, now + read_guard_ms(lease, bytes));
-                        o.last_access = tick;
+                        self.eviction.read(o, clock, i);
                         Ok((o.size, o.replicas.clone()))
                     }
                 };
@@ -74,7 +74,7 @@ impl Master {
         key: &str,
         batch: u64,
         now: u64,
-        tick: u64,
+        clock: crate::eviction::Clock,
     ) -> Result<ReplicaList, ErrorCode> {
         if key.is_empty() {
             return Err(ErrorCode::InvalidParams);
@@ -90,7 +90,7 @@ impl Master {
             }
             let bytes = o.size.saturating_mul(batch);
             o.grant_lease(now + lease, now + read_guard_ms(lease, bytes));
-            o.last_access = tick;
+            self.eviction.read(o, clock, 0);
             (o.size, o.replicas.clone())
         };
         Ok(ReplicaList {
@@ -111,20 +111,20 @@ impl Master {
         match shard.touch(key) {
             Some(o) if o.is_complete() => {
                 o.grant_lease(until, guard);
-                o.last_access = self.tick();
+                self.eviction.checked(o, self.eviction.now(), 0);
                 Ok(true)
             }
             _ => Ok(false),
         }
     }
 
-    /// `exist` for many keys; one clock read and one LRU tick for the whole batch.
+    /// `exist` for many keys; one clock read and one eviction-clock value for the whole batch.
     /// Keys are hashed once and grouped by shard (one lock per shard); answers come in
     /// the request's order.
     pub fn batch_exist<K: AsRef<str>>(&self, keys: &[K]) -> Vec<Result<bool, ErrorCode>> {
         let (until, guard) = self.exist_lease();
-        // One LRU tick for the batch: its keys were used together.
-        let tick = self.tick();
+        // One clock value for the batch: its keys were used together (in order).
+        let clock = self.eviction.now();
         let groups = self.index.group(keys);
         let mut codes = vec![Err(ErrorCode::InvalidParams); keys.len()];
         for (s, positions) in groups.runs() {
@@ -138,7 +138,7 @@ impl Master {
                 codes[i] = match shard.touch_hashed(key, groups.hashes[i]) {
                     Some(o) if o.is_complete() => {
                         o.grant_lease(until, guard);
-                        o.last_access = tick;
+                        self.eviction.checked(o, clock, i);
                         Ok(true)
                     }
                     _ => Ok(false),

@@ -136,7 +136,7 @@ pub fn master_from(cfg: MasterConfig, shadow: Shadow) -> (Arc<Master>, RebuildRe
         }
     }
     let lease = m.lease_ms();
-    let tick = m.tick();
+    let tick = crate::eviction::EvictState::new(m.eviction.now(), 0, false);
     for ((key, r), [complete, pending]) in objects.into_iter().zip(handles) {
         let complete: Replicas = complete.into_iter().flatten().collect();
         let pending: Replicas = pending.into_iter().flatten().collect();

@@ -1,0 +1,581 @@
+//! Eviction: which objects go when the pool or the index is full, and when.
+//!
+//! *When* is the rounds' business and the same for every policy: a background round
+//! runs when usage is above `eviction_high_watermark_ratio` and frees
+//! `eviction_ratio` of the capacity (or down to the watermark, if more); a put that
+//! finds no space evicts at once on its own behalf (`evict_for`); a put of a new key
+//! into an index shard at its share of `--index_memory_limit` evicts in that shard.
+//! A write that takes usage over the watermark wakes the round at once and marks the
+//! clock: the round it triggers never takes an object used at or after that mark, so
+//! no object is evicted by the round its own put triggered.
+//!
+//! *Which* is the policy's (`policy.rs` has the contract; `lru.rs`, `two_queue.rs`):
+//! among objects that are complete, have no write in flight, whose read guard is over
+//! and that are not hard-pinned (soft-pinned objects only in a second pass, and only
+//! when `allow_evict_soft_pinned_objects` is set), the lowest ranks go first.
+//!
+//! A round walks the index twice, one shard at a time and without cloning keys: first
+//! it collects (rank, bytes) of the candidates and finds the rank below which enough
+//! bytes lie (a weighted quickselect, linear in the candidates); then it removes the
+//! candidates at or below that rank (re-checking each, since locks were released in
+//! between).
+
+pub mod ghost;
+mod lru;
+pub mod policy;
+mod two_queue;
+
+pub use policy::{Clock, EvictState, EvictionPolicy, PolicyKind};
+pub use two_queue::PROTECTED_AGE;
+
+use crate::index::{Object, Shard, SHARDS};
+use crate::master::Master;
+use ghost::Ghost;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What one eviction round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EvictionReport {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// The master's eviction state: the policy, its clock, the memory of evicted keys
+/// (for policies that want it) and the pending round's mark.
+#[derive(Debug)]
+pub struct Eviction {
+    policy: Box<dyn EvictionPolicy>,
+    ghost: Option<Ghost>,
+    clock: AtomicU64,
+    /// The lowest clock of the writes that took usage over the high watermark since
+    /// the last round began (`u64::MAX`: none).
+    trigger: AtomicU64,
+}
+
+impl Eviction {
+    pub fn new(kind: PolicyKind) -> Self {
+        let policy = kind.build();
+        Self {
+            ghost: policy.remembers_evicted().then(Ghost::default),
+            policy,
+            clock: AtomicU64::new(1),
+            trigger: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    pub fn policy(&self) -> &dyn EvictionPolicy {
+        &*self.policy
+    }
+
+    /// The clock reads and checks are stamped with.
+    pub fn now(&self) -> Clock {
+        self.clock.load(Ordering::Relaxed)
+    }
+
+    /// Clock values for a batch of `n` writes: the `i`-th gets [`Eviction::write_clock`].
+    pub fn reserve(&self, n: usize) -> Clock {
+        self.clock.fetch_add(n.max(1) as u64, Ordering::Relaxed)
+    }
+
+    /// The clock of the `i`-th of `n` writes reserved at `base`: later keys of a batch
+    /// get earlier clocks, so that a prefix's tail ranks below its head.
+    pub fn write_clock(base: Clock, n: usize, i: usize) -> Clock {
+        base + (n.max(1) - 1 - i.min(n.max(1) - 1)) as u64
+    }
+
+    /// The state of an object a put creates (its key's hash asks the ghost).
+    pub fn created(&self, hash: impl FnOnce() -> u64, clock: Clock, position: usize) -> EvictState {
+        let readmitted = self.ghost.as_ref().is_some_and(|g| g.recall(hash()));
+        self.policy.created(clock, position, readmitted)
+    }
+
+    pub fn read(&self, o: &mut Object, clock: Clock, position: usize) {
+        o.evict = self.policy.read(o.evict, clock, position);
+    }
+
+    pub fn checked(&self, o: &mut Object, clock: Clock, position: usize) {
+        o.evict = self.policy.checked(o.evict, clock, position);
+    }
+
+    fn evicted(&self, hash: u64) {
+        if let Some(g) = &self.ghost {
+            g.remember(hash);
+        }
+    }
+
+    /// A write stamped `clock` took usage over the high watermark: the round it
+    /// triggers leaves objects used at or after `clock` alone.
+    pub fn mark_trigger(&self, clock: Clock) {
+        self.trigger.fetch_min(clock, Ordering::Relaxed);
+    }
+
+    /// Bytes the ghost table takes (0 without one).
+    pub fn ghost_bytes(&self) -> usize {
+        self.ghost.as_ref().map_or(0, Ghost::bytes)
+    }
+}
+
+/// The smallest rank such that the candidates ranked at or below it hold at least
+/// `target` bytes (`u64::MAX` when all of them hold less): a weighted quickselect.
+pub fn weighted_cutoff(cands: &mut [(u64, u64)], mut target: u64) -> u64 {
+    let total: u64 = cands.iter().map(|c| c.1).sum();
+    if total <= target {
+        return u64::MAX;
+    }
+    let mut s = cands;
+    loop {
+        if s.len() <= 32 {
+            s.sort_unstable_by_key(|c| c.0);
+            for &(rank, bytes) in s.iter() {
+                if bytes >= target {
+                    return rank;
+                }
+                target -= bytes;
+            }
+            return s.last().map_or(u64::MAX, |c| c.0);
+        }
+        let mid = s.len() / 2;
+        s.select_nth_unstable_by_key(mid, |c| c.0);
+        let left: u64 = s[..=mid].iter().map(|c| c.1).sum();
+        if left >= target {
+            s = &mut s[..=mid];
+        } else {
+            target -= left;
+            s = &mut s[mid + 1..];
+        }
+    }
+}
+
+impl Master {
+    /// The background round: when usage is above the high watermark, evicts
+    /// `eviction_ratio` of the capacity (or down to the watermark, if more), leaving
+    /// alone what was used since the write that triggered it.
+    pub fn run_eviction(&self) -> EvictionReport {
+        let floor = self.eviction.trigger.swap(u64::MAX, Ordering::Relaxed);
+        let (used, cap) = self.segments.totals();
+        let cfg = self.config();
+        let mark = (cap as f64 * cfg.eviction_high_watermark_ratio) as u64;
+        if cap == 0 || used <= mark {
+            return EvictionReport::default();
+        }
+        let target = ((cap as f64 * cfg.eviction_ratio) as u64)
+            .max(used - mark)
+            .max(1);
+        self.evict_bytes_below(target, floor)
+    }
+
+    /// Whether usage is above the high watermark now; if so, marks `clock` as the
+    /// trigger and wakes the round. Called after a write start allocated.
+    pub(crate) fn check_watermark(&self, clock: Clock) {
+        let (used, cap) = self.segments.totals();
+        let mark = (cap as f64 * self.config().eviction_high_watermark_ratio) as u64;
+        if cap > 0 && used > mark {
+            self.eviction.mark_trigger(clock);
+            self.evict_wakeup.notify_one();
+        }
+    }
+
+    /// The most bytes one write may take and still be kept: above the high watermark
+    /// on its own, the next round would evict it. `None` when the watermark is 0 (every
+    /// round empties the pool; nothing is refused for it).
+    pub(crate) fn keepable_bytes(&self) -> Option<u64> {
+        let hwm = self.config().eviction_high_watermark_ratio;
+        let (_, cap) = self.segments.totals();
+        (hwm > 0.0 && cap > 0).then(|| (cap as f64 * hwm) as u64)
+    }
+
+    /// For a put that found no space: evicts at least `bytes` (or the usual round's
+    /// share, if larger). Whether anything was evicted.
+    pub(crate) fn evict_for(&self, bytes: u64) -> bool {
+        let (_, cap) = self.segments.totals();
+        let share = (cap as f64 * self.config().eviction_ratio) as u64;
+        self.evict_bytes(bytes.max(share).max(1)).objects > 0
+    }
+
+    /// Evicts lowest rank first until `target` bytes are freed or no candidate is left.
+    pub fn evict_bytes(&self, target: u64) -> EvictionReport {
+        self.evict_bytes_below(target, u64::MAX)
+    }
+
+    /// [`Master::evict_bytes`] among objects last used before clock `floor`.
+    fn evict_bytes_below(&self, target: u64, floor: Clock) -> EvictionReport {
+        let _one_at_a_time = self.evict_lock.lock();
+        let mut report = EvictionReport::default();
+        let passes: &[bool] = if self.config().allow_evict_soft_pinned_objects {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for &soft_ok in passes {
+            if report.bytes >= target {
+                break;
+            }
+            let r = self.evict_pass(target - report.bytes, soft_ok, floor);
+            report.objects += r.objects;
+            report.bytes += r.bytes;
+        }
+        let c = self.counters();
+        c.eviction_runs.fetch_add(1, Ordering::Relaxed);
+        c.evicted_objects
+            .fetch_add(report.objects, Ordering::Relaxed);
+        c.evicted_bytes.fetch_add(report.bytes, Ordering::Relaxed);
+        report
+    }
+
+    fn evict_pass(&self, target: u64, soft_ok: bool, floor: Clock) -> EvictionReport {
+        let now = self.now_ms();
+        let ev = &self.eviction;
+        let policy = ev.policy();
+        let population = self.index.len() as u64;
+        if let Some(g) = &ev.ghost {
+            g.fit(population);
+        }
+        let candidate = |o: &Object| o.evictable(now, soft_ok) && o.evict.clock() < floor;
+        let mut cands: Vec<(u64, u64)> = Vec::new();
+        for i in 0..SHARDS {
+            let shard = self.index.lock_shard(i);
+            cands.extend(
+                shard
+                    .values()
+                    .filter(|o| candidate(o))
+                    .map(|o| (policy.rank(o.evict, population), footprint(o))),
+            );
+        }
+        if cands.is_empty() {
+            return EvictionReport::default();
+        }
+        let cutoff = weighted_cutoff(&mut cands, target);
+        drop(cands);
+        let mut report = EvictionReport::default();
+        for i in 0..SHARDS {
+            let mut shard = self.index.lock_shard(i);
+            let doomed: Vec<Box<str>> = shard
+                .iter()
+                .filter(|(_, o)| candidate(o) && policy.rank(o.evict, population) <= cutoff)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let removed: Vec<_> = doomed
+                .iter()
+                .filter_map(|k| {
+                    let o = shard.remove(k)?;
+                    ev.evicted(self.index.hash(k));
+                    Some(o)
+                })
+                .collect();
+            drop(shard);
+            for o in &removed {
+                report.objects += 1;
+                report.bytes += footprint(o);
+                self.free_object(o);
+            }
+        }
+        report
+    }
+}
+
+/// Bytes an object holds in the pool (all replicas).
+fn footprint(o: &Object) -> u64 {
+    o.size * o.replicas.len() as u64
+}
+
+impl Master {
+    /// Makes room for one more object in `shard`, which a put of a new key found at
+    /// its share of the object limit: evicts `eviction_ratio` of the share (at least
+    /// one object), lowest rank first, soft-pinned objects only if allowed and
+    /// needed. Whether the shard has room now; if not, nothing in it is evictable.
+    pub(crate) fn make_room_in_shard(&self, shard: &mut Shard) -> bool {
+        let cap = self.index_limit().per_shard;
+        if shard.len() < cap {
+            return true;
+        }
+        let want = ((cap as f64 * self.config().eviction_ratio) as usize)
+            .max(shard.len() + 1 - cap)
+            .max(1);
+        let now = self.now_ms();
+        let passes: &[bool] = if self.config().allow_evict_soft_pinned_objects {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        let mut report = EvictionReport::default();
+        for &soft_ok in passes {
+            if report.objects as usize >= want {
+                break;
+            }
+            let r = self.evict_lowest_in_shard(shard, want - report.objects as usize, now, soft_ok);
+            report.objects += r.objects;
+            report.bytes += r.bytes;
+        }
+        let c = self.counters();
+        c.evicted_objects
+            .fetch_add(report.objects, Ordering::Relaxed);
+        c.evicted_bytes.fetch_add(report.bytes, Ordering::Relaxed);
+        c.limit_evictions
+            .fetch_add(report.objects, Ordering::Relaxed);
+        shard.len() < cap
+    }
+
+    /// Whether the shard of `key` is below its share of the object limit (the put
+    /// path asks after a failure, to tell a full index from a full pool).
+    pub(crate) fn shard_has_room(&self, key: &str) -> bool {
+        self.index.lock(key).len() < self.index_limit().per_shard
+    }
+
+    /// Evicts up to `n` of the shard's evictable objects, lowest rank first. The
+    /// shard holds a uniform sample of the keys, so it stands for the whole index.
+    fn evict_lowest_in_shard(
+        &self,
+        shard: &mut Shard,
+        n: usize,
+        now: u64,
+        soft_ok: bool,
+    ) -> EvictionReport {
+        let ev = &self.eviction;
+        let policy = ev.policy();
+        let population = (shard.len() * SHARDS) as u64;
+        let mut ranks: Vec<u64> = shard
+            .values()
+            .filter(|o| o.evictable(now, soft_ok))
+            .map(|o| policy.rank(o.evict, population))
+            .collect();
+        if ranks.is_empty() || n == 0 {
+            return EvictionReport::default();
+        }
+        let k = n.min(ranks.len()) - 1;
+        let cutoff = *ranks.select_nth_unstable(k).1;
+        drop(ranks);
+        let doomed: Vec<Box<str>> = shard
+            .iter()
+            .filter(|(_, o)| {
+                o.evictable(now, soft_ok) && policy.rank(o.evict, population) <= cutoff
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut report = EvictionReport::default();
+        for k in &doomed {
+            if let Some(o) = shard.remove(k) {
+                ev.evicted(self.index.hash(k));
+                report.objects += 1;
+                report.bytes += footprint(&o);
+                self.free_object(&o);
+            }
+        }
+        report
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use crate::config::MasterConfig;
+    use crate::index::{limit, IndexMemoryLimit};
+    use crate::master::Master;
+    use crate::metrics::MasterMetrics;
+    use mooncake_common::ErrorCode;
+    use mooncake_common::SegmentDesc;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    /// The smallest limit: 1024 objects, 16 per shard.
+    fn small() -> Arc<Master> {
+        let bytes = limit::MIN_OBJECTS * limit::BYTES_PER_OBJECT_BUDGET;
+        let m = Master::new(MasterConfig {
+            index_memory_limit: IndexMemoryLimit::Bytes(bytes),
+            eviction_ratio: 0.05,
+            ..Default::default()
+        });
+        let desc = SegmentDesc {
+            name: "s".into(),
+            owner: "s".into(),
+            size: 1 << 30,
+            base: 0x1000_0000,
+            protocol: "tcp".into(),
+            transport_endpoint: "127.0.0.1:1".into(),
+            ..Default::default()
+        };
+        assert_eq!(m.mount_segment("c", desc), Ok(()));
+        m
+    }
+
+    fn put(m: &Master, key: &str) -> Result<(), ErrorCode> {
+        let r = m.put_start("c", key, 1024, &Default::default())?;
+        m.write_end("c", key, r.put_id)
+    }
+
+    #[test]
+    fn puts_beyond_the_limit_evict_least_recently_used_and_succeed() {
+        let m = small();
+        let cap = m.index_limit().objects;
+        assert_eq!(cap, 1024);
+        let n = 6_000;
+        for i in 0..n {
+            assert_eq!(put(&m, &format!("key-{i:08}")), Ok(()), "put {i}");
+            if i % 97 == 0 {
+                assert!(m.stats().key_count <= cap, "over the limit at put {i}");
+            }
+        }
+        let s = m.stats();
+        assert!(s.key_count <= cap && s.key_count > cap / 2, "{s:?}");
+        assert_eq!(s.object_count_limit, 1024);
+        let c = m.counters();
+        let evicted = c.limit_evictions.load(Ordering::Relaxed);
+        assert_eq!(evicted, n - s.key_count, "every missing object was evicted");
+        assert_eq!(
+            c.sync_evictions.load(Ordering::Relaxed),
+            0,
+            "space was never short"
+        );
+        // Least recently used went first: the newest keys are all there, the oldest gone.
+        for i in n - 100..n {
+            assert_eq!(
+                m.exist(&format!("key-{i:08}")),
+                Ok(true),
+                "recent key {i} evicted"
+            );
+        }
+        for i in 0..100 {
+            assert_eq!(
+                m.exist(&format!("key-{i:08}")),
+                Ok(false),
+                "old key {i} kept"
+            );
+        }
+        // Space of evicted objects went back to the segment.
+        assert_eq!(s.allocated_bytes, s.key_count * 1024);
+    }
+
+    #[test]
+    fn a_full_index_of_unevictable_objects_answers_no_available_handle() {
+        let m = small();
+        // Puts that never end are not evictable; fill every shard with them.
+        let mut started = Vec::new();
+        let mut refused = 0;
+        for i in 0..3_000 {
+            let key = format!("pending-{i}");
+            match m.put_start("c", &key, 1024, &Default::default()) {
+                Ok(r) => started.push((key, r.put_id)),
+                Err(e) => {
+                    assert_eq!(e, ErrorCode::NoAvailableHandle);
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(started.len() as u64, m.index_limit().objects);
+        assert_eq!(refused, 3_000 - started.len());
+        let c = m.counters();
+        assert_eq!(c.evicted_objects.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            c.eviction_runs.load(Ordering::Relaxed),
+            0,
+            "no space eviction"
+        );
+        // Once they complete they are evictable again, and new puts succeed.
+        for (k, id) in &started {
+            assert_eq!(m.write_end("c", k, *id), Ok(()));
+        }
+        assert_eq!(put(&m, "pending-0-again"), Ok(()));
+        assert!(m.stats().key_count <= m.index_limit().objects);
+    }
+
+    #[test]
+    fn the_gauges_report_the_limit_and_the_index_memory() {
+        let m = small();
+        let metrics = MasterMetrics::new(prometheus::Registry::new()).unwrap();
+        let text = metrics.render(&m).unwrap();
+        assert!(text.contains("\nmaster_object_count_limit 1024"), "{text}");
+        let limit = limit::MIN_OBJECTS * limit::BYTES_PER_OBJECT_BUDGET;
+        assert!(text.contains(&format!("\nmaster_index_memory_limit_bytes {limit}")));
+        let before = m.stats().index_memory_bytes;
+        for i in 0..500 {
+            assert_eq!(put(&m, &format!("key-{i:08}")), Ok(()));
+        }
+        let s = m.stats();
+        assert!(s.index_memory_bytes > before + 500 * 24, "{s:?}");
+        assert!(s.index_memory_bytes <= s.index_memory_limit_bytes, "{s:?}");
+        let text = metrics.render(&m).unwrap();
+        assert!(text.contains(&format!(
+            "\nmaster_index_memory_bytes {}",
+            s.index_memory_bytes
+        )));
+        let unlimited = Master::new(MasterConfig {
+            index_memory_limit: IndexMemoryLimit::Unlimited,
+            ..Default::default()
+        });
+        assert_eq!(unlimited.stats().object_count_limit, 0);
+    }
+}
+
+#[cfg(test)]
+mod round_tests {
+    use crate::config::MasterConfig;
+    use crate::master::{Master, WriteKind};
+    use mooncake_common::{ErrorCode, SegmentDesc};
+    use std::sync::Arc;
+
+    const MIB: u64 = 1 << 20;
+
+    fn pool(size: u64, high_watermark: f64) -> Arc<Master> {
+        let m = Master::new(MasterConfig {
+            eviction_high_watermark_ratio: high_watermark,
+            ..Default::default()
+        });
+        let desc = SegmentDesc {
+            name: "s".into(),
+            owner: "s".into(),
+            size,
+            base: 0x1000_0000,
+            protocol: "tcp".into(),
+            transport_endpoint: "127.0.0.1:1".into(),
+            ..Default::default()
+        };
+        assert_eq!(m.mount_segment("c", desc), Ok(()));
+        m
+    }
+
+    fn put(m: &Master, key: &str, size: u64) -> Result<(), ErrorCode> {
+        let r = m.put_start("c", key, size, &Default::default())?;
+        m.write_end("c", key, r.put_id)
+    }
+
+    /// A put the next round would evict on its own (above the high watermark alone)
+    /// is refused with -200 and displaces nothing.
+    #[test]
+    fn a_put_larger_than_eviction_can_keep_fails_with_no_available_handle() {
+        let m = pool(1024 * MIB, 0.9);
+        assert_eq!(put(&m, "small", MIB), Ok(()));
+        assert_eq!(
+            put(&m, "huge", 950 * MIB),
+            Err(ErrorCode::NoAvailableHandle)
+        );
+        let keys = ["huge"];
+        let sizes = [950 * MIB];
+        let batch = m.batch_write_start(WriteKind::Put, "c", &keys, &sizes, &Default::default());
+        assert_eq!(batch[0].as_ref().err(), Some(&ErrorCode::NoAvailableHandle));
+        assert_eq!(m.run_eviction().objects, 0);
+        assert_eq!(m.exist("small"), Ok(true), "an unrelated key stays");
+        assert_eq!(m.exist("huge"), Ok(false));
+        // At the watermark's size it fits and is kept.
+        assert_eq!(put(&m, "fits", 900 * MIB), Ok(()));
+        assert_eq!(m.exist("fits"), Ok(true));
+    }
+
+    /// The round a put triggers takes older objects, never the put's own, even when
+    /// the policy would rank it lowest (nothing else was used after the older ones).
+    #[test]
+    fn an_object_is_never_evicted_by_the_round_its_own_put_triggered() {
+        let m = pool(1024 * MIB, 0.9);
+        for i in 0..8 {
+            assert_eq!(put(&m, &format!("old-{i}"), 100 * MIB), Ok(()));
+        }
+        // 800 MiB used; this one takes usage to 920 MiB > 921.6? no: to 950 MiB.
+        assert_eq!(put(&m, "trigger", 150 * MIB), Ok(()));
+        let r = m.run_eviction();
+        assert!(r.objects > 0, "{r:?}");
+        assert_eq!(m.exist("trigger"), Ok(true), "evicted by its own round");
+        // Even when it is the only thing left worth taking: the round stops short.
+        let m = pool(1024 * MIB, 0.9);
+        assert_eq!(put(&m, "only", 920 * MIB), Ok(()));
+        assert_eq!(put(&m, "tip", 10 * MIB), Ok(()));
+        let r = m.run_eviction();
+        assert_eq!(m.exist("tip"), Ok(true), "{r:?}");
+    }
+}
