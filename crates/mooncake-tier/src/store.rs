@@ -1,0 +1,447 @@
+//! The tier's files in its directory:
+//! - `tier.data`: one file of the tier's capacity (sparse until written). Each record
+//!   sits at the offset the master allocated for it, so space comes back the moment the
+//!   master frees an extent; a stale record under a newer one is simply replaced.
+//! - `tier.index`: an append-only log of the extents written (offset, length, CRC), so
+//!   a restarted owner finds its records without scanning terabytes. Rewritten compact
+//!   at every open.
+//!
+//! Every read is checked against the per-block CRCs kept in memory (taken from the
+//! record's header when it was written or recovered): a block that changed on disk
+//! after the write is a miss, counted, and the record is dropped; bytes are never
+//! returned unless they are the bytes that were written.
+
+use parking_lot::{Mutex, RwLock};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::TierConfig;
+use crate::errors::TierError;
+use crate::metrics::{TierMetrics, TierStats};
+use crate::record::{Header, BLOCK};
+
+const DATA: &str = "tier.data";
+const INDEX: &str = "tier.index";
+const INDEX_ENTRY: usize = 24;
+
+/// A record the tier holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordInfo {
+    pub key: String,
+    /// Where the record starts in the tier (the master's extent).
+    pub offset: u64,
+    /// Bytes of header + value.
+    pub len: u64,
+    /// Where the value starts (what readers address).
+    pub value_offset: u64,
+    pub value_len: u64,
+    pub generation: u64,
+}
+
+#[derive(Debug)]
+struct Record {
+    offset: u64,
+    header_len: u64,
+    key: String,
+    value_len: u64,
+    generation: u64,
+    crcs: Vec<u32>,
+}
+
+impl Record {
+    fn end(&self) -> u64 {
+        self.offset + self.header_len + self.value_len
+    }
+    fn value_offset(&self) -> u64 {
+        self.offset + self.header_len
+    }
+    fn info(&self) -> RecordInfo {
+        RecordInfo {
+            key: self.key.clone(),
+            offset: self.offset,
+            len: self.header_len + self.value_len,
+            value_offset: self.value_offset(),
+            value_len: self.value_len,
+            generation: self.generation,
+        }
+    }
+}
+
+/// One owner's SSD tier.
+pub struct DiskTier {
+    dir: PathBuf,
+    data_path: PathBuf,
+    data: File,
+    index: Mutex<File>,
+    capacity: u64,
+    /// Records by start offset.
+    records: RwLock<BTreeMap<u64, Arc<Record>>>,
+    metrics: TierMetrics,
+}
+
+impl DiskTier {
+    /// Opens (or creates) the tier in `cfg.dir`, finding the records a previous run left.
+    pub fn open(cfg: &TierConfig) -> Result<DiskTier, TierError> {
+        let dir = &cfg.dir;
+        let md = std::fs::metadata(dir).map_err(|e| {
+            TierError::Config(format!(
+                "{}={}: {e}",
+                crate::config::ENV_PATH,
+                dir.display()
+            ))
+        })?;
+        if !md.is_dir() {
+            return Err(TierError::Config(format!(
+                "{}={} is not a directory",
+                crate::config::ENV_PATH,
+                dir.display()
+            )));
+        }
+        let data_path = dir.join(DATA);
+        let data = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&data_path)
+            .map_err(|e| {
+                TierError::Config(format!(
+                    "{}={} is not writable ({}: {e})",
+                    crate::config::ENV_PATH,
+                    dir.display(),
+                    data_path.display()
+                ))
+            })?;
+        let len = data
+            .metadata()
+            .map_err(TierError::io("stat", &data_path))?
+            .len();
+        if len < cfg.capacity {
+            data.set_len(cfg.capacity)
+                .map_err(TierError::io("size", &data_path))?;
+        }
+        let index_path = dir.join(INDEX);
+        let found = read_index(&index_path);
+        let tier = DiskTier {
+            dir: dir.clone(),
+            data_path,
+            data,
+            index: Mutex::new(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&index_path)
+                    .map_err(TierError::io("open", &index_path))?,
+            ),
+            capacity: cfg.capacity,
+            records: RwLock::new(BTreeMap::new()),
+            metrics: TierMetrics::default(),
+        };
+        let mut dropped = 0u64;
+        for (offset, len) in found {
+            match tier.load_header(offset, len) {
+                Ok(r) => tier.insert(r),
+                Err(e) => {
+                    dropped += 1;
+                    tracing::warn!(
+                        offset,
+                        len,
+                        "SSD tier: a record left by the last run is unusable: {e}"
+                    );
+                }
+            }
+        }
+        if dropped > 0 {
+            TierMetrics::add(&tier.metrics.checksum_failures, dropped);
+        }
+        tier.rewrite_index()?;
+        Ok(tier)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Writes `value` as the record of `key` at `offset` (the start of an extent of
+    /// [`record_len`](crate::record_len) bytes), replacing any record it overlaps.
+    pub fn write(
+        &self,
+        offset: u64,
+        key: &str,
+        generation: u64,
+        value: &[u8],
+    ) -> Result<RecordInfo, TierError> {
+        let h = Header::of(key, generation, value);
+        let total = h.len() + value.len() as u64;
+        if offset
+            .checked_add(total)
+            .is_none_or(|end| end > self.capacity)
+        {
+            return Err(TierError::OutOfSpace {
+                offset,
+                len: total,
+                capacity: self.capacity,
+            });
+        }
+        // The overlapped records are gone whatever happens next.
+        self.remove_range(offset, total);
+        let head = h.encode();
+        self.data
+            .write_all_at(&head, offset)
+            .and_then(|_| self.data.write_all_at(value, offset + head.len() as u64))
+            .map_err(TierError::io("write", &self.data_path))?;
+        let rec = Record {
+            offset,
+            header_len: head.len() as u64,
+            key: key.to_string(),
+            value_len: value.len() as u64,
+            generation,
+            crcs: h.crcs,
+        };
+        let info = rec.info();
+        self.append_index(offset, total)?;
+        self.insert(rec);
+        TierMetrics::add(&self.metrics.writes, 1);
+        TierMetrics::add(&self.metrics.write_bytes, value.len() as u64);
+        Ok(info)
+    }
+
+    /// Fills `buf` with the value bytes at `value_offset` (an address inside one
+    /// record's value), checking every block it touches.
+    pub fn read(&self, value_offset: u64, buf: &mut [u8]) -> Result<(), TierError> {
+        let len = buf.len() as u64;
+        let missing = TierError::Missing {
+            offset: value_offset,
+            len,
+        };
+        let rec = {
+            let map = self.records.read();
+            let Some((_, r)) = map.range(..=value_offset).next_back() else {
+                return Err(missing);
+            };
+            if value_offset < r.value_offset() || value_offset + len > r.end() {
+                return Err(missing);
+            }
+            r.clone()
+        };
+        let rel = value_offset - rec.value_offset();
+        let first = rel / BLOCK;
+        let last = if len == 0 {
+            first
+        } else {
+            (rel + len - 1) / BLOCK
+        };
+        let span_start = first * BLOCK;
+        let span_end = ((last + 1) * BLOCK).min(rec.value_len);
+        let mut span = vec![0u8; (span_end - span_start) as usize];
+        self.data
+            .read_exact_at(&mut span, rec.value_offset() + span_start)
+            .map_err(TierError::io("read", &self.data_path))?;
+        for (i, chunk) in span.chunks(BLOCK as usize).enumerate() {
+            if crc32c::crc32c(chunk) != rec.crcs[first as usize + i] {
+                TierMetrics::add(&self.metrics.checksum_failures, 1);
+                self.drop_record(rec.offset);
+                return Err(TierError::Checksum {
+                    key: rec.key.clone(),
+                    offset: rec.offset,
+                });
+            }
+        }
+        let from = (rel - span_start) as usize;
+        buf.copy_from_slice(&span[from..from + len as usize]);
+        TierMetrics::add(&self.metrics.reads, 1);
+        TierMetrics::add(&self.metrics.read_bytes, len);
+        Ok(())
+    }
+
+    /// Reads a whole value, checked.
+    pub fn read_value(&self, value_offset: u64, value_len: u64) -> Result<Vec<u8>, TierError> {
+        let mut v = vec![0u8; value_len as usize];
+        self.read(value_offset, &mut v)?;
+        Ok(v)
+    }
+
+    /// The record whose value starts at `value_offset`.
+    pub fn record_at(&self, value_offset: u64) -> Option<RecordInfo> {
+        let map = self.records.read();
+        let (_, r) = map.range(..=value_offset).next_back()?;
+        (r.value_offset() == value_offset).then(|| r.info())
+    }
+
+    /// Forgets the records overlapping `[offset, offset+len)` and gives their disk
+    /// blocks back to the file system.
+    pub fn discard(&self, offset: u64, len: u64) {
+        if self.remove_range(offset, len) > 0 {
+            punch_hole(&self.data, offset, len);
+        }
+    }
+
+    /// Every record held, by offset.
+    pub fn records(&self) -> Vec<RecordInfo> {
+        self.records.read().values().map(|r| r.info()).collect()
+    }
+
+    pub fn stats(&self) -> TierStats {
+        let map = self.records.read();
+        self.metrics.snapshot(
+            map.len() as u64,
+            map.values().map(|r| r.value_len).sum(),
+            self.capacity,
+        )
+    }
+
+    pub fn metrics(&self) -> &TierMetrics {
+        &self.metrics
+    }
+
+    fn insert(&self, r: Record) {
+        let (start, len) = (r.offset, r.header_len + r.value_len);
+        self.remove_range(start, len);
+        self.records.write().insert(start, Arc::new(r));
+    }
+
+    /// Drops records overlapping the range; returns how many.
+    fn remove_range(&self, offset: u64, len: u64) -> usize {
+        let end = offset.saturating_add(len);
+        let mut map = self.records.write();
+        let doomed: Vec<u64> = map
+            .range(..end)
+            .rev()
+            .take_while(|(_, r)| r.end() > offset)
+            .map(|(k, _)| *k)
+            .collect();
+        // `take_while` stops at the first record ending before `offset`: records do not
+        // overlap each other, so none further left can reach into the range.
+        for k in &doomed {
+            map.remove(k);
+        }
+        doomed.len()
+    }
+
+    fn drop_record(&self, offset: u64) {
+        self.records.write().remove(&offset);
+    }
+
+    fn load_header(&self, offset: u64, len: u64) -> Result<Record, TierError> {
+        if offset.checked_add(len).is_none_or(|e| e > self.capacity) {
+            return Err(TierError::OutOfSpace {
+                offset,
+                len,
+                capacity: self.capacity,
+            });
+        }
+        let mut fixed = vec![0u8; Header::FIXED_LEN];
+        self.data
+            .read_exact_at(&mut fixed, offset)
+            .map_err(TierError::io("read", &self.data_path))?;
+        let hlen = Header::peek_len(&fixed).map_err(TierError::Config)?;
+        if hlen > len {
+            return Err(TierError::Config("header longer than its extent".into()));
+        }
+        let mut b = vec![0u8; hlen as usize];
+        self.data
+            .read_exact_at(&mut b, offset)
+            .map_err(TierError::io("read", &self.data_path))?;
+        let h = Header::decode(&b)?;
+        if hlen + h.value_len != len {
+            return Err(TierError::Config(
+                "record length does not match its index entry".into(),
+            ));
+        }
+        Ok(Record {
+            offset,
+            header_len: hlen,
+            key: h.key,
+            value_len: h.value_len,
+            generation: h.generation,
+            crcs: h.crcs,
+        })
+    }
+
+    fn append_index(&self, offset: u64, len: u64) -> Result<(), TierError> {
+        let e = index_entry(offset, len);
+        self.index
+            .lock()
+            .write_all(&e)
+            .map_err(TierError::io("append", &self.dir.join(INDEX)))
+    }
+
+    fn rewrite_index(&self) -> Result<(), TierError> {
+        let path = self.dir.join(INDEX);
+        let tmp = self.dir.join("tier.index.tmp");
+        let mut buf = Vec::new();
+        for r in self.records.read().values() {
+            buf.extend_from_slice(&index_entry(r.offset, r.header_len + r.value_len));
+        }
+        std::fs::write(&tmp, &buf).map_err(TierError::io("write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(TierError::io("rename", &path))?;
+        *self.index.lock() = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(TierError::io("open", &path))?;
+        Ok(())
+    }
+}
+
+fn index_entry(offset: u64, len: u64) -> [u8; INDEX_ENTRY] {
+    let mut e = [0u8; INDEX_ENTRY];
+    e[0..8].copy_from_slice(&offset.to_le_bytes());
+    e[8..16].copy_from_slice(&len.to_le_bytes());
+    let c = crc32c::crc32c(&e[0..16]);
+    e[16..20].copy_from_slice(&c.to_le_bytes());
+    e
+}
+
+/// The extents in the index, oldest first; a torn or corrupt entry ends the log.
+fn read_index(path: &Path) -> Vec<(u64, u64)> {
+    let mut b = Vec::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_end(&mut b);
+    }
+    let mut out = Vec::new();
+    for e in b.chunks(INDEX_ENTRY) {
+        if e.len() < INDEX_ENTRY
+            || crc32c::crc32c(&e[0..16]) != u32::from_le_bytes(e[16..20].try_into().unwrap())
+        {
+            tracing::warn!(path = %path.display(), "SSD tier: the index ends in a torn entry; later records are not recovered");
+            break;
+        }
+        out.push((
+            u64::from_le_bytes(e[0..8].try_into().unwrap()),
+            u64::from_le_bytes(e[8..16].try_into().unwrap()),
+        ));
+    }
+    out
+}
+
+/// Gives whole file-system pages inside the range back (best effort).
+fn punch_hole(f: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let page = 4096;
+    let start = offset.div_ceil(page) * page;
+    let end = (offset + len) / page * page;
+    if end <= start {
+        return;
+    }
+    // SAFETY: plain syscall on an open fd; failure (e.g. no hole support) is harmless.
+    unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            start as libc::off_t,
+            (end - start) as libc::off_t,
+        );
+    }
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
