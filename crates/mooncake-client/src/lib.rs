@@ -21,6 +21,7 @@
 //! - [`key_batch`]: keys encoded straight into a batch request (no `String` per key).
 //! - [`discovery`]: the HA leader named in etcd (`MOONCAKE_MASTER=etcd://...`).
 //! - `buffers`: caller memory registered for zero-copy calls.
+//! - [`sessions`]: ranged puts and gets in sessions (reserve, write ranges, end).
 //! - `errors`: how statuses, per-item codes and transfer failures become contract codes.
 
 mod admin;
@@ -41,6 +42,7 @@ mod put;
 mod read;
 mod restart;
 mod rpc;
+pub mod sessions;
 pub mod transport;
 mod write;
 
@@ -50,6 +52,7 @@ pub use errors::MAX_KEY_LEN;
 pub use framed::CallMode;
 pub use get::Location;
 pub use key_batch::KeyBatch;
+pub use sessions::{GetTicket, PutTicket};
 pub use mooncake_common::{ErrorCode, MooncakeError, Result};
 /// The memory a process contributes and the mappings of same-host peers' segments,
 /// under the path this crate exported them at before they got a crate of their own.

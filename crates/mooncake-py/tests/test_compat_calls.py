@@ -91,3 +91,58 @@ def test_get_into_ranges_mirrors_the_request(store, keyspace):
                                 [[[5, 5], [], [7]]])
     assert res == [[[INVALID_PARAMS], [], [7]]]
     assert store.unregister_buffer(buf.ptr) == 0
+
+
+def test_put_session_writes_ranges_then_ends(store, keyspace):
+    buf = HostBuf(1 << 16)
+    assert store.register_buffer(buf.ptr, buf.size) == 0
+    v = pattern(6, 3000)
+    buf.write(0, v)
+    k, r, dup = keyspace("ps"), keyspace("revoked"), keyspace("dup")
+    assert store.put(dup, b"here") == 0
+    codes = store.batch_put_session_start([k, r, dup, ""], [3000, 100, 10, 10])
+    assert codes[0] == 0 and codes[1] == 0 and codes[2] == -705 and codes[3] < 0
+    assert store.batch_put_session_start([k], [3000]) == [INVALID_PARAMS]  # open already
+    assert store.is_exist(k) == 0  # invisible until the end
+    # Two calls, pieces at any offsets, out of order.
+    assert store.batch_put_from_multi_buffer_ranges(
+        [k], [[buf.ptr + 2000]], [[1000]], [[2000]]) == [0]
+    assert store.batch_put_from_multi_buffer_ranges(
+        [k, keyspace("nosession")], [[buf.ptr, buf.ptr + 1000], [buf.ptr]],
+        [[1000, 1000], [1]], [[0, 1000], [0]]) == [0, INVALID_PARAMS]
+    # Outside the object, lists that disagree.
+    assert store.batch_put_from_multi_buffer_ranges([k], [[buf.ptr]], [[10]], [[2995]]) == \
+        [INVALID_PARAMS]
+    assert store.batch_put_from_multi_buffer_ranges([k], [[buf.ptr]], [[10, 1]], [[0]]) == \
+        [INVALID_PARAMS]
+    assert store.batch_put_session_end([k, keyspace("nosession")]) == [0, INVALID_PARAMS]
+    assert store.get(k) == v
+    assert store.batch_put_session_revoke([r]) == [0]
+    assert store.is_exist(r) == 0
+    assert store.unregister_buffer(buf.ptr) == 0
+
+
+def test_get_session_reads_ranges(store, cluster, keyspace):
+    k = keyspace("gs")
+    v = pattern(7, 5000)
+    assert store.put(k, v) == 0
+    buf = HostBuf(8192)
+    assert store.register_buffer(buf.ptr, buf.size) == 0
+    assert store.batch_get_session_start([k, keyspace("none")]) == [0, OBJECT_NOT_FOUND]
+    res = store.batch_get_into_multi_buffer_ranges(
+        [k, keyspace("none")], [[buf.ptr, buf.ptr + 100], [buf.ptr]],
+        [[100, 50], [1]], [[4900, 0], [0]])
+    assert res == [150, INVALID_PARAMS]
+    assert buf.read(0, 150) == v[4900:5000] + v[0:50]
+    assert store.batch_get_into_multi_buffer_ranges([k], [[buf.ptr]], [[10]], [[4995]]) == \
+        [INVALID_PARAMS]
+    # After the lease runs out the session answers LEASE_EXPIRED and is dropped.
+    time.sleep(LEASE_MS / 1000 + 0.3)
+    assert store.batch_get_into_multi_buffer_ranges([k], [[buf.ptr]], [[10]], [[0]]) == [-707]
+    assert store.batch_get_into_multi_buffer_ranges([k], [[buf.ptr]], [[10]], [[0]]) == \
+        [INVALID_PARAMS]
+    assert store.batch_get_session_start([k]) == [0]
+    assert store.batch_get_session_end([k]) == 0
+    assert store.batch_get_into_multi_buffer_ranges([k], [[buf.ptr]], [[10]], [[0]]) == \
+        [INVALID_PARAMS]
+    assert store.unregister_buffer(buf.ptr) == 0

@@ -212,6 +212,9 @@ def test_bad_input(real_client, pool, keyspace):
     assert d.register_buffer(base, 4096) == 0
     # Mismatched lengths, as for an embedded store.
     assert d.batch_put_from([good], [base, base], [1]) == [INVALID_PARAMS]
+    # Sessions are an embedded store's.
+    assert d.batch_put_session_start([keyspace("s")], [10]) == [INVALID_PARAMS]
+    assert d.batch_get_session_start([good]) == [INVALID_PARAMS]
     d.close()
 
 

@@ -167,6 +167,7 @@ impl NativeStore {
     /// Idempotent. Unmounts this client's segment (its objects go) and forgets the
     /// session, so later calls answer "not set up" and `setup()` may be called again.
     pub(super) fn close_impl(&self, py: Python<'_>) -> i32 {
+        self.sessions.clear();
         if let Some(c) = self.close_dummy(py) {
             return c;
         }

@@ -15,6 +15,7 @@ mod dummy;
 mod meta;
 mod ranges;
 mod session;
+mod sessions;
 mod setup;
 mod zero_copy;
 
@@ -39,6 +40,8 @@ pub struct NativeStore {
     session: RwLock<Option<Arc<Session>>>,
     /// Set instead of `session` by `setup_dummy`: calls go to the real client.
     dummy: RwLock<Option<Arc<mooncake_realclient::DummyClient>>>,
+    /// Open put and get sessions (`batch_put_session_*`, `batch_get_session_*`).
+    sessions: sessions::Sessions,
 }
 
 impl NativeStore {
@@ -60,6 +63,7 @@ impl NativeStore {
         NativeStore {
             session: RwLock::new(None),
             dummy: RwLock::new(None),
+            sessions: sessions::Sessions::default(),
         }
     }
 
@@ -117,11 +121,7 @@ impl NativeStore {
 
     /// Native end of `get_replica_desc` / `batch_get_replica_desc`: per key
     /// `(code, size, [(segment, endpoint, address, size)])`.
-    fn _replica_descs(
-        &self,
-        py: Python<'_>,
-        keys: Vec<String>,
-    ) -> Vec<ReplicaAnswer> {
+    fn _replica_descs(&self, py: Python<'_>, keys: Vec<String>) -> Vec<ReplicaAnswer> {
         self.replica_descs_impl(py, &keys)
             .into_iter()
             .map(|r| match r {
@@ -406,6 +406,67 @@ impl NativeStore {
             all_sizes,
         };
         self.get_into_ranges_impl(py, &ranges)
+    }
+
+    /// Reserves one object per key of `sizes[i]` bytes, to be written in ranges; a
+    /// code per key (-600 for a key with a session open already).
+    #[pyo3(signature = (keys, sizes, config=None))]
+    fn batch_put_session_start(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        sizes: Vec<u64>,
+        config: Cfg,
+    ) -> Vec<i32> {
+        self.put_session_start_impl(py, &keys, &sizes, config)
+    }
+
+    /// Writes `all_sizes[i][j]` bytes from `all_buffer_ptrs[i][j]` at offset
+    /// `all_dst_offsets[i][j]` of the object of session `keys[i]`; 0 per key, -600
+    /// for a key without a session, with lists that disagree or a range outside it.
+    fn batch_put_from_multi_buffer_ranges(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        all_buffer_ptrs: Vec<Vec<usize>>,
+        all_sizes: Vec<Vec<usize>>,
+        all_dst_offsets: Vec<Vec<u64>>,
+    ) -> Vec<i32> {
+        self.put_ranges_impl(py, &keys, &all_buffer_ptrs, &all_sizes, &all_dst_offsets)
+    }
+
+    /// Completes the sessions' objects (readable from now on); a code per key.
+    fn batch_put_session_end(&self, py: Python<'_>, keys: Vec<String>) -> Vec<i32> {
+        self.put_session_finish_impl(py, &keys, false)
+    }
+
+    /// Abandons the sessions' objects (their space is freed); a code per key.
+    fn batch_put_session_revoke(&self, py: Python<'_>, keys: Vec<String>) -> Vec<i32> {
+        self.put_session_finish_impl(py, &keys, true)
+    }
+
+    /// Looks the keys up once for ranged reads; a code per key.
+    fn batch_get_session_start(&self, py: Python<'_>, keys: Vec<String>) -> Vec<i32> {
+        self.get_session_start_impl(py, &keys)
+    }
+
+    /// Reads `all_sizes[i][j]` bytes at offset `all_src_offsets[i][j]` of session
+    /// `keys[i]`'s object into `all_buffer_ptrs[i][j]`; bytes read per key, -707 once
+    /// the session's lease has run out.
+    fn batch_get_into_multi_buffer_ranges(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        all_buffer_ptrs: Vec<Vec<usize>>,
+        all_sizes: Vec<Vec<usize>>,
+        all_src_offsets: Vec<Vec<u64>>,
+    ) -> Vec<i64> {
+        self.get_ranges_impl(py, &keys, &all_buffer_ptrs, &all_sizes, &all_src_offsets)
+    }
+
+    /// Forgets the keys' get sessions; 0.
+    fn batch_get_session_end(&self, keys: Vec<String>) -> i32 {
+        self.get_session_end_impl(&keys)
     }
 
     fn get_hostname(&self) -> String {
