@@ -23,8 +23,9 @@ OBJECT_NOT_FOUND = -704
 class RealClient:
     """A ``mooncake_client`` process on a free port, restartable on the same port."""
 
-    def __init__(self, cluster, workdir: Path, segment="64 MB"):
+    def __init__(self, cluster, workdir: Path, segment="64 MB", extra=()):
         self.cluster, self.workdir, self.segment = cluster, workdir, segment
+        self.extra = list(extra)
         self.port = free_port()
         self.proc = None
         self.starts = 0
@@ -37,7 +38,7 @@ class RealClient:
              f"--master_server_address={self.cluster.master}",
              "--host=127.0.0.1", f"--port={self.port}",
              f"--global_segment_size={self.segment}", "--protocol=tcp",
-             f"--metadata_server={self.cluster.metadata}"],
+             f"--metadata_server={self.cluster.metadata}", *self.extra],
             stdout=log.open("w"), stderr=subprocess.STDOUT)
         wait_until("mooncake_client", lambda: port_open(self.port), 30, self.proc, log)
         return self
@@ -284,3 +285,34 @@ def test_the_port_survives_strangers(real_client, pool, keyspace):
     fill(base, b"q" * 100)
     assert d.batch_put_from([keyspace("after-strangers")], [base], [100]) == [0]
     d.close()
+
+
+def test_a_flood_of_silent_connections_costs_only_the_handshake_timeout(cluster, tmp_path, pool):
+    """At the connection cap one more connection is closed at once; strangers that
+    never say hello are closed after the handshake timeout (5 s), and then dummies get
+    in again."""
+    import socket
+    rc = RealClient(cluster, tmp_path, extra=["--max_dummy_connections=2"]).start()
+    try:
+        silent = [socket.create_connection(("127.0.0.1", rc.port)) for _ in range(2)]
+        time.sleep(0.3)  # both admitted
+        with socket.create_connection(("127.0.0.1", rc.port)) as extra:
+            extra.settimeout(3)
+            try:
+                assert extra.recv(1) == b""  # closed at once: over the cap
+            except ConnectionResetError:
+                pass
+        d = MooncakeDistributedStore()
+        assert d.setup_dummy(0, 0, rc.address) == RPC_FAIL
+        for s in silent:
+            s.settimeout(15)
+            try:
+                assert s.recv(1) == b""  # the handshake timeout closed it
+            except ConnectionResetError:
+                pass
+            s.close()
+        time.sleep(0.3)
+        assert d.setup_dummy(0, 0, rc.address) == 0
+        d.close()
+    finally:
+        rc.stop()
