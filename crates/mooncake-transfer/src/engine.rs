@@ -235,6 +235,12 @@ impl TransferEngine {
         *self.seg.control.write() = Some(handler);
     }
 
+    /// Serves reads of `source`'s range (an SSD tier) on this engine's listener and to
+    /// this process's own transfers; `None` stops serving them.
+    pub fn set_read_source(&self, source: Option<Arc<dyn crate::ReadSource>>) {
+        *self.seg.source.write() = source;
+    }
+
     /// The cached peer for `target`, resolving it on first use.
     pub(crate) async fn peer(
         &self,

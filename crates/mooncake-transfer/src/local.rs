@@ -7,6 +7,18 @@ use std::sync::Arc;
 /// Answers Control frames (transport handshakes such as RDMA queue-pair setup).
 pub type ControlHandler = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
 
+/// Serves reads of an address range that is not memory: an SSD tier's records, which
+/// peers read like any replica (`[addr, addr+len)` in this engine's address space) and
+/// which the source reads from its files, checked, on each request. Reads only: a
+/// write into the range is refused like any write outside the registered memory.
+pub trait ReadSource: Send + Sync {
+    /// Whether `[addr, addr+len)` belongs to this source (even if no record holds it).
+    fn covers(&self, addr: u64, len: u64) -> bool;
+    /// Fills `buf` with the bytes at `addr`. An error refuses the read; bytes that
+    /// cannot be vouched for are never returned.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), String>;
+}
+
 use crate::memory::MemoryRegistry;
 use crate::metrics::Metrics;
 use crate::segment::{BufferDesc, NicEndpoint, SegmentDescriptor};
@@ -21,6 +33,8 @@ pub struct LocalSegment {
     /// Extra per-buffer RDMA keys (filled by the RDMA transport when active).
     pub rkeys: RwLock<Vec<(u64, Vec<u32>)>>,
     pub control: RwLock<Option<ControlHandler>>,
+    /// Non-memory ranges served for reads (an SSD tier), see [`ReadSource`].
+    pub source: RwLock<Option<Arc<dyn ReadSource>>>,
 }
 
 impl LocalSegment {
@@ -34,7 +48,17 @@ impl LocalSegment {
             metrics: Metrics::default(),
             rkeys: RwLock::new(Vec::new()),
             control: RwLock::new(None),
+            source: RwLock::new(None),
         }
+    }
+
+    /// The read source covering `[addr, addr+len)`, if any.
+    pub fn source_for(&self, addr: u64, len: u64) -> Option<Arc<dyn ReadSource>> {
+        self.source
+            .read()
+            .as_ref()
+            .filter(|s| s.covers(addr, len))
+            .cloned()
     }
 
     /// The descriptor peers use, reflecting the regions registered right now.

@@ -291,6 +291,21 @@ fn rdma_route(
 
 /// A transfer to this engine's own segment: a bounds-checked memcpy.
 fn local_copy(eng: &TransferEngine, s: &SliceSpec, op: Opcode) -> Result<(), TransferError> {
+    if let (Opcode::Read, Some(src)) = (op, eng.seg.source_for(s.remote, s.len as u64)) {
+        if !s.ctl.begin() {
+            return Err(TransferError::Shutdown);
+        }
+        // SAFETY: the local range is valid per the transfer's contract and `begin`
+        // says it has not been cancelled.
+        let dst = unsafe { std::slice::from_raw_parts_mut(s.local as *mut u8, s.len) };
+        let r = src.read(s.remote, dst);
+        s.ctl.end();
+        return r.map_err(|_| TransferError::OutOfRegion {
+            segment: eng.seg.name.clone(),
+            addr: s.remote,
+            len: s.len as u64,
+        });
+    }
     let region = eng
         .seg
         .memory

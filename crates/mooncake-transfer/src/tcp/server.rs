@@ -293,6 +293,47 @@ async fn serve(
                     .await
                     .map_err(io("write ack"))?;
             }
+            Op::Read if seg.source_for(h.addr, h.len).is_some() => {
+                let src = seg.source_for(h.addr, h.len);
+                let (addr, len) = (h.addr, h.len as usize);
+                let got = tokio::task::spawn_blocking(move || {
+                    let src = src.ok_or_else(|| "read source removed".to_string())?;
+                    let mut b = vec![0u8; len];
+                    src.read(addr, &mut b).map(|_| b)
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                let resp = Header::new(Op::ReadData, h.id, h.addr, h.len);
+                match got {
+                    Ok(b) => {
+                        let resp = if h.has_crc() {
+                            resp.with_crc(crc(&b))
+                        } else {
+                            resp
+                        };
+                        answer(&mut wr, &resp, &b, stall)
+                            .await
+                            .map_err(io("read payload"))?;
+                        Metrics::add(&seg.metrics.bytes_served_out, h.len);
+                    }
+                    Err(e) => {
+                        tracing::debug!(
+                            addr = h.addr,
+                            len = h.len,
+                            "refused a read of the SSD tier: {e}"
+                        );
+                        Metrics::add(&seg.metrics.out_of_region, 1);
+                        answer(
+                            &mut wr,
+                            &resp.with_status(status::OUT_OF_REGION),
+                            &[],
+                            stall,
+                        )
+                        .await
+                        .map_err(io("read refusal"))?;
+                    }
+                }
+            }
             Op::Read => match seg.memory.lookup(h.addr, h.len) {
                 None => {
                     Metrics::add(&seg.metrics.out_of_region, 1);
