@@ -153,7 +153,7 @@ impl Default for MasterConfig {
             allow_evict_soft_pinned_objects: true,
             eviction_high_watermark_ratio: 0.9,
             eviction_ratio: 0.05,
-            eviction_policy: crate::eviction::PolicyKind::Lru,
+            eviction_policy: crate::eviction::PolicyKind::TwoQueue,
             client_ttl: Duration::from_secs(10),
             put_start_discard_timeout: Duration::from_secs(30),
             put_start_release_timeout: Duration::from_secs(600),

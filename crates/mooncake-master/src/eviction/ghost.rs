@@ -1,82 +1,69 @@
-//! The memory of recently evicted keys a policy may ask for: a direct-mapped table of
-//! 32-bit fingerprints of key hashes, [`SLOTS_PER_OBJECT`] slots per object the pool
-//! holds, so 16 B per object. An eviction writes its key's slot; a put of a new key
-//! whose slot holds its fingerprint was evicted not long ago (and clears the slot). A
-//! newer eviction that lands on the same slot overwrites the older one, so the table
-//! forgets oldest-first on average, like the FIFO ghost queue of S3-FIFO, at a fixed
-//! size and without a lock on the put path (the table is only replaced, under a
-//! write lock, when a round finds the pool holds many more objects than it was sized
-//! for). A false "remembered" needs two keys to share 32 bits of hash and a slot.
+//! The memory of recently evicted keys a policy may ask for (S3-FIFO's ghost queue),
+//! one per index shard and changed only under the shard's lock, so the put path pays
+//! no lock of its own. It maps 32-bit fingerprints of evicted keys' hashes to the
+//! master-wide eviction count at their eviction; a put of a new key whose fingerprint
+//! is there, evicted within the last `window` evictions (the policy's reach, a few
+//! pools' worth), was evicted not long ago.
+//!
+//! Why one window for the whole master: a prefix's blocks are evicted together but
+//! hash to different shards. A memory that forgets by anything else (each shard's own
+//! capacity, slot collisions) remembers scattered blocks of a chain, which are worth
+//! nothing without their predecessors: measured, that loses most of the gain
+//! (docs/benchmarks/eviction.md).
+//!
+//! Cost: one map entry (8 B, at a load of 7/16..7/8, plus a control byte) per
+//! remembered key, and entries older than the window are dropped whenever the map has
+//! grown by a quarter since the last sweep: about 14 B per remembered key.
 
-use parking_lot::RwLock;
-use std::sync::atomic::{AtomicU32, Ordering};
+use crate::index::FastState;
+use hashbrown::HashMap;
 
-/// Ghost slots per object in the pool: the memory reaches back about this many pool
-/// turnovers (the conversation trace's turns come back after two to four).
-pub const SLOTS_PER_OBJECT: u64 = 4;
-/// The smallest table (slots).
-const MIN_SLOTS: usize = 1024;
+/// The fewest entries before a sweep is considered.
+const MIN_SWEEP: usize = 64;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Ghost {
-    slots: RwLock<Box<[AtomicU32]>>,
+    /// Fingerprint -> eviction count (low 32 bits) when it was evicted.
+    live: HashMap<u32, u32, FastState>,
+    /// Entries after the last sweep.
+    swept: usize,
 }
 
-impl Default for Ghost {
-    fn default() -> Self {
-        Self {
-            slots: RwLock::new(table(MIN_SLOTS)),
-        }
-    }
+fn fingerprint(hash: u64) -> u32 {
+    hash as u32
 }
 
-fn table(n: usize) -> Box<[AtomicU32]> {
-    (0..n).map(|_| AtomicU32::new(0)).collect()
-}
-
-/// (slot, fingerprint) of a key hash in a table of `n` slots. The slot comes from the
-/// low bits (multiply-shift onto `n`), the fingerprint from the high ones; 0 means empty.
-fn place(hash: u64, n: usize) -> (usize, u32) {
-    let slot = ((u128::from(hash as u32) * n as u128) >> 32) as usize;
-    (slot, ((hash >> 32) as u32) | 1)
+/// Whether an entry stamped `then` is within `window` evictions of `now`.
+fn within(now: u64, then: u32, window: u64) -> bool {
+    u64::from((now as u32).wrapping_sub(then)) <= window
 }
 
 impl Ghost {
-    /// Remembers an evicted key.
-    pub fn remember(&self, hash: u64) {
-        let t = self.slots.read();
-        let (i, fp) = place(hash, t.len());
-        t[i].store(fp, Ordering::Relaxed);
-    }
-
-    /// Whether the key was evicted not long ago; forgets it if so.
-    pub fn recall(&self, hash: u64) -> bool {
-        let t = self.slots.read();
-        let (i, fp) = place(hash, t.len());
-        t[i].load(Ordering::Relaxed) == fp
-            && t[i]
-                .compare_exchange(fp, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-    }
-
-    /// Sizes the table for a pool of `objects` objects: grows (starting empty) when the
-    /// pool holds half again as many objects as it was sized for. Never shrinks.
-    pub fn fit(&self, objects: u64) {
-        let want = usize::try_from(objects.saturating_mul(SLOTS_PER_OBJECT))
-            .unwrap_or(usize::MAX / 2)
-            .max(MIN_SLOTS);
-        if want <= self.slots.read().len() * 3 / 2 {
-            return;
-        }
-        let mut t = self.slots.write();
-        if want > t.len() * 3 / 2 {
-            *t = table(want);
+    /// Remembers a key evicted as the `now`-th eviction; drops what fell out of the
+    /// window when the map grew by a quarter since the last sweep.
+    pub fn remember(&mut self, hash: u64, now: u64, window: u64) {
+        self.live.insert(fingerprint(hash), now as u32);
+        if self.live.len() > (self.swept + self.swept / 4).max(MIN_SWEEP) {
+            self.live.retain(|_, &mut then| within(now, then, window));
+            self.swept = self.live.len();
         }
     }
 
-    /// Bytes the table takes.
-    pub fn bytes(&self) -> usize {
-        self.slots.read().len() * std::mem::size_of::<AtomicU32>()
+    /// Whether the key was evicted within the last `window` evictions (`now` is the
+    /// current eviction count); forgets it either way.
+    pub fn recall(&mut self, hash: u64, now: u64, window: u64) -> bool {
+        self.live
+            .remove(&fingerprint(hash))
+            .is_some_and(|then| within(now, then, window))
+    }
+
+    /// Keys remembered (some may be past the window until the next sweep).
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
     }
 }
 
@@ -86,30 +73,35 @@ mod tests {
 
     #[test]
     fn an_evicted_key_is_recalled_once_and_others_are_not() {
-        let g = Ghost::default();
+        let mut g = Ghost::default();
         let h = 0x1234_5678_9abc_def0;
-        assert!(!g.recall(h));
-        g.remember(h);
-        assert!(!g.recall(h ^ (1 << 40)), "same slot, other fingerprint");
-        assert!(g.recall(h));
-        assert!(!g.recall(h), "forgotten once recalled");
+        assert!(!g.recall(h, 1, 100));
+        g.remember(h, 1, 100);
+        assert!(!g.recall(h ^ 1, 2, 100), "another key");
+        assert!(g.recall(h, 2, 100));
+        assert!(!g.recall(h, 2, 100), "forgotten once recalled");
     }
 
+    /// Only the last `window` evictions count, and older entries are swept away.
     #[test]
-    fn the_table_grows_with_the_pool_and_keeps_working() {
-        let g = Ghost::default();
-        g.fit(10);
-        assert_eq!(g.bytes(), MIN_SLOTS * 4);
-        g.fit(100_000);
-        assert_eq!(g.bytes(), 400_000 * 4);
-        g.fit(110_000);
-        assert_eq!(g.bytes(), 400_000 * 4, "not for a small change");
-        // Most of many remembered keys are recalled (collisions overwrite some).
-        let hashes: Vec<u64> = (0..100_000u64)
-            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-            .collect();
-        hashes.iter().for_each(|&h| g.remember(h));
-        let back = hashes.iter().filter(|&&h| g.recall(h)).count();
-        assert!(back > 75_000, "{back}");
+    fn it_remembers_the_window_and_sweeps_the_rest() {
+        let mut g = Ghost::default();
+        for h in 0..10_000u64 {
+            g.remember(h, h, 1_000);
+        }
+        assert!(g.len() <= 1_300, "{}", g.len());
+        let now = 9_999;
+        assert!(
+            (0..8_999).all(|h| !g.recall(h, now, 1_000)),
+            "older forgotten"
+        );
+        assert!(
+            (8_999..10_000).all(|h| g.recall(h, now, 1_000)),
+            "the window kept"
+        );
+        // The count wraps around 32 bits without losing the order.
+        let base = (1u64 << 32) - 5;
+        g.remember(7, base, 100);
+        assert!(g.recall(7, base + 50, 100));
     }
 }

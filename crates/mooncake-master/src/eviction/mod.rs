@@ -30,8 +30,12 @@ pub use two_queue::PROTECTED_AGE;
 
 use crate::index::{Object, Shard, SHARDS};
 use crate::master::Master;
-use ghost::Ghost;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How many pools' worth of evictions the memory of evicted keys reaches back (a
+/// conversation's next turn usually comes within them). Measured: 2 loses on the
+/// conversation trace, more than 3 gains nothing and costs memory.
+pub const GHOST_TURNOVERS: u64 = 3;
 
 /// What one eviction round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +44,19 @@ pub struct EvictionReport {
     pub bytes: u64,
 }
 
-/// The master's eviction state: the policy, its clock, the memory of evicted keys
-/// (for policies that want it) and the pending round's mark.
+/// The master's eviction state: the policy, its clock and the pending round's mark.
+/// (The memory of evicted keys, for policies that want it, lives in each index shard:
+/// `ghost.rs`.)
 #[derive(Debug)]
 pub struct Eviction {
     policy: Box<dyn EvictionPolicy>,
-    ghost: Option<Ghost>,
+    /// Whether the policy wants evicted keys remembered.
+    remembers: bool,
+    /// Objects evicted so far (the ghosts' clock).
+    evictions: AtomicU64,
+    /// How many evictions back the ghosts reach: [`GHOST_TURNOVERS`] times the objects
+    /// the last round saw.
+    ghost_window: AtomicU64,
     clock: AtomicU64,
     /// The lowest clock of the writes that took usage over the high watermark since
     /// the last round began (`u64::MAX`: none).
@@ -56,7 +67,9 @@ impl Eviction {
     pub fn new(kind: PolicyKind) -> Self {
         let policy = kind.build();
         Self {
-            ghost: policy.remembers_evicted().then(Ghost::default),
+            remembers: policy.remembers_evicted(),
+            evictions: AtomicU64::new(0),
+            ghost_window: AtomicU64::new(0),
             policy,
             clock: AtomicU64::new(1),
             trigger: AtomicU64::new(u64::MAX),
@@ -83,9 +96,21 @@ impl Eviction {
         base + (n.max(1) - 1 - i.min(n.max(1) - 1)) as u64
     }
 
-    /// The state of an object a put creates (its key's hash asks the ghost).
-    pub fn created(&self, hash: impl FnOnce() -> u64, clock: Clock, position: usize) -> EvictState {
-        let readmitted = self.ghost.as_ref().is_some_and(|g| g.recall(hash()));
+    /// The state of an object a put creates into `shard` (whose ghost the key's hash,
+    /// computed only for policies that ask, is looked up in).
+    pub fn created(
+        &self,
+        shard: &mut Shard,
+        hash: impl FnOnce() -> u64,
+        clock: Clock,
+        position: usize,
+    ) -> EvictState {
+        let readmitted = self.remembers
+            && shard.ghost().recall(
+                hash(),
+                self.evictions.load(Ordering::Relaxed),
+                self.ghost_window.load(Ordering::Relaxed),
+            );
         self.policy.created(clock, position, readmitted)
     }
 
@@ -97,21 +122,25 @@ impl Eviction {
         o.evict = self.policy.checked(o.evict, clock, position);
     }
 
-    fn evicted(&self, hash: u64) {
-        if let Some(g) = &self.ghost {
-            g.remember(hash);
+    /// An object of `shard` was evicted: its key is remembered, for policies that ask.
+    fn evicted(&self, shard: &mut Shard, hash: u64) {
+        if self.remembers {
+            let now = self.evictions.fetch_add(1, Ordering::Relaxed) + 1;
+            let window = self.ghost_window.load(Ordering::Relaxed);
+            shard.ghost().remember(hash, now, window);
         }
+    }
+
+    /// A round saw `objects` objects: the ghosts reach [`GHOST_TURNOVERS`] times that.
+    fn size_ghosts(&self, objects: u64) {
+        self.ghost_window
+            .store(objects.saturating_mul(GHOST_TURNOVERS), Ordering::Relaxed);
     }
 
     /// A write stamped `clock` took usage over the high watermark: the round it
     /// triggers leaves objects used at or after `clock` alone.
     pub fn mark_trigger(&self, clock: Clock) {
         self.trigger.fetch_min(clock, Ordering::Relaxed);
-    }
-
-    /// Bytes the ghost table takes (0 without one).
-    pub fn ghost_bytes(&self) -> usize {
-        self.ghost.as_ref().map_or(0, Ghost::bytes)
     }
 }
 
@@ -227,9 +256,7 @@ impl Master {
         let ev = &self.eviction;
         let policy = ev.policy();
         let population = self.index.len() as u64;
-        if let Some(g) = &ev.ghost {
-            g.fit(population);
-        }
+        ev.size_ghosts(population);
         let candidate = |o: &Object| o.evictable(now, soft_ok) && o.evict.clock() < floor;
         let mut cands: Vec<(u64, u64)> = Vec::new();
         for i in 0..SHARDS {
@@ -258,7 +285,7 @@ impl Master {
                 .iter()
                 .filter_map(|k| {
                     let o = shard.remove(k)?;
-                    ev.evicted(self.index.hash(k));
+                    ev.evicted(&mut shard, self.index.hash(k));
                     Some(o)
                 })
                 .collect();
@@ -333,6 +360,7 @@ impl Master {
         let ev = &self.eviction;
         let policy = ev.policy();
         let population = (shard.len() * SHARDS) as u64;
+        ev.size_ghosts(population);
         let mut ranks: Vec<u64> = shard
             .values()
             .filter(|o| o.evictable(now, soft_ok))
@@ -354,7 +382,7 @@ impl Master {
         let mut report = EvictionReport::default();
         for k in &doomed {
             if let Some(o) = shard.remove(k) {
-                ev.evicted(self.index.hash(k));
+                ev.evicted(shard, self.index.hash(k));
                 report.objects += 1;
                 report.bytes += footprint(&o);
                 self.free_object(&o);

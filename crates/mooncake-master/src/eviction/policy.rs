@@ -88,12 +88,12 @@ pub trait EvictionPolicy: Send + Sync + std::fmt::Debug {
 /// The policies `--eviction_policy` offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PolicyKind {
-    /// Least recently used first: the default, chosen by measurement
-    /// (docs/benchmarks/eviction.md).
-    #[default]
+    /// Least recently used first.
     Lru,
     /// Probation and protected classes with a memory of evicted keys (see
-    /// `two_queue.rs`); measured below LRU so far.
+    /// `two_queue.rs`): the default, chosen by measurement
+    /// (docs/benchmarks/eviction.md).
+    #[default]
     TwoQueue,
 }
 
@@ -105,7 +105,7 @@ impl PolicyKind {
             "lru" => Ok(Self::Lru),
             "2q" | "two_queue" => Ok(Self::TwoQueue),
             other => Err(format!(
-                "invalid value for --{flag}: {other:?} (use lru, the default, or 2q)"
+                "invalid value for --{flag}: {other:?} (use 2q, the default, or lru)"
             )),
         }
     }
@@ -159,6 +159,6 @@ mod tests {
         assert_eq!(PolicyKind::parse("f", " LRU "), Ok(PolicyKind::Lru));
         let e = PolicyKind::parse("eviction_policy", "fifo").unwrap_err();
         assert!(e.contains("--eviction_policy") && e.contains("lru"), "{e}");
-        assert_eq!(PolicyKind::default(), PolicyKind::Lru);
+        assert_eq!(PolicyKind::default(), PolicyKind::TwoQueue);
     }
 }

@@ -1,7 +1,5 @@
-//! Two classes and a memory of evicted keys (the idea of 2Q and S3-FIFO, expressed as
-//! a rank so that it needs no queues). Not the default: in the master's rounds it
-//! measures below LRU on both FAST'25 traces (docs/benchmarks/eviction.md), although
-//! a model of the same idea outside the master gained; the gap is not explained yet.
+//! The default policy: two classes and a memory of evicted keys (the idea of 2Q and
+//! S3-FIFO, expressed as a rank so that it needs no queues).
 //!
 //! - Probation: an object written once and not read since. Most KV blocks are: a
 //!   request's new blocks are reused only if its conversation continues.

@@ -238,8 +238,8 @@ pub const FLAGS: &[FlagSpec] = &[
         "eviction_policy",
         [],
         Value,
-        "lru",
-        "which objects eviction takes first: lru (least recently used) or 2q (one-hit blocks before reused ones)",
+        "2q",
+        "which objects eviction takes first: 2q (one-hit blocks before reused ones) or lru (least recently used)",
         |c, v, flag| c.eviction_policy = crate::eviction::PolicyKind::parse(flag, v)?
     ),
     flag!(

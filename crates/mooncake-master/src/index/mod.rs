@@ -45,6 +45,8 @@ pub type ShardMap = HashMap<Box<str>, Box<Object>, FastState>;
 pub struct Shard {
     map: ShardMap,
     log: Arc<ReplLog>,
+    /// The shard's recently evicted keys, for policies that remember them.
+    ghost: crate::eviction::ghost::Ghost,
 }
 
 impl Deref for Shard {
@@ -135,7 +137,7 @@ impl Shard {
     /// [`Shard::edit`] with the key's hash already computed ([`Index::hash`]).
     #[inline]
     pub fn edit_hashed<'a>(&'a mut self, key: &'a str, hash: u64) -> Option<Edit<'a>> {
-        let Shard { map, log } = self;
+        let Shard { map, log, .. } = self;
         let obj = match map.raw_entry_mut().from_key_hashed_nocheck(hash, key) {
             RawEntryMut::Occupied(e) => &mut **e.into_mut(),
             RawEntryMut::Vacant(_) => return None,
@@ -179,6 +181,11 @@ impl Shard {
         doomed.iter().filter_map(|k| self.remove(&**k)).collect()
     }
 
+    /// The shard's memory of recently evicted keys (eviction's; not replicated).
+    pub fn ghost(&mut self) -> &mut crate::eviction::ghost::Ghost {
+        &mut self.ghost
+    }
+
     /// Removes a key whose hash is known, reporting its removal to the replication log.
     pub fn remove_hashed(&mut self, key: &str, hash: u64) -> Option<Object> {
         match self.map.raw_entry_mut().from_key_hashed_nocheck(hash, key) {
@@ -209,6 +216,7 @@ impl Default for Index {
                     Mutex::new(Shard {
                         map: HashMap::with_hasher(hasher),
                         log: log.clone(),
+                        ghost: Default::default(),
                     })
                 })
                 .collect(),

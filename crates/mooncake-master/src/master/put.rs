@@ -277,7 +277,7 @@ impl Master {
         if !exists {
             let evict = self
                 .eviction
-                .created(|| self.index.hash(key), clock, position);
+                .created(&mut shard, || self.index.hash(key), clock, position);
             shard.insert(key.into(), Object::in_progress(p, evict));
         } else if let Some(mut o) = shard.edit(key) {
             // Taking over a stale write: its space goes back first.
