@@ -27,6 +27,8 @@ use crate::record::{Header, BLOCK};
 const DATA: &str = "tier.data";
 const INDEX: &str = "tier.index";
 const INDEX_ENTRY: usize = 24;
+/// The length bit of an index entry that says the extent was discarded.
+const TOMBSTONE: u64 = 1 << 63;
 
 /// A record the tier holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,6 +283,11 @@ impl DiskTier {
     pub fn discard(&self, offset: u64, len: u64) {
         if self.remove_range(offset, len) > 0 {
             punch_hole(&self.data, offset, len);
+            if let Err(e) = self.append_index(offset, len | TOMBSTONE) {
+                tracing::warn!(
+                    "SSD tier: {e}; a discarded record may be found again after a restart"
+                );
+            }
         }
     }
 

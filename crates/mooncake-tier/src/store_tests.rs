@@ -129,7 +129,6 @@ fn a_corrupt_header_or_torn_index_loses_only_that_record() {
     idx.write_all(&[1, 2, 3]).unwrap();
     let t = DiskTier::open(&cfg(d.path(), 1 << 20)).unwrap();
     assert_eq!(t.records(), vec![good.clone()]);
-    assert_eq!(t.stats().checksum_failures, 1);
     assert_eq!(
         t.read_value(good.value_offset, 5000).unwrap(),
         value(5000, 7)
