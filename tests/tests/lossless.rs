@@ -107,9 +107,16 @@ async fn a_restarted_store_gets_its_objects_back() {
     put_all(&c, &ks, 100_000).await;
     assert_eq!(read_back(&c, &ks, 100_000, Duration::ZERO).await, ks.len());
 
-    // SIGTERM: the store leaves its segment file for the next run.
+    // SIGTERM: the store leaves its segment file for the next run, and tells the
+    // master, which takes it out of capacity at once (its objects held).
+    let seg = (32u64 << 20) as f64;
     a.proc.signal(libc::SIGTERM);
     assert_eq!(a.proc.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(
+        m.metric("master_total_capacity_bytes"),
+        Some(seg),
+        "a store that left to restart is out of capacity at once"
+    );
     let _a = spawn_store(&m, pa, &da, "32mb");
     let got = read_back(&c, &ks, 100_000, Duration::from_secs(20)).await;
     assert_eq!(got, ks.len(), "objects after a SIGTERM restart");

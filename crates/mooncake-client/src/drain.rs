@@ -4,13 +4,13 @@
 //! mapping: store to store, never through the master), and report them; the master
 //! then switches each object to its new replica.
 //!
-//! The asking runs on its own gRPC channel to the master (`SegmentDrain.Work`), once
+//! The asking runs on its own gRPC channel to the master (`SegmentOwner.DrainWork`), once
 //! a second while nothing is drained, at once while copies keep coming.
 
 use crate::client::{Client, Inner};
 use crate::io::{Job, Piece};
 use mooncake_common::ErrorCode;
-use mooncake_proto::segment_drain_client::SegmentDrainClient;
+use mooncake_proto::segment_owner_client::SegmentOwnerClient;
 use mooncake_proto::{DrainCopy, DrainCopyResult, DrainWorkRequest};
 use mooncake_transfer::Opcode;
 use std::sync::atomic::Ordering;
@@ -33,7 +33,7 @@ impl Client {
             .timeout(Duration::from_secs(30));
         let weak = Arc::downgrade(&self.inner);
         Some(tokio::spawn(async move {
-            let mut rpc = SegmentDrainClient::new(ep.connect_lazy());
+            let mut rpc = SegmentOwnerClient::new(ep.connect_lazy());
             let mut done: Vec<DrainCopyResult> = Vec::new();
             loop {
                 let Some(inner) = weak.upgrade() else { return };
@@ -54,7 +54,7 @@ impl Client {
                     done: std::mem::take(&mut done),
                 };
                 let sent = req.done.clone();
-                let pause = match rpc.work(req).await {
+                let pause = match rpc.drain_work(req).await {
                     Ok(r) => {
                         let r = r.into_inner();
                         if r.copies.is_empty() {

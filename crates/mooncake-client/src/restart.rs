@@ -4,20 +4,62 @@
 //! (`mooncake_segment::SegmentMemory::create_retained`, the master's restart grace).
 
 use crate::client::Client;
+use mooncake_proto::segment_owner_client::SegmentOwnerClient;
+use mooncake_proto::LeaveRequest;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tonic::transport::Endpoint;
+
+/// Best effort: a master that does not answer in time learns it from the missed
+/// heartbeats.
+async fn tell_master(master_addr: &str, client_id: &str, segment: &str) {
+    let Ok(ep) = Endpoint::from_shared(format!("http://{}", master_addr.trim())) else {
+        return;
+    };
+    let ep = ep
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2));
+    let mut rpc = SegmentOwnerClient::new(ep.connect_lazy());
+    let req = LeaveRequest {
+        client_id: client_id.to_string(),
+        segment_name: segment.to_string(),
+    };
+    match rpc.leave_for_restart(req).await {
+        Ok(r) if r.get_ref().code == 0 => {
+            let ms = r.get_ref().held_for_ms;
+            tracing::info!(
+                segment,
+                held_for_ms = ms,
+                "the master holds the segment's objects for the restart"
+            );
+        }
+        Ok(r) => tracing::warn!(
+            segment,
+            code = r.get_ref().code,
+            "the master refused to hold the segment"
+        ),
+        Err(e) => {
+            tracing::warn!(segment, error = %e.message(), "could not tell the master; it notices after client_ttl")
+        }
+    }
+}
 
 impl Client {
-    /// Stops this client without unmounting its segment: heartbeats stop, the
-    /// memory is no longer served and is unmapped, but its file stays for the next
-    /// run. The master takes the segment out of placement once the heartbeats are
-    /// missed (`client_ttl`) and keeps its objects for its restart grace. A memory
-    /// that cannot outlive the process (a memfd) is simply gone. Use
-    /// [`Client::close`] to leave for good.
-    pub async fn leave_for_restart(&self) {
+    /// Stops this client without unmounting its segment: the master at
+    /// `master_addr` is told (`SegmentOwner.LeaveForRestart`: the segment leaves
+    /// placement and capacity at once and its objects are held for the master's
+    /// restart grace; a master that cannot be told notices the missed heartbeats
+    /// after `client_ttl`), heartbeats stop, the memory is no longer served and is
+    /// unmapped, but its file stays for the next run. A memory that cannot outlive the
+    /// process (a memfd) is simply gone. Use [`Client::close`] to leave for good.
+    pub async fn leave_for_restart(&self, master_addr: &str) {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
         if let Some(seg) = &self.inner.segment {
+            if seg.mounted.load(Ordering::Acquire) {
+                tell_master(master_addr, &self.inner.client_id, &seg.desc.name).await;
+            }
             seg.mounted.store(false, Ordering::Release);
             let mem = seg.memory.lock().take();
             if let Some(mut mem) = mem {

@@ -331,12 +331,14 @@ impl SegmentRegistry {
         self.table.read().largest
     }
 
-    /// (used, capacity) over all live segments.
+    /// (used, capacity) over all live segments, except those held for their owner's
+    /// restart (out of capacity until it returns).
     pub fn totals(&self) -> (u64, u64) {
         let t = self.table.read();
         t.by_id
             .iter()
             .flatten()
+            .filter(|s| s.held_until_ms() == 0)
             .fold((0, 0), |(u, c), s| (u + s.used(), c + s.capacity()))
     }
 }

@@ -74,7 +74,7 @@ pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>)
     };
     if code == 0 {
         tracing::info!("shutting down: the segment file is kept for the restart");
-        client.leave_for_restart().await;
+        client.leave_for_restart(&master_addr).await;
     } else {
         tracing::info!("shutting down: unmounting the segment");
         if let Err(e) = client.close().await {

@@ -6,7 +6,7 @@
 //! an object that has a replica outside the drained segments just loses its drained
 //! replicas; any other gets a new replica allocated on a segment that takes replicas
 //! (one of `target_segments` when given), and a copy unit. The owner of a drained
-//! segment asks for its units (`SegmentDrain.Work`, `service.rs`), writes the bytes
+//! segment asks for its units (`SegmentOwner.DrainWork`, `service.rs`), writes the bytes
 //! from its own memory into the new replicas over the transfer engine (store to
 //! store, never through the master) and reports them; the master then switches each
 //! object from the old replica to the new one under the key's shard lock, in one step.
@@ -201,6 +201,11 @@ impl Drains {
             master,
             state: Mutex::new(State::default()),
         })
+    }
+
+    /// The master the jobs run on.
+    pub fn master(&self) -> &Arc<Master> {
+        &self.master
     }
 
     /// Starts a job: checks the request, marks the segments draining and plans the

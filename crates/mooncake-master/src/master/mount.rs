@@ -96,7 +96,7 @@ impl Master {
     /// (its owner went away without unmounting). Writes in flight on it are dropped.
     /// Segments without a generation (memory that cannot outlive its process) and a
     /// zero grace are dropped at once; returns how many objects that dropped.
-    pub(crate) fn hold_or_drop(&self, seg: &Arc<Segment>) -> u64 {
+    pub(crate) fn hold_or_drop(&self, seg: &Arc<Segment>, announced: bool) -> u64 {
         let grace = crate::lease::ms(self.config().segment_restart_grace);
         if grace == 0 || seg.desc.generation.is_empty() {
             if let Some(seg) = self.segments.remove(&seg.desc.name) {
@@ -106,8 +106,32 @@ impl Master {
         }
         seg.hold_until(self.now_ms() + grace);
         let dropped = self.drop_pending_on(seg.id);
-        tracing::warn!(segment = %seg.desc.name, grace_ms = grace, unfinished_writes_dropped = dropped, "segment owner gone; objects kept for its return");
+        if announced {
+            tracing::info!(segment = %seg.desc.name, grace_ms = grace, unfinished_writes_dropped = dropped, "segment owner left to restart; objects kept for its return");
+        } else {
+            tracing::warn!(segment = %seg.desc.name, grace_ms = grace, unfinished_writes_dropped = dropped, "segment owner gone; objects kept for its return");
+        }
         0
+    }
+
+    /// The owner of `name` stops to be restarted with the same memory: the segment
+    /// leaves placement and capacity at once and is held for the restart grace
+    /// (dropped at once without one). Returns how long it is held (0: dropped).
+    pub fn leave_for_restart(&self, client_id: &str, name: &str) -> Result<u64, ErrorCode> {
+        let Some(seg) = self.segments.by_name(name) else {
+            return Err(ErrorCode::SegmentNotFound);
+        };
+        if &*seg.client_id != client_id {
+            return Err(ErrorCode::IllegalClient);
+        }
+        self.liveness.remove_segment(client_id, name);
+        let dropped = self.hold_or_drop(&seg, true);
+        let until = seg.held_until_ms();
+        if until == 0 {
+            tracing::info!(segment = %name, dropped, "segment owner left (no restart grace): segment unmounted");
+            return Ok(0);
+        }
+        Ok(until.saturating_sub(self.now_ms()))
     }
 
     /// Drops the segments whose owner did not come back within the grace.
@@ -200,7 +224,7 @@ impl Master {
                         .is_some_and(|s| &*s.client_id == client.as_str());
                     let seg = ours.then(|| self.segments.by_name(name)).flatten();
                     if let Some(seg) = seg {
-                        let dropped = self.hold_or_drop(&seg);
+                        let dropped = self.hold_or_drop(&seg, false);
                         if seg.held_until_ms() == 0 {
                             tracing::warn!(client = %client, segment = %name, dropped, "client missed its heartbeats; segment unmounted");
                         }
