@@ -30,8 +30,8 @@ pub mod calls;
 mod client;
 pub mod config;
 mod copy;
-mod drain;
 pub mod discovery;
+mod drain;
 mod errors;
 pub mod framed;
 mod get;
@@ -52,12 +52,12 @@ pub use errors::MAX_KEY_LEN;
 pub use framed::CallMode;
 pub use get::Location;
 pub use key_batch::KeyBatch;
-pub use sessions::{GetTicket, PutTicket};
 pub use mooncake_common::{ErrorCode, MooncakeError, Result};
 /// The memory a process contributes and the mappings of same-host peers' segments,
 /// under the path this crate exported them at before they got a crate of their own.
 pub use mooncake_segment as segment;
 pub use mooncake_transfer::MetricsSnapshot;
+pub use sessions::{GetTicket, PutTicket};
 
 /// This host's identity for the same-host path (kept at its former path).
 pub mod host {

@@ -42,15 +42,30 @@ fn bad_flags_exit_2_naming_the_problem() {
     std::fs::write(&bad_json, "{\"port\": [1]}").unwrap();
     let missing = dir.path().join("missing.flags");
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["--global_segment_size=4 parsecs".into()], "--global_segment_size"),
-        (vec!["--global_segment_size=0".into()], "--global_segment_size"),
+        (
+            vec!["--global_segment_size=4 parsecs".into()],
+            "--global_segment_size",
+        ),
+        (
+            vec!["--global_segment_size=0".into()],
+            "--global_segment_size",
+        ),
         (vec!["--protocol=smoke".into()], "protocol"),
         (vec!["--port=0".into()], "--port"),
         (vec!["--port=65536".into()], "port"),
         (vec!["--threads=0".into()], "--threads"),
-        (vec!["--master_server_adress=a:1".into()], "--master_server_adress"),
-        (vec![format!("--flagfile={}", missing.display())], "missing.flags"),
-        (vec![format!("--config_path={}", bad_json.display())], "port"),
+        (
+            vec!["--master_server_adress=a:1".into()],
+            "--master_server_adress",
+        ),
+        (
+            vec![format!("--flagfile={}", missing.display())],
+            "missing.flags",
+        ),
+        (
+            vec![format!("--config_path={}", bad_json.display())],
+            "port",
+        ),
         (vec!["--flagfile".into()], "flagfile"),
     ];
     for (args, word) in cases {
