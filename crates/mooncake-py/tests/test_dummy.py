@@ -316,3 +316,59 @@ def test_a_flood_of_silent_connections_costs_only_the_handshake_timeout(cluster,
         d.close()
     finally:
         rc.stop()
+
+
+def _frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "little") + body
+
+
+def _read_frame(s) -> bytes:
+    def exact(n):
+        b = b""
+        while len(b) < n:
+            chunk = s.recv(n - len(b))
+            if not chunk:
+                raise EOFError
+            b += chunk
+        return b
+    return exact(int.from_bytes(exact(4), "little"))
+
+
+def test_the_real_client_maps_only_sealed_pools_of_the_size_claimed(real_client):
+    """A pool whose file could shrink under the mapping (SIGBUS in the real client) or
+    that is smaller than claimed is refused with -600 and a reason; the real client
+    keeps serving."""
+    import os
+    import socket
+    import struct
+    token = 0x5EED
+
+    def register(fd, length):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(f"\0mooncake_client_{real_client.port}.sock")
+            s.sendall(_frame(b"\x01MCDUMMY1" + struct.pack("<IQ", 1, token)))
+            _read_frame(s)  # hello answer
+            socket.send_fds(s, [_frame(b"\x02" + struct.pack("<QQQ", token, 0x10000, length))], [fd])
+            answer = _read_frame(s)
+            code = struct.unpack("<i", answer[:4])[0]
+            return code, answer[8:].decode()
+
+    plain = os.memfd_create("not-sealed")
+    os.ftruncate(plain, 1 << 20)
+    code, why = register(plain, 1 << 20)
+    assert code == INVALID_PARAMS and "sealed" in why, why
+    os.close(plain)
+    # A sealed memfd (as the allocator makes them) smaller than claimed.
+    import fcntl
+    sealed = os.memfd_create("sealed", os.MFD_ALLOW_SEALING)
+    os.ftruncate(sealed, 4096)
+    fcntl.fcntl(sealed, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+    code, why = register(sealed, 1 << 20)
+    assert code == INVALID_PARAMS and "4096" in why, why
+    # The right size is taken.
+    assert register(sealed, 4096)[0] == 0
+    os.close(sealed)
+    d = MooncakeDistributedStore()
+    assert d.setup_dummy(0, 0, real_client.address) == 0 and d.health_check() == 0
+    d.close()

@@ -42,6 +42,18 @@ impl Drop for Pool {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The seals every pool carries: it can neither shrink nor grow, nor lose the seals.
+pub const SIZE_SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+
+/// Whether `fd` is a memfd whose size is sealed (a pool from [`alloc`]).
+pub fn size_is_sealed(fd: RawFd) -> bool {
+    // SAFETY: fcntl on a descriptor the caller owns.
+    let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    seals >= 0
+        && seals & (libc::F_SEAL_SHRINK | libc::F_SEAL_GROW)
+            == (libc::F_SEAL_SHRINK | libc::F_SEAL_GROW)
+}
+
 fn pools() -> &'static parking_lot::Mutex<BTreeMap<usize, Arc<Pool>>> {
     static POOLS: std::sync::OnceLock<parking_lot::Mutex<BTreeMap<usize, Arc<Pool>>>> =
         std::sync::OnceLock::new();
@@ -57,13 +69,23 @@ pub fn alloc(len: usize) -> io::Result<usize> {
         ));
     }
     // SAFETY: plain syscalls on a name we own; every result is checked.
-    let fd = unsafe { libc::memfd_create(c"mooncake_shm".as_ptr(), libc::MFD_CLOEXEC) };
+    let fd = unsafe {
+        libc::memfd_create(
+            c"mooncake_shm".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: a fresh descriptor nobody else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The size is fixed for good: a process that maps the pool (the real client) can
+    // then never fault on pages a shrink took away.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, SIZE_SEALS) } != 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: a new shared mapping of our own memfd.
@@ -121,5 +143,18 @@ mod tests {
         assert!(!free(a));
         assert!(find(a, 1).is_none());
         assert!(alloc(0).is_err());
+    }
+
+    #[test]
+    fn pools_cannot_change_size() {
+        let a = alloc(4096).unwrap();
+        let p = find(a, 1).unwrap();
+        assert!(size_is_sealed(p.fd()));
+        // SAFETY: a pool's own descriptor; the shrink must be refused.
+        assert_ne!(unsafe { libc::ftruncate(p.fd(), 0) }, 0);
+        let f = tempfile::tempfile().unwrap();
+        assert!(!size_is_sealed(f.as_raw_fd()), "a plain file is not a pool");
+        drop(p);
+        assert!(free(a));
     }
 }

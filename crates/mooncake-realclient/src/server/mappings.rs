@@ -73,6 +73,14 @@ impl Mappings {
         dummy_base
             .checked_add(len as u64)
             .ok_or_else(|| invalid("a pool that wraps the address space".into()))?;
+        // A file that could shrink under the mapping would make an access here fault
+        // (SIGBUS) and kill the real client: only sealed pools are taken.
+        if !crate::shm::size_is_sealed(fd.as_raw_fd()) {
+            return Err(invalid(
+                "the pool is not a size-sealed memfd (allocate it with MooncakeHostMemAllocator)"
+                    .into(),
+            ));
+        }
         // The descriptor must really hold `len` bytes: mapping past a file's end
         // would fault (SIGBUS) on the first access, here, not in the dummy.
         // SAFETY: fstat into a zeroed struct.
