@@ -8,8 +8,8 @@ wheel also has to carry the native programs (``mooncake_master``, ``mooncake_sto
 
 Before handing over to maturin this backend runs one ``cargo build --release
 --workspace --bin ...`` for those programs and copies them into
-``python/mooncake/bin`` (not tracked by git), which maturin packs as package data; the
-console scripts in ``pyproject.toml`` exec them (``mooncake/_launch.py``).
+``python/mooncake/bin`` (not tracked by git, removed again once the wheel is built),
+which maturin packs as package data; the console scripts in ``pyproject.toml`` exec them (``mooncake/_launch.py``).
 
 Why a build step and not the daemons linked into the extension module: the programs
 stay the same binaries as ``cargo build`` and the container image produce (own
@@ -127,7 +127,12 @@ def _build_programs() -> None:
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     _build_programs()
-    return maturin.build_wheel(wheel_directory, config_settings, metadata_directory)
+    try:
+        return maturin.build_wheel(wheel_directory, config_settings, metadata_directory)
+    finally:
+        # Not left in the source tree, where a later `maturin build` (docker/build.sh)
+        # would pack these copies instead of the programs of its own build.
+        shutil.rmtree(BIN_DIR, ignore_errors=True)
 
 
 def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
