@@ -61,4 +61,15 @@ pub enum Cmd {
     Segments,
     /// Print the master's statistics.
     Stats,
+    /// Move every object out of SEGMENT (a name from `segments`) to the other
+    /// segments, store to store, so that its store can leave with nothing lost.
+    Drain {
+        segment: String,
+        /// Follow the job until it ends (exit code 1 unless it succeeded).
+        #[arg(long)]
+        wait: bool,
+        /// The master's admin port HOST:PORT (default: the master's host on 9003).
+        #[arg(long)]
+        admin: Option<String>,
+    },
 }

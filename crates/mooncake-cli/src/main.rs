@@ -5,6 +5,7 @@
 
 mod args;
 mod config;
+mod drain;
 mod run;
 
 use clap::Parser;

@@ -32,6 +32,19 @@ pub enum Outcome {
 }
 
 pub async fn run(cli: Cli) -> Result<Outcome, MooncakeError> {
+    if let Cmd::Drain {
+        segment,
+        wait,
+        admin,
+    } = &cli.cmd
+    {
+        let addr = crate::drain::admin_addr(admin.as_deref(), cli.master.as_deref())?;
+        let (segment, wait) = (segment.clone(), *wait);
+        return tokio::task::spawn_blocking(move || crate::drain::run(&addr, &segment, wait))
+            .await
+            .map_err(|e| MooncakeError::invalid(e.to_string()))?
+            .map(|()| Outcome::Done);
+    }
     let client = connect(&cli).await?;
     let r = command(&client, &cli.cmd).await;
     let _ = client.close().await;
@@ -139,6 +152,8 @@ async fn command(client: &Client, cmd: &Cmd) -> Result<Outcome, MooncakeError> {
             println!("evicted objects:      {}", s.evicted_objects);
             println!("view id:              {}", s.view_id);
         }
+        // Talks to the admin port, not through a client (`run`).
+        Cmd::Drain { .. } => {}
     }
     Ok(Outcome::Done)
 }
