@@ -1,7 +1,7 @@
 //! Least recently used first: the rank is the recency alone. A get and an existence
 //! check both count as a use; within one batch the tail goes before the head.
 
-use super::policy::{Clock, EvictState, EvictionPolicy};
+use super::policy::{Clock, EvictState, EvictionPolicy, Round};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Lru;
@@ -23,7 +23,7 @@ impl EvictionPolicy for Lru {
         s.used(clock, position, false)
     }
 
-    fn rank(&self, s: EvictState, _population: u64) -> u64 {
+    fn rank(&self, s: EvictState, _round: &Round) -> u64 {
         s.recency()
     }
 }
@@ -41,11 +41,12 @@ mod tests {
         let c = p.read(p.created(3, 0, false), 5, 0);
         let d = p.checked(p.created(4, 0, false), 6, 0);
         let mut v = [("d", d), ("c", c), ("b", b), ("a", a)];
-        v.sort_by_key(|(_, s)| p.rank(*s, 4));
+        let r = Round::default();
+        v.sort_by_key(|(_, s)| p.rank(*s, &r));
         assert_eq!(v.map(|(n, _)| n), ["a", "b", "c", "d"]);
         // One batch's keys at one clock: the tail first.
         let head = p.checked(a, 9, 0);
         let tail = p.checked(a, 9, 5);
-        assert!(p.rank(tail, 4) < p.rank(head, 4));
+        assert!(p.rank(tail, &r) < p.rank(head, &r));
     }
 }

@@ -25,7 +25,7 @@ mod lru;
 pub mod policy;
 mod two_queue;
 
-pub use policy::{Clock, EvictState, EvictionPolicy, PolicyKind};
+pub use policy::{Clock, EvictState, EvictionPolicy, PolicyKind, Round};
 pub use two_queue::PROTECTED_AGE;
 
 use crate::index::{Object, Shard, SHARDS};
@@ -258,6 +258,7 @@ impl Master {
         let population = self.index.len() as u64;
         ev.size_ghosts(population);
         let candidate = |o: &Object| o.evictable(now, soft_ok) && o.evict.clock() < floor;
+        let round = Round { population };
         let mut cands: Vec<(u64, u64)> = Vec::new();
         for i in 0..SHARDS {
             let shard = self.index.lock_shard(i);
@@ -265,7 +266,7 @@ impl Master {
                 shard
                     .values()
                     .filter(|o| candidate(o))
-                    .map(|o| (policy.rank(o.evict, population), footprint(o))),
+                    .map(|o| (policy.rank(o.evict, &round), footprint(o))),
             );
         }
         if cands.is_empty() {
@@ -278,7 +279,7 @@ impl Master {
             let mut shard = self.index.lock_shard(i);
             let doomed: Vec<Box<str>> = shard
                 .iter()
-                .filter(|(_, o)| candidate(o) && policy.rank(o.evict, population) <= cutoff)
+                .filter(|(_, o)| candidate(o) && policy.rank(o.evict, &round) <= cutoff)
                 .map(|(k, _)| k.clone())
                 .collect();
             let removed: Vec<_> = doomed
@@ -361,10 +362,11 @@ impl Master {
         let policy = ev.policy();
         let population = (shard.len() * SHARDS) as u64;
         ev.size_ghosts(population);
+        let round = Round { population };
         let mut ranks: Vec<u64> = shard
             .values()
             .filter(|o| o.evictable(now, soft_ok))
-            .map(|o| policy.rank(o.evict, population))
+            .map(|o| policy.rank(o.evict, &round))
             .collect();
         if ranks.is_empty() || n == 0 {
             return EvictionReport::default();
@@ -374,9 +376,7 @@ impl Master {
         drop(ranks);
         let doomed: Vec<Box<str>> = shard
             .iter()
-            .filter(|(_, o)| {
-                o.evictable(now, soft_ok) && policy.rank(o.evict, population) <= cutoff
-            })
+            .filter(|(_, o)| o.evictable(now, soft_ok) && policy.rank(o.evict, &round) <= cutoff)
             .map(|(k, _)| k.clone())
             .collect();
         let mut report = EvictionReport::default();

@@ -65,9 +65,10 @@ impl EvictState {
 /// - `read` is a get of the object (its replicas handed to a reader); `checked` an
 ///   existence check. Both happen at `clock` for the key at `position` in its batch.
 /// - `rank` orders candidates: lower ranks are evicted first, equal ranks in any
-///   order. `population` is the number of evictable objects in the round (policies
-///   that age in units of the pool use it). It must be a pure function of its inputs,
-///   so that a round that walks the index twice sees the same order both times.
+///   order. `round` describes the candidates of this round (policies that age in
+///   units of the pool, or keep a share for one class, use it). It must be a pure
+///   function of its inputs, so that a round that walks the index twice sees the same
+///   order both times.
 /// - Only *which* objects go is the policy's: which objects may go at all (complete,
 ///   no write in flight, not pinned, read guard over, not written since the round was
 ///   triggered) and how much a round frees are the rounds' rules, the same for every
@@ -78,11 +79,18 @@ pub trait EvictionPolicy: Send + Sync + std::fmt::Debug {
     fn created(&self, clock: Clock, position: usize, readmitted: bool) -> EvictState;
     fn read(&self, s: EvictState, clock: Clock, position: usize) -> EvictState;
     fn checked(&self, s: EvictState, clock: Clock, position: usize) -> EvictState;
-    fn rank(&self, s: EvictState, population: u64) -> u64;
+    fn rank(&self, s: EvictState, round: &Round) -> u64;
     /// Whether `created` wants to know about recently evicted keys.
     fn remembers_evicted(&self) -> bool {
         false
     }
+}
+
+/// What a round knows when it ranks its candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Round {
+    /// Objects in the index (the pool's size in objects).
+    pub population: u64,
 }
 
 /// The policies `--eviction_policy` offers.

@@ -14,7 +14,7 @@
 //! long ago from holding the pool for ever. Why this and not frequency counts or
 //! depth in the prefix: docs/index.md has the measurements.
 
-use super::policy::{Clock, EvictState, EvictionPolicy};
+use super::policy::{Clock, EvictState, EvictionPolicy, Round};
 
 /// How long, in pool turnovers, a protected object outranks probation ones.
 pub const PROTECTED_AGE: u64 = 10;
@@ -40,11 +40,11 @@ impl EvictionPolicy for TwoQueue {
         s.used(clock, position, false)
     }
 
-    fn rank(&self, s: EvictState, population: u64) -> u64 {
+    fn rank(&self, s: EvictState, round: &Round) -> u64 {
         if s.reused() {
             s.recency().saturating_add(
                 PROTECTED_AGE
-                    .saturating_mul(population)
+                    .saturating_mul(round.population)
                     .saturating_mul(1 << 16),
             )
         } else {
@@ -66,7 +66,7 @@ mod tests {
         population: u64,
         v: &mut [(&'static str, EvictState)],
     ) -> Vec<&'static str> {
-        v.sort_by_key(|(_, s)| p.rank(*s, population));
+        v.sort_by_key(|(_, s)| p.rank(*s, &Round { population }));
         v.iter().map(|(n, _)| *n).collect()
     }
 
@@ -99,12 +99,20 @@ mod tests {
         let pool = 100;
         let stale = p.read(p.created(1, 0, false), 1, 0);
         let fresh = p.created(1 + PROTECTED_AGE * pool + 5, 0, false);
-        assert!(p.rank(stale, pool) < p.rank(fresh, pool));
+        let r = Round { population: pool };
+        assert!(p.rank(stale, &r) < p.rank(fresh, &r));
         let recent = p.created(1 + PROTECTED_AGE * pool - 5, 0, false);
-        assert!(p.rank(stale, pool) > p.rank(recent, pool));
+        assert!(p.rank(stale, &r) > p.rank(recent, &r));
         // Ranks never overflow into a wrong order.
         let late = p.read(EvictState::new((1 << 47) - 1, 0, false), (1 << 47) - 1, 0);
-        assert!(p.rank(late, u64::MAX) >= p.rank(late, 1));
+        assert!(
+            p.rank(
+                late,
+                &Round {
+                    population: u64::MAX
+                }
+            ) >= p.rank(late, &Round { population: 1 })
+        );
     }
 
     /// Within a batch, the tail of a prefix goes before its head.
@@ -112,7 +120,10 @@ mod tests {
     fn a_batch_is_evicted_tail_first() {
         let p = TwoQueue;
         let blocks: Vec<_> = (0..5).map(|i| p.created(10, i, false)).collect();
-        let ranks: Vec<u64> = blocks.iter().map(|s| p.rank(*s, 100)).collect();
+        let ranks: Vec<u64> = blocks
+            .iter()
+            .map(|s| p.rank(*s, &Round { population: 100 }))
+            .collect();
         assert!(ranks.windows(2).all(|w| w[0] > w[1]), "{ranks:?}");
     }
 }
