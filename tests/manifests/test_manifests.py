@@ -190,8 +190,22 @@ def test_manifest_roles_start_as_written(path, service):
         )
         assert engine.returncode == 0, engine.stdout + engine.stderr
         assert "warmup ok" in engine.stdout
+
+        # docs/kubernetes.md step 6: the CLI in the master's pod, against 127.0.0.1:50051.
+        cli = [str(BIN_DIR / "mooncake_cli"), "--master", "127.0.0.1:%d" % mp[50051]]
+        seg = subprocess.run(cli + ["segments"], capture_output=True, text=True, timeout=30)
+        assert seg.returncode == 0, seg.stderr
+        lines = seg.stdout.strip().splitlines()
+        assert lines[0].split()[:4] == ["OWNER", "USED", "TOTAL", "USE%"], seg.stdout
+        assert len(lines) == 1 + replicas, seg.stdout
+        st = subprocess.run(cli + ["stats"], capture_output=True, text=True, timeout=30)
+        assert st.returncode == 0, st.stderr
+        assert re.search(r"^segments:\s+%d$" % replicas, st.stdout, re.M), st.stdout
     finally:
         cluster.stop()
+    # docs/kubernetes.md step 5: the line `kubectl logs` of the master shows.
+    log = master.stdout.read().decode(errors="replace")
+    assert re.search(r"Storage: \S+ \S+ / \S+ \S+ \(\d+\.\d+%\) \| Keys: \d+ \(soft-pinned: \d+\)", log), log[-3000:]
 
 
 # What SGLang's mooncake HiCache backend does at start-up with the role's environment.
