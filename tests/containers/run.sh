@@ -41,9 +41,9 @@ size=$(docker image inspect mooncake:local --format '{{.Size}}')
 rpc=$(free_port); meta=$(free_port); met=$(free_port)
 RUN() { docker run -d --label mooncake-test --network host "$@"; }
 # The manifest's master command, POD_IP -> 127.0.0.1 and its ports -> free ones.
-RUN -e POD_IP=127.0.0.1 -e MOONCAKE_HEALTH_URL=http://127.0.0.1:$met/health mooncake:local sh -c \
-  "exec mooncake_master --rpc_address \$POD_IP --rpc_port $rpc --http_metadata_server_host \$POD_IP --http_metadata_server_port $meta --metrics_port $met --client_ttl=2" \
-  >/dev/null || fail "master container did not start"
+M=$(RUN -e POD_IP=127.0.0.1 -e MOONCAKE_HEALTH_URL=http://127.0.0.1:$met/health mooncake:local sh -c \
+  "exec mooncake_master --rpc_address \$POD_IP --rpc_port $rpc --http_metadata_server_host \$POD_IP --http_metadata_server_port $meta --metrics_port $met --client_ttl=2") \
+  || fail "master container did not start"
 wait_port "$rpc" 30 || fail "master container not listening"
 cap() { curl -s "http://127.0.0.1:$met/metrics" | awk '/^master_total_capacity_bytes/ {print int($2)}'; }
 
@@ -61,6 +61,15 @@ ok=0; total=0
 check() { total=$((total+1)); if eval "$2"; then ok=$((ok+1)); else say "  missing: $1"; fi; }
 check "3 store containers mounted" '[ "$(cap)" = "$((3*128*1024*1024))" ]'
 CLI() { docker run --rm --label mooncake-test --network host mooncake:local mooncake_cli --master 127.0.0.1:$rpc "$@"; }
+# docs/kubernetes.md steps 5 and 6, as `kubectl logs` / `kubectl exec` would run them.
+check "the master's Storage line in its container log" 'docker logs "$M" 2>&1 | grep -qE "Storage: .* \| Keys: [0-9]+"'
+check "mooncake_cli segments inside the master's container" \
+  '[ "$(docker exec "$M" mooncake_cli --master 127.0.0.1:$rpc segments | tail -n +2 | wc -l)" = 3 ]'
+check "mooncake_cli stats inside the master's container" \
+  'docker exec "$M" mooncake_cli --master 127.0.0.1:$rpc stats | grep -qE "^segments: +3$"'
+check "put of a stored key is kept (exit 3)" \
+  'CLI put dup --value a >/dev/null 2>&1; CLI put dup --value b >/dev/null 2>&1; [ $? = 3 ] && [ "$(CLI get dup 2>/dev/null)" = a ]'
+check "curl of the master's /metrics (step 11)" 'curl -s "http://127.0.0.1:$met/metrics" | grep -q "^master_segment_count 3"'
 n=0; for k in $(seq 1 20); do CLI put "c-$k" --value "value-$k" --replicas 2 >/dev/null 2>&1 && n=$((n+1)); done
 check "20 replicated puts from a CLI container" '[ $n = 20 ]'
 docker kill "${S[0]}" >/dev/null
