@@ -59,6 +59,11 @@ impl HeartbeatHost for Inner {
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
+    async fn republish(&self) {
+        if let Err(e) = self.data.engine.publish().await {
+            tracing::debug!(error = %e, "could not publish the transfer descriptor again");
+        }
+    }
 }
 
 impl Drop for Inner {

@@ -3,6 +3,11 @@
 //! mounted at the master, kept alive by a heartbeat every second. When the master says
 //! it does not know us (`remount_needed`) or its `view_id` changes (a new master), the
 //! segment is mounted again.
+//!
+//! Metadata a restart forgets is learned again: the transfer engine's descriptor is
+//! published again when the master answers after heartbeats failed (a restarted
+//! master's embedded metadata server starts empty), after every re-mount, and every
+//! [`REPUBLISH_EVERY`] heartbeats (a standalone metadata server that restarted).
 
 use crate::config::HEARTBEAT_INTERVAL;
 use crate::errors::check_code;
@@ -32,7 +37,12 @@ pub(crate) struct Liveness {
     pub master_ok: AtomicBool,
     /// Heartbeats that did not reach the master (or got no answer) since start.
     pub heartbeat_failures: AtomicU64,
+    /// Heartbeats answered since start.
+    pub beats: AtomicU64,
 }
+
+/// Heartbeats between two publications of the transfer descriptor (module docs).
+pub(crate) const REPUBLISH_EVERY: u64 = 30;
 
 impl LocalSegment {
     pub async fn mount(&self, rpc: &MasterRpc, client_id: &str, again: bool) -> Result<()> {
@@ -105,6 +115,10 @@ pub(crate) trait HeartbeatHost: Send + Sync + 'static {
     fn segment(&self) -> Option<&LocalSegment>;
     fn liveness(&self) -> &Liveness;
     fn is_closed(&self) -> bool;
+    /// Publishes this process's transfer descriptor to the metadata server again.
+    fn republish(&self) -> impl std::future::Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 /// Heartbeats every second until the host is dropped or closed.
@@ -138,7 +152,11 @@ async fn beat<H: HeartbeatHost>(h: &Arc<H>) {
             .fetch_add(1, Ordering::Relaxed);
         return;
     };
-    h.liveness().master_ok.store(true, Ordering::Relaxed);
+    let was_ok = h.liveness().master_ok.swap(true, Ordering::Relaxed);
+    let n = h.liveness().beats.fetch_add(1, Ordering::Relaxed) + 1;
+    if !was_ok && n > 1 || n % REPUBLISH_EVERY == 0 {
+        h.republish().await;
+    }
     let Some(seg) = h.segment() else { return };
     let view_changed = seg.view_id.load(Ordering::Relaxed) != resp.view_id;
     let lost = !seg.mounted.load(Ordering::Acquire);
@@ -158,6 +176,8 @@ async fn beat<H: HeartbeatHost>(h: &Arc<H>) {
         if let Err(e) = seg.mount(h.background_rpc(), h.client_id(), again).await {
             tracing::warn!(error = %e, "re-mount failed; retrying at the next heartbeat");
             seg.mounted.store(false, Ordering::Release);
+        } else if again {
+            h.republish().await;
         }
     }
 }
