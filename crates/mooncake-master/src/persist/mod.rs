@@ -366,3 +366,159 @@ impl DiskLog {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mooncake_common::{ReplicateConfig, SegmentDesc};
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mc-persist-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn cfg(d: &Path) -> MasterConfig {
+        MasterConfig {
+            enable_snapshot: true,
+            snapshot_backup_dir: d.display().to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn seg(name: &str, size: u64) -> SegmentDesc {
+        SegmentDesc {
+            name: name.into(),
+            owner: name.into(),
+            size,
+            generation: format!("gen-{name}"),
+            ..Default::default()
+        }
+    }
+
+    fn put(m: &Master, key: &str, size: u64) {
+        let s = m
+            .put_start("c1", key, size, &ReplicateConfig::default())
+            .expect("put_start");
+        m.write_end("c1", key, s.put_id).expect("put_end");
+    }
+
+    fn replicas(m: &Master, key: &str) -> Option<Vec<(String, u64)>> {
+        m.query_key(key).map(|i| {
+            i.replicas
+                .into_iter()
+                .map(|r| (r.segment, r.offset))
+                .collect()
+        })
+    }
+
+    /// Changes made after the snapshot come back from the log, folds included, and
+    /// every object is where it was.
+    #[tokio::test]
+    async fn snapshot_and_log_bring_back_every_change() {
+        let d = dir("round");
+        let m = open(cfg(&d)).unwrap();
+        m.mount_segment("c1", seg("s1:1", 8 << 20)).unwrap();
+        for i in 0..50 {
+            put(&m, &format!("before-{i}"), 4096 + i);
+        }
+        let mut disk = DiskLog::start(m.clone(), &d).unwrap();
+        for i in 0..50 {
+            put(&m, &format!("after-{i}"), 10_000 + i);
+        }
+        m.remove("before-3", true).unwrap();
+        disk.flush(None).unwrap();
+        disk.fold_while_serving().await.unwrap();
+        put(&m, "after-the-fold", 777);
+        m.remove("after-7", true).unwrap();
+        disk.flush(None).unwrap();
+        let keys = m.all_keys();
+        let want: Vec<_> = keys.iter().map(|k| replicas(&m, k)).collect();
+        drop(disk);
+
+        let (shadow, loaded) = load(&d).unwrap().expect("found");
+        assert_eq!(loaded.objects, 99);
+        let (back, report) = rebuild::master_from(cfg(&d), shadow);
+        assert_eq!(report.dropped_replicas, 0);
+        assert_eq!(back.all_keys(), keys);
+        let got: Vec<_> = keys.iter().map(|k| replicas(&back, k)).collect();
+        assert_eq!(got, want, "same replicas at the same offsets");
+        assert!(back.query_key("before-3").is_none() && back.query_key("after-7").is_none());
+        assert_eq!(
+            back.view_id(),
+            m.view_id(),
+            "the same view: owners keep their mounts"
+        );
+        // One snapshot and its log are left.
+        let mut names: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["log-0000000002", "snapshot-0000000002"]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_truncated_or_foreign_snapshot_is_an_error_naming_it() {
+        let d = dir("bad");
+        let m = Master::new(cfg(&d));
+        m.mount_segment("c1", seg("s1:1", 1 << 20)).unwrap();
+        put(&m, "k", 100);
+        let tmp = write_snapshot(&m, &d, 1).unwrap();
+        let snap = snapshot_path(&d, 1);
+        let bytes = std::fs::read(&tmp).unwrap();
+        std::fs::write(&snap, &bytes[..bytes.len() - 5]).unwrap();
+        let e = load(&d).unwrap_err();
+        assert!(
+            e.contains("snapshot-0000000001") && e.contains("truncated"),
+            "{e}"
+        );
+        std::fs::write(&snap, b"not ours").unwrap();
+        let e = load(&d).unwrap_err();
+        assert!(e.contains("not a mooncake master index file"), "{e}");
+        std::fs::write(&snap, &bytes).unwrap();
+        assert_eq!(load(&d).unwrap().unwrap().1.objects, 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Start-up time from disk (prints; run with `cargo test --release -p
+    /// mooncake-master --lib persist::tests::startup_time -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn startup_time() {
+        let d = dir("startup");
+        let m = Master::new(cfg(&d));
+        for s in 0..4 {
+            m.mount_segment(&format!("c{s}"), seg(&format!("s{s}:1"), 16 << 30))
+                .unwrap();
+        }
+        let n = 1_000_000;
+        for i in 0..n {
+            let s = m
+                .put_start(
+                    "c0",
+                    &format!("key-{i:012}"),
+                    4096,
+                    &ReplicateConfig::default(),
+                )
+                .unwrap();
+            m.write_end("c0", &format!("key-{i:012}"), s.put_id)
+                .unwrap();
+        }
+        let t0 = Instant::now();
+        let tmp = write_snapshot(&m, &d, 1).unwrap();
+        std::fs::rename(&tmp, snapshot_path(&d, 1)).unwrap();
+        let wrote = t0.elapsed();
+        let bytes = std::fs::metadata(snapshot_path(&d, 1)).unwrap().len();
+        let t0 = Instant::now();
+        let back = open(cfg(&d)).unwrap();
+        let took = t0.elapsed();
+        assert_eq!(back.index.len(), n);
+        eprintln!(
+            "{n} objects: snapshot {bytes} bytes written in {wrote:?}; start-up (read + rebuild) {took:?}"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
