@@ -287,33 +287,43 @@ def test_the_port_survives_strangers(real_client, pool, keyspace):
     d.close()
 
 
-def test_a_flood_of_silent_connections_costs_only_the_handshake_timeout(cluster, tmp_path, pool):
-    """At the connection cap one more connection is closed at once; strangers that
-    never say hello are closed after the handshake timeout (5 s), and then dummies get
-    in again."""
+def _hello_answered(sock) -> bool:
+    """Says hello on a raw connection; whether the real client answered it."""
+    import struct
+    sock.settimeout(15)
+    try:
+        sock.sendall(_frame(b"\x01MCDUMMY1" + struct.pack("<IQ", 1, 42)))
+        _read_frame(sock)
+        return True
+    except (EOFError, ConnectionResetError, BrokenPipeError):
+        return False
+
+
+def test_connections_over_the_cap_are_refused_and_silent_ones_time_out(cluster, tmp_path):
+    """At the connection cap one more connection is closed unanswered; strangers that
+    never say hello are closed after the handshake timeout, so a flood of them holds
+    the port for that long at most."""
     import socket
     rc = RealClient(cluster, tmp_path, extra=["--max_dummy_connections=2"]).start()
     try:
-        silent = [socket.create_connection(("127.0.0.1", rc.port)) for _ in range(2)]
-        time.sleep(0.3)  # both admitted
+        held = [socket.create_connection(("127.0.0.1", rc.port)) for _ in range(2)]
+        assert all(_hello_answered(s) for s in held)  # both admitted, and they stay
         with socket.create_connection(("127.0.0.1", rc.port)) as extra:
-            extra.settimeout(3)
-            try:
-                assert extra.recv(1) == b""  # closed at once: over the cap
-            except ConnectionResetError:
-                pass
-        d = MooncakeDistributedStore()
-        assert d.setup_dummy(0, 0, rc.address) == RPC_FAIL
-        for s in silent:
-            s.settimeout(15)
-            try:
-                assert s.recv(1) == b""  # the handshake timeout closed it
-            except ConnectionResetError:
-                pass
+            assert not _hello_answered(extra)  # over the cap: closed, never answered
+        for s in held:
             s.close()
-        time.sleep(0.3)
-        assert d.setup_dummy(0, 0, rc.address) == 0
+        d = MooncakeDistributedStore()
+        wait_until("a dummy to get in after the holders left",
+                   lambda: d.setup_dummy(0, 0, rc.address) == 0, 15)
         d.close()
+        # Silent connections (no hello) are closed by the handshake timeout.
+        silent = socket.create_connection(("127.0.0.1", rc.port))
+        silent.settimeout(30)
+        try:
+            assert silent.recv(1) == b""
+        except ConnectionResetError:
+            pass
+        silent.close()
     finally:
         rc.stop()
 
@@ -372,3 +382,66 @@ def test_the_real_client_maps_only_sealed_pools_of_the_size_claimed(real_client)
     d = MooncakeDistributedStore()
     assert d.setup_dummy(0, 0, real_client.address) == 0 and d.health_check() == 0
     d.close()
+
+
+def _pool_mappings(pid: int) -> int:
+    """How many of the dummies' pools the process maps (memfds named mooncake_shm)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return sum(1 for line in f if "memfd:mooncake_shm" in line)
+
+
+def test_freed_and_closed_pools_are_unmapped_by_the_real_client(real_client, keyspace):
+    alloc = MooncakeHostMemAllocator()
+    a, b = alloc.alloc(1 << 20), alloc.alloc(1 << 20)
+    d = MooncakeDistributedStore()
+    assert d.setup_dummy(0, 0, real_client.address) == 0
+    ka, kb = keyspace("a"), keyspace("b")
+    fill(a, b"a" * 100)
+    fill(b, b"b" * 100)
+    assert d.batch_put_from([ka, kb], [a, b], [100, 100]) == [0, 0]
+    pid = real_client.proc.pid
+    assert _pool_mappings(pid) == 2
+    assert alloc.free(a) == 0
+    # The next pointer call tells the real client; only the live pool stays mapped.
+    assert d.batch_get_into([kb], [b], [100]) == [100]
+    assert _pool_mappings(pid) == 1
+    d.close()  # goodbye: the rest goes
+    wait_until("the real client to unmap a closed dummy's pools",
+               lambda: _pool_mappings(pid) == 0, 10)
+    alloc.free(b)
+
+
+DUMMY_RANK = r"""
+import ctypes, sys
+from mooncake.store import MooncakeDistributedStore, MooncakeHostMemAllocator
+addr, rank, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+page, n = 64 << 10, 16
+base = MooncakeHostMemAllocator().alloc(n * page)
+s = MooncakeDistributedStore()
+assert s.setup_dummy(n * page, 0, addr) == 0
+keys = [f"{prefix}-{rank}-{i}" for i in range(n)]
+ptrs = [base + i * page for i in range(n)]
+for i, p in enumerate(ptrs):
+    ctypes.memset(p, rank * 16 + i, page)
+for _ in range(5):
+    assert s.batch_upsert_from(keys, ptrs, [page] * n) == [0] * n
+    ctypes.memset(base, 0, n * page)
+    assert s.batch_get_into(keys, ptrs, [page] * n) == [page] * n
+    assert all(ctypes.string_at(p, page) == bytes([rank * 16 + i]) * page for i, p in enumerate(ptrs))
+s.close()
+print("rank ok")
+"""
+
+
+def test_ranks_share_one_real_client(real_client, store, keyspace):
+    import sys
+    prefix = keyspace("rank")
+    ranks = [subprocess.Popen([sys.executable, "-c", DUMMY_RANK, real_client.address, str(r), prefix],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in range(4)]
+    for p in ranks:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0 and "rank ok" in out, out
+    # Every rank's objects are in the one pool, readable by anyone.
+    for r in range(4):
+        assert store.get(f"{prefix}-{r}-3") == bytes([r * 16 + 3]) * (64 << 10)

@@ -17,7 +17,7 @@ use mooncake_client::ReplicateConfig;
 use mooncake_common::hostname::split_host_port;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use parking_lot::Mutex;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -44,8 +44,10 @@ fn wire_fail(what: &str, e: WireError) -> MooncakeError {
 struct Known {
     instance: u64,
     hostname: String,
-    /// Pools handed to `instance`.
-    registered: HashSet<u64>,
+    /// Pools handed to `instance`: id -> base address.
+    registered: HashMap<u64, usize>,
+    /// `shm::frees()` when the registered pools were last checked for frees.
+    frees_seen: u64,
 }
 
 pub struct DummyClient {
@@ -106,7 +108,8 @@ impl DummyClient {
             known: Mutex::new(Known {
                 instance: 0,
                 hostname: String::new(),
-                registered: HashSet::new(),
+                registered: HashMap::new(),
+                frees_seen: 0,
             }),
             registering: Mutex::new(()),
         };
@@ -205,13 +208,38 @@ impl DummyClient {
         self.exchange(s, body)
     }
 
-    /// Makes sure every pool in `pools` is mapped by the current real client.
+    /// Makes sure every pool in `pools` is mapped by the current real client, and
+    /// that pools freed since are unmapped there (their memory goes only then).
     fn hand_over(&self, pools: &[std::sync::Arc<shm::Pool>]) -> Result<()> {
         let _one = self.registering.lock();
+        let freed: Vec<usize> = {
+            let mut k = self.known.lock();
+            let now = shm::frees();
+            if k.frees_seen == now {
+                Vec::new()
+            } else {
+                k.frees_seen = now;
+                let gone: Vec<u64> = k
+                    .registered
+                    .keys()
+                    .copied()
+                    .filter(|id| !shm::is_live(*id))
+                    .collect();
+                gone.iter()
+                    .filter_map(|id| k.registered.remove(id))
+                    .collect()
+            }
+        };
+        for base in freed {
+            let mut e = Enc::new(ops::UNREGISTER_POOL);
+            e.u64(base as u64);
+            // Best effort: a real client that is gone has no mapping left either.
+            let _ = self.call(&e.buf);
+        }
         for p in pools {
             let (instance, done) = {
                 let k = self.known.lock();
-                (k.instance, k.registered.contains(&p.id))
+                (k.instance, k.registered.contains_key(&p.id))
             };
             if done {
                 continue;
@@ -219,7 +247,7 @@ impl DummyClient {
             self.register_pool(p)?;
             let mut k = self.known.lock();
             if k.instance == instance {
-                k.registered.insert(p.id);
+                k.registered.insert(p.id, p.base);
             }
         }
         Ok(())

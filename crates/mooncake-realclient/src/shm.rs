@@ -113,10 +113,27 @@ pub fn alloc(len: usize) -> io::Result<usize> {
     Ok(base)
 }
 
+/// Counts frees, so a dummy can tell when a pool it handed over may be gone.
+static FREES: AtomicU64 = AtomicU64::new(0);
+
 /// Forgets the pool at `base` (unmapped once no call uses it); false when no pool
 /// starts there.
 pub fn free(base: usize) -> bool {
-    pools().lock().remove(&base).is_some()
+    let found = pools().lock().remove(&base).is_some();
+    if found {
+        FREES.fetch_add(1, Ordering::Release);
+    }
+    found
+}
+
+/// How many pools were freed so far in this process.
+pub fn frees() -> u64 {
+    FREES.load(Ordering::Acquire)
+}
+
+/// Whether the pool `id` is still allocated.
+pub fn is_live(id: u64) -> bool {
+    pools().lock().values().any(|p| p.id == id)
 }
 
 /// The pool holding `[addr, addr+len)`, if one does.
