@@ -31,7 +31,8 @@ impl MooncakeHostMemAllocator {
     }
 
     /// Unmaps a block from `alloc`. 0, or -600 for an address no allocator gave.
-    /// A real client that mapped it keeps its own mapping until the dummy closes.
+    /// A real client that mapped it unmaps it at the dummy's next pointer call (or
+    /// when the dummy closes).
     fn free(&self, ptr: usize) -> i32 {
         if mooncake_realclient::shm::free(ptr) {
             0
