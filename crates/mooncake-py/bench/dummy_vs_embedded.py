@@ -11,7 +11,8 @@ segment of --segment bytes, the standalone client's in dummy mode, the embedded
 store's own in embedded mode.
 
 usage: dummy_vs_embedded.py [--pages 64] [--page-kib 1024] [--rounds 20] [--segment-mb 1024]
-Prints one JSON line per (mode, op) with GB/s and per-batch latency percentiles.
+Prints one JSON line per (mode, op) with GB/s and per-batch latency percentiles, and
+the latency of single small calls (is_exist, get of 4 KiB).
 """
 import argparse
 import ctypes
@@ -84,6 +85,29 @@ def run(store, mode, base, pages, page, rounds, warmup=2):
     return out
 
 
+def small_ops(store, mode, n=2000):
+    """One small call at a time: where the dummy's extra hop is all there is."""
+    key = f"{mode}-small"
+    value = b"v" * 4096
+    if store.put(key, value) != 0:
+        sys.exit(f"{mode} put failed")
+    out = []
+    for op, call in (("is_exist", lambda: store.is_exist(key) == 1),
+                     ("get 4 KiB", lambda: store.get(key) == value)):
+        lat = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            ok = call()
+            lat.append(time.perf_counter() - t0)
+            if not ok:
+                sys.exit(f"{mode} {op} failed")
+        lat.sort()
+        out.append({"mode": mode, "op": op, "calls": n,
+                    "p50_us": round(statistics.median(lat) * 1e6, 1),
+                    "p99_us": round(lat[int(0.99 * (n - 1))] * 1e6, 1)})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pages", type=int, default=64)
@@ -116,6 +140,7 @@ def main():
                            f"127.0.0.1:{rpc}") == 0
             assert e.register_buffer(base, a.pages * page) == 0
             results += run(e, "embedded-" + uuid.uuid4().hex[:6], base, a.pages, page, a.rounds)
+            results += small_ops(e, "embedded-" + uuid.uuid4().hex[:6])
             e.close()
             # Dummy: a standalone mooncake_client holds the same-sized segment.
             c = subprocess.Popen([str(BIN / "mooncake_client"),
@@ -129,6 +154,7 @@ def main():
             du = MooncakeDistributedStore()
             assert du.setup_dummy(a.pages * page, 0, f"127.0.0.1:{cport}") == 0
             results += run(du, "dummy-" + uuid.uuid4().hex[:6], base, a.pages, page, a.rounds)
+            results += small_ops(du, "dummy-" + uuid.uuid4().hex[:6])
             du.close()
             for r in results:
                 r["mode"] = r["mode"].split("-")[0]
