@@ -108,3 +108,17 @@ fn put_on_a_stored_key_is_kept_and_says_how_to_replace_it() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(cli(&a, &["get", "fresh"]).stdout, b"v");
 }
+
+/// Pointed at the master's metrics port (HTTP), the CLI says it is an HTTP port and
+/// names the rpc port, instead of a frame-size error.
+#[test]
+fn the_master_address_pointing_at_an_http_port_is_named_as_such() {
+    let m = Master::start(&[]);
+    let o = cli(&format!("127.0.0.1:{}", m.metrics_port), &["exist", "k"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("HTTP port") && err.contains("--rpc_port") && !err.contains("frame of"),
+        "{err}"
+    );
+}
