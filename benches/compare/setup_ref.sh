@@ -18,7 +18,8 @@ if ! ldconfig -p | grep -q 'libibverbs.so.1'; then
 fi
 [ -x "$REF_VENV/bin/python" ] || python3 -m venv "$REF_VENV"
 "$REF_VENV/bin/pip" install -q "mooncake-transfer-engine-non-cuda==$REF_VERSION"
-if ! "$REF_VENV/bin/mooncake_master" --help >/dev/null 2>&1; then
+# (gflags programs exit 1 after --help, so --version is the probe)
+if ! "$REF_VENV/bin/mooncake_master" --version >/dev/null 2>&1; then
   echo "setup_ref: the reference's mooncake_master does not start from $REF_VENV" >&2
   exit 1
 fi
