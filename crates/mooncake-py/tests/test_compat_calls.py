@@ -69,6 +69,11 @@ def test_put_from_with_metadata(store, keyspace):
     assert store.get(k) == b"META" + pattern(3, 1000)
     assert store.put_from_with_metadata(keyspace("empty"), buf.ptr, buf.ptr, 0, 0) == 0
     assert store.unregister_buffer(buf.ptr) == 0
+    # Memory that is not registered (either buffer) is refused, and nothing is stored.
+    other = HostBuf(4096)
+    bad = keyspace("unregistered")
+    assert store.put_from_with_metadata(bad, other.ptr, other.ptr, 100, 4) == INVALID_PARAMS
+    assert store.is_exist(bad) == 0
 
 
 def test_hostname_without_a_port_is_in_the_engine_range(cluster):
