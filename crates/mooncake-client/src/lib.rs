@@ -44,6 +44,7 @@ mod restart;
 mod rpc;
 pub mod sessions;
 pub mod transport;
+mod tier;
 mod write;
 
 pub use client::Client;

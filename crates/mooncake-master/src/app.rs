@@ -188,6 +188,8 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
             let (m, tuning) = (master.clone(), master.config().tuning.clone());
             // The owners of drained segments ask for their copies on the same port.
             let extra = drains.clone().map(crate::drain::service::extra);
+            // And the SSD tiers' owners ask for their tasks there too.
+            let extra = Some(crate::tier::service::extra(master.clone(), extra));
             tasks.spawn(async move {
                 let r = crate::service::serve(m, extra, rpc, tuning, sig).await;
                 ("rpc service", r.map_err(|e| e.to_string()))

@@ -75,6 +75,15 @@ pub struct MasterConfig {
     /// objects (`persist`).
     pub enable_snapshot: bool,
     pub snapshot_backup_dir: String,
+    /// The SSD tier's control plane (`--enable_offload`, `tier`): owners started with
+    /// a tier path get disk replicas.
+    pub enable_offload: bool,
+    /// `--offload_on_evict`: write objects to the tier only when DRAM nears its high
+    /// watermark (the policy's next victims first) instead of right after every put.
+    pub offload_on_evict: bool,
+    /// `--promotion_on_hit`: a read served from the tier copies the object back into
+    /// its owner's DRAM.
+    pub promotion_on_hit: bool,
     /// How often the log is folded into a fresh snapshot (`--snapshot_interval_seconds`).
     pub snapshot_interval: Duration,
     /// How the rpc port treats its connections (not flags: defaults fit every
@@ -167,6 +176,9 @@ impl Default for MasterConfig {
             segment_restart_grace: Duration::from_secs(60),
             enable_snapshot: false,
             snapshot_backup_dir: String::new(),
+            enable_offload: false,
+            offload_on_evict: false,
+            promotion_on_hit: false,
             snapshot_interval: Duration::from_secs(600),
             tuning: MasterTuning::default(),
         }

@@ -33,6 +33,7 @@ pub mod placement;
 pub mod report;
 pub mod segments;
 pub mod service;
+pub mod tier;
 pub mod workers;
 
 pub use master::{KeyInfo, Master, MasterCounters, MasterStats, ReplicaInfo, SegmentInfo};

@@ -46,6 +46,8 @@ pub struct Master {
     pub(crate) worker_status: Mutex<Vec<(String, String)>>,
     /// Upserted-away replicas waiting for their readers' leases to end.
     deferred: Mutex<Vec<finish::DeferredFree>>,
+    /// The SSD tiers and their disk entries (`tier`).
+    pub(crate) tiers: crate::tier::Tiers,
 }
 
 impl Master {
@@ -75,6 +77,7 @@ impl Master {
             evict_wakeup: tokio::sync::Notify::new(),
             worker_status: Mutex::new(Vec::new()),
             deferred: Mutex::new(Vec::new()),
+            tiers: crate::tier::Tiers::default(),
         })
     }
 
@@ -134,6 +137,10 @@ impl Master {
     /// Returns replicas' space to their segments.
     pub(crate) fn free_replicas(&self, replicas: &[Replica], size: u64) {
         for r in replicas {
+            // A persist to the SSD tier still reads it: freed when that ends.
+            if self.tiers.defer_free(r, size) {
+                continue;
+            }
             if let Some(seg) = self.segments.get(r.seg) {
                 seg.free(r.handle, size);
             }

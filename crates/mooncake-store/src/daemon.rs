@@ -30,6 +30,16 @@ pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>)
     };
     // Copies this store's objects out when the master drains its segment.
     let _drain = client.spawn_drain_worker(&master_addr);
+    // The SSD tier, when MOONCAKE_OFFLOAD_FILE_STORAGE_PATH names one: a bad path or
+    // capacity stops the store with the reason.
+    let _tier = match client.start_tier_from_env(&master_addr) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mooncake_store: {e}");
+            let _ = client.close().await;
+            return 1;
+        }
+    };
     let seg = client.segment_desc().unwrap_or_default();
     tracing::info!(
         hostname = %client.hostname(),

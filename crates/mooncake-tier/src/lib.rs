@@ -17,6 +17,10 @@ pub mod metrics;
 pub mod record;
 pub mod store;
 
+/// Where a tier's range starts in its owner's transfer-engine address space: above
+/// every user-space address, so a tier read is never mistaken for a memory read.
+pub const DISK_BASE: u64 = 1 << 56;
+
 pub use config::TierConfig;
 pub use errors::TierError;
 pub use metrics::{TierMetrics, TierStats};

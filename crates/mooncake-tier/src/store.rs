@@ -25,6 +25,7 @@ use crate::metrics::{TierMetrics, TierStats};
 use crate::record::{Header, BLOCK};
 
 const DATA: &str = "tier.data";
+const ID: &str = "tier.id";
 const INDEX: &str = "tier.index";
 const INDEX_ENTRY: usize = 24;
 /// The length bit of an index entry that says the extent was discarded.
@@ -76,6 +77,8 @@ impl Record {
 /// One owner's SSD tier.
 pub struct DiskTier {
     dir: PathBuf,
+    /// Names this tier across restarts of its owner (kept in `tier.id`).
+    id: String,
     data_path: PathBuf,
     data: File,
     index: Mutex<File>,
@@ -128,8 +131,10 @@ impl DiskTier {
         }
         let index_path = dir.join(INDEX);
         let found = read_index(&index_path);
+        let id = tier_id(dir)?;
         let tier = DiskTier {
             dir: dir.clone(),
+            id,
             data_path,
             data,
             index: Mutex::new(
@@ -145,23 +150,36 @@ impl DiskTier {
         };
         let mut dropped = 0u64;
         for (offset, len) in found {
+            if len & TOMBSTONE != 0 {
+                tier.remove_range(offset, len & !TOMBSTONE);
+                continue;
+            }
             match tier.load_header(offset, len) {
                 Ok(r) => tier.insert(r),
                 Err(e) => {
+                    // Also a record a later one overwrote in part: not an alarm.
                     dropped += 1;
-                    tracing::warn!(
+                    tracing::debug!(
                         offset,
                         len,
-                        "SSD tier: a record left by the last run is unusable: {e}"
+                        "SSD tier: a record of the last run is unusable: {e}"
                     );
                 }
             }
         }
         if dropped > 0 {
-            TierMetrics::add(&tier.metrics.checksum_failures, dropped);
+            tracing::info!(
+                dropped,
+                "SSD tier: records of the last run that are no longer whole were dropped"
+            );
         }
         tier.rewrite_index()?;
         Ok(tier)
+    }
+
+    /// What names this tier across its owner's restarts (drawn at its creation).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     pub fn dir(&self) -> &Path {
@@ -396,6 +414,26 @@ impl DiskTier {
             .map_err(TierError::io("open", &path))?;
         Ok(())
     }
+}
+
+/// The tier's id: read from `tier.id`, or drawn and written there.
+fn tier_id(dir: &Path) -> Result<String, TierError> {
+    let path = dir.join(ID);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(s.to_string());
+        }
+    }
+    let mut b = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(TierError::io("read", Path::new("/dev/urandom")))?;
+    let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let tmp = dir.join("tier.id.tmp");
+    std::fs::write(&tmp, format!("{id}\n")).map_err(TierError::io("write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(TierError::io("rename", &path))?;
+    Ok(id)
 }
 
 fn index_entry(offset: u64, len: u64) -> [u8; INDEX_ENTRY] {

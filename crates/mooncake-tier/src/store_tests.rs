@@ -54,7 +54,13 @@ fn a_reopened_tier_finds_its_records() {
             t.write(200_000, "b", 2, &b).unwrap(),
         )
     };
+    let first_id = DiskTier::open(&cfg(d.path(), 1 << 20))
+        .unwrap()
+        .id()
+        .to_string();
     let t = DiskTier::open(&cfg(d.path(), 1 << 20)).unwrap();
+    assert_eq!(t.id(), first_id, "the id survives restarts");
+    assert_eq!(t.id().len(), 32);
     assert_eq!(t.records(), vec![ra.clone(), rb.clone()]);
     assert_eq!(t.read_value(ra.value_offset, a.len() as u64).unwrap(), a);
     assert_eq!(t.read_value(rb.value_offset, b.len() as u64).unwrap(), b);
@@ -218,4 +224,20 @@ fn discard_forgets_and_frees() {
         .unwrap()
         .records()
         .is_empty());
+}
+
+#[test]
+fn a_discarded_record_stays_gone_after_a_restart_even_with_its_bytes_intact() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = {
+        let t = DiskTier::open(&cfg(d.path(), 1 << 20)).unwrap();
+        let a = t.write(0, "a", 1, &value(10_000, 1)).unwrap();
+        let b = t.write(16_384, "b", 1, &value(10_000, 2)).unwrap();
+        // Only a part of `a`'s page range: punching leaves its header in place.
+        t.discard(a.offset, 100);
+        (a, b)
+    };
+    let t = DiskTier::open(&cfg(d.path(), 1 << 20)).unwrap();
+    assert!(t.record_at(a.value_offset).is_none());
+    assert_eq!(t.records(), vec![b]);
 }

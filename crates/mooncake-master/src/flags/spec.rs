@@ -323,6 +323,30 @@ pub const FLAGS: &[FlagSpec] = &[
         |c, v, flag| c.segment_restart_grace = secs(flag, v)?
     ),
     flag!(
+        "enable_offload",
+        [],
+        Bool,
+        "false",
+        "the SSD tier: owners started with MOONCAKE_OFFLOAD_FILE_STORAGE_PATH keep disk replicas of objects evicted from DRAM",
+        |c, v, flag| c.enable_offload = parse_bool(flag, v)?
+    ),
+    flag!(
+        "offload_on_evict",
+        [],
+        Bool,
+        "false",
+        "write objects to the SSD tier only as DRAM nears its high watermark (false: right after each put)",
+        |c, v, flag| c.offload_on_evict = parse_bool(flag, v)?
+    ),
+    flag!(
+        "promotion_on_hit",
+        [],
+        Bool,
+        "false",
+        "copy an object read from the SSD tier back into DRAM",
+        |c, v, flag| c.promotion_on_hit = parse_bool(flag, v)?
+    ),
+    flag!(
         "enable_snapshot",
         [],
         Bool,

@@ -39,8 +39,10 @@ impl Master {
         let old = std::mem::replace(&mut o.replicas, p.replicas);
         o.apply_pins(p.hard_pin, p.soft_pin);
         let lease_until = o.lease_until_ms;
+        let (size, replicas) = (o.size, o.replicas.clone());
         drop(o);
         drop(shard);
+        self.tier_put_ended(key, size, &replicas);
         if lease_until > now && !old.is_empty() {
             self.deferred.lock().push(DeferredFree {
                 until_ms: lease_until,
@@ -98,6 +100,8 @@ impl Master {
         let mut codes = vec![Err(ErrorCode::InvalidParams); keys.len()];
         // (lease end, size, replicas) to give back once no shard is locked.
         let mut freed: Vec<(u64, u64, Replicas)> = Vec::new();
+        // Ended writes, for the SSD tier (key index, size, replicas).
+        let mut ended: Vec<(usize, u64, Replicas)> = Vec::new();
         for (s, positions) in groups.runs() {
             let mut shard = self.index.lock_shard(s);
             for &i in positions {
@@ -129,12 +133,16 @@ impl Master {
                     let old = std::mem::replace(&mut o.replicas, p.replicas);
                     o.apply_pins(p.hard_pin, p.soft_pin);
                     let lease_until = o.lease_until_ms;
+                    ended.push((i, o.size, o.replicas.clone()));
                     drop(o);
                     if !old.is_empty() {
                         freed.push((lease_until, old_size, old));
                     }
                 }
             }
+        }
+        for (i, size, replicas) in ended {
+            self.tier_put_ended(keys[i].as_ref(), size, &replicas);
         }
         let mut deferred = Vec::new();
         for (until_ms, size, replicas) in freed {

@@ -270,6 +270,10 @@ impl Master {
                 _ => {}
             }
         }
+        // A key held only by the SSD tier exists too.
+        if existing.is_none() && kind == WriteKind::Put && self.tiers.contains(key) {
+            return Err(ErrorCode::ObjectAlreadyExists);
+        }
         let exists = existing.is_some();
         let replicas = self.allocate_replicas(size, want, preferred, views)?;
         let put_id = self.new_put_id();

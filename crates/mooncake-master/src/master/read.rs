@@ -56,15 +56,17 @@ impl Master {
         let mut segs = SegmentCache::default();
         found
             .into_iter()
-            .map(|f| {
-                f.map(|(size, replicas)| ReplicaList {
+            .enumerate()
+            .map(|(i, f)| match f {
+                Err(ErrorCode::ObjectNotFound) => self.tier_list(keys[i].as_ref(), now),
+                f => f.map(|(size, replicas)| ReplicaList {
                     size,
                     lease_ttl_ms: lease,
                     replicas: replicas
                         .iter()
                         .filter_map(|r| segs.placed(self, r))
                         .collect(),
-                })
+                }),
             })
             .collect()
     }
@@ -83,7 +85,8 @@ impl Master {
         let (size, replicas): (u64, Replicas) = {
             let mut shard = self.index.lock(key);
             let Some(o) = shard.touch(key) else {
-                return Err(ErrorCode::ObjectNotFound);
+                drop(shard);
+                return self.tier_list(key, now);
             };
             if !o.is_complete() {
                 return Err(ErrorCode::ReplicaIsNotReady);
@@ -114,7 +117,11 @@ impl Master {
                 self.eviction.checked(o, self.eviction.now(), 0);
                 Ok(true)
             }
-            _ => Ok(false),
+            Some(_) => Ok(false),
+            None => {
+                drop(shard);
+                Ok(self.tier_exists(key, self.now_ms()))
+            }
         }
     }
 
@@ -141,11 +148,31 @@ impl Master {
                         self.eviction.checked(o, clock, i);
                         Ok(true)
                     }
-                    _ => Ok(false),
+                    Some(_) => Ok(false),
+                    // Looked up in the SSD tier below, without the shard lock.
+                    None => Err(ErrorCode::ObjectNotFound),
                 };
             }
         }
+        let now = self.now_ms();
+        for (i, c) in codes.iter_mut().enumerate() {
+            if *c == Err(ErrorCode::ObjectNotFound) {
+                *c = Ok(self.tier_exists(keys[i].as_ref(), now));
+            }
+        }
         codes
+    }
+
+    /// A key missing from DRAM, answered from the SSD tier (-704 when not there).
+    fn tier_list(&self, key: &str, now: u64) -> Result<ReplicaList, ErrorCode> {
+        let (size, placed) = self
+            .tier_replica(key, now)
+            .ok_or(ErrorCode::ObjectNotFound)?;
+        Ok(ReplicaList {
+            size,
+            lease_ttl_ms: self.lease_ms(),
+            replicas: vec![placed],
+        })
     }
 
     /// (lease end, read guard end) for an existence check: it copies nothing, so its

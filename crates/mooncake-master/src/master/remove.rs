@@ -15,7 +15,12 @@ impl Master {
         let now = self.now_ms();
         let mut shard = self.index.lock(key);
         let Some(o) = shard.get(key) else {
-            return Err(ErrorCode::ObjectNotFound);
+            drop(shard);
+            // Only in the SSD tier (or nowhere).
+            return match self.tier_remove(key, force, now)? {
+                true => Ok(()),
+                false => Err(ErrorCode::ObjectNotFound),
+            };
         };
         if !o.is_complete() {
             return Err(ErrorCode::ReplicaIsNotReady);
@@ -28,6 +33,7 @@ impl Master {
         if let Some(o) = o {
             self.free_object(&o);
         }
+        self.tiers.forget(key);
         Ok(())
     }
 
@@ -46,6 +52,9 @@ impl Master {
     fn remove_where(&self, force: bool, matches: impl Fn(&str) -> bool) -> u64 {
         let now = self.now_ms();
         let mut count = 0;
+        // Keys removed from DRAM, so that their SSD copies are not counted twice.
+        let tiered = self.tiers.has_owners();
+        let mut gone: std::collections::HashSet<Box<str>> = Default::default();
         for i in 0..SHARDS {
             let mut shard = self.index.lock_shard(i);
             let doomed: Vec<Box<str>> = shard
@@ -55,10 +64,24 @@ impl Master {
                 .collect();
             let removed: Vec<Object> = doomed.iter().filter_map(|k| shard.remove(k)).collect();
             drop(shard);
+            if tiered {
+                for k in &doomed {
+                    self.tiers.forget(k);
+                }
+                gone.extend(doomed);
+            }
             count += removed.len() as u64;
             for o in &removed {
                 self.free_object(o);
             }
+        }
+        if tiered {
+            let disk_only = self
+                .tier_remove_where(force, now, &|k| matches(k))
+                .into_iter()
+                .filter(|k| !gone.contains(k))
+                .count();
+            count += disk_only as u64;
         }
         count
     }

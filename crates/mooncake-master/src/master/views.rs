@@ -39,6 +39,8 @@ pub struct ReplicaInfo {
     pub segment: String,
     pub offset: u64,
     pub size: u64,
+    /// "memory", or "disk" for a replica in the segment owner's SSD tier.
+    pub medium: &'static str,
 }
 
 /// One object, as `/query_key` shows it.
@@ -104,7 +106,10 @@ impl Master {
     pub fn query_key(&self, key: &str) -> Option<KeyInfo> {
         let now = self.now_ms();
         let shard = self.index.lock(key);
-        let o = shard.get(key)?;
+        let Some(o) = shard.get(key) else {
+            drop(shard);
+            return self.tier_query(key, now);
+        };
         let (size, reps) = match (&o.pending, o.is_complete()) {
             (Some(p), false) => (p.size, &p.replicas),
             _ => (o.size, &o.replicas),
@@ -117,17 +122,21 @@ impl Master {
                     segment: seg.desc.name.clone(),
                     offset: seg.offset_of(r.handle),
                     size,
+                    medium: "memory",
                 })
             })
-            .collect();
-        Some(KeyInfo {
+            .collect::<Vec<_>>();
+        let mut info = KeyInfo {
             size,
             complete: o.is_complete(),
             replicas,
             lease_remaining_ms: o.lease_until_ms.saturating_sub(now),
             hard_pinned: o.hard_pin(),
             soft_pinned: o.is_soft_pinned(now),
-        })
+        };
+        drop(shard);
+        info.replicas.extend(self.tier_replica_info(key));
+        Some(info)
     }
 
     /// Every key in the index (complete or not), sorted.

@@ -1,0 +1,222 @@
+//! This process's SSD tier (`MOONCAKE_OFFLOAD_FILE_STORAGE_PATH`): the records live in
+//! `mooncake_tier::DiskTier`; this module serves reads of them on the transfer engine
+//! (addresses from `DISK_BASE`, checked record by record) and does the master's tasks
+//! (`SegmentTier.Work`): persist an object from our segment into the tier, discard a
+//! record. The first call of a run reports every record the tier holds, so a
+//! restarted store gets its SSD objects back.
+
+use crate::client::{Client, Inner};
+use mooncake_common::ErrorCode;
+use mooncake_proto::segment_tier_client::SegmentTierClient;
+use mooncake_proto::{
+    TierCounters, TierRecord, TierTask, TierTaskKind, TierTaskResult, TierWorkRequest,
+};
+use mooncake_tier::{DiskTier, TierConfig, DISK_BASE};
+use mooncake_transfer::ReadSource;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::Endpoint;
+
+/// Pause after a failed call.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Reads of the tier's address range, for the transfer engine.
+struct TierSource(Arc<DiskTier>);
+
+impl ReadSource for TierSource {
+    fn covers(&self, addr: u64, len: u64) -> bool {
+        addr >= DISK_BASE
+            && (addr - DISK_BASE)
+                .checked_add(len)
+                .is_some_and(|end| end <= self.0.capacity())
+    }
+
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.0
+            .read(addr - DISK_BASE, buf)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Client {
+    /// Opens the tier the environment asks for (`MOONCAKE_OFFLOAD_FILE_STORAGE_PATH`,
+    /// `MOONCAKE_OFFLOAD_TOTAL_SIZE_LIMIT_BYTES`, `MOONCAKE_ENABLE_SSD_OFFLOAD`) and
+    /// starts serving it; `Ok(None)` when none is asked for. A bad path or capacity is
+    /// an error naming it.
+    pub fn start_tier_from_env(&self, master_addr: &str) -> Result<Option<Arc<DiskTier>>, String> {
+        match TierConfig::from_env().map_err(|e| e.to_string())? {
+            None => Ok(None),
+            Some(cfg) => self.start_tier(master_addr, &cfg).map(Some),
+        }
+    }
+
+    /// Opens the tier in `cfg.dir`, serves reads of its records on the transfer
+    /// engine and does the master's tasks (asking the master at `master_addr`). Needs
+    /// a segment: the tier holds copies of this process's objects.
+    pub fn start_tier(&self, master_addr: &str, cfg: &TierConfig) -> Result<Arc<DiskTier>, String> {
+        if self.inner.segment.is_none() {
+            return Err("an SSD tier needs a segment (this client contributes no memory)".into());
+        }
+        let ep = Endpoint::from_shared(format!("http://{}", master_addr.trim()))
+            .map_err(|e| format!("SSD tier: master address {master_addr:?}: {e}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30));
+        let tier = Arc::new(DiskTier::open(cfg).map_err(|e| e.to_string())?);
+        let found = tier.records().len();
+        tracing::info!(
+            dir = %cfg.dir.display(),
+            capacity = cfg.capacity,
+            records = found,
+            "SSD tier open"
+        );
+        self.inner
+            .data
+            .engine
+            .set_read_source(Some(Arc::new(TierSource(tier.clone()))));
+        let weak = Arc::downgrade(&self.inner);
+        let t = tier.clone();
+        tokio::spawn(async move {
+            let mut rpc = SegmentTierClient::new(ep.connect_lazy());
+            let mut done: Vec<TierTaskResult> = Vec::new();
+            let mut report = true;
+            let mut warned = false;
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                let Some(seg) = inner.segment.as_ref() else {
+                    return;
+                };
+                if !seg.mounted.load(Ordering::Acquire) {
+                    drop(inner);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                let s = t.stats();
+                let req = TierWorkRequest {
+                    client_id: inner.client_id.clone(),
+                    segment_name: seg.desc.name.clone(),
+                    transport_endpoint: seg.desc.transport_endpoint.clone(),
+                    capacity: t.capacity(),
+                    report,
+                    records: if report {
+                        t.records()
+                            .into_iter()
+                            .map(|r| TierRecord {
+                                key: r.key,
+                                offset: r.offset,
+                                len: r.len,
+                                value_len: r.value_len,
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                    done: std::mem::take(&mut done),
+                    counters: Some(TierCounters {
+                        reads: s.reads,
+                        read_bytes: s.read_bytes,
+                        writes: s.writes,
+                        write_bytes: s.write_bytes,
+                        write_failures: s.write_failures,
+                        checksum_failures: s.checksum_failures,
+                    }),
+                    protocol: seg.desc.protocol.clone(),
+                    host_id: seg.desc.host_id.clone(),
+                    tier_id: t.id().to_string(),
+                };
+                drop(inner);
+                let sent = req.done.clone();
+                match rpc.work(req).await {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        warned = false;
+                        report = r.report_needed;
+                        if !r.tasks.is_empty() {
+                            let Some(inner) = weak.upgrade() else { return };
+                            let t2 = t.clone();
+                            done = tokio::task::spawn_blocking(move || {
+                                run_tasks(&inner, &t2, &r.tasks)
+                            })
+                            .await
+                            .unwrap_or_default();
+                        }
+                    }
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!(
+                                "SSD tier: the master does not take its work: {}",
+                                e.message()
+                            );
+                            warned = true;
+                        }
+                        done = sent;
+                        tokio::time::sleep(RETRY).await;
+                    }
+                }
+            }
+        });
+        Ok(tier)
+    }
+}
+
+/// Does the tasks in order (a discard and a later write of the same extent must not
+/// swap); one result per task.
+fn run_tasks(inner: &Inner, tier: &DiskTier, tasks: &[TierTask]) -> Vec<TierTaskResult> {
+    tasks
+        .iter()
+        .map(|t| {
+            let code = match TierTaskKind::try_from(t.kind) {
+                Ok(TierTaskKind::TierPersist) => persist(inner, tier, t),
+                Ok(TierTaskKind::TierDiscard) => {
+                    tier.discard(t.disk_offset, t.disk_len);
+                    0
+                }
+                _ => ErrorCode::InvalidParams.code(),
+            };
+            TierTaskResult {
+                task_id: t.task_id,
+                code,
+            }
+        })
+        .collect()
+}
+
+/// Writes the object at `mem_offset` of our segment as a record at `disk_offset`.
+fn persist(inner: &Inner, tier: &DiskTier, t: &TierTask) -> i32 {
+    let Some(seg) = inner.segment.as_ref() else {
+        return ErrorCode::InvalidParams.code();
+    };
+    if mooncake_tier::record_len(t.key.len(), t.size) != t.disk_len {
+        return ErrorCode::InvalidParams.code();
+    }
+    let mem = seg.memory.lock();
+    let Some(m) = mem.as_ref() else {
+        return ErrorCode::InvalidParams.code();
+    };
+    let in_bounds = t
+        .mem_offset
+        .checked_add(t.size)
+        .is_some_and(|end| end <= m.len() as u64);
+    if !in_bounds {
+        return ErrorCode::InvalidParams.code();
+    }
+    // SAFETY: the range lies inside our mapped segment, which stays mapped while the
+    // lock is held; the master keeps the replica allocated until we answer.
+    let value = unsafe {
+        std::slice::from_raw_parts(
+            (m.addr() + t.mem_offset as usize) as *const u8,
+            t.size as usize,
+        )
+    };
+    match tier.write(t.disk_offset, &t.key, t.task_id, value) {
+        Ok(_) => 0,
+        Err(e) => {
+            mooncake_tier::TierMetrics::add(&tier.metrics().write_failures, 1);
+            tracing::warn!(key = %t.key, "SSD tier: {e}");
+            ErrorCode::InternalError.code()
+        }
+    }
+}

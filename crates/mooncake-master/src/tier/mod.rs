@@ -1,0 +1,280 @@
+//! The SSD tier's control plane (`--enable_offload`).
+//!
+//! Every owner whose process has a tier (`MOONCAKE_OFFLOAD_FILE_STORAGE_PATH`) asks for
+//! work on `SegmentTier.Work` (`service.rs`). Its tier is a segment of its own here (in
+//! [`Tiers::segs`], never in placement nor in the pool's totals): same name and
+//! transfer endpoint as the owner's memory segment, base [`DISK_BASE`] (above every
+//! user-space address, so the owner's transfer engine tells tier reads from memory
+//! reads), size the tier's capacity. The master allocates each record's extent there,
+//! as it allocates replicas in memory segments, and keeps a disk entry per key.
+//!
+//! - Persist (`--offload_on_evict=false`): after a put ends, the object's owner is
+//!   asked to write it from its memory replica into a new extent. The memory replica
+//!   is pinned until the owner answers: if eviction or a remove frees it meanwhile,
+//!   the free waits (`defer_free`), so the owner never copies bytes of a later object.
+//! - Reads: a key missing from the memory index is looked up here; a ready entry is
+//!   answered as one replica in the tier's segment (leased like a memory replica), and
+//!   the reader fetches its bytes from the owner's transfer engine, which reads and
+//!   checks the record.
+//! - Remove, remove_all and upsert drop the entry and free its extent; the owner is
+//!   told to discard the record. A full tier evicts its least recently used entries.
+//! - An owner that restarts reports its records; the master keeps the entries that
+//!   match, drops those the owner lost, and re-creates entries from the report when it
+//!   did not know the owner (a master restarted without its index).
+
+mod ops;
+pub mod service;
+
+use crate::alloc::AllocHandle;
+use crate::segments::{Mounted, Segment, SegmentRegistry};
+use mooncake_common::SegmentDesc;
+use mooncake_proto::{TierCounters, TierTask};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use mooncake_tier::DISK_BASE;
+
+/// Tasks handed out per answer.
+const TASKS_PER_ANSWER: usize = 256;
+
+/// Counters of the tier's control plane (exported by `metrics`).
+#[derive(Debug, Default)]
+pub struct TierStats {
+    pub persists_started: AtomicU64,
+    pub persisted: AtomicU64,
+    pub persisted_bytes: AtomicU64,
+    pub persist_failures: AtomicU64,
+    pub skipped_full: AtomicU64,
+    pub disk_hits: AtomicU64,
+    pub disk_hit_bytes: AtomicU64,
+    pub disk_evictions: AtomicU64,
+    pub demotions: AtomicU64,
+    pub promotions: AtomicU64,
+    pub discards: AtomicU64,
+}
+
+pub(crate) fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// What a handed-out task does when its owner answers.
+#[derive(Debug)]
+enum Inflight {
+    Persist {
+        key: Box<str>,
+        pin: (u32, u32),
+        size: u64,
+        demotion: bool,
+    },
+    Discard,
+}
+
+/// One owner's tier.
+pub struct TierOwner {
+    /// The tier's own id (its directory's), which outlives the owner's name.
+    pub id: String,
+    seg: RwLock<Arc<Segment>>,
+    client_id: Mutex<String>,
+    queue: Mutex<VecDeque<(TierTask, Inflight)>>,
+    inflight: Mutex<HashMap<u64, Inflight>>,
+    wake: tokio::sync::Notify,
+    last_seen_ms: AtomicU64,
+    counters: Mutex<TierCounters>,
+}
+
+impl TierOwner {
+    pub fn segment(&self) -> Arc<Segment> {
+        self.seg.read().clone()
+    }
+
+    pub fn counters(&self) -> TierCounters {
+        *self.counters.lock()
+    }
+
+    pub fn last_seen_ms(&self) -> u64 {
+        self.last_seen_ms.load(Ordering::Relaxed)
+    }
+
+    fn push(&self, task: TierTask, what: Inflight) {
+        self.queue.lock().push_back((task, what));
+        self.wake.notify_one();
+    }
+
+    fn free(&self, handle: AllocHandle, len: u64) {
+        self.seg.read().free(handle, len);
+    }
+}
+
+/// A key's record in a tier.
+struct DiskEntry {
+    owner: Arc<TierOwner>,
+    handle: AllocHandle,
+    disk_offset: u64,
+    disk_len: u64,
+    size: u64,
+    /// The record is written (false while its persist task is out).
+    ready: bool,
+    task: u64,
+    lease_until_ms: u64,
+    last_used_ms: u64,
+}
+
+/// A memory replica a persist task reads: its free waits for the task.
+#[derive(Default)]
+struct Pin {
+    tasks: u32,
+    deferred: Option<(u32, AllocHandle, u64)>,
+}
+
+/// All tiers and disk entries.
+#[derive(Default)]
+pub struct Tiers {
+    segs: SegmentRegistry,
+    owners: RwLock<HashMap<String, Arc<TierOwner>>>,
+    entries: Mutex<HashMap<Box<str>, DiskEntry>>,
+    pins: Mutex<HashMap<(u32, u32), Pin>>,
+    next_task: AtomicU64,
+    pub stats: TierStats,
+}
+
+/// A tier's figures for `/metrics` and the admin views.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TierView {
+    pub name: String,
+    pub capacity: u64,
+    pub used: u64,
+    pub objects: u64,
+    pub last_seen_ms: u64,
+    pub reads: u64,
+    pub read_bytes: u64,
+    pub writes: u64,
+    pub write_bytes: u64,
+    pub write_failures: u64,
+    pub checksum_failures: u64,
+}
+
+impl Tiers {
+    fn task_id(&self) -> u64 {
+        self.next_task.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The tier of the owner whose segment is `name` now.
+    pub fn owner(&self, name: &str) -> Option<Arc<TierOwner>> {
+        self.owners
+            .read()
+            .values()
+            .find(|o| o.seg.read().desc.name == name)
+            .cloned()
+    }
+
+    pub fn has_owners(&self) -> bool {
+        !self.owners.read().is_empty()
+    }
+
+    /// Whether `key` has a disk entry (written or being written).
+    pub fn contains(&self, key: &str) -> bool {
+        self.has_owners() && self.entries.lock().contains_key(key)
+    }
+
+    /// Every tier's figures.
+    pub fn views(&self) -> Vec<TierView> {
+        let owners: Vec<Arc<TierOwner>> = self.owners.read().values().cloned().collect();
+        let mut objects: HashMap<String, u64> = HashMap::new();
+        for e in self.entries.lock().values() {
+            *objects.entry(e.owner.id.clone()).or_default() += u64::from(e.ready);
+        }
+        let mut v: Vec<TierView> = owners
+            .iter()
+            .map(|o| {
+                let seg = o.segment();
+                let c = o.counters();
+                TierView {
+                    name: seg.desc.name.clone(),
+                    capacity: seg.capacity(),
+                    used: seg.used(),
+                    objects: objects.get(&o.id).copied().unwrap_or(0),
+                    last_seen_ms: o.last_seen_ms(),
+                    reads: c.reads,
+                    read_bytes: c.read_bytes,
+                    writes: c.writes,
+                    write_bytes: c.write_bytes,
+                    write_failures: c.write_failures,
+                    checksum_failures: c.checksum_failures,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Forgets a tier and every entry in it.
+    fn purge(&self, owner: &Arc<TierOwner>) {
+        let name = owner.segment().desc.name.clone();
+        tracing::warn!(segment = %name, tier = %owner.id, "SSD tier: another tier took this owner's name; the old tier's objects are dropped");
+        self.owners.write().remove(&owner.id);
+        self.segs.remove(&name);
+        self.entries
+            .lock()
+            .retain(|_, e| !Arc::ptr_eq(&e.owner, owner));
+    }
+
+    /// The tier of `name`, created or updated from an owner's call. `fresh`: the
+    /// master did not know it (its reported records are taken as they are).
+    fn register(
+        &self,
+        client_id: &str,
+        tier_id: &str,
+        desc: SegmentDesc,
+    ) -> Result<(Arc<TierOwner>, bool, bool), String> {
+        let known = self.owners.read().get(tier_id).cloned();
+        if let Some(o) = known {
+            let restarted = *o.client_id.lock() != client_id;
+            let cur = o.segment();
+            if restarted
+                || cur.desc.name != desc.name
+                || cur.desc.transport_endpoint != desc.transport_endpoint
+            {
+                let old = o.segment();
+                let mut desc = desc;
+                desc.size = old.desc.size;
+                let seg = self
+                    .segs
+                    .resume(&old, client_id, desc)
+                    .map_err(|e| format!("{e:?}"))?;
+                *o.seg.write() = seg;
+                *o.client_id.lock() = client_id.to_string();
+            }
+            return Ok((o, false, restarted));
+        }
+        // Another tier under this name (its owner came back with a new directory):
+        // its entries point into records that no longer exist.
+        let stale: Vec<Arc<TierOwner>> = self
+            .owners
+            .read()
+            .values()
+            .filter(|o| o.segment().desc.name == desc.name)
+            .cloned()
+            .collect();
+        for o in stale {
+            self.purge(&o);
+        }
+        let seg = match self.segs.mount(client_id, desc.clone()) {
+            Ok(Mounted::New(s)) | Ok(Mounted::Existing(s)) => s,
+            Err(e) => return Err(format!("tier of {}: {e:?}", desc.name)),
+        };
+        let o = Arc::new(TierOwner {
+            id: tier_id.to_string(),
+            seg: RwLock::new(seg),
+            client_id: Mutex::new(client_id.to_string()),
+            queue: Mutex::new(VecDeque::new()),
+            inflight: Mutex::new(HashMap::new()),
+            wake: tokio::sync::Notify::new(),
+            last_seen_ms: AtomicU64::new(0),
+            counters: Mutex::new(TierCounters::default()),
+        });
+        self.owners.write().insert(tier_id.to_string(), o.clone());
+        Ok((o, true, false))
+    }
+}
