@@ -25,7 +25,11 @@ pub fn parse_secs(what: &str, input: &str) -> Result<Duration, String> {
     }
     if let Ok(secs) = s.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
+            // A number of seconds beyond what a Duration holds (found by fuzzing:
+            // `from_secs_f64` panics there) is an error that names the setting.
+            return Duration::try_from_secs_f64(secs).map_err(|_| {
+                format!("invalid duration for {what}: {input:?} is too many seconds")
+            });
         }
     }
     humantime::parse_duration(s)
@@ -57,5 +61,16 @@ mod tests {
         assert!(parse_secs("client_ttl", "x")
             .unwrap_err()
             .contains("client_ttl"));
+    }
+
+    #[test]
+    fn seconds_beyond_a_duration_are_an_error_not_a_panic() {
+        let e = parse_secs("client_ttl", "33333444444334444444443444333373").unwrap_err();
+        assert!(
+            e.contains("client_ttl") && e.contains("too many seconds"),
+            "{e}"
+        );
+        assert!(parse_secs("t", "1e300").is_err());
+        assert!(parse_millis("t", "99999999999999999999999999h").is_err());
     }
 }
