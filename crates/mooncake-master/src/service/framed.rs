@@ -116,6 +116,19 @@ pub(crate) async fn serve_connection<G: Gate>(
     }
 }
 
+/// Answers one request frame's bytes (what follows its length) as a connection would,
+/// without a socket: how the fuzz targets (`fuzz/`) reach the decoders and handlers
+/// with the exact bytes a peer can send.
+#[doc(hidden)]
+pub async fn answer<G: Gate>(gate: &G, req: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Err(status) = dispatch(gate, req, &mut out).await {
+        out.clear();
+        let _ = encode_status(&status, &mut out);
+    }
+    out
+}
+
 /// Serves one request frame into `out`; `Err` is the status to answer with instead.
 async fn dispatch<G: Gate>(gate: &G, req: &[u8], out: &mut Vec<u8>) -> Result<(), Status> {
     let r = frame::decode_request(req)
