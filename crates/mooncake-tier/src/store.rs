@@ -1,5 +1,7 @@
 //! The tier's files in its directory:
-//! - `tier.data`: one file of the tier's capacity (sparse until written). Each record
+//! - `tier.data`: one file, as long as its furthest record (never longer than the
+//!   tier's capacity; not preallocated, so a full file system shows as a failed write
+//!   of one record, which the master answers by keeping the object in DRAM). Each record
 //!   sits at the offset the master allocated for it, so space comes back the moment the
 //!   master frees an extent; a stale record under a newer one is simply replaced.
 //! - `tier.index`: an append-only log of the extents written (offset, length, CRC), so
@@ -121,14 +123,6 @@ impl DiskTier {
                     data_path.display()
                 ))
             })?;
-        let len = data
-            .metadata()
-            .map_err(TierError::io("stat", &data_path))?
-            .len();
-        if len < cfg.capacity {
-            data.set_len(cfg.capacity)
-                .map_err(TierError::io("size", &data_path))?;
-        }
         let index_path = dir.join(INDEX);
         let found = read_index(&index_path);
         let id = tier_id(dir)?;
@@ -262,9 +256,21 @@ impl DiskTier {
         let span_start = first * BLOCK;
         let span_end = ((last + 1) * BLOCK).min(rec.value_len);
         let mut span = vec![0u8; (span_end - span_start) as usize];
-        self.data
+        if let Err(e) = self
+            .data
             .read_exact_at(&mut span, rec.value_offset() + span_start)
-            .map_err(TierError::io("read", &self.data_path))?;
+        {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                // The file was cut short under the record: it is torn for good.
+                TierMetrics::add(&self.metrics.checksum_failures, 1);
+                self.drop_record(rec.offset);
+                return Err(TierError::Checksum {
+                    key: rec.key.clone(),
+                    offset: rec.offset,
+                });
+            }
+            return Err(TierError::io("read", &self.data_path)(e));
+        }
         for (i, chunk) in span.chunks(BLOCK as usize).enumerate() {
             if crc32c::crc32c(chunk) != rec.crcs[first as usize + i] {
                 TierMetrics::add(&self.metrics.checksum_failures, 1);
