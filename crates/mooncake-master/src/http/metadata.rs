@@ -19,6 +19,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -27,18 +28,44 @@ use tokio::task::JoinHandle;
 /// Segment descriptors of large RDMA pools list every buffer; leave room for them.
 pub(crate) const MAX_BODY: usize = 64 << 20;
 
+/// What all keys and values together may hold. A node publishes a few descriptors of a
+/// few KiB (an RDMA pool's lists every buffer: up to MiBs), so thousands of nodes fit;
+/// without a total, anyone who can reach the port could grow the master's memory
+/// without bound, one 64 MiB value after another.
+pub const DEFAULT_TOTAL_BYTES: u64 = 256 << 20;
+
 /// Why a put was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PutError {
     #[error("key {0:?} is write-once (rpc_meta) and already holds a different value")]
     WriteOnce(String),
+    #[error("the metadata server holds {held} of its {cap} bytes; storing {key:?} ({wanted} bytes) would exceed that: remove stale keys")]
+    Full {
+        key: String,
+        wanted: u64,
+        held: u64,
+        cap: u64,
+    },
 }
 
 /// The key/value map behind the server. Sharded (`DashMap`) so concurrent publishers
-/// and readers of different keys do not contend.
-#[derive(Debug, Default)]
+/// and readers of different keys do not contend. `bytes` counts every key and value
+/// held, against `cap`.
+#[derive(Debug)]
 pub struct MetadataStore {
     map: DashMap<String, Bytes>,
+    bytes: AtomicU64,
+    cap: u64,
+}
+
+impl Default for MetadataStore {
+    fn default() -> Self {
+        Self::with_cap(DEFAULT_TOTAL_BYTES)
+    }
+}
+
+fn cost(key: &str, value: &Bytes) -> u64 {
+    (key.len() + value.len()) as u64
 }
 
 impl MetadataStore {
@@ -46,20 +73,58 @@ impl MetadataStore {
         Arc::new(Self::default())
     }
 
+    /// A store that holds at most `cap` bytes of keys and values.
+    pub fn with_cap(cap: u64) -> Self {
+        Self {
+            map: DashMap::new(),
+            bytes: AtomicU64::new(0),
+            cap,
+        }
+    }
+
+    /// Bytes of keys and values held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Accounts for replacing `old` bytes by `new` ones, unless that passes the cap.
+    fn reserve(&self, key: &str, old: u64, new: u64) -> Result<(), PutError> {
+        if new <= old {
+            self.bytes.fetch_sub(old - new, Ordering::Relaxed);
+            return Ok(());
+        }
+        let add = new - old;
+        let held = self.bytes.fetch_add(add, Ordering::Relaxed);
+        if held + add > self.cap {
+            self.bytes.fetch_sub(add, Ordering::Relaxed);
+            return Err(PutError::Full {
+                key: key.to_string(),
+                wanted: new,
+                held,
+                cap: self.cap,
+            });
+        }
+        Ok(())
+    }
+
     pub fn get(&self, key: &str) -> Option<Bytes> {
         self.map.get(key).map(|v| v.value().clone())
     }
 
-    /// Stores `value`, honouring the write-once rule for `rpc_meta` keys.
+    /// Stores `value`, honouring the write-once rule for `rpc_meta` keys and the cap
+    /// on what the store holds in total (a refused put changes nothing).
     pub fn put(&self, key: &str, value: Bytes) -> Result<(), PutError> {
-        if !is_write_once(key) {
-            self.map.insert(key.to_string(), value);
-            return Ok(());
-        }
+        let new = cost(key, &value);
         match self.map.entry(key.to_string()) {
             Entry::Occupied(e) if e.get() == &value => Ok(()),
-            Entry::Occupied(_) => Err(PutError::WriteOnce(key.to_string())),
+            Entry::Occupied(_) if is_write_once(key) => Err(PutError::WriteOnce(key.to_string())),
+            Entry::Occupied(mut e) => {
+                self.reserve(key, cost(key, e.get()), new)?;
+                e.insert(value);
+                Ok(())
+            }
             Entry::Vacant(e) => {
+                self.reserve(key, 0, new)?;
                 e.insert(value);
                 Ok(())
             }
@@ -68,7 +133,13 @@ impl MetadataStore {
 
     /// Removes the key; false when it was not there.
     pub fn remove(&self, key: &str) -> bool {
-        self.map.remove(key).is_some()
+        match self.map.remove(key) {
+            Some((k, v)) => {
+                self.bytes.fetch_sub(cost(&k, &v), Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -145,6 +216,7 @@ async fn put_metadata(
     };
     match store.put(&key, body) {
         Ok(()) => text(StatusCode::OK, "metadata updated"),
+        Err(e @ PutError::Full { .. }) => text(StatusCode::INSUFFICIENT_STORAGE, e.to_string()),
         Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
@@ -252,5 +324,37 @@ mod tests {
         s.put("mooncake/rpc_meta/h", Bytes::from_static(b"y"))
             .unwrap();
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn the_total_is_capped_and_a_refused_put_changes_nothing() {
+        let s = MetadataStore::with_cap(100);
+        s.put("k1", Bytes::from(vec![1u8; 48])).unwrap(); // 50 bytes
+        s.put("k2", Bytes::from(vec![2u8; 40])).unwrap(); // 42 bytes: 92 held
+        let e = s.put("k3", Bytes::from(vec![3u8; 20])).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PutError::Full {
+                    held: 92,
+                    cap: 100,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("remove stale keys"));
+        assert!(s.get("k3").is_none());
+        assert_eq!(s.bytes(), 92);
+        // Growing a value past the cap is refused and keeps the old value.
+        assert!(s.put("k2", Bytes::from(vec![9u8; 60])).is_err());
+        assert_eq!(s.get("k2").unwrap().len(), 40);
+        // Shrinking and removing give room back.
+        s.put("k1", Bytes::from_static(b"x")).unwrap();
+        assert_eq!(s.bytes(), 3 + 42);
+        assert!(s.remove("k2"));
+        assert_eq!(s.bytes(), 3);
+        s.put("k3", Bytes::from(vec![3u8; 90])).unwrap();
+        assert_eq!(s.bytes(), 3 + 92);
     }
 }
