@@ -154,7 +154,7 @@ async fn beat<H: HeartbeatHost>(h: &Arc<H>) {
     };
     let was_ok = h.liveness().master_ok.swap(true, Ordering::Relaxed);
     let n = h.liveness().beats.fetch_add(1, Ordering::Relaxed) + 1;
-    if !was_ok && n > 1 || n % REPUBLISH_EVERY == 0 {
+    if !was_ok && n > 1 || n.is_multiple_of(REPUBLISH_EVERY) {
         h.republish().await;
     }
     let Some(seg) = h.segment() else { return };
