@@ -6,10 +6,12 @@ wheel also has to carry the native programs (``mooncake_master``, ``mooncake_sto
 ``mooncake_client``) so that ``pip install`` puts them on the venv's ``PATH`` and
 ``python -m mooncake.mooncake_store_service`` finds its daemon with nothing else set.
 
-Before handing over to maturin this backend runs one ``cargo build --release
---workspace --bin ...`` for those programs and copies them into
-``python/mooncake/bin`` (not tracked by git, removed again once the wheel is built),
-which maturin packs as package data; the console scripts in ``pyproject.toml`` exec them (``mooncake/_launch.py``).
+After maturin has built the wheel, this backend runs one ``cargo build --release
+--workspace --bin ...`` for those programs and adds stripped copies to the wheel as
+``mooncake/bin/<name>`` (with their RECORD lines); the console scripts in
+``pyproject.toml`` exec them (``mooncake/_launch.py``). Nothing is written into the
+source tree (an editable install, which imports the source tree, gets them in
+``python/mooncake/bin``, which git ignores).
 
 Why a build step and not the daemons linked into the extension module: the programs
 stay the same binaries as ``cargo build`` and the container image produce (own
@@ -24,11 +26,15 @@ features match ``cargo build --release --workspace --bins``: after that build (w
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 import maturin
@@ -85,11 +91,8 @@ def _workspace_bins() -> tuple[Path, list[str]]:
     return root / "Cargo.toml", [p for p in PROGRAMS if p in have]
 
 
-def _build_programs() -> None:
-    if os.environ.get("MOONCAKE_WHEEL_BINARIES", "1") == "0":
-        _log("MOONCAKE_WHEEL_BINARIES=0: the wheel carries no programs")
-        shutil.rmtree(BIN_DIR, ignore_errors=True)
-        return
+def _build_programs(into: Path) -> list[Path]:
+    """Builds the programs and puts stripped copies in ``into``; returns their paths."""
     manifest, names = _workspace_bins()
     cmd = [_cargo(), "build", "--release", "--workspace", "--manifest-path", str(manifest),
            "--message-format=json-render-diagnostics"]
@@ -107,14 +110,14 @@ def _build_programs() -> None:
             continue
         if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
             built[msg["target"]["name"]] = Path(msg["executable"])
-    shutil.rmtree(BIN_DIR, ignore_errors=True)
-    BIN_DIR.mkdir(parents=True)
+    into.mkdir(parents=True, exist_ok=True)
     strip = shutil.which("strip")
+    out = []
     for name in names:
         src = built.get(name)
         if src is None or not src.is_file():
             raise SystemExit(f"mooncake wheel: cargo reported no executable for {name}")
-        dst = BIN_DIR / name
+        dst = into / name
         # Debug line tables make each program ~40 MB; without them ~10 MB. Symbols stay,
         # so a panic's backtrace still names functions.
         if strip:
@@ -122,19 +125,58 @@ def _build_programs() -> None:
         else:
             shutil.copy2(src, dst)
         dst.chmod(0o755)
-    _log(f"packed {', '.join(names)} into {BIN_DIR}")
+        out.append(dst)
+    return out
+
+
+def _record_line(arcname: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{arcname},sha256={digest},{len(data)}"
+
+
+def _add_to_wheel(wheel: Path, programs: list[Path]) -> None:
+    """Rewrites ``wheel`` with ``programs`` as ``mooncake/bin/<name>`` (mode 0755) and
+    their lines in the wheel's RECORD."""
+    tmp = wheel.with_suffix(".tmp")
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+        record_name = next(n for n in src.namelist() if n.endswith(".dist-info/RECORD"))
+        extra = []
+        for prog in programs:
+            data = prog.read_bytes()
+            info = zipfile.ZipInfo(f"mooncake/bin/{prog.name}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = (0o100755 << 16)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            dst.writestr(info, data)
+            extra.append(_record_line(info.filename, data))
+        for item in src.infolist():
+            if item.filename.startswith("mooncake/bin/"):
+                continue  # a stale copy from a source tree: ours replace it
+            data = src.read(item.filename)
+            if item.filename == record_name:
+                lines = [ln for ln in data.decode().splitlines()
+                         if ln and not ln.startswith("mooncake/bin/")]
+                data = ("\n".join(lines[:-1] + extra + lines[-1:]) + "\n").encode()
+            dst.writestr(item, data)
+    os.replace(tmp, wheel)
 
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
-    _build_programs()
-    try:
-        return maturin.build_wheel(wheel_directory, config_settings, metadata_directory)
-    finally:
-        # Not left in the source tree, where a later `maturin build` (docker/build.sh)
-        # would pack these copies instead of the programs of its own build.
-        shutil.rmtree(BIN_DIR, ignore_errors=True)
+    name = maturin.build_wheel(wheel_directory, config_settings, metadata_directory)
+    if os.environ.get("MOONCAKE_WHEEL_BINARIES", "1") == "0":
+        _log("MOONCAKE_WHEEL_BINARIES=0: the wheel carries no programs")
+        return name
+    # Staged in a private directory and added to the finished wheel: nothing is written
+    # into the source tree, so builds running at the same time cannot see each other's
+    # copies, and a later `maturin build` (docker/build.sh) packs none.
+    with tempfile.TemporaryDirectory(prefix="mooncake-wheel-") as d:
+        programs = _build_programs(Path(d))
+        _add_to_wheel(Path(wheel_directory) / name, programs)
+    _log("packed " + ", ".join(p.name for p in programs) + " into mooncake/bin")
+    return name
 
 
 def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
-    _build_programs()
+    # An editable install imports python/mooncake itself: the programs go there.
+    if os.environ.get("MOONCAKE_WHEEL_BINARIES", "1") != "0":
+        _build_programs(BIN_DIR)
     return maturin.build_editable(wheel_directory, config_settings, metadata_directory)
