@@ -45,6 +45,10 @@ async fn bad_requests_are_invalid_params() {
     assert_eq!(m.put_start("c", "k", 0, &no_rc()).err(), BAD);
     assert_eq!(m.exist("").err(), BAD);
     assert_eq!(m.remove_by_regex("([", false).err(), BAD);
+    // Patterns that would cost the master memory out of proportion are refused.
+    let long = "a".repeat(crate::master::remove::MAX_REGEX_LEN + 1);
+    assert_eq!(m.remove_by_regex(&long, false).err(), BAD);
+    assert_eq!(m.remove_by_regex("(a{1000}){1000}", false).err(), BAD);
     // A soft-pin TTL without Enable is refused at the protocol edge
     // (mooncake-proto's convert tests): the domain type cannot express it.
     assert_eq!(
