@@ -19,6 +19,7 @@
 //! SUCCEEDED, FAILED, CANCELED.
 
 pub mod service;
+pub mod tasks;
 
 use crate::alloc::AllocHandle;
 use crate::index::{Replica, Walked, SHARDS};
@@ -193,6 +194,8 @@ struct State {
 pub struct Drains {
     master: Arc<Master>,
     state: Mutex<State>,
+    /// Copy and move tasks: single objects on the same copy path (`tasks.rs`).
+    tasks: tasks::Tasks,
 }
 
 impl Drains {
@@ -200,12 +203,18 @@ impl Drains {
         Arc::new(Drains {
             master,
             state: Mutex::new(State::default()),
+            tasks: tasks::Tasks::new(),
         })
     }
 
     /// The master the jobs run on.
     pub fn master(&self) -> &Arc<Master> {
         &self.master
+    }
+
+    /// The copy and move tasks.
+    pub fn tasks(&self) -> &tasks::Tasks {
+        &self.tasks
     }
 
     /// Starts a job: checks the request, marks the segments draining and plans the
@@ -389,15 +398,19 @@ impl Drains {
         if &*seg.client_id != client_id {
             return Err(ErrorCode::IllegalClient);
         }
+        // Copy and move tasks ride along with the drain's copies.
+        self.tasks.report(m, seg.id, done);
+        let mut out = self.tasks.hand_out(m, &seg, 256);
+        let tasks_left = self.tasks.busy(seg.id);
         let mut st = self.state.lock();
         let Some(job) = st
             .jobs
             .iter_mut()
             .find(|j| j.status == Status::Running && j.seg_ids.contains(&seg.id))
         else {
-            return Ok((Vec::new(), false));
+            return Ok((out, tasks_left));
         };
-        for r in done {
+        for r in done.iter().filter(|r| !tasks::is_task_unit(r.task_id)) {
             let Some(u) = job.units.iter_mut().find(|u| u.task_id == r.task_id) else {
                 continue;
             };
@@ -427,7 +440,6 @@ impl Drains {
         }
         let batch = job.max_concurrency * 8;
         let now = Instant::now();
-        let mut out = Vec::new();
         for u in job.units.iter_mut().filter(|u| u.src_seg == seg.id) {
             if out.len() >= batch {
                 break;
@@ -461,7 +473,7 @@ impl Drains {
         }
         job.settle();
         let more = job.status == Status::Running;
-        Ok((out, more))
+        Ok((out, more || tasks_left))
     }
 
     /// The job's status; running jobs whose drained segment's owner went away fail
