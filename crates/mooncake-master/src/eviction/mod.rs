@@ -86,8 +86,11 @@ impl Eviction {
     }
 
     /// Clock values for a batch of `n` writes: the `i`-th gets [`Eviction::write_clock`].
+    /// All are above what reads and checks were stamped with so far (they read
+    /// [`Eviction::now`], the newest write's clock), so a round's mark at a write
+    /// leaves earlier reads among its candidates.
     pub fn reserve(&self, n: usize) -> Clock {
-        self.clock.fetch_add(n.max(1) as u64, Ordering::Relaxed)
+        self.clock.fetch_add(n.max(1) as u64, Ordering::Relaxed) + 1
     }
 
     /// The clock of the `i`-th of `n` writes reserved at `base`: later keys of a batch
@@ -210,7 +213,7 @@ impl Master {
     pub(crate) fn keepable_bytes(&self) -> Option<u64> {
         let hwm = self.config().eviction_high_watermark_ratio;
         let (_, cap) = self.segments.totals();
-        (hwm > 0.0 && cap > 0).then(|| (cap as f64 * hwm) as u64)
+        (hwm > 0.0 && cap > 0).then_some((cap as f64 * hwm) as u64)
     }
 
     /// For a put that found no space: evicts at least `bytes` (or the usual round's

@@ -15,8 +15,9 @@ pub type Clock = u64;
 /// Per-object eviction state in one `u64` (the index budget has no room for more):
 /// bit 63 says the object was reused (read after it was written, or written again
 /// soon after eviction); bits 16..63 hold the clock at its last use (47 bits: 10^14
-/// writes); bits 0..16 order objects used at the same clock value, a batch's later
-/// keys before its earlier ones (`0xFFFF - position`): a prefix's tail goes before its
+/// writes); bits 0..16 order uses at the same clock value: a read or check (bit 15
+/// set) after the writes stamped with that clock, and within one batch the later keys
+/// before the earlier ones (`0x7FFF - position`): a prefix's tail goes before its
 /// head, since a block is worth nothing once a block before it is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EvictState(u64);
@@ -24,11 +25,13 @@ pub struct EvictState(u64);
 const REUSED: u64 = 1 << 63;
 const CLOCK_BITS: u32 = 47;
 const CLOCK_MASK: u64 = (1 << CLOCK_BITS) - 1;
+/// The sub-order bit of a read or check.
+const READ: u64 = 1 << 15;
 
 impl EvictState {
-    /// State at `clock`, for the key at `position` in its batch.
+    /// State of a write at `clock`, for the key at `position` in its batch.
     pub fn new(clock: Clock, position: usize, reused: bool) -> Self {
-        let sub = 0xFFFF - position.min(0xFFFF) as u64;
+        let sub = 0x7FFF - position.min(0x7FFF) as u64;
         Self(((clock & CLOCK_MASK) << 16) | sub | if reused { REUSED } else { 0 })
     }
 
@@ -50,7 +53,7 @@ impl EvictState {
     /// The same object used again at `clock` (position `position` in its batch),
     /// keeping or setting the reused bit.
     pub fn used(self, clock: Clock, position: usize, reused: bool) -> Self {
-        Self::new(clock, position, reused || self.reused())
+        Self(Self::new(clock, position, reused || self.reused()).0 | READ)
     }
 }
 
@@ -128,7 +131,7 @@ impl PolicyKind {
     pub fn build(self) -> Box<dyn EvictionPolicy> {
         match self {
             Self::Lru => Box::new(super::lru::Lru),
-            Self::TwoQueue => Box::new(super::two_queue::TwoQueue::default()),
+            Self::TwoQueue => Box::new(super::two_queue::TwoQueue),
         }
     }
 }
@@ -147,6 +150,9 @@ mod tests {
         assert!(t.used(20_000, 1, false).reused(), "the bit stays");
         // Same clock: the batch's tail ranks below its head.
         assert!(EvictState::new(7, 9, false).recency() < EvictState::new(7, 0, false).recency());
+        // A read at a write's clock ranks above the write.
+        let w = EvictState::new(7, 0, false);
+        assert!(w.used(7, 50, false).recency() > w.recency());
         // A later clock always ranks above, whatever the position.
         assert!(
             EvictState::new(8, 60_000, false).recency() > EvictState::new(7, 0, false).recency()
