@@ -35,9 +35,10 @@ use crate::master::Master;
 use file::Appender;
 use mooncake_proto::replication_op::Op;
 use mooncake_proto::{ReplicationBatch, ReplicationOp};
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// Objects per snapshot frame.
@@ -204,62 +205,72 @@ fn write_snapshot(m: &Master, dir: &Path, n: u64) -> std::io::Result<PathBuf> {
 }
 
 /// The disk follower of the replication log: attached, and caught up with its first
-/// snapshot before the master serves (see the module docs).
+/// snapshot before the master serves (see the module docs). Shared by the task that
+/// folds the log and the calls that wait for it: a mutating call's answer waits for
+/// [`ReplLog::wait_synced`], which first lets the caller append what is queued itself
+/// (`flush`, one `write` for every call queued so far: group commit without a task
+/// switch per call).
 pub struct DiskLog {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     master: Arc<Master>,
     dir: PathBuf,
+    state: Mutex<State>,
+}
+
+struct State {
     follower: Arc<Follower>,
     n: u64,
-    log: Appender,
+    log: Option<Appender>,
+    /// While a fold writes its snapshot: every batch also goes here, for the next log.
+    carry: Option<Vec<u8>>,
 }
 
 fn io(what: &str, p: &Path, e: std::io::Error) -> String {
     format!("on-disk index: cannot {what} {}: {e}", p.display())
 }
 
-impl DiskLog {
-    /// Attaches to `m`'s log and writes a first snapshot (the loaded state folded
-    /// into one file). Call before serving.
-    pub fn start(m: Arc<Master>, dir: &Path) -> Result<DiskLog, String> {
-        let rlog = m.index.log().clone();
-        let follower = rlog.attach("on-disk index");
-        let n = snapshots(dir).first().map_or(1, |n| n + 1);
-        let mut d = DiskLog {
-            master: m,
-            dir: dir.to_path_buf(),
-            follower,
-            n: 0,
-            log: Appender::create(&dir.join("log-start.tmp")).map_err(|e| io("create", dir, e))?,
-        };
-        let _ = std::fs::remove_file(dir.join("log-start.tmp"));
-        d.fold(n, &mut Vec::new())?;
-        // What changed while the snapshot was read goes to the new log; from the
-        // acknowledgement on, mutations wait for this follower.
-        d.follower.snapshot_head.store(0, Ordering::SeqCst);
-        d.flush(None)?;
-        Ok(d)
+impl Shared {
+    /// Appends what the log queued for the follower and acknowledges it.
+    fn flush_locked(&self, st: &mut State) -> Result<(), String> {
+        let rlog = self.master.index.log();
+        let (ops, head) = rlog.take(&st.follower);
+        if !ops.is_empty() {
+            let bytes = file::frame(&batch(&self.master, ops, head, false));
+            let log = st.log.as_mut().ok_or("on-disk index: no log open")?;
+            log.append(&bytes)
+                .map_err(|e| io("append to", &log.path.clone(), e))?;
+            if let Some(c) = &mut st.carry {
+                c.extend_from_slice(&bytes);
+            }
+        }
+        rlog.ack(&st.follower, head);
+        Ok(())
     }
 
-    /// Writes snapshot `n`, creates `log-<n>` with `carry` (batches written to the
-    /// current log since the snapshot began) and what is queued, renames the snapshot
-    /// into place, and removes the older files.
-    fn fold(&mut self, n: u64, carry: &mut Vec<u8>) -> Result<(), String> {
-        let tmp = write_snapshot(&self.master, &self.dir, n)
-            .map_err(|e| io("write a snapshot in", &self.dir, e))?;
-        self.finish_fold(n, tmp, carry)
+    fn flush(&self) -> Result<(), String> {
+        let mut st = self.state.lock();
+        self.flush_locked(&mut st)
     }
 
-    fn finish_fold(&mut self, n: u64, tmp: PathBuf, carry: &mut Vec<u8>) -> Result<(), String> {
+    /// Creates `log-<n>` with `carry`, renames the snapshot `tmp` into place, and
+    /// removes the older files.
+    fn finish_fold(
+        &self,
+        st: &mut State,
+        n: u64,
+        tmp: PathBuf,
+        carry: &[u8],
+    ) -> Result<(), String> {
         let logp = log_path(&self.dir, n);
         let mut log = Appender::create(&logp).map_err(|e| io("create", &logp, e))?;
         log.append(carry).map_err(|e| io("write", &logp, e))?;
-        carry.clear();
         let snap = snapshot_path(&self.dir, n);
         std::fs::rename(&tmp, &snap).map_err(|e| io("rename", &snap, e))?;
-        let old = self.n;
-        self.n = n;
-        self.log = log;
-        // Everything older than the snapshot now in place.
+        st.n = n;
+        st.log = Some(log);
         for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let num = name
@@ -270,51 +281,90 @@ impl DiskLog {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        tracing::debug!(
-            from = old,
-            to = n,
-            "on-disk index: log folded into a snapshot"
-        );
         Ok(())
     }
 
-    /// Appends what the log queued and acknowledges it; also to `carry` while a
-    /// fold is under way.
-    fn flush(&mut self, carry: Option<&mut Vec<u8>>) -> Result<(), String> {
-        let rlog = self.master.index.log().clone();
-        let (ops, head) = rlog.take(&self.follower);
-        if !ops.is_empty() {
-            let bytes = file::frame(&batch(&self.master, ops, head, false));
-            self.log
-                .append(&bytes)
-                .map_err(|e| io("append to", &self.log.path.clone(), e))?;
-            if let Some(c) = carry {
-                c.extend_from_slice(&bytes);
-            }
+    /// (Re)attaches a follower and writes a snapshot of everything as it is now; the
+    /// changes made meanwhile go to the new log. Mutations wait for the follower
+    /// from its first acknowledgement on.
+    fn restart(&self, st: &mut State) -> Result<(), String> {
+        let rlog = self.master.index.log();
+        rlog.detach(&st.follower);
+        st.follower = rlog.attach("on-disk index");
+        let n = snapshots(&self.dir).first().map_or(1, |n| n + 1);
+        let tmp = write_snapshot(&self.master, &self.dir, n)
+            .map_err(|e| io("write a snapshot in", &self.dir, e))?;
+        self.finish_fold(st, n, tmp, &[])?;
+        st.follower.snapshot_head.store(0, Ordering::SeqCst);
+        self.flush_locked(st)
+    }
+}
+
+impl DiskLog {
+    /// Attaches to `m`'s log and writes a first snapshot (the loaded state folded
+    /// into one file). Call before serving.
+    pub fn start(m: Arc<Master>, dir: &Path) -> Result<DiskLog, String> {
+        let follower = m.index.log().attach("on-disk index");
+        let shared = Arc::new(Shared {
+            master: m.clone(),
+            dir: dir.to_path_buf(),
+            state: Mutex::new(State {
+                follower,
+                n: 0,
+                log: None,
+                carry: None,
+            }),
+        });
+        {
+            let mut st = shared.state.lock();
+            shared.restart(&mut st)?;
         }
-        rlog.ack(&self.follower, head);
-        Ok(())
+        let weak: Weak<Shared> = Arc::downgrade(&shared);
+        // A caller appends what is queued itself, unless the append of another one
+        // that it waited for covered its change already (group commit).
+        m.index.log().set_flusher(Box::new(move |target| {
+            let Some(s) = weak.upgrade() else { return };
+            let mut st = s.state.lock();
+            if st.follower.acked.load(Ordering::SeqCst) >= target {
+                return;
+            }
+            if let Err(e) = s.flush_locked(&mut st) {
+                tracing::error!("{e}");
+            }
+        }));
+        Ok(DiskLog { shared })
     }
 
-    /// Follows the log until `stop` resolves (module docs). A write that fails, or
-    /// the follower dropped for a late acknowledgement, starts over with a snapshot.
-    pub async fn run(mut self, interval: Duration, stop: impl std::future::Future<Output = ()>) {
+    /// Appends what is queued (tests).
+    pub fn flush(&self) -> Result<(), String> {
+        self.shared.flush()
+    }
+
+    /// Follows the log until `stop` resolves (module docs): appends what calls did not
+    /// append themselves, folds every `interval`. A write that fails, or the follower
+    /// dropped for a late acknowledgement, starts over with a snapshot.
+    pub async fn run(self, interval: Duration, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let mut folded = Instant::now();
-        self.master
-            .set_worker_status("on_disk_index", format!("snapshot {}", self.n));
+        let sh = self.shared.clone();
+        let status = |s: &Shared| {
+            let n = s.state.lock().n;
+            s.master
+                .set_worker_status("on_disk_index", format!("snapshot {n}"));
+        };
+        status(&sh);
         loop {
+            // Callers append their own changes; this catches what a change made
+            // outside a call (liveness sweeps, eviction) left queued.
+            let follower = sh.state.lock().follower.clone();
             tokio::select! {
                 _ = &mut stop => break,
-                _ = tokio::time::timeout(POLL, self.follower.wake.notified()) => {}
+                _ = tokio::time::sleep(POLL) => {}
             }
-            // Let the calls running alongside the one that woke us append too.
-            tokio::task::yield_now().await;
-            let broken = self.follower.dropped.load(Ordering::SeqCst);
-            let r = if broken {
+            let r = if follower.dropped.load(Ordering::SeqCst) {
                 Err("the log dropped the disk follower (it was late)".to_string())
             } else {
-                self.flush(None)
+                sh.flush()
             };
             let r = match r {
                 Ok(()) if folded.elapsed() >= interval => {
@@ -323,46 +373,60 @@ impl DiskLog {
                 }
                 r => r,
             };
-            if let Err(e) = r {
-                tracing::error!("{e}; starting over with a new snapshot");
-                self.master
-                    .set_worker_status("on_disk_index", format!("error: {e}"));
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let rlog = self.master.index.log().clone();
-                rlog.detach(&self.follower);
-                match DiskLog::start(self.master.clone(), &self.dir) {
-                    Ok(d) => self = d,
-                    Err(e) => tracing::error!("{e}"),
+            match r {
+                Ok(()) => status(&sh),
+                Err(e) => {
+                    tracing::error!("{e}; starting over with a new snapshot");
+                    sh.master
+                        .set_worker_status("on_disk_index", format!("error: {e}"));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let sh2 = sh.clone();
+                    let r = tokio::task::spawn_blocking(move || {
+                        let mut st = sh2.state.lock();
+                        sh2.restart(&mut st)
+                    })
+                    .await;
+                    if let Ok(Err(e)) = r {
+                        tracing::error!("{e}");
+                    }
                 }
             }
         }
-        let _ = self.flush(None);
-        self.master.index.log().detach(&self.follower);
+        let _ = sh.flush();
+        let st = sh.state.lock();
+        sh.master.index.log().detach(&st.follower);
     }
 
     /// A fold while calls keep coming: the snapshot is written on a blocking thread;
-    /// meanwhile batches still go to the current log (and to `carry`, for the next).
-    async fn fold_while_serving(&mut self) -> Result<(), String> {
-        let n = self.n + 1;
-        let (m, dir) = (self.master.clone(), self.dir.clone());
-        let mut job = tokio::task::spawn_blocking(move || write_snapshot(&m, &dir, n));
-        let mut carry = Vec::new();
-        let tmp = loop {
-            tokio::select! {
-                done = &mut job => break done,
-                _ = tokio::time::timeout(POLL, self.follower.wake.notified()) => {
-                    tokio::task::yield_now().await;
-                    self.flush(Some(&mut carry))?;
-                }
-            }
+    /// meanwhile batches still go to the current log, and to the carry for the next.
+    async fn fold_while_serving(&self) -> Result<(), String> {
+        let sh = self.shared.clone();
+        let n = {
+            let mut st = sh.state.lock();
+            st.carry = Some(Vec::new());
+            st.n + 1
         };
+        let (m, dir) = (sh.master.clone(), sh.dir.clone());
+        let tmp = tokio::task::spawn_blocking(move || write_snapshot(&m, &dir, n)).await;
+        let mut st = sh.state.lock();
+        let carry = st.carry.take().unwrap_or_default();
         let tmp = tmp
             .map_err(|e| format!("on-disk index: the snapshot task failed: {e}"))?
-            .map_err(|e| io("write a snapshot in", &self.dir, e))?;
-        self.flush(Some(&mut carry))?;
-        self.finish_fold(n, tmp, &mut carry)?;
-        self.master
-            .set_worker_status("on_disk_index", format!("snapshot {n}"));
+            .map_err(|e| io("write a snapshot in", &sh.dir, e))?;
+        // What was queued since the last append goes to both logs.
+        let rlog = sh.master.index.log();
+        let (ops, head) = rlog.take(&st.follower);
+        let mut carry = carry;
+        if !ops.is_empty() {
+            let bytes = file::frame(&batch(&sh.master, ops, head, false));
+            if let Some(log) = st.log.as_mut() {
+                log.append(&bytes)
+                    .map_err(|e| io("append to", &log.path.clone(), e))?;
+            }
+            carry.extend_from_slice(&bytes);
+        }
+        sh.finish_fold(&mut st, n, tmp, &carry)?;
+        rlog.ack(&st.follower, head);
         Ok(())
     }
 }
@@ -423,16 +487,16 @@ mod tests {
         for i in 0..50 {
             put(&m, &format!("before-{i}"), 4096 + i);
         }
-        let mut disk = DiskLog::start(m.clone(), &d).unwrap();
+        let disk = DiskLog::start(m.clone(), &d).unwrap();
         for i in 0..50 {
             put(&m, &format!("after-{i}"), 10_000 + i);
         }
         m.remove("before-3", true).unwrap();
-        disk.flush(None).unwrap();
+        disk.flush().unwrap();
         disk.fold_while_serving().await.unwrap();
         put(&m, "after-the-fold", 777);
         m.remove("after-7", true).unwrap();
-        disk.flush(None).unwrap();
+        disk.flush().unwrap();
         let keys = m.all_keys();
         let want: Vec<_> = keys.iter().map(|k| replicas(&m, k)).collect();
         drop(disk);

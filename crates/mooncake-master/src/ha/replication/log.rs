@@ -100,12 +100,17 @@ impl SyncState {
     }
 }
 
+/// A follower that can catch up on the waiting caller's thread (the on-disk index):
+/// called by [`ReplLog::wait_synced`] with its target before it waits.
+pub type Flusher = Box<dyn Fn(u64) + Send + Sync>;
+
 #[derive(Default)]
 pub struct ReplLog {
     /// Some follower is attached (appends are recorded).
     active: AtomicBool,
     state: Mutex<LogState>,
     sync: Mutex<SyncState>,
+    flusher: std::sync::OnceLock<Flusher>,
 }
 
 impl std::fmt::Debug for ReplLog {
@@ -176,6 +181,11 @@ impl ReplLog {
             slot.queue.extend(this);
             slot.follower.wake.notify_one();
         }
+    }
+
+    /// Installs the [`Flusher`] (once; later calls are ignored).
+    pub fn set_flusher(&self, f: Flusher) {
+        let _ = self.flusher.set(f);
     }
 
     /// The sequence of the last op appended.
@@ -273,6 +283,9 @@ impl ReplLog {
     pub async fn wait_synced(&self, target: u64, bound: Duration) -> bool {
         if !self.is_active() {
             return false;
+        }
+        if let Some(f) = self.flusher.get() {
+            f(target);
         }
         let rx = {
             let mut sync = self.sync.lock();
