@@ -321,6 +321,12 @@ async fn a_drained_store_leaves_with_nothing_lost_and_reads_never_fail() {
         q = drain_query(&m, &job);
     }
     assert_eq!(q["status_name"], "SUCCEEDED", "{q}");
+    eprintln!(
+        "drain: {} objects, {} bytes moved in {:?} (polled every 200 ms)",
+        q["succeeded_units"],
+        q["migrated_bytes"],
+        t0.elapsed()
+    );
     // Placement spread the objects over both stores: the drained one's moved.
     let moved = q["succeeded_units"].as_u64().unwrap();
     assert!(
