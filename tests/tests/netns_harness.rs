@@ -78,7 +78,7 @@ fn rtt_p50(prefix: &str) -> f64 {
     let _ = echo.wait();
     let at = ping.find("\"p50_us\": ").expect("p50 in tcp_rtt output") + 10;
     ping[at..]
-        .split(|c: char| c == ',' || c == '}')
+        .split([',', '}'])
         .next()
         .unwrap()
         .trim()
