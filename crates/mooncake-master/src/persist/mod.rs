@@ -10,7 +10,11 @@
 //! disk follower acknowledged the log's head (the same wait that makes HA writes
 //! synchronous, `api::Gate`), so an acknowledged put is in the file before its
 //! answer leaves. The write goes to the kernel, not to the device: it survives the
-//! process being killed, not the machine losing power.
+//! process being killed, not the machine losing power. The waiting calls append
+//! themselves ([`DiskLog`]: one `write` for everything queued, under one lock); the
+//! writer task only appends what changes made outside calls (liveness sweeps,
+//! eviction) left queued, every 100 ms, and folds. The queue is in change order, so an
+//! acknowledged change is on disk with every change made before it.
 //!
 //! Every `--snapshot_interval_seconds` the log is folded into a new snapshot
 //! `snapshot-<n+1>`; `log-<n+1>` is created (with every batch written since the fold
