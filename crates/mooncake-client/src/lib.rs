@@ -13,6 +13,7 @@
 //!   keeps it. The memory itself, its descriptor and the mappings of same-host peers'
 //!   segments are `mooncake-segment`'s (re-exported as [`segment`]).
 //! - `drain`: copying this process's objects out when the master drains its segment.
+//! - [`tasks`]: copy and move tasks (one object's replica to named segments).
 //! - `restart`: leaving to be restarted (segment kept for the next run).
 //! - `rpc`: the master connection (tight connect timeout, per-call deadline).
 //! - [`calls`]: typed calls to the master, one method per RPC, over either protocol.
@@ -43,8 +44,9 @@ mod read;
 mod restart;
 mod rpc;
 pub mod sessions;
-pub mod transport;
+pub mod tasks;
 mod tier;
+pub mod transport;
 mod write;
 
 pub use client::Client;

@@ -104,6 +104,12 @@ impl MasterRpc {
         })
     }
 
+    /// The master address this handle was made for (`host:port`, or an `etcd://`
+    /// address under HA).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     /// This handle with its calls made in [`CallMode::Async`], sharing its
     /// connections: for tasks on runtime workers and for futures that overlap calls.
     pub fn asynchronous(&self) -> Self {

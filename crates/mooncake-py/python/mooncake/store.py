@@ -28,6 +28,9 @@ __all__ = [
     "ReplicaDescriptor",
     "MemoryDescriptor",
     "Descriptor",
+    "TaskType",
+    "TaskStatus",
+    "QueryTaskResponse",
 ]
 
 logger = logging.getLogger("mooncake.store")
@@ -113,6 +116,59 @@ class ReplicaDescriptor:
         return f"ReplicaDescriptor(status={self.status.name}, segment={d.segment_name!r}, size={d.size})"
 
 
+class TaskType(enum.IntEnum):
+    """What a task does (``query_task``), with the reference's names."""
+
+    REPLICA_COPY = 0
+    REPLICA_MOVE = 1
+
+
+class TaskStatus(enum.IntEnum):
+    """Where a task is: PENDING (the copy not handed out yet), PROCESSING (the source
+    segment's owner is copying), SUCCESS, FAILED (``message`` says why; the object is
+    left as it was)."""
+
+    PENDING = 0
+    PROCESSING = 1
+    SUCCESS = 2
+    FAILED = 3
+
+
+class QueryTaskResponse:
+    """A task's state, as ``query_task`` answers it (the reference's fields)."""
+
+    __slots__ = ("id", "type", "status", "created_at_ms_epoch",
+                 "last_updated_at_ms_epoch", "assigned_client", "message")
+
+    def __init__(self, id=(0, 0), type=TaskType.REPLICA_COPY, status=TaskStatus.PENDING,
+                 created_at_ms_epoch=0, last_updated_at_ms_epoch=0, assigned_client="",
+                 message=""):
+        self.id = id
+        self.type = type
+        self.status = status
+        self.created_at_ms_epoch = created_at_ms_epoch
+        self.last_updated_at_ms_epoch = last_updated_at_ms_epoch
+        self.assigned_client = assigned_client
+        self.message = message
+
+    def __repr__(self):
+        return (f"QueryTaskResponse(id={self.id}, type={int(self.type)}, "
+                f"status={int(self.status)}, created_at={self.created_at_ms_epoch}, "
+                f"last_updated_at={self.last_updated_at_ms_epoch}, "
+                f"assigned_client={self.assigned_client}, message=\"{self.message}\")")
+
+
+def _task_id(task_id):
+    """A task id as two ints, from the ``(high, low)`` pair the create calls return."""
+    try:
+        high, low = (int(x) for x in task_id)
+    except (TypeError, ValueError):
+        return None
+    if not (0 <= high < 2**64 and 0 <= low < 2**64):
+        return None
+    return high, low
+
+
 def _replicas(native_reps):
     return [
         ReplicaDescriptor(MemoryDescriptor(Descriptor(size, addr, endpoint, segment)))
@@ -171,6 +227,36 @@ class MooncakeDistributedStore(_NativeStore):
             if code == 0:
                 out[key] = _replicas(reps)
         return out
+
+    def create_copy_task(self, key: str, targets) -> tuple:
+        """Copies ``key``'s object to each segment named in ``targets`` (a target that
+        already holds a replica is skipped). ``(task_id, 0)`` or ``((0, 0), code)``:
+        -704 no such object, -600 no targets or an unknown segment, -1010 a target
+        that takes no replicas now (draining, or held for its owner's restart)."""
+        if isinstance(targets, str):
+            targets = [targets]
+        high, low, code = self._create_copy_task(key, list(targets))
+        return (high, low), code
+
+    def create_move_task(self, key: str, source: str, target: str) -> tuple:
+        """Moves ``key``'s replica on segment ``source`` to segment ``target``; reads
+        keep working during the move. ``(task_id, 0)`` or ``((0, 0), code)``: -704 no
+        such object, -600 source equal to target, an unknown target or a source that
+        holds no replica, -1010 a target that takes no replicas now."""
+        high, low, code = self._create_move_task(key, source, target)
+        return (high, low), code
+
+    def query_task(self, task_id) -> tuple:
+        """``(QueryTaskResponse, 0)``, or ``(None, code)``: -1400 for an id the master
+        does not know, -600 for something that is not a ``(high, low)`` pair."""
+        ident = _task_id(task_id)
+        if ident is None:
+            return None, INVALID_PARAMS
+        code, kind, status, created, updated, client, message = self._query_task(*ident)
+        if code != 0:
+            return None, code
+        return QueryTaskResponse(ident, TaskType(kind), TaskStatus(status), created,
+                                 updated, client, message), 0
 
     def put_from_with_metadata(self, key, buffer_ptr, metadata_buffer_ptr, size,
                                metadata_size, config=None) -> int:

@@ -7,7 +7,8 @@
 //! Layout: [`session`] (client + runtime, shared by in-flight calls), [`setup`],
 //! [`bytes_ops`] (values as Python buffers), [`zero_copy`] (caller pointers),
 //! [`ranges`] (`get_into_ranges`), [`meta`] (exist, size, remove, health, close),
-//! [`dummy`] (`setup_dummy`: every call forwarded to the node's real client).
+//! [`dummy`] (`setup_dummy`: every call forwarded to the node's real client),
+//! [`tasks`] (copy and move tasks).
 //! This file is only the Python-facing signatures; each delegates to those modules.
 
 mod bytes_ops;
@@ -17,6 +18,7 @@ mod ranges;
 mod session;
 mod sessions;
 mod setup;
+mod tasks;
 mod zero_copy;
 
 use crate::codes;
@@ -117,6 +119,33 @@ impl NativeStore {
     #[pyo3(signature = (keys, force=false))]
     fn batch_remove(&self, py: Python<'_>, keys: Vec<String>, force: bool) -> Vec<i32> {
         self.batch_remove_impl(py, &keys, force)
+    }
+
+    /// Native end of `create_copy_task`: `(high, low, code)`.
+    fn _create_copy_task(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        targets: Vec<String>,
+    ) -> tasks::IdAnswer {
+        self.create_copy_task_impl(py, key, &targets)
+    }
+
+    /// Native end of `create_move_task`: `(high, low, code)`.
+    fn _create_move_task(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        source: &str,
+        target: &str,
+    ) -> tasks::IdAnswer {
+        self.create_move_task_impl(py, key, source, target)
+    }
+
+    /// Native end of `query_task`: `(code, type, status, created_ms, updated_ms,
+    /// assigned_client, message)`.
+    fn _query_task(&self, py: Python<'_>, high: u64, low: u64) -> tasks::TaskAnswer {
+        self.query_task_impl(py, (high, low))
     }
 
     /// Native end of `get_replica_desc` / `batch_get_replica_desc`: per key

@@ -101,8 +101,16 @@ impl NativeStore {
         })?;
         // Connect without holding the lock: other threads keep getting "not set up"
         // answers instead of waiting on it with the GIL held.
+        let master_addr = node.master_server_address.clone();
         let cfg = crate::config::client_config(node);
         let client = runtime::block_on(py, &rt, Client::connect(cfg))?;
+        // A segment's owner copies objects out of it when the master asks (drains,
+        // copy and move tasks); the worker ends with the client.
+        // (An HA `etcd://` address: drains run only on a master without HA.)
+        if !master_addr.contains("://") {
+            let _rt = rt.enter();
+            let _ = client.spawn_drain_worker(&master_addr);
+        }
         let session = Arc::new(Session::new(client, rt));
         let mut slot = self.session.write().unwrap_or_else(|e| e.into_inner());
         if slot.is_some() {
