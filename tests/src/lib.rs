@@ -10,7 +10,7 @@ pub mod etcd;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -220,21 +220,50 @@ pub struct Store {
     pub http_port: u16,
 }
 
+/// The segment directory [`Store::spawn`] gives a store that `env` gives none.
+fn harness_shm_dir(port: u16) -> PathBuf {
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("mc-test-{}-{port}", std::process::id()))
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // A store keeps its segment file when it stops, for its next run; a test's
+        // store has no next run, and files left in /dev/shm would hold memory until
+        // the machine reboots. (Unlinking under a live process is fine: the memory
+        // goes when its mapping does.) Only the directory this harness made is removed.
+        let _ = std::fs::remove_dir_all(harness_shm_dir(self.http_port));
+    }
+}
+
 impl Store {
-    /// Spawns `mooncake_store --port P` with exactly `env` as its MOONCAKE_* settings.
+    /// Spawns `mooncake_store --port P` with exactly `env` as its MOONCAKE_* settings
+    /// (plus, when `env` has no `MOONCAKE_SHM_DIR`, a directory of its own for its
+    /// segment file, removed when the `Store` is dropped).
     pub fn spawn(env: &[(String, String)]) -> Store {
         let port = free_port();
         let name = format!("store-{port}");
-        let child = Command::new(bin("mooncake_store"))
-            .args(["--port", &port.to_string(), "--http_host", "127.0.0.1"])
+        let shm_dir = (!env.iter().any(|(k, _)| k == "MOONCAKE_SHM_DIR")).then(|| {
+            let d = harness_shm_dir(port);
+            std::fs::create_dir_all(&d).expect("segment directory for a test store");
+            d
+        });
+        let mut cmd = Command::new(bin("mooncake_store"));
+        cmd.args(["--port", &port.to_string(), "--http_host", "127.0.0.1"])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log_file(&name))
-            .stderr(log_file(&format!("{name}.err")))
-            .spawn()
-            .expect("spawn mooncake_store");
+            .stderr(log_file(&format!("{name}.err")));
+        if let Some(d) = &shm_dir {
+            cmd.env("MOONCAKE_SHM_DIR", d);
+        }
+        let child = cmd.spawn().expect("spawn mooncake_store");
         Store {
             proc: Proc { child, name },
             http_port: port,
