@@ -14,6 +14,7 @@ and torn down by PID.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -81,6 +82,9 @@ class Cluster:
     workdir: Path
     procs: List[subprocess.Popen] = field(default_factory=list)
     store_ports: List[int] = field(default_factory=list)
+    # The stores' segment files (a store keeps its file when it stops, for its next
+    # run; these stores have none, so stop() removes them with the directory).
+    shm_dir: Optional[Path] = None
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.metrics_port}{path}"
@@ -104,6 +108,8 @@ class Cluster:
                     p.kill()
                     p.wait()
         self.procs.clear()
+        if self.shm_dir is not None:
+            shutil.rmtree(self.shm_dir, ignore_errors=True)
 
 
 def start_cluster(workdir: Path, stores: int = 2, segment: str = "256mb",
@@ -126,6 +132,8 @@ def start_cluster(workdir: Path, stores: int = 2, segment: str = "256mb",
         metadata=f"http://127.0.0.1:{meta}/metadata",
         metrics_port=metrics,
         workdir=workdir,
+        shm_dir=Path(tempfile.mkdtemp(prefix="mc-pytest-",
+                                      dir="/dev/shm" if os.path.isdir("/dev/shm") else None)),
     )
     try:
         master = subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -145,6 +153,7 @@ def start_cluster(workdir: Path, stores: int = 2, segment: str = "256mb",
                 MOONCAKE_LOCAL_HOSTNAME="127.0.0.1",
                 MOONCAKE_READY_FILE=str(ready),
                 MOONCAKE_BIN_DIR=str(BIN_DIR),
+                MOONCAKE_SHM_DIR=str(c.shm_dir),
             )
             if i == 0 and via_service_first:
                 cmd = [sys.executable, "-m", "mooncake.mooncake_store_service",
