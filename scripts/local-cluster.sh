@@ -47,12 +47,21 @@ META_PORT=${META_PORT:-$(free_port)}; STORE_PORT=${STORE_PORT:-$(free_port)}
 
 DIR=${MOONCAKE_CLUSTER_DIR:-$ROOT/target/local-cluster}
 mkdir -p "$DIR"
+# The store's segment file: a store keeps it when stopped, for its next run (a restart
+# in place gets its objects back). This demo cluster has no next run, so its file goes
+# in a directory of its own that stop() removes, or the memory would stay in /dev/shm.
+SHM_OWN=""
+if [ -z "${MOONCAKE_SHM_DIR:-}" ]; then
+  SHM_BASE=/dev/shm; [ -d "$SHM_BASE" ] || SHM_BASE=$DIR
+  SHM_OWN=$SHM_BASE/mooncake-local-cluster-$$; mkdir -p "$SHM_OWN"
+fi
 PIDS=()
 stop() {
   trap - INT TERM EXIT
   echo; echo "stopping..."
-  # Store first (it unmounts from the master on SIGTERM), then the master.
+  # Store first (it leaves the master on SIGTERM), then the master.
   for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; wait "${PIDS[$i]}" 2>/dev/null || true; done
+  [ -z "$SHM_OWN" ] || rm -rf "$SHM_OWN"
 }
 trap stop EXIT
 # Ctrl-C is a request to stop, and stopping cleanly is success.
@@ -72,7 +81,7 @@ READY=$DIR/store.ready; rm -f "$READY"
 MOONCAKE_MASTER=127.0.0.1:$RPC_PORT \
 MOONCAKE_TE_META_DATA_SERVER=http://127.0.0.1:$META_PORT/metadata \
 MOONCAKE_GLOBAL_SEGMENT_SIZE=$SEGMENT MOONCAKE_LOCAL_BUFFER_SIZE=0 MOONCAKE_PROTOCOL=tcp \
-MOONCAKE_LOCAL_HOSTNAME=127.0.0.1 MOONCAKE_READY_FILE=$READY \
+MOONCAKE_LOCAL_HOSTNAME=127.0.0.1 MOONCAKE_READY_FILE=$READY MOONCAKE_SHM_DIR=${MOONCAKE_SHM_DIR:-$SHM_OWN} \
   setsid "$BIN/mooncake_store" --port "$STORE_PORT" --http_host 127.0.0.1 >"$DIR/store.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 200); do [ -f "$READY" ] && break; sleep 0.1; done
