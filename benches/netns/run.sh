@@ -32,6 +32,10 @@ DRIVER=${DRIVER:-$ROOT/benches/compare/kvbench.py}
 OUT=${OUT:-$ROOT/target/netns/$(date +%Y%m%d-%H%M%S)}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-600}
 mkdir -p "$OUT/logs"
+# Our stores keep their segment files when stopped (for a restart); these runs have
+# none, so the files go in a directory removed at the end.
+SHM=/dev/shm/mooncake-netns-$$
+mkdir -p "$SHM"
 M=$($T addr master); C=$($T addr client)
 RPC=50051 META=8080 METRICS=9003
 PIDS=()
@@ -57,7 +61,7 @@ stop_all() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
   PIDS=()
 }
-trap 'stop_all; $T down' EXIT
+trap 'stop_all; $T down; rm -rf "$SHM"' EXIT
 
 wait_tcp() { # host port seconds
   local i
@@ -101,7 +105,7 @@ start_ours() {
   for ((i = 1; i <= NSTORES; i++)); do
     $T exec "store$i" env MOONCAKE_MASTER="$M:$RPC" MOONCAKE_TE_META_DATA_SERVER="http://$M:$META/metadata" \
       MOONCAKE_GLOBAL_SEGMENT_SIZE="$STORE_SEGMENT" MOONCAKE_LOCAL_BUFFER_SIZE=0 MOONCAKE_PROTOCOL=tcp \
-      MOONCAKE_LOCAL_HOSTNAME="$($T addr "store$i")" MOONCAKE_DISABLE_SHM=1 \
+      MOONCAKE_LOCAL_HOSTNAME="$($T addr "store$i")" MOONCAKE_DISABLE_SHM=1 MOONCAKE_SHM_DIR="$SHM" \
       "$BIN/mooncake_store" --port 8081 >"$OUT/logs/$1-ours-store$i.log" 2>&1 &
     PIDS+=($!)
     wait_tcp "$($T addr "store$i")" 8081 60 || { say "our store $i did not start"; return 1; }
