@@ -91,7 +91,7 @@ impl Client {
                 };
                 if !seg.mounted.load(Ordering::Acquire) {
                     drop(inner);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
                 let s = t.stats();

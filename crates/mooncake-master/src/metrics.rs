@@ -44,6 +44,8 @@ pub struct MasterMetrics {
     requests: IntCounterVec,
     request_failures: IntCounterVec,
     standalone: Vec<(&'static str, IntCounter)>,
+    /// The SSD tiers' figures (`tier::metrics`).
+    tier: crate::tier::metrics::TierExport,
     /// Serialises refreshes: counters advance by the difference to the master's atomics,
     /// which two concurrent scrapes would otherwise both add.
     refresh: Mutex<()>,
@@ -143,7 +145,9 @@ impl MasterMetrics {
             registry.register(Box::new(c.clone()))?;
             standalone.push((*name, c));
         }
+        let tier = crate::tier::metrics::TierExport::new(&registry)?;
         Ok(Self {
+            tier,
             registry,
             gauges,
             segment_allocated,
@@ -167,6 +171,7 @@ impl MasterMetrics {
             g.set(clamp(get(&stats)));
         }
         self.refresh_segments(&master.segments());
+        self.tier.refresh(master.tiers());
         for (name, value) in master.counters().snapshot() {
             let counter = if let Some((_, c)) = self.standalone.iter().find(|(n, _)| *n == name) {
                 c.clone()

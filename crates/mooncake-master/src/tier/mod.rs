@@ -22,6 +22,7 @@
 //!   match, drops those the owner lost, and re-creates entries from the report when it
 //!   did not know the owner (a master restarted without its index).
 
+pub mod metrics;
 mod ops;
 pub mod service;
 

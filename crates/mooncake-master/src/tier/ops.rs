@@ -191,6 +191,11 @@ impl Tiers {
 }
 
 impl Master {
+    /// The SSD tiers (metrics, views).
+    pub fn tiers(&self) -> &Tiers {
+        &self.tiers
+    }
+
     /// After a put or upsert ended: persist the new value (or, when objects go to the
     /// tier only on eviction, drop the record of the old one).
     pub(crate) fn tier_put_ended(&self, key: &str, size: u64, replicas: &Replicas) {
@@ -540,6 +545,35 @@ impl Master {
         }
     }
 
+    /// Schedules the write of every object already in the owner's DRAM that has no
+    /// disk copy (puts that ended before its tier first called).
+    fn tier_backfill(&self, owner: &Arc<TierOwner>) {
+        if self.config().offload_on_evict {
+            return;
+        }
+        let Some(mem) = self.segments.by_name(&owner.segment().desc.name) else {
+            return;
+        };
+        let mut todo: Vec<(Box<str>, u64, Replicas)> = Vec::new();
+        for i in 0..crate::index::SHARDS {
+            let shard = self.index.lock_shard(i);
+            for (k, o) in shard.iter() {
+                if o.is_complete() && o.replicas.iter().any(|r| r.seg == mem.id) {
+                    todo.push((k.clone(), o.size, o.replicas.clone()));
+                }
+            }
+        }
+        let mut n = 0;
+        for (k, size, replicas) in todo {
+            if !self.tiers.contains(&k) && self.tier_persist(&k, size, &replicas, false) {
+                n += 1;
+            }
+        }
+        if n > 0 {
+            tracing::info!(owner = %mem.desc.name, objects = n, "SSD tier: writing the objects put before the tier was known");
+        }
+    }
+
     /// One `SegmentTier.Work` call: register or refresh the owner's tier, take its
     /// answers and report, and hand out the next tasks (waiting briefly for some).
     pub async fn tier_work(
@@ -578,6 +612,9 @@ impl Master {
         self.tier_done(&owner, &req.done);
         let report_needed = if req.report {
             self.tier_reconcile(&owner, fresh, &req.records);
+            if fresh {
+                self.tier_backfill(&owner);
+            }
             false
         } else {
             fresh || restarted
