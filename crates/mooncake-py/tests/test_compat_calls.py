@@ -151,3 +151,16 @@ def test_get_session_reads_ranges(store, cluster, keyspace):
     assert store.batch_get_into_multi_buffer_ranges([k], [[buf.ptr]], [[10]], [[0]]) == \
         [INVALID_PARAMS]
     assert store.unregister_buffer(buf.ptr) == 0
+
+
+def test_extra_segments_are_refused_in_the_reference_shapes(store, cluster, keyspace):
+    NOT_SUPPORTED = -1012
+    assert store.mount_segment("/dev/shm/none", 16 << 20) == {"ret": NOT_SUPPORTED,
+                                                              "segment_ids": []}
+    assert store.allocate_and_mount_segment(16 << 20, "tcp") == {
+        "ret": NOT_SUPPORTED, "segment_ids": [], "allocated_size": 0}
+    assert store.unmount_segment(["x"]) == NOT_SUPPORTED
+    assert store.unmount_and_free_segment(["x"], 0) == NOT_SUPPORTED
+    # The store is unaffected.
+    k = keyspace("after_mount")
+    assert store.put(k, b"v") == 0 and store.get(k) == b"v"

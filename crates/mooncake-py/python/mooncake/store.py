@@ -36,6 +36,8 @@ __all__ = [
 logger = logging.getLogger("mooncake.store")
 
 INVALID_PARAMS = -600
+# The reference's NOT_SUPPORTED: a call this store refuses by design.
+NOT_SUPPORTED = -1012
 
 
 def _hostname_beside_engine(local_hostname: str, engine) -> str:
@@ -257,6 +259,36 @@ class MooncakeDistributedStore(_NativeStore):
             return None, code
         return QueryTaskResponse(ident, TaskType(kind), TaskStatus(status), created,
                                  updated, client, message), 0
+
+    # Extra segments. A client here owns exactly one segment (``global_segment_size``
+    # at setup); mounting more memory into the same client is refused with
+    # NOT_SUPPORTED in the reference's answer shapes. Run another store (or another
+    # segment-owning client) for more memory.
+
+    def mount_segment(self, path: str, size: int, offset: int = 0, protocol: str = "tcp",
+                      location: str = "") -> dict:
+        """Refused: ``{"ret": -1012, "segment_ids": []}`` (one segment per client)."""
+        logger.error("mount_segment(%r): a client owns one segment here; start another "
+                     "store for more memory", path)
+        return {"ret": NOT_SUPPORTED, "segment_ids": []}
+
+    def allocate_and_mount_segment(self, size: int, protocol: str = "tcp",
+                                   location: str = "") -> dict:
+        """Refused: ``{"ret": -1012, "segment_ids": [], "allocated_size": 0}``."""
+        logger.error("allocate_and_mount_segment(%d): a client owns one segment here; "
+                     "start another store for more memory", size)
+        return {"ret": NOT_SUPPORTED, "segment_ids": [], "allocated_size": 0}
+
+    def unmount_segment(self, segment_ids, grace_period_seconds: int = 0) -> int:
+        """Refused: -1012 (no extra segment can have been mounted; ``close()`` unmounts
+        the client's own segment)."""
+        logger.error("unmount_segment: no extra segments here; close() unmounts this "
+                     "client's segment")
+        return NOT_SUPPORTED
+
+    def unmount_and_free_segment(self, segment_ids, grace_period_seconds: int = 0) -> int:
+        """Refused: -1012, as ``unmount_segment``."""
+        return self.unmount_segment(segment_ids, grace_period_seconds)
 
     def put_from_with_metadata(self, key, buffer_ptr, metadata_buffer_ptr, size,
                                metadata_size, config=None) -> int:
