@@ -2,6 +2,7 @@
 real master, two store processes and segment-owning Python stores: the bytes each
 new replica holds, reads during a move, and the reference's codes for bad input."""
 
+import json
 import os
 import threading
 import time
@@ -12,6 +13,7 @@ from mooncake.store import QueryTaskResponse, ReplicateConfig, TaskStatus, TaskT
 INVALID_PARAMS = -600
 OBJECT_NOT_FOUND = -704
 TASK_NOT_FOUND = -1400
+UNAVAILABLE_IN_CURRENT_STATUS = -1010
 
 
 def segments(c):
@@ -151,6 +153,28 @@ def test_bad_input_gets_the_reference_codes(make_cluster, keyspace):
         assert client.query_task((12345, 67890)) == (None, TASK_NOT_FOUND)
         assert client.query_task("x") == (None, INVALID_PARAMS)
         assert client.query_task((-1, 2)) == (None, INVALID_PARAMS)
+        # A target without room: the task fails saying where; the object stays.
+        small = c.new_store(segment="8mb")
+        try:
+            big = keyspace("big")
+            payload = os.urandom(12 << 20)
+            put_on(client, big, payload, a)
+            task_id, code = client.create_copy_task(big, [small.get_hostname()])
+            assert code == 0
+            resp = finish(client, task_id)
+            assert resp.status == TaskStatus.FAILED and small.get_hostname() in resp.message
+            assert replica_segments(client, big) == [a] and client.get(big) == payload
+        finally:
+            small.close()
+        # A target being drained (or drained) takes no replicas.
+        req = urllib.request.Request(
+            c.url("/api/v1/drain_jobs"), method="POST",
+            data=json.dumps({"segments": [b]}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert json.loads(r.read())["success"] is True
+        assert client.create_copy_task(k, [b]) == ((0, 0), UNAVAILABLE_IN_CURRENT_STATUS)
+        assert client.create_move_task(k, a, b) == ((0, 0), UNAVAILABLE_IN_CURRENT_STATUS)
         # Nothing above changed the object.
         assert replica_segments(client, k) == [a]
         assert client.get(k) == b"v" * 4096
