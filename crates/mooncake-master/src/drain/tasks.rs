@@ -147,7 +147,8 @@ impl Tasks {
         key: &str,
         targets: &[String],
     ) -> Result<(u64, u64), i32> {
-        if targets.is_empty() {
+        // A unit's id keeps its index in 8 bits.
+        if targets.is_empty() || targets.len() > 255 {
             return Err(ErrorCode::InvalidParams.code());
         }
         let (size, replicas) = object(m, key)?;
