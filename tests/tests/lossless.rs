@@ -302,6 +302,9 @@ async fn a_drained_store_leaves_with_nothing_lost_and_reads_never_fail() {
             (reads, failures)
         })
     };
+    // The drained store is paused around the two requests below, so that its first job
+    // is certainly still running when the second one arrives.
+    a.proc.signal(libc::SIGSTOP);
     let body =
         serde_json::json!({"segments": [drained], "target_segments": [], "max_concurrency": 4});
     let (code, resp) = http(
@@ -314,6 +317,13 @@ async fn a_drained_store_leaves_with_nothing_lost_and_reads_never_fail() {
     let resp: serde_json::Value = serde_json::from_slice(&resp).unwrap();
     assert_eq!(code, 200, "{resp}");
     let job = resp["job_id"].as_str().unwrap().to_string();
+    assert_eq!(resp["status_name"], "RUNNING", "{resp}");
+    // One drain at a time.
+    let other: Vec<String> = segments(&m).into_iter().filter(|s| *s != drained).collect();
+    let (code, body) = bad(&serde_json::json!({ "segments": other }).to_string());
+    a.proc.signal(libc::SIGCONT);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("one drain at a time"), "{body}");
     let t0 = Instant::now();
     let mut q = drain_query(&m, &job);
     while q["status_name"] == "RUNNING" && t0.elapsed() < Duration::from_secs(60) {
