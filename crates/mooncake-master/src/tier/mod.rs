@@ -228,6 +228,7 @@ impl Tiers {
         client_id: &str,
         tier_id: &str,
         desc: SegmentDesc,
+        purged: &mut Vec<Arc<TierOwner>>,
     ) -> Result<(Arc<TierOwner>, bool, bool), String> {
         let known = self.owners.read().get(tier_id).cloned();
         if let Some(o) = known {
@@ -260,6 +261,7 @@ impl Tiers {
             .collect();
         for o in stale {
             self.purge(&o);
+            purged.push(o);
         }
         let seg = match self.segs.mount(client_id, desc.clone()) {
             Ok(Mounted::New(s)) | Ok(Mounted::Existing(s)) => s,

@@ -599,7 +599,19 @@ impl Master {
             host_id: req.host_id.clone(),
             generation: String::new(),
         };
-        let (owner, fresh, restarted) = self.tiers.register(&req.client_id, &req.tier_id, desc)?;
+        let mut purged = Vec::new();
+        let registered = self
+            .tiers
+            .register(&req.client_id, &req.tier_id, desc, &mut purged);
+        for old in &purged {
+            // Its tasks will never be answered: the memory they pinned goes back.
+            let queued: Vec<(TierTask, Inflight)> = old.queue.lock().drain(..).collect();
+            for (t, what) in queued {
+                self.tier_finish(old, t.task_id, ErrorCode::InternalError.code(), what);
+            }
+            self.tier_owner_restarted(old);
+        }
+        let (owner, fresh, restarted) = registered?;
         owner
             .last_seen_ms
             .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
