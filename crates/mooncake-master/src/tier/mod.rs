@@ -25,6 +25,8 @@
 pub mod metrics;
 mod ops;
 pub mod service;
+#[cfg(test)]
+mod tests;
 
 use crate::alloc::AllocHandle;
 use crate::segments::{Mounted, Segment, SegmentRegistry};
