@@ -76,7 +76,13 @@ async fn create(State(d): State<Arc<Drains>>, body: Bytes) -> Response {
         max_concurrency: b.max_concurrency.unwrap_or(4),
     };
     match d.create(req) {
-        Ok(v) => json(StatusCode::OK, &v),
+        // The answer to a creation says what happened (the job was created), as the
+        // reference's does; the job plans at once, and its progress is in
+        // `status_name` here and in /query.
+        Ok(mut v) => {
+            v.status = "CREATED";
+            json(StatusCode::OK, &v)
+        }
         Err(e) if e.contains("one drain at a time") || e.contains("would lose") => {
             fail(StatusCode::CONFLICT, e)
         }
