@@ -51,6 +51,28 @@ impl Client {
         }
     }
 
+    /// As [`start_tier_from_env`](Self::start_tier_from_env), with what the caller was
+    /// given taking the place of the environment where it has something: the Python
+    /// `setup(..., enable_ssd_offload=True, ssd_offload_path=...)` keywords SGLang
+    /// passes. Whether a tier was started.
+    pub fn start_tier_with(
+        &self,
+        master_addr: &str,
+        path: Option<String>,
+        enable: Option<bool>,
+    ) -> Result<bool, String> {
+        use mooncake_tier::config::{ENV_ENABLE, ENV_LIMIT, ENV_PATH};
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let path = path
+            .filter(|p| !p.trim().is_empty())
+            .or_else(|| get(ENV_PATH));
+        let enable = enable.map(|b| b.to_string()).or_else(|| get(ENV_ENABLE));
+        match TierConfig::from_values(path, get(ENV_LIMIT), enable).map_err(|e| e.to_string())? {
+            None => Ok(false),
+            Some(cfg) => self.start_tier(master_addr, &cfg).map(|_| true),
+        }
+    }
+
     /// Opens the tier in `cfg.dir`, serves reads of its records on the transfer
     /// engine and does the master's tasks (asking the master at `master_addr`). Needs
     /// a segment: the tier holds copies of this process's objects.

@@ -2,6 +2,7 @@
 LMCache rely on."""
 
 import logging
+import time
 
 import pytest
 from mooncake.engine import TransferEngine
@@ -161,3 +162,60 @@ def test_transfer_engine_handed_to_setup(cluster, keyspace):
 
 def test_transfer_engine_bad_protocol():
     assert TransferEngine().initialize("127.0.0.1", "P2PHANDSHAKE", "pigeon", "") == INVALID_PARAMS
+
+
+def tier_capacity(c):
+    import urllib.request
+    text = urllib.request.urlopen(c.url("/metrics"), timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith("master_tier_capacity_bytes "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_sglang_ssd_offload_keywords_open_a_tier_that_serves_what_dram_dropped(make_cluster, tmp_path):
+    # A master with the tier control plane and no store: this client's segment (8 MiB)
+    # is the whole pool, its SSD tier (the keywords SGLang passes) holds the rest.
+    c = make_cluster(stores=0, master_args=("--enable_offload=true",))
+    (tmp_path / "tier").mkdir()
+    s = MooncakeDistributedStore()
+    rc = s.setup("127.0.0.1", c.metadata, 8 << 20, 16 << 20, "tcp", "", c.master, None,
+                 enable_ssd_offload=True, ssd_offload_path=str(tmp_path / "tier"))
+    assert rc == 0
+    # The tier calls the master in on its own task right after setup; until the master
+    # knows it, what eviction takes is not on disk (docs/tier.md).
+    deadline = time.time() + 20
+    while tier_capacity(c) == 0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert tier_capacity(c) > 0, "the master never heard of the tier"
+    values = {f"ssd-{i}": bytes([i]) * (1 << 20) for i in range(24)}  # 24 MiB into 8 MiB
+    for k, v in values.items():
+        for _ in range(50):  # a full pool while earlier objects are still being written
+            rc = s.put(k, v)
+            if rc != -200:
+                break
+            time.sleep(0.1)
+        assert rc == 0, k
+    assert any(p.is_file() for p in (tmp_path / "tier").iterdir()), "the tier wrote nothing"
+    deadline = time.time() + 30
+    while True:
+        got = {k: s.get(k) for k in values}
+        if all(got[k] == v for k, v in values.items()) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    missing = [k for k, v in values.items() if got[k] != v]
+    assert not missing, f"not read back byte for byte: {missing}"
+    assert s.close() == 0
+
+
+def test_ssd_offload_to_a_missing_directory_fails_setup(make_cluster, tmp_path):
+    c = make_cluster(stores=0, master_args=("--enable_offload=true",))
+    s = MooncakeDistributedStore()
+    rc = s.setup("127.0.0.1", c.metadata, 8 << 20, 16 << 20, "tcp", "", c.master, None,
+                 enable_ssd_offload=True, ssd_offload_path=str(tmp_path / "missing"))
+    assert rc == -600
+    # Nothing half set up: the same object sets up again once the directory exists.
+    (tmp_path / "missing").mkdir()
+    assert s.setup("127.0.0.1", c.metadata, 8 << 20, 16 << 20, "tcp", "", c.master, None,
+                   enable_ssd_offload=True, ssd_offload_path=str(tmp_path / "missing")) == 0
+    assert s.close() == 0

@@ -198,8 +198,6 @@ class MooncakeDistributedStore(_NativeStore):
             logger.error("%s", e)
             return INVALID_PARAMS
         opts = a.options or {}
-        if opts.get("enable_ssd_offload"):
-            logger.warning("setup(): enable_ssd_offload is not supported; ignored")
         if opts.get("enable_client_http_server"):
             logger.warning("setup(): enable_client_http_server is not supported; ignored")
         code, message = self._setup(
@@ -210,6 +208,9 @@ class MooncakeDistributedStore(_NativeStore):
             a.protocol,
             a.rdma_devices,
             a.master_server_addr,
+            # SGLang's SSD tier keywords; left out, the MOONCAKE_OFFLOAD_* environment decides.
+            ssd_offload_path=opts.get("ssd_offload_path") or None,
+            enable_ssd_offload=True if opts.get("enable_ssd_offload") else None,
         )
         if code != 0:
             logger.error("setup() failed: %s", message)

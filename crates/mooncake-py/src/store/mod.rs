@@ -70,7 +70,10 @@ impl NativeStore {
     }
 
     /// Native end of `setup()`: `(code, message)`, message empty on success.
+    /// `ssd_offload_path` / `enable_ssd_offload`: the SSD tier SGLang asks for (the
+    /// `MOONCAKE_OFFLOAD_*` environment where these are not given).
     #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (local_hostname, metadata_server, global_segment_size, local_buffer_size, protocol, device_name, master_server_address, ssd_offload_path=None, enable_ssd_offload=None))]
     fn _setup<'py>(
         &self,
         py: Python<'py>,
@@ -81,6 +84,8 @@ impl NativeStore {
         protocol: String,
         device_name: String,
         master_server_address: String,
+        ssd_offload_path: Option<String>,
+        enable_ssd_offload: Option<bool>,
     ) -> (i32, String) {
         let args = setup::SetupArgs {
             local_hostname,
@@ -90,6 +95,8 @@ impl NativeStore {
             protocol,
             device_name,
             master_server_address,
+            ssd_offload_path,
+            enable_ssd_offload,
         };
         match self.setup_impl(py, args) {
             Ok(()) => (0, String::new()),

@@ -41,6 +41,9 @@ pub struct SetupArgs<'py> {
     pub protocol: String,
     pub device_name: String,
     pub master_server_address: String,
+    /// The SSD tier's directory and switch, when `setup()` was given them.
+    pub ssd_offload_path: Option<String>,
+    pub enable_ssd_offload: Option<bool>,
 }
 
 impl SetupArgs<'_> {
@@ -82,6 +85,8 @@ impl NativeStore {
         args: SetupArgs<'_>,
     ) -> Result<(), MooncakeError> {
         let node = args.node_config()?;
+        let has_segment = node.global_segment_size > 0;
+        let (ssd_path, ssd_enable) = (args.ssd_offload_path.clone(), args.enable_ssd_offload);
         let already =
             || MooncakeError::invalid("setup(): this store is already set up; call close() first");
         if self
@@ -110,6 +115,22 @@ impl NativeStore {
         if !master_addr.contains("://") {
             let _rt = rt.enter();
             let _ = client.spawn_drain_worker(&master_addr);
+        }
+        // The SSD tier (keywords, else MOONCAKE_OFFLOAD_* environment): it holds copies
+        // of this process's objects, so it needs a segment and a master without HA; a
+        // bad directory or capacity fails setup() with a message naming it.
+        let tier_wanted =
+            ssd_enable == Some(true) || ssd_path.as_deref().is_some_and(|p| !p.trim().is_empty());
+        if has_segment && !master_addr.contains("://") {
+            let _rt = rt.enter();
+            if let Err(e) = client.start_tier_with(&master_addr, ssd_path, ssd_enable) {
+                runtime::block_on(py, &rt, async { client.close().await.ok() });
+                return Err(MooncakeError::invalid(format!("setup(): {e}")));
+            }
+        } else if tier_wanted {
+            eprintln!(
+                "mooncake: setup(): an SSD tier needs a segment (global_segment_size > 0) and a master without HA; none started"
+            );
         }
         let session = Arc::new(Session::new(client, rt));
         let mut slot = self.session.write().unwrap_or_else(|e| e.into_inner());
