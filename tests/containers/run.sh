@@ -62,14 +62,16 @@ check() { total=$((total+1)); if eval "$2"; then ok=$((ok+1)); else say "  missi
 check "3 store containers mounted" '[ "$(cap)" = "$((3*128*1024*1024))" ]'
 CLI() { docker run --rm --label mooncake-test --network host mooncake:local mooncake_cli --master 127.0.0.1:$rpc "$@"; }
 # docs/kubernetes.md steps 5 and 6, as `kubectl logs` / `kubectl exec` would run them.
-check "the master's Storage line in its container log" 'docker logs "$M" 2>&1 | grep -qE "Storage: .* \| Keys: [0-9]+"'
+# (grep without -q in these pipelines: -q stops reading at the first match, the writer
+# then dies of SIGPIPE, and pipefail turns a match into a failure.)
+check "the master's Storage line in its container log" 'docker logs "$M" 2>&1 | grep -E "Storage: .* \| Keys: [0-9]+" >/dev/null'
 check "mooncake_cli segments inside the master's container" \
   '[ "$(docker exec "$M" mooncake_cli --master 127.0.0.1:$rpc segments | tail -n +2 | wc -l)" = 3 ]'
 check "mooncake_cli stats inside the master's container" \
-  'docker exec "$M" mooncake_cli --master 127.0.0.1:$rpc stats | grep -qE "^segments: +3$"'
+  'docker exec "$M" mooncake_cli --master 127.0.0.1:$rpc stats | grep -E "^segments: +3$" >/dev/null'
 check "put of a stored key is kept (exit 3)" \
   'CLI put dup --value a >/dev/null 2>&1; CLI put dup --value b >/dev/null 2>&1; [ $? = 3 ] && [ "$(CLI get dup 2>/dev/null)" = a ]'
-check "curl of the master's /metrics (step 11)" 'curl -s "http://127.0.0.1:$met/metrics" | grep -q "^master_segment_count 3"'
+check "curl of the master's /metrics (step 11)" 'curl -s "http://127.0.0.1:$met/metrics" | grep "^master_segment_count 3" >/dev/null'
 n=0; for k in $(seq 1 20); do CLI put "c-$k" --value "value-$k" --replicas 2 >/dev/null 2>&1 && n=$((n+1)); done
 check "20 replicated puts from a CLI container" '[ $n = 20 ]'
 docker kill "${S[0]}" >/dev/null
