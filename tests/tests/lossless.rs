@@ -43,7 +43,30 @@ fn spawn_store(m: &Master, port: u16, shm: &Path, segment: &str) -> Store {
     s
 }
 
-fn shm_dir(tag: &str) -> PathBuf {
+/// A segment directory that is removed when the test ends, passed or failed (the
+/// segment files in it hold shared memory until they are removed).
+struct ShmDir(PathBuf);
+
+impl std::ops::Deref for ShmDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for ShmDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ShmDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn shm_dir(tag: &str) -> ShmDir {
     let base = if Path::new("/dev/shm").is_dir() {
         PathBuf::from("/dev/shm")
     } else {
@@ -52,7 +75,7 @@ fn shm_dir(tag: &str) -> PathBuf {
     let d = base.join(format!("mc-lossless-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    ShmDir(d)
 }
 
 fn keys(prefix: &str, n: usize) -> Vec<String> {
