@@ -306,8 +306,18 @@ def test_connections_over_the_cap_are_refused_and_silent_ones_time_out(cluster, 
     import socket
     rc = RealClient(cluster, tmp_path, extra=["--max_dummy_connections=2"]).start()
     try:
-        held = [socket.create_connection(("127.0.0.1", rc.port)) for _ in range(2)]
-        assert all(_hello_answered(s) for s in held)  # both admitted, and they stay
+        # The readiness probe's connection counts against the cap until the real
+        # client's thread sees it closed, so a holder may be turned away at first.
+        held = []
+        deadline = time.monotonic() + 15
+        while len(held) < 2 and time.monotonic() < deadline:
+            s = socket.create_connection(("127.0.0.1", rc.port))
+            if _hello_answered(s):
+                held.append(s)
+            else:
+                s.close()
+                time.sleep(0.1)
+        assert len(held) == 2  # both admitted, and they stay
         with socket.create_connection(("127.0.0.1", rc.port)) as extra:
             assert not _hello_answered(extra)  # over the cap: closed, never answered
         for s in held:
