@@ -36,6 +36,14 @@ pub enum ErrorCode {
     EtcdTransactionFail = -1002,
     EtcdCtxCancelled = -1003,
     UnavailableInCurrentMode = -1010,
+    /// A put would take its tenant over its byte quota (the reference's value).
+    TenantQuotaExceeded = -1700,
+    /// The peer did not prove a token the master accepts (beyond the reference,
+    /// which has no authentication).
+    Unauthenticated = -1800,
+    /// The peer's proven tenant may not do this (another tenant's segment, a
+    /// `tenant_id` that is not its token's, an admin call outside the cluster tenant).
+    PermissionDenied = -1801,
 }
 
 impl ErrorCode {
@@ -69,6 +77,9 @@ impl ErrorCode {
         ErrorCode::EtcdTransactionFail,
         ErrorCode::EtcdCtxCancelled,
         ErrorCode::UnavailableInCurrentMode,
+        ErrorCode::TenantQuotaExceeded,
+        ErrorCode::Unauthenticated,
+        ErrorCode::PermissionDenied,
     ];
 
     /// The contract's numeric value.
@@ -117,6 +128,9 @@ impl ErrorCode {
             ErrorCode::EtcdTransactionFail => "ETCD_TRANSACTION_FAIL",
             ErrorCode::EtcdCtxCancelled => "ETCD_CTX_CANCELLED",
             ErrorCode::UnavailableInCurrentMode => "UNAVAILABLE_IN_CURRENT_MODE",
+            ErrorCode::TenantQuotaExceeded => "TENANT_QUOTA_EXCEEDED",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
         }
     }
 

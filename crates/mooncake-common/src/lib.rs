@@ -7,8 +7,10 @@
 //! - [`config`]: the `MOONCAKE_*` environment and `MOONCAKE_CONFIG_PATH` JSON shared by
 //!   the store daemon and the client.
 //! - [`hostname`]: `host[:port]` handling for `local_hostname`.
+//! - [`auth`]: tokens, challenge-response proofs, tenants and their key namespaces.
 //! - [`types`]: the control plane's domain types (segment descriptors, replication).
 
+pub mod auth;
 pub mod config;
 pub mod duration;
 pub mod errors;

@@ -15,7 +15,9 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         InvalidParams | InvalidKey | BufferOverflow => Code::InvalidArgument,
         ObjectNotFound | SegmentNotFound | ClientNotFound | EtcdKeyNotExist => Code::NotFound,
         ObjectAlreadyExists | SegmentAlreadyExists => Code::AlreadyExists,
-        NoAvailableHandle => Code::ResourceExhausted,
+        NoAvailableHandle | TenantQuotaExceeded => Code::ResourceExhausted,
+        Unauthenticated => Code::Unauthenticated,
+        PermissionDenied => Code::PermissionDenied,
         ObjectHasLease | ReplicaIsNotReady | ObjectReplicaBusy | LeaseExpired => {
             Code::FailedPrecondition
         }
