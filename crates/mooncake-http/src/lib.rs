@@ -24,13 +24,17 @@
 //! - a request body limit counted as bytes arrive ([`Limits::max_body_bytes`]; a
 //!   larger `Content-Length` is refused before anything is read) and a head size limit
 //!   ([`Limits::max_head_bytes`]);
+//! - with [`serve_tls`], TLS (HTTPS) on every connection, its handshake bounded by the
+//!   header timeout;
 //! - graceful shutdown: once the shutdown future resolves, no new connection is
 //!   accepted, connections without a request in flight close, and requests in flight
 //!   finish.
 
+pub mod auth;
 mod listener;
 
-pub use listener::serve;
+pub use listener::{serve, serve_tls};
+pub use mooncake_tls::Acceptor;
 
 use std::time::Duration;
 

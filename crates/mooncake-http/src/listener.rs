@@ -12,6 +12,7 @@ use hyper::server::conn::http1;
 use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use mooncake_tls::{Acceptor, Stream};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,6 +37,20 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: Limits,
+) -> std::io::Result<()> {
+    serve_tls(listener, app, shutdown, limits, None).await
+}
+
+/// [`serve`], with every connection TLS when `tls` is given (HTTPS). The handshake
+/// counts against the header timeout and happens on the connection's task, holding
+/// its slot: a peer that stops mid-handshake is cut off like one that stops
+/// mid-head, and gives way to newcomers over the cap like an idle one.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: Limits,
+    tls: Option<Acceptor>,
 ) -> std::io::Result<()> {
     let cap = effective_cap(limits.max_connections, descriptor_limit());
     if cap < limits.max_connections {
@@ -62,10 +77,17 @@ pub async fn serve(
                     };
                     let _ = stream.set_nodelay(true);
                     let reg = table.register();
-                    let conn = connection(stream, app.clone(), reg, limits, drain_rx.clone());
+                    let (app, drain, tls) = (app.clone(), drain_rx.clone(), tls.clone());
                     conns.spawn(async move {
                         let _permit = permit;
-                        conn.await;
+                        let stream = match tls {
+                            None => Stream::from(stream),
+                            Some(tls) => match handshake(&tls, stream, &reg, limits).await {
+                                Some(s) => s,
+                                None => return,
+                            },
+                        };
+                        connection(stream, app, reg, limits, drain).await;
                     });
                 }
                 Err(e) => {
@@ -100,9 +122,34 @@ async fn admit(permits: &Arc<Semaphore>, table: &ConnTable) -> Option<OwnedSemap
         .ok()
 }
 
+/// The server side of a TLS handshake within the header timeout; `None` when it
+/// failed, timed out or the connection was told to give way.
+async fn handshake(
+    tls: &Acceptor,
+    stream: TcpStream,
+    reg: &Registration,
+    limits: Limits,
+) -> Option<Stream> {
+    let peer = stream.peer_addr().ok();
+    tokio::select! {
+        r = tokio::time::timeout(limits.header_timeout, tls.accept(stream)) => match r {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                tracing::debug!(?peer, error = %e, "HTTPS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(?peer, "HTTPS handshake did not finish within the header timeout");
+                None
+            }
+        },
+        _ = reg.slot.evict.notified() => None,
+    }
+}
+
 /// Serves one connection until it closes, is evicted, or drains at shutdown.
 async fn connection(
-    stream: TcpStream,
+    stream: Stream,
     app: Router,
     reg: Registration,
     limits: Limits,
@@ -295,13 +342,13 @@ impl hyper::body::Body for BoundedBody {
 
 /// The socket, with writes that fail once they make no progress for `stall`.
 struct StallIo {
-    inner: TcpStream,
+    inner: Stream,
     stall: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl StallIo {
-    fn new(inner: TcpStream, stall: Duration) -> Self {
+    fn new(inner: Stream, stall: Duration) -> Self {
         Self {
             inner,
             stall,

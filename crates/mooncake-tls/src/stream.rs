@@ -158,16 +158,29 @@ impl AsyncWrite for Stream {
 /// The server side of the handshake. Callers bound it with a timeout: a peer that
 /// stops mid-handshake must not hold its connection slot.
 #[derive(Clone)]
-pub struct Acceptor(TlsAcceptor);
+pub struct Acceptor {
+    inner: TlsAcceptor,
+    cfg: Arc<ServerConfig>,
+}
 
 impl Acceptor {
     pub fn new(cfg: Arc<ServerConfig>) -> Self {
-        Self(TlsAcceptor::from(cfg))
+        Self {
+            inner: TlsAcceptor::from(cfg.clone()),
+            cfg,
+        }
     }
 
     pub async fn accept(&self, tcp: TcpStream) -> io::Result<Stream> {
-        let s = self.0.accept(tcp).await?;
+        let s = self.inner.accept(tcp).await?;
         Ok(Stream::new(Kind::Server(Box::new(s))))
+    }
+}
+
+/// The same configuration (not an equal one).
+impl PartialEq for Acceptor {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.cfg, &other.cfg)
     }
 }
 
