@@ -47,10 +47,14 @@ pub fn read(path: &Path) -> Result<Frames, String> {
     std::fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse(&bytes, &path.display().to_string())
+}
+
+/// Every whole frame of a file's bytes; `name` is the file's name for errors.
+pub fn parse(bytes: &[u8], name: &str) -> Result<Frames, String> {
     if !bytes.starts_with(HEADER) {
         return Err(format!(
-            "{} is not a mooncake master index file (wrong header)",
-            path.display()
+            "{name} is not a mooncake master index file (wrong header)"
         ));
     }
     let mut at = HEADER.len();
@@ -70,7 +74,7 @@ pub fn read(path: &Path) -> Result<Frames, String> {
             break;
         }
         let b = ReplicationBatch::decode(body)
-            .map_err(|e| format!("{}: a frame does not decode: {e}", path.display()))?;
+            .map_err(|e| format!("{name}: a frame does not decode: {e}"))?;
         batches.push(b);
         at += 8 + len as usize;
     }
