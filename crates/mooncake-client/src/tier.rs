@@ -144,6 +144,8 @@ impl Client {
                         write_bytes: s.write_bytes,
                         write_failures: s.write_failures,
                         checksum_failures: s.checksum_failures,
+                        demotions: s.demotions,
+                        promotions: s.promotions,
                     }),
                     protocol: seg.desc.protocol.clone(),
                     host_id: seg.desc.host_id.clone(),
@@ -192,6 +194,7 @@ fn run_tasks(inner: &Inner, tier: &DiskTier, tasks: &[TierTask]) -> Vec<TierTask
         .map(|t| {
             let code = match TierTaskKind::try_from(t.kind) {
                 Ok(TierTaskKind::TierPersist) => persist(inner, tier, t),
+                Ok(TierTaskKind::TierPromote) => promote(inner, tier, t),
                 Ok(TierTaskKind::TierDiscard) => {
                     tier.discard(t.disk_offset, t.disk_len);
                     0
@@ -204,6 +207,48 @@ fn run_tasks(inner: &Inner, tier: &DiskTier, tasks: &[TierTask]) -> Vec<TierTask
             }
         })
         .collect()
+}
+
+/// Reads the value of the record at `disk_offset` (checked as every read is) into
+/// our segment at `mem_offset`, which the master allocated for it.
+fn promote(inner: &Inner, tier: &DiskTier, t: &TierTask) -> i32 {
+    let Some(seg) = inner.segment.as_ref() else {
+        return ErrorCode::InvalidParams.code();
+    };
+    if mooncake_tier::record_len(t.key.len(), t.size) != t.disk_len {
+        return ErrorCode::InvalidParams.code();
+    }
+    let mem = seg.memory.lock();
+    let Some(m) = mem.as_ref() else {
+        return ErrorCode::InvalidParams.code();
+    };
+    let in_bounds = t
+        .mem_offset
+        .checked_add(t.size)
+        .is_some_and(|end| end <= m.len() as u64);
+    if !in_bounds {
+        return ErrorCode::InvalidParams.code();
+    }
+    // SAFETY: the range lies inside our mapped segment, which stays mapped while the
+    // lock is held; the master allocated it to this promotion and hands it to no
+    // reader before we answer.
+    let dst = unsafe {
+        std::slice::from_raw_parts_mut(
+            (m.addr() + t.mem_offset as usize) as *mut u8,
+            t.size as usize,
+        )
+    };
+    let value_offset = t.disk_offset + mooncake_tier::record::header_len(t.key.len(), t.size);
+    match tier.read(value_offset, dst) {
+        Ok(()) => {
+            mooncake_tier::TierMetrics::add(&tier.metrics().promotions, 1);
+            0
+        }
+        Err(e) => {
+            tracing::warn!(key = %t.key, "SSD tier: promotion: {e}");
+            ErrorCode::InternalError.code()
+        }
+    }
 }
 
 /// Writes the object at `mem_offset` of our segment as a record at `disk_offset`.
@@ -234,7 +279,12 @@ fn persist(inner: &Inner, tier: &DiskTier, t: &TierTask) -> i32 {
         )
     };
     match tier.write(t.disk_offset, &t.key, t.task_id, value) {
-        Ok(_) => 0,
+        Ok(_) => {
+            if t.demotion {
+                mooncake_tier::TierMetrics::add(&tier.metrics().demotions, 1);
+            }
+            0
+        }
         Err(e) => {
             mooncake_tier::TierMetrics::add(&tier.metrics().write_failures, 1);
             tracing::warn!(key = %t.key, "SSD tier: {e}");

@@ -185,6 +185,9 @@ impl Master {
     pub fn run_eviction(&self) -> EvictionReport {
         let floor = self.eviction.trigger.swap(u64::MAX, Ordering::Relaxed);
         let (used, cap) = self.segments.totals();
+        // Memory that demotions to the SSD tier are writing out is as good as free:
+        // counting it again would demote twice what the round needs.
+        let used = used.saturating_sub(self.tiers.demoting_bytes());
         let cfg = self.config();
         let mark = (cap as f64 * cfg.eviction_high_watermark_ratio) as u64;
         if cap == 0 || used <= mark {
@@ -193,7 +196,7 @@ impl Master {
         let target = ((cap as f64 * cfg.eviction_ratio) as u64)
             .max(used - mark)
             .max(1);
-        self.evict_bytes_below(target, floor)
+        self.evict_bytes_below(target, floor, true)
     }
 
     /// Whether usage is above the high watermark now; if so, marks `clock` as the
@@ -218,19 +221,27 @@ impl Master {
 
     /// For a put that found no space: evicts at least `bytes` (or the usual round's
     /// share, if larger). Whether anything was evicted.
+    ///
+    /// With `--offload_on_evict` these victims are dropped, not demoted: a demoted
+    /// object's memory is freed only once its owner has written it to disk, and the
+    /// put needs the space now. This happens only when the rounds' demotions lag
+    /// behind the puts (they run at the high watermark, before the pool is full).
     pub(crate) fn evict_for(&self, bytes: u64) -> bool {
         let (_, cap) = self.segments.totals();
         let share = (cap as f64 * self.config().eviction_ratio) as u64;
-        self.evict_bytes(bytes.max(share).max(1)).objects > 0
+        let r = self.evict_bytes_below(bytes.max(share).max(1), u64::MAX, false);
+        r.objects > 0
     }
 
-    /// Evicts lowest rank first until `target` bytes are freed or no candidate is left.
+    /// Evicts lowest rank first until `target` bytes are freed or no candidate is left
+    /// (demoting to the SSD tier under `--offload_on_evict`).
     pub fn evict_bytes(&self, target: u64) -> EvictionReport {
-        self.evict_bytes_below(target, u64::MAX)
+        self.evict_bytes_below(target, u64::MAX, true)
     }
 
-    /// [`Master::evict_bytes`] among objects last used before clock `floor`.
-    fn evict_bytes_below(&self, target: u64, floor: Clock) -> EvictionReport {
+    /// [`Master::evict_bytes`] among objects last used before clock `floor`;
+    /// `demote`: victims go to the SSD tier when `--offload_on_evict` is set.
+    fn evict_bytes_below(&self, target: u64, floor: Clock, demote: bool) -> EvictionReport {
         let _one_at_a_time = self.evict_lock.lock();
         let mut report = EvictionReport::default();
         let passes: &[bool] = if self.config().allow_evict_soft_pinned_objects {
@@ -242,7 +253,7 @@ impl Master {
             if report.bytes >= target {
                 break;
             }
-            let r = self.evict_pass(target - report.bytes, soft_ok, floor);
+            let r = self.evict_pass(target - report.bytes, soft_ok, floor, demote);
             report.objects += r.objects;
             report.bytes += r.bytes;
         }
@@ -254,7 +265,7 @@ impl Master {
         report
     }
 
-    fn evict_pass(&self, target: u64, soft_ok: bool, floor: Clock) -> EvictionReport {
+    fn evict_pass(&self, target: u64, soft_ok: bool, floor: Clock, demote: bool) -> EvictionReport {
         let now = self.now_ms();
         let ev = &self.eviction;
         let policy = ev.policy();
@@ -290,13 +301,14 @@ impl Master {
                 .filter_map(|k| {
                     let o = shard.remove(k)?;
                     ev.evicted(&mut shard, self.index.hash(k));
-                    Some(o)
+                    Some((k, o))
                 })
                 .collect();
             drop(shard);
-            for o in &removed {
+            for (k, o) in &removed {
                 report.objects += 1;
                 report.bytes += footprint(o);
+                self.tier_evicted(k, o, demote);
                 self.free_object(o);
             }
         }
@@ -388,6 +400,9 @@ impl Master {
                 ev.evicted(shard, self.index.hash(k));
                 report.objects += 1;
                 report.bytes += footprint(&o);
+                // (The object limit is about entries, not memory: demotion's wait
+                // for the write costs nothing here.)
+                self.tier_evicted(k, &o, true);
                 self.free_object(&o);
             }
         }

@@ -22,6 +22,27 @@ impl Master {
     /// Completes a put or upsert: the new replicas become the object's (an upsert's
     /// old replicas are freed). A writer whose put was taken over gets -601.
     pub fn write_end(&self, client_id: &str, key: &str, put_id: u64) -> Result<(), ErrorCode> {
+        self.write_end_with(client_id, key, put_id, true)
+    }
+
+    /// `write_end` of a promotion from the SSD tier: the value came from the disk
+    /// replica, which stays (nothing new to write there).
+    pub(crate) fn write_end_promoted(
+        &self,
+        client_id: &str,
+        key: &str,
+        put_id: u64,
+    ) -> Result<(), ErrorCode> {
+        self.write_end_with(client_id, key, put_id, false)
+    }
+
+    fn write_end_with(
+        &self,
+        client_id: &str,
+        key: &str,
+        put_id: u64,
+        new_value: bool,
+    ) -> Result<(), ErrorCode> {
         let now = self.now_ms();
         self.liveness.touch(client_id, now);
         if key.is_empty() {
@@ -42,7 +63,9 @@ impl Master {
         let (size, replicas) = (o.size, o.replicas.clone());
         drop(o);
         drop(shard);
-        self.tier_put_ended(key, size, &replicas);
+        if new_value {
+            self.tier_put_ended(key, size, &replicas);
+        }
         if lease_until > now && !old.is_empty() {
             self.deferred.lock().push(DeferredFree {
                 until_ms: lease_until,

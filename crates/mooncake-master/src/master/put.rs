@@ -21,6 +21,10 @@ use mooncake_common::{ErrorCode, ReplicateConfig};
 pub enum WriteKind {
     Put,
     Upsert,
+    /// The SSD tier copying a disk-only object back into DRAM (`--promotion_on_hit`):
+    /// a put that the key's disk replica does not stop, that any object in DRAM
+    /// does, and that never evicts to make room.
+    Promote,
 }
 
 /// A start's settings that do not depend on the key (one per batch).
@@ -222,7 +226,9 @@ impl Master {
                 // (Not when the index is full of unevictable objects: freeing space
                 // would not help.)
                 Err(ErrorCode::NoAvailableHandle)
-                    if attempt < EVICT_RETRIES && self.shard_has_room(key) =>
+                    if attempt < EVICT_RETRIES
+                        && kind != WriteKind::Promote
+                        && self.shard_has_room(key) =>
                 {
                     if !self.evict_for(size.saturating_mul(want as u64)) {
                         break;
@@ -258,6 +264,9 @@ impl Master {
             return Err(ErrorCode::NoAvailableHandle);
         }
         let existing = shard.get(key);
+        if existing.is_some() && kind == WriteKind::Promote {
+            return Err(ErrorCode::ObjectAlreadyExists);
+        }
         if let Some(o) = existing {
             let stale = o
                 .pending

@@ -58,7 +58,12 @@ impl Master {
             .into_iter()
             .enumerate()
             .map(|(i, f)| match f {
-                Err(ErrorCode::ObjectNotFound) => self.tier_list(keys[i].as_ref(), now),
+                Err(ErrorCode::ObjectNotFound) => self.tier_list(keys[i].as_ref(), now, true),
+                // Being written (an upsert, or a promotion from the SSD tier): the
+                // value on disk, if there is one, is the current one.
+                Err(ErrorCode::ReplicaIsNotReady) => self
+                    .tier_list(keys[i].as_ref(), now, false)
+                    .map_err(|_| ErrorCode::ReplicaIsNotReady),
                 f => f.map(|(size, replicas)| ReplicaList {
                     size,
                     lease_ttl_ms: lease,
@@ -86,10 +91,14 @@ impl Master {
             let mut shard = self.index.lock(key);
             let Some(o) = shard.touch(key) else {
                 drop(shard);
-                return self.tier_list(key, now);
+                return self.tier_list(key, now, true);
             };
             if !o.is_complete() {
-                return Err(ErrorCode::ReplicaIsNotReady);
+                drop(shard);
+                // Being written: the value on disk, if there is one, is current.
+                return self
+                    .tier_list(key, now, false)
+                    .map_err(|_| ErrorCode::ReplicaIsNotReady);
             }
             let bytes = o.size.saturating_mul(batch);
             o.grant_lease(now + lease, now + read_guard_ms(lease, bytes));
@@ -117,8 +126,7 @@ impl Master {
                 self.eviction.checked(o, self.eviction.now(), 0);
                 Ok(true)
             }
-            Some(_) => Ok(false),
-            None => {
+            Some(_) | None => {
                 drop(shard);
                 Ok(self.tier_exists(key, self.now_ms()))
             }
@@ -148,9 +156,9 @@ impl Master {
                         self.eviction.checked(o, clock, i);
                         Ok(true)
                     }
-                    Some(_) => Ok(false),
-                    // Looked up in the SSD tier below, without the shard lock.
-                    None => Err(ErrorCode::ObjectNotFound),
+                    // Looked up in the SSD tier below, without the shard lock (a
+                    // key being written exists if its disk replica does).
+                    Some(_) | None => Err(ErrorCode::ObjectNotFound),
                 };
             }
         }
@@ -163,10 +171,11 @@ impl Master {
         codes
     }
 
-    /// A key missing from DRAM, answered from the SSD tier (-704 when not there).
-    fn tier_list(&self, key: &str, now: u64) -> Result<ReplicaList, ErrorCode> {
+    /// A key missing from DRAM, answered from the SSD tier (-704 when not there);
+    /// `promote`: it is not in DRAM at all (see `tier_replica`).
+    fn tier_list(&self, key: &str, now: u64, promote: bool) -> Result<ReplicaList, ErrorCode> {
         let (size, placed) = self
-            .tier_replica(key, now)
+            .tier_replica(key, now, promote)
             .ok_or(ErrorCode::ObjectNotFound)?;
         Ok(ReplicaList {
             size,

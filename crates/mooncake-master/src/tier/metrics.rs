@@ -51,9 +51,24 @@ const COUNTERS: &[(&str, &str, CounterFn)] = &[
         |t| &t.stats.demotions,
     ),
     (
+        "evict_drops",
+        "objects evicted from DRAM without a demotion under --offload_on_evict (a put needed their memory at once)",
+        |t| &t.stats.evict_drops,
+    ),
+    (
         "promotions",
         "objects copied from an SSD tier back into DRAM",
         |t| &t.stats.promotions,
+    ),
+    (
+        "promotions_skipped",
+        "reads from an SSD tier that started no promotion (too many in flight)",
+        |t| &t.stats.promotions_skipped,
+    ),
+    (
+        "promotion_failures",
+        "promotions that ended without a memory replica (no free DRAM in the owner's segment, the key written meanwhile, a failed read)",
+        |t| &t.stats.promotion_failures,
     ),
     (
         "discards",
@@ -67,6 +82,8 @@ pub struct TierExport {
     capacity: IntGauge,
     used: IntGauge,
     objects: IntGauge,
+    demoting: IntGauge,
+    promoting: IntGauge,
     per_tier: Vec<(&'static str, IntGaugeVec)>,
 }
 
@@ -104,6 +121,14 @@ const PER_TIER: &[(&str, &str)] = &[
         "tier_checksum_failures",
         "records found torn or changed on disk, never returned (since the owner started)",
     ),
+    (
+        "tier_demotions",
+        "objects the owner wrote on their way out of DRAM (since it started)",
+    ),
+    (
+        "tier_promotions",
+        "objects the owner copied from its tier back into DRAM (since it started)",
+    ),
 ];
 
 impl TierExport {
@@ -130,6 +155,14 @@ impl TierExport {
             capacity: gauge("master_tier_capacity_bytes", "capacity of all SSD tiers")?,
             used: gauge("master_tier_used_bytes", "bytes allocated in all SSD tiers")?,
             objects: gauge("master_tier_objects", "objects written to SSD tiers")?,
+            demoting: gauge(
+                "master_tier_demoting_bytes",
+                "bytes of DRAM being written to SSD tiers by demotions (freed when they end)",
+            )?,
+            promoting: gauge(
+                "master_tier_promotions_in_flight",
+                "promotions asked for or running",
+            )?,
             per_tier,
         })
     }
@@ -147,6 +180,8 @@ impl TierExport {
         self.capacity.set(n(views.iter().map(|v| v.capacity).sum()));
         self.used.set(n(views.iter().map(|v| v.used).sum()));
         self.objects.set(n(views.iter().map(|v| v.objects).sum()));
+        self.demoting.set(n(tiers.demoting_bytes()));
+        self.promoting.set(n(tiers.promoting() as u64));
         for (name, g) in &self.per_tier {
             g.reset();
             for v in &views {
@@ -159,6 +194,8 @@ impl TierExport {
                     "tier_writes" => v.writes,
                     "tier_write_bytes" => v.write_bytes,
                     "tier_write_failures" => v.write_failures,
+                    "tier_demotions" => v.demotions,
+                    "tier_promotions" => v.promotions,
                     _ => v.checksum_failures,
                 };
                 g.with_label_values(&[v.name.as_str()]).set(n(x));

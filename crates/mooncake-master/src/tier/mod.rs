@@ -42,6 +42,10 @@ pub use mooncake_tier::DISK_BASE;
 /// Tasks handed out per answer.
 const TASKS_PER_ANSWER: usize = 256;
 
+/// Promotions (`--promotion_on_hit`) asked for or running at once, over all tiers;
+/// disk hits beyond it are served without one.
+pub const PROMOTIONS_IN_FLIGHT: usize = 64;
+
 /// Counters of the tier's control plane (exported by `metrics`).
 #[derive(Debug, Default)]
 pub struct TierStats {
@@ -54,7 +58,15 @@ pub struct TierStats {
     pub disk_hit_bytes: AtomicU64,
     pub disk_evictions: AtomicU64,
     pub demotions: AtomicU64,
+    /// Objects eviction dropped under `--offload_on_evict` without writing them: a
+    /// put needed their memory at once (the rounds' demotions lagged behind).
+    pub evict_drops: AtomicU64,
     pub promotions: AtomicU64,
+    /// Disk hits that did not start a promotion: too many in flight.
+    pub promotions_skipped: AtomicU64,
+    /// Promotions that did not end with a memory replica (no room in the owner's
+    /// DRAM, the key written meanwhile, a failed read).
+    pub promotion_failures: AtomicU64,
     pub discards: AtomicU64,
 }
 
@@ -71,6 +83,11 @@ enum Inflight {
         size: u64,
         demotion: bool,
     },
+    /// A copy of a record back into the owner's DRAM, as the put `put_id`.
+    Promote {
+        key: Box<str>,
+        put_id: u64,
+    },
     Discard,
 }
 
@@ -85,6 +102,8 @@ pub struct TierOwner {
     wake: tokio::sync::Notify,
     last_seen_ms: AtomicU64,
     counters: Mutex<TierCounters>,
+    /// Keys whose disk hit asked for a promotion (started on the owner's next call).
+    promotions: Mutex<Vec<Box<str>>>,
 }
 
 impl TierOwner {
@@ -139,6 +158,10 @@ pub struct Tiers {
     entries: Mutex<HashMap<Box<str>, DiskEntry>>,
     pins: Mutex<HashMap<(u32, u32), Pin>>,
     next_task: AtomicU64,
+    /// Bytes of memory replicas being demoted (freed when their writes end).
+    demoting: AtomicU64,
+    /// Keys being promoted (asked for or running), at most [`PROMOTIONS_IN_FLIGHT`].
+    promoting: Mutex<std::collections::HashSet<Box<str>>>,
     pub stats: TierStats,
 }
 
@@ -156,6 +179,8 @@ pub struct TierView {
     pub write_bytes: u64,
     pub write_failures: u64,
     pub checksum_failures: u64,
+    pub demotions: u64,
+    pub promotions: u64,
 }
 
 impl Tiers {
@@ -174,6 +199,16 @@ impl Tiers {
 
     pub fn has_owners(&self) -> bool {
         !self.owners.read().is_empty()
+    }
+
+    /// Bytes of DRAM that demotions are writing out (freed when they end).
+    pub fn demoting_bytes(&self) -> u64 {
+        self.demoting.load(Ordering::Relaxed)
+    }
+
+    /// Promotions asked for or running.
+    pub fn promoting(&self) -> usize {
+        self.promoting.lock().len()
     }
 
     /// Whether `key` has a disk entry (written or being written).
@@ -205,6 +240,8 @@ impl Tiers {
                     write_bytes: c.write_bytes,
                     write_failures: c.write_failures,
                     checksum_failures: c.checksum_failures,
+                    demotions: c.demotions,
+                    promotions: c.promotions,
                 }
             })
             .collect();
@@ -278,6 +315,7 @@ impl Tiers {
             wake: tokio::sync::Notify::new(),
             last_seen_ms: AtomicU64::new(0),
             counters: Mutex::new(TierCounters::default()),
+            promotions: Mutex::new(Vec::new()),
         });
         self.owners.write().insert(tier_id.to_string(), o.clone());
         Ok((o, true, false))

@@ -1,14 +1,17 @@
 //! The tier's operations on the master: scheduling persists, answering reads,
 //! removing, and the owners' reports.
 
-use super::{add, DiskEntry, Inflight, TierOwner, Tiers, DISK_BASE, TASKS_PER_ANSWER};
+use super::{
+    add, DiskEntry, Inflight, TierOwner, Tiers, DISK_BASE, PROMOTIONS_IN_FLIGHT, TASKS_PER_ANSWER,
+};
 use crate::alloc::AllocHandle;
 use crate::api::Placed;
-use crate::index::{Replica, Replicas};
-use crate::master::Master;
-use mooncake_common::{ErrorCode, SegmentDesc};
+use crate::index::{Object, Replica, Replicas};
+use crate::master::{Master, WriteKind};
+use mooncake_common::{ErrorCode, ReplicateConfig, SegmentDesc};
 use mooncake_proto::{TierRecord, TierTask, TierTaskKind, TierTaskResult, TierWorkRequest};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +63,7 @@ impl Tiers {
                 size: 0,
                 disk_offset: e.disk_offset,
                 disk_len: e.disk_len,
+                demotion: false,
             },
             Inflight::Discard,
         );
@@ -139,6 +143,9 @@ impl Tiers {
         let disk_offset = owner.segment().offset_of(handle);
         let id = self.task_id();
         self.pin(pin);
+        if demotion {
+            self.demoting.fetch_add(size, Ordering::Relaxed);
+        }
         let old = self.entries.lock().insert(
             key.into(),
             DiskEntry {
@@ -165,6 +172,7 @@ impl Tiers {
                 size,
                 disk_offset,
                 disk_len,
+                demotion,
             },
             Inflight::Persist {
                 key: key.into(),
@@ -175,6 +183,11 @@ impl Tiers {
         );
         add(&self.stats.persists_started, 1);
         true
+    }
+
+    /// A promotion of `key` asked for or running no more.
+    fn promotion_ended(&self, key: &str) {
+        self.promoting.lock().remove(key);
     }
 
     /// Drops `key`'s entry whatever its lease (its memory object was removed or
@@ -209,6 +222,26 @@ impl Master {
         self.tier_persist(key, size, replicas, false);
     }
 
+    /// An object eviction took out of DRAM (its memory is freed right after). Under
+    /// `--offload_on_evict`, one without a disk replica is demoted when `demote`: its
+    /// owner writes it to its tier, and the free of the memory replica it reads from
+    /// waits for that (`defer_free`). Otherwise (a put needs the memory at once) it
+    /// is dropped, and counted.
+    pub(crate) fn tier_evicted(&self, key: &str, o: &Object, demote: bool) {
+        let cfg = self.config();
+        if !cfg.enable_offload
+            || !cfg.offload_on_evict
+            || !o.is_complete()
+            || !self.tiers.has_owners()
+            || self.tiers.contains(key)
+        {
+            return; // no tier, or already on disk (promoted back, or being demoted)
+        }
+        if !demote || !self.tier_persist(key, o.size, &o.replicas, true) {
+            add(&self.tiers.stats.evict_drops, 1);
+        }
+    }
+
     /// Schedules the write of `key` from its first memory replica whose owner has a
     /// tier; whether one was scheduled.
     pub(crate) fn tier_persist(
@@ -240,7 +273,11 @@ impl Master {
     }
 
     /// A key's disk replica for a reader, leased; `None` when it has none written.
-    pub(crate) fn tier_replica(&self, key: &str, now: u64) -> Option<(u64, Placed)> {
+    /// `promote`: the key is not in DRAM at all, and under `--promotion_on_hit` a
+    /// copy back into its owner's DRAM is asked for (started on the owner's next
+    /// call, never on the reader's path; skipped when [`PROMOTIONS_IN_FLIGHT`] are
+    /// asked for or running).
+    pub(crate) fn tier_replica(&self, key: &str, now: u64, promote: bool) -> Option<(u64, Placed)> {
         if !self.tiers.has_owners() {
             return None;
         }
@@ -254,10 +291,99 @@ impl Master {
             offset,
         };
         let size = e.size;
+        let owner = e.owner.clone();
         drop(entries);
         add(&self.tiers.stats.disk_hits, 1);
         add(&self.tiers.stats.disk_hit_bytes, size);
+        if promote && self.config().promotion_on_hit {
+            self.tier_ask_promotion(&owner, key);
+        }
         Some((size, placed))
+    }
+
+    /// Asks `owner` to copy `key` back into its DRAM (unless that is asked already or
+    /// too many are).
+    fn tier_ask_promotion(&self, owner: &Arc<TierOwner>, key: &str) {
+        {
+            let mut p = self.tiers.promoting.lock();
+            if p.contains(key) {
+                return;
+            }
+            if p.len() >= PROMOTIONS_IN_FLIGHT {
+                drop(p);
+                add(&self.tiers.stats.promotions_skipped, 1);
+                return;
+            }
+            p.insert(key.into());
+        }
+        owner.promotions.lock().push(key.into());
+        owner.wake.notify_one();
+    }
+
+    /// Starts the promotions asked of `owner`: each allocates a memory replica in the
+    /// owner's own segment as a put (never evicting for it: a promotion takes free
+    /// memory or none) and hands the owner a task to read the record into it. The
+    /// object is readable from disk meanwhile; it becomes a memory hit when the
+    /// owner answers.
+    fn tier_start_promotions(&self, owner: &Arc<TierOwner>) {
+        let keys: Vec<Box<str>> = std::mem::take(&mut *owner.promotions.lock());
+        for key in keys {
+            if !self.tier_start_promotion(owner, &key) {
+                self.tiers.promotion_ended(&key);
+                add(&self.tiers.stats.promotion_failures, 1);
+            }
+        }
+    }
+
+    fn tier_start_promotion(&self, owner: &Arc<TierOwner>, key: &str) -> bool {
+        let Some(mem) = self.segments.by_name(&owner.segment().desc.name) else {
+            return false;
+        };
+        let (size, disk_offset, disk_len) = {
+            let entries = self.tiers.entries.lock();
+            match entries
+                .get(key)
+                .filter(|e| e.ready && Arc::ptr_eq(&e.owner, owner))
+            {
+                Some(e) => (e.size, e.disk_offset, e.disk_len),
+                None => return false,
+            }
+        };
+        let rc = ReplicateConfig {
+            replica_num: 1,
+            preferred_segments: vec![mem.desc.name.clone()],
+            ..Default::default()
+        };
+        let client = owner.client_id.lock().clone();
+        let Ok(start) = self.write_start(WriteKind::Promote, &client, key, size, &rc) else {
+            return false;
+        };
+        let local = match start.replicas.as_slice() {
+            [r] if Arc::ptr_eq(&r.segment, &mem) => Some(r.offset),
+            _ => None,
+        };
+        let Some(mem_offset) = local else {
+            let _ = self.write_revoke(&client, key, start.put_id);
+            return false;
+        };
+        let id = self.tiers.task_id();
+        owner.push(
+            TierTask {
+                task_id: id,
+                kind: TierTaskKind::TierPromote as i32,
+                key: key.to_string(),
+                mem_offset,
+                size,
+                disk_offset,
+                disk_len,
+                demotion: false,
+            },
+            Inflight::Promote {
+                key: key.into(),
+                put_id: start.put_id,
+            },
+        );
+        true
     }
 
     /// `key`'s written disk replica, as `/query_key` shows it (no lease).
@@ -375,15 +501,22 @@ impl Master {
     }
 
     fn tier_finish(&self, owner: &Arc<TierOwner>, task: u64, code: i32, what: Inflight) {
-        let Inflight::Persist {
-            key,
-            pin,
-            size,
-            demotion,
-        } = what
-        else {
-            return;
+        let (key, pin, size, demotion) = match what {
+            Inflight::Persist {
+                key,
+                pin,
+                size,
+                demotion,
+            } => (key, pin, size, demotion),
+            Inflight::Promote { key, put_id } => {
+                self.tier_promoted(owner, &key, put_id, code);
+                return;
+            }
+            Inflight::Discard => return,
         };
+        if demotion {
+            self.tiers.demoting.fetch_sub(size, Ordering::Relaxed);
+        }
         self.tier_unpin(pin);
         let mut entries = self.tiers.entries.lock();
         let mine = entries
@@ -410,6 +543,22 @@ impl Master {
             }
             add(&stats.persist_failures, 1);
             tracing::warn!(key = %key, owner = %owner.segment().desc.name, code, "SSD tier: a write failed; the object stays in DRAM only");
+        }
+    }
+
+    /// A promotion's answer: the memory replica becomes the object's (a memory hit
+    /// from now on), or goes back.
+    fn tier_promoted(&self, owner: &Arc<TierOwner>, key: &str, put_id: u64, code: i32) {
+        self.tiers.promotion_ended(key);
+        let client = owner.client_id.lock().clone();
+        if code == 0 && self.write_end_promoted(&client, key, put_id).is_ok() {
+            add(&self.tiers.stats.promotions, 1);
+            return;
+        }
+        let _ = self.write_revoke(&client, key, put_id);
+        add(&self.tiers.stats.promotion_failures, 1);
+        if code != 0 {
+            tracing::warn!(key = %key, owner = %owner.segment().desc.name, code, "SSD tier: a promotion failed; the object stays on disk only");
         }
     }
 
@@ -539,6 +688,7 @@ impl Master {
                     size: 0,
                     disk_offset: off,
                     disk_len: len,
+                    demotion: false,
                 },
                 Inflight::Discard,
             );
@@ -604,6 +754,9 @@ impl Master {
             .tiers
             .register(&req.client_id, &req.tier_id, desc, &mut purged);
         for old in &purged {
+            for k in std::mem::take(&mut *old.promotions.lock()) {
+                self.tiers.promotion_ended(&k);
+            }
             // Its tasks will never be answered: the memory they pinned goes back.
             let queued: Vec<(TierTask, Inflight)> = old.queue.lock().drain(..).collect();
             for (t, what) in queued {
@@ -631,9 +784,11 @@ impl Master {
         } else {
             fresh || restarted
         };
+        self.tier_start_promotions(&owner);
         let mut tasks = take_tasks(&owner);
         if tasks.is_empty() && !report_needed {
             let _ = tokio::time::timeout(LONG_POLL, owner.wake.notified()).await;
+            self.tier_start_promotions(&owner);
             tasks = take_tasks(&owner);
         }
         Ok(mooncake_proto::TierWorkResponse {

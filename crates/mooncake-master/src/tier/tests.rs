@@ -1,6 +1,7 @@
 //! The tier's control plane driven directly: a persist pins its memory replica until
 //! the owner answers; a written object evicted from DRAM is read from its disk replica;
-//! a failed write leaves nothing on disk.
+//! a failed write leaves nothing on disk; under `--offload_on_evict` eviction demotes
+//! (and a put's own eviction drops); `--promotion_on_hit` copies a disk hit back.
 
 use super::DISK_BASE;
 use crate::config::MasterConfig;
@@ -10,10 +11,13 @@ use mooncake_proto::{TierTaskKind, TierTaskResult, TierWorkRequest};
 use std::sync::Arc;
 
 fn offload_master() -> Arc<Master> {
-    let cfg = MasterConfig {
+    master_with(MasterConfig {
         enable_offload: true,
         ..Default::default()
-    };
+    })
+}
+
+fn master_with(cfg: MasterConfig) -> Arc<Master> {
     let m = Master::new(cfg);
     let desc = SegmentDesc {
         name: "s1".into(),
@@ -138,4 +142,132 @@ async fn a_failed_write_leaves_the_object_in_dram_only() {
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
+}
+
+fn stat(c: &std::sync::atomic::AtomicU64) -> u64 {
+    c.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn offload_on_evict_demotes_the_rounds_victims_and_frees_them_once_written() {
+    let m = master_with(MasterConfig {
+        enable_offload: true,
+        offload_on_evict: true,
+        ..Default::default()
+    });
+    m.tier_work(call(true, vec![])).await.unwrap();
+    put(&m, "a");
+    put(&m, "b");
+    // Nothing is written after a put.
+    assert!(m
+        .tier_work(call(false, vec![]))
+        .await
+        .unwrap()
+        .tasks
+        .is_empty());
+    let used = m.segments.totals().0;
+    assert_eq!(m.evict_bytes(1).objects, 1, "one victim");
+    // The victim (the policy's lowest: "a") is being demoted: its memory stays
+    // allocated and counted as demoting, so a round does not demote twice.
+    assert_eq!(m.segments.totals().0, used);
+    assert_eq!(m.tiers().demoting_bytes(), 1 << 20);
+    let tasks = m.tier_work(call(false, vec![])).await.unwrap().tasks;
+    assert_eq!(tasks.len(), 1);
+    let t = tasks[0].clone();
+    assert_eq!(t.kind, TierTaskKind::TierPersist as i32);
+    assert_eq!(t.key, "a");
+    assert!(t.demotion);
+    m.tier_work(call(false, ok(t.task_id))).await.unwrap();
+    assert_eq!(
+        m.segments.totals().0,
+        used - (1 << 20),
+        "freed once written"
+    );
+    assert_eq!(m.tiers().demoting_bytes(), 0);
+    assert_eq!(stat(&m.tiers().stats.demotions), 1);
+    let l = m.get_replica_list("a").unwrap();
+    assert_eq!(l.replicas[0].segment.desc.base, DISK_BASE);
+    // A put that finds no room evicts at once and drops instead ("b" is lost and
+    // counted): a demotion would free nothing before the owner answers.
+    for (key, size) in [("big", 14 << 20), ("more", 3 << 19)] {
+        let w = m
+            .put_start("c", key, size, &ReplicateConfig::default())
+            .unwrap();
+        m.write_end("c", key, w.put_id).unwrap();
+    }
+    assert!(stat(&m.tiers().stats.evict_drops) >= 1);
+    assert_eq!(stat(&m.tiers().stats.demotions), 1);
+    assert_eq!(
+        m.get_replica_list("b").err(),
+        Some(ErrorCode::ObjectNotFound)
+    );
+    assert!(m
+        .tier_work(call(false, vec![]))
+        .await
+        .unwrap()
+        .tasks
+        .is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_disk_hit_is_promoted_on_the_owners_next_call_and_read_from_disk_meanwhile() {
+    let m = master_with(MasterConfig {
+        enable_offload: true,
+        promotion_on_hit: true,
+        ..Default::default()
+    });
+    m.tier_work(call(true, vec![])).await.unwrap();
+    put(&m, "k");
+    let t = m.tier_work(call(false, vec![])).await.unwrap().tasks[0].clone();
+    m.tier_work(call(false, ok(t.task_id))).await.unwrap();
+    assert_eq!(m.evict_bytes(u64::MAX).objects, 1);
+    assert_eq!(m.segments.totals().0, 0);
+    // The read is answered from disk and asks for a promotion.
+    let l = m.get_replica_list("k").unwrap();
+    assert_eq!(l.replicas[0].segment.desc.base, DISK_BASE);
+    assert_eq!(m.tiers().promoting(), 1);
+    let tasks = m.tier_work(call(false, vec![])).await.unwrap().tasks;
+    assert_eq!(tasks.len(), 1);
+    let p = tasks[0].clone();
+    assert_eq!(p.kind, TierTaskKind::TierPromote as i32);
+    assert_eq!(p.disk_offset, t.disk_offset);
+    assert_eq!(
+        m.segments.totals().0,
+        1 << 20,
+        "memory allocated for the copy"
+    );
+    // While the owner copies, reads still get the disk replica, not -703.
+    let l = m.get_replica_list("k").unwrap();
+    assert_eq!(l.replicas[0].segment.desc.base, DISK_BASE);
+    assert_eq!(m.exist("k"), Ok(true));
+    m.tier_work(call(false, ok(p.task_id))).await.unwrap();
+    assert_eq!(stat(&m.tiers().stats.promotions), 1);
+    assert_eq!(m.tiers().promoting(), 0);
+    let l = m.get_replica_list("k").unwrap();
+    assert_ne!(
+        l.replicas[0].segment.desc.base, DISK_BASE,
+        "a memory hit now"
+    );
+    assert_eq!(l.replicas[0].offset, p.mem_offset);
+    // The disk replica stays, and nothing new is written for the promoted copy.
+    assert!(m.tiers().contains("k"));
+    assert!(m
+        .tier_work(call(false, vec![]))
+        .await
+        .unwrap()
+        .tasks
+        .is_empty());
+    // A failed copy gives the memory back and leaves the object on disk.
+    assert_eq!(m.evict_bytes(u64::MAX).objects, 1);
+    m.get_replica_list("k").unwrap();
+    let p = m.tier_work(call(false, vec![])).await.unwrap().tasks[0].clone();
+    let failed = vec![TierTaskResult {
+        task_id: p.task_id,
+        code: ErrorCode::InternalError.code(),
+    }];
+    m.tier_work(call(false, failed)).await.unwrap();
+    assert_eq!(stat(&m.tiers().stats.promotion_failures), 1);
+    assert_eq!(m.segments.totals().0, 0);
+    let l = m.get_replica_list("k").unwrap();
+    assert_eq!(l.replicas[0].segment.desc.base, DISK_BASE);
 }
