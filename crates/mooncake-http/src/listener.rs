@@ -16,6 +16,7 @@ use mooncake_tls::{Acceptor, Stream};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -87,7 +88,7 @@ pub async fn serve_tls(
                                 None => return,
                             },
                         };
-                        connection(stream, app, reg, limits, drain).await;
+                        connection(stream, peer, app, reg, limits, drain).await;
                     });
                 }
                 Err(e) => {
@@ -150,6 +151,7 @@ async fn handshake(
 /// Serves one connection until it closes, is evicted, or drains at shutdown.
 async fn connection(
     stream: Stream,
+    peer: SocketAddr,
     app: Router,
     reg: Registration,
     limits: Limits,
@@ -158,7 +160,10 @@ async fn connection(
     let slot = reg.slot.clone();
     let inner = TowerToHyperService::new(app);
     let svc_slot = slot.clone();
-    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        // Handlers and middleware see who is asking (refusals are logged with it).
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         let guard = InRequest::start(svc_slot.clone());
         let too_large = content_length(&req).filter(|n| *n > limits.max_body_bytes);
         let answer = match too_large {
