@@ -6,6 +6,12 @@
 //! `DELETE /api/remove_all`. [`serve`] puts the routes on the port with the bounds of
 //! `mooncake_http` (connection cap, header/body/write timeouts, body limit) at the
 //! store's values, [`LIMITS`].
+//!
+//! A store started with a credential (`MOONCAKE_AUTH_TOKEN_FILE` or
+//! `MOONCAKE_AUTH_TOKEN`: a store is the `cluster` tenant's) serves its REST API only
+//! to requests with `Authorization: Bearer <that token>` ([`protect`]); `/health` and
+//! `/metrics` stay open for probes and scrapers. Anyone who can reach the port could
+//! otherwise read every object or `DELETE /api/remove_all`.
 
 pub use mooncake_http::Limits;
 
@@ -16,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::Router;
 use mooncake_client::{Client, ErrorCode, ReplicateConfig};
+use mooncake_common::auth::{Credential, CLUSTER_TENANT};
 use serde_json::json;
 use std::future::Future;
 use std::sync::Arc;
@@ -45,6 +52,40 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     mooncake_http::serve(listener, app, shutdown, LIMITS).await
+}
+
+/// Paths served without a token.
+pub const OPEN_PATHS: &[&str] = &["/health", "/metrics"];
+
+/// `app` behind a bearer check against `cred` (unchanged without one). A rotated
+/// token file is read again when a request presents a token that is not the one read
+/// before, so the new token works without a restart.
+pub fn protect(app: Router, cred: Option<Credential>) -> Router {
+    let Some(cred) = cred else {
+        return app;
+    };
+    let current = Arc::new(parking_lot::Mutex::new(cred));
+    let lookup: mooncake_http::auth::Lookup = Arc::new(move |h: &str| {
+        let mut c = current.lock();
+        if !same(h, &c.bearer()) {
+            let fresh = c.reload();
+            if fresh == *c || !same(h, &fresh.bearer()) {
+                return None;
+            }
+            *c = fresh;
+        }
+        Some(CLUSTER_TENANT.into())
+    });
+    mooncake_http::auth::protect(
+        app,
+        mooncake_http::auth::BearerAuth::new("store REST API", OPEN_PATHS, lookup),
+    )
+}
+
+/// Compares two header values in time independent of where they differ.
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim().as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub fn router(client: Client) -> Router {
