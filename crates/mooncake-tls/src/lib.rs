@@ -17,6 +17,7 @@ pub mod config;
 pub mod errors;
 pub mod load;
 mod stream;
+mod verify;
 
 pub use errors::TlsError;
 pub use load::{client_config, server_config};

@@ -2,6 +2,8 @@
 //! that names it; nothing here panics on bad input.
 
 use crate::errors::TlsError;
+use crate::verify::{ClientVerifier, ServerVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -67,14 +69,16 @@ pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+/// The CA file's certificates as roots, and as themselves (see `verify`).
+fn roots(path: &Path) -> Result<(Arc<RootCertStore>, Vec<CertificateDer<'static>>), TlsError> {
+    let certs = certificates("CA", path)?;
     let mut roots = RootCertStore::empty();
-    for c in certificates("CA", path)? {
+    for c in &certs {
         roots
-            .add(c)
+            .add(c.clone())
             .map_err(|e| content("CA", path, format!("unusable certificate: {e}")))?;
     }
-    Ok(roots)
+    Ok((Arc::new(roots), certs))
 }
 
 /// A certificate chain with its key, checked to match.
@@ -119,11 +123,11 @@ pub fn server_config(
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
-                    .build()
-                    .map_err(|e| content("CA", ca, e))?;
-            builder.with_client_cert_verifier(verifier)
+            let (roots, trusted) = roots(ca)?;
+            let inner = WebPkiClientVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(|e| content("CA", ca, e))?;
+            builder.with_client_cert_verifier(Arc::new(ClientVerifier { inner, trusted }))
         }
     };
     let mut cfg = builder
@@ -139,10 +143,15 @@ pub fn client_config(
     ca: &Path,
     identity_files: Option<(&Path, &Path)>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    let (roots, trusted) = roots(ca)?;
+    let inner = WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| content("CA", ca, e))?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Settings(e.to_string()))?
-        .with_root_certificates(roots(ca)?);
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ServerVerifier { inner, trusted }));
     let cfg = match identity_files {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
