@@ -38,11 +38,15 @@ pub enum AppError {
     Server(&'static str, String),
     #[error("{0}")]
     Persist(String),
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// A started master: its bound addresses, and the handles to stop it.
 pub struct Running {
     pub master: Arc<Master>,
+    /// The token file every port checks (`--auth_token_file`), if any.
+    pub auth: Option<Arc<crate::auth::MasterAuth>>,
     pub rpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub metadata_addr: Option<SocketAddr>,
@@ -79,6 +83,8 @@ fn local(l: &TcpListener, flag: &'static str) -> Result<SocketAddr, AppError> {
 
 /// Binds every port of `cfg` and starts serving. Ports may be 0 (tests).
 pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
+    // The token file is read before any port is bound: a bad one stops the start.
+    let auth = crate::auth::MasterAuth::open(&cfg).map_err(AppError::Auth)?;
     let rpc = bind("rpc_port", &cfg.rpc_address, cfg.rpc_port).await?;
     let admin_l = bind("metrics_port", &cfg.metrics_host, cfg.metrics_port).await?;
     let meta_l = if cfg.enable_http_metadata_server {
@@ -117,6 +123,15 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
         None if persist_dir.is_some() => crate::persist::open(cfg).map_err(AppError::Persist)?,
         None => Master::new(cfg),
     };
+    // Tenant quotas kept beside the on-disk index.
+    match crate::quota::load(&master) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            "{n} tenant quota(s) restored from {}",
+            crate::quota::FILE_NAME
+        ),
+        Err(e) => return Err(AppError::Persist(e)),
+    }
     // Caught up with a first snapshot before anything is served.
     let disk_log = match &persist_dir {
         Some(dir) => {
@@ -207,9 +222,17 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
         }
         None => admin::AdminState::new(master.clone(), metrics, advertised.clone()),
     };
-    let mut app = admin::router(admin_state);
+    let mut app = admin::router(admin_state.clone()).merge(http::quota::router(admin_state));
     if let Some(d) = &drains {
         app = app.merge(http::drain::router(d.clone()));
+    }
+    let app = admin::protect(app, auth.as_ref());
+    if let Some(a) = &auth {
+        let (a, sig) = (a.clone(), signal());
+        tasks.spawn(async move {
+            a.run_reloader(sig).await;
+            ("token file reloader", Ok(()))
+        });
     }
     let sig = signal();
     tasks.spawn(async move {
@@ -218,6 +241,11 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
     });
     if let Some(l) = meta_l {
         let app = metadata::router(metadata::MetadataStore::new());
+        let app = mooncake_http::auth::protect_if(
+            app,
+            auth.as_ref()
+                .map(|a| a.bearer("metadata server", metadata::OPEN_PATHS)),
+        );
         let sig = signal();
         tasks.spawn(async move {
             let r = http::serve(l, app, sig).await;
@@ -251,6 +279,7 @@ pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
     );
     Ok(Running {
         master,
+        auth,
         rpc_addr,
         admin_addr,
         metadata_addr,

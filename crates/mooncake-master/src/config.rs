@@ -86,6 +86,9 @@ pub struct MasterConfig {
     pub promotion_on_hit: bool,
     /// How often the log is folded into a fresh snapshot (`--snapshot_interval_seconds`).
     pub snapshot_interval: Duration,
+    /// `--auth_token_file`: the accepted tokens (empty: authentication off). Loaded
+    /// once at start into the one `auth::MasterAuth` every port shares.
+    pub auth_token_file: String,
     /// How the rpc port treats its connections (not flags: defaults fit every
     /// deployment; tests and benchmarks set them).
     pub tuning: MasterTuning,
@@ -180,6 +183,7 @@ impl Default for MasterConfig {
             offload_on_evict: false,
             promotion_on_hit: false,
             snapshot_interval: Duration::from_secs(600),
+            auth_token_file: String::new(),
             tuning: MasterTuning::default(),
         }
     }

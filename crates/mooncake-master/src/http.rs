@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod drain;
 pub mod metadata;
+pub mod quota;
 
 pub use mooncake_http::Limits;
 

@@ -16,6 +16,7 @@
 pub mod alloc;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod drain;
 pub mod errors;
@@ -30,6 +31,7 @@ pub mod master;
 pub mod metrics;
 pub mod persist;
 pub mod placement;
+pub mod quota;
 pub mod report;
 pub mod segments;
 pub mod service;

@@ -371,6 +371,14 @@ pub const FLAGS: &[FlagSpec] = &[
         |c, v, flag| c.snapshot_interval = secs(flag, v)?
     ),
     flag!(
+        "auth_token_file",
+        [],
+        Value,
+        "",
+        "turns authentication on: a file of accepted tokens, one `token` (the cluster tenant's) or `tenant:token` per line; re-read when it changes",
+        |c, v, flag| c.auth_token_file = v.trim().to_string()
+    ),
+    flag!(
         "config_path",
         ["conf_path"],
         Value,

@@ -8,15 +8,23 @@
 //! - `/get_all_keys`: keys one per line (the reference's format), or `?format=json`.
 //! - `/query_key?key=K`: the object as JSON; 404 JSON on a miss, 400 without `key`.
 //! - `/workers`: background workers and what each last did.
+//!
+//! With `--auth_token_file` ([`protect`]), everything but `/health` and `/metrics`
+//! takes `Authorization: Bearer <token>` (401 without an accepted one). A tenant other
+//! than `cluster` sees its own keys only (as it named them) and may not start or
+//! cancel drains or set quotas (403); the `cluster` tenant sees and reaches every key.
 
 use super::{json, text};
 use crate::master::Master;
 use crate::metrics::MasterMetrics;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
+use mooncake_common::auth::{namespaced_key, visible_key, CLUSTER_TENANT};
+use mooncake_http::auth::{forbidden, Tenant};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -80,12 +88,12 @@ impl AdminState {
         }
     }
 
-    fn master(&self) -> Arc<Master> {
+    pub(crate) fn master(&self) -> Arc<Master> {
         (self.master)()
     }
 
     /// The 503 a standby answers with, or None on the leader.
-    fn standby(&self) -> Option<Response> {
+    pub(crate) fn standby(&self) -> Option<Response> {
         let info = (self.role)();
         (!info.is_leader()).then(|| {
             json(
@@ -98,6 +106,38 @@ impl AdminState {
             )
         })
     }
+}
+
+/// Paths of the admin port served without a token: probes and scrapes.
+pub const OPEN_PATHS: &[&str] = &["/health", "/metrics"];
+
+/// The whole admin `app` behind `auth`'s bearer check (unchanged without one), with
+/// the drain API kept to the `cluster` tenant.
+pub fn protect(app: Router, auth: Option<&Arc<crate::auth::MasterAuth>>) -> Router {
+    let Some(auth) = auth else {
+        return app;
+    };
+    // Layers run outside in: the bearer check first, then the tenant check.
+    let app = app.layer(middleware::from_fn(cluster_only_drains));
+    mooncake_http::auth::protect(app, auth.bearer("admin port", OPEN_PATHS))
+}
+
+async fn cluster_only_drains(req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/api/v1/drain_jobs") {
+        let who = req.extensions().get::<Tenant>().map(|t| t.0.clone());
+        if let Some(who) = who.filter(|t| &**t != CLUSTER_TENANT) {
+            return forbidden(&format!(
+                "drains reach every tenant's objects: only the {CLUSTER_TENANT} tenant may use them (this token is tenant {who}'s)"
+            ));
+        }
+    }
+    next.run(req).await
+}
+
+/// The caller's tenant: the one its bearer token proved, `cluster` without
+/// authentication.
+fn caller(t: &Option<Extension<Tenant>>) -> &str {
+    t.as_ref().map_or(CLUSTER_TENANT, |e| &e.0 .0)
 }
 
 /// The admin app's routes.
@@ -195,11 +235,22 @@ async fn all_segments(State(s): State<AdminState>, Query(p): Query<ListParams>) 
     )
 }
 
-async fn all_keys(State(s): State<AdminState>, Query(p): Query<ListParams>) -> Response {
+async fn all_keys(
+    State(s): State<AdminState>,
+    t: Option<Extension<Tenant>>,
+    Query(p): Query<ListParams>,
+) -> Response {
     if let Some(r) = s.standby() {
         return r;
     }
-    let keys = s.master().all_keys();
+    let who = caller(&t);
+    let mut keys = s.master().all_keys();
+    if who != CLUSTER_TENANT {
+        keys = keys
+            .iter()
+            .filter_map(|k| visible_key(who, k).map(str::to_string))
+            .collect();
+    }
     if p.wants_json() {
         return json(StatusCode::OK, &keys);
     }
@@ -213,7 +264,11 @@ struct KeyAnswer<'a, T: Serialize> {
     info: T,
 }
 
-async fn query_key(State(s): State<AdminState>, Query(p): Query<KeyParams>) -> Response {
+async fn query_key(
+    State(s): State<AdminState>,
+    t: Option<Extension<Tenant>>,
+    Query(p): Query<KeyParams>,
+) -> Response {
     if let Some(r) = s.standby() {
         return r;
     }
@@ -229,7 +284,9 @@ async fn query_key(State(s): State<AdminState>, Query(p): Query<KeyParams>) -> R
             )
         }
     };
-    match s.master().query_key(key) {
+    // A tenant names its own keys; the cluster tenant names any key whole.
+    let internal = namespaced_key(caller(&t), key);
+    match s.master().query_key(&internal) {
         Some(info) => json(StatusCode::OK, &KeyAnswer { key, info }),
         None => json(
             StatusCode::NOT_FOUND,

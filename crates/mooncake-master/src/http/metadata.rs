@@ -25,6 +25,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Paths served without a token when the server checks them: the health probe.
+/// Reads of descriptors are not open: a descriptor tells where a segment's memory
+/// is, which is half of reading it.
+pub const OPEN_PATHS: &[&str] = &["/health"];
+
 /// Segment descriptors of large RDMA pools list every buffer; leave room for them.
 pub(crate) const MAX_BODY: usize = 64 << 20;
 

@@ -85,6 +85,7 @@ mod tests {
         for i in 0..n {
             let p = Box::new(Pending {
                 put_id: i,
+                client: 0,
                 started_ms: 0,
                 size: 1,
                 replicas: Replicas::None,

@@ -8,12 +8,14 @@ pub mod limit;
 pub mod memory;
 mod object;
 mod replicas;
+pub mod usage;
 
 pub use hash::{FastHasher, FastState};
 pub use limit::{IndexLimit, IndexMemoryLimit};
 
 pub use object::{Object, Pending, Replica, SoftPinChange};
 pub use replicas::Replicas;
+pub use usage::TenantUsage;
 
 use crate::ha::replication::ReplLog;
 use hashbrown::hash_map::RawEntryMut;
@@ -47,6 +49,9 @@ pub struct Shard {
     log: Arc<ReplLog>,
     /// The shard's recently evicted keys, for policies that remember them.
     ghost: crate::eviction::ghost::Ghost,
+    /// What each tenant's objects hold: every change through the shard updates it,
+    /// so quotas and metrics never walk the index.
+    usage: Arc<TenantUsage>,
 }
 
 impl Deref for Shard {
@@ -63,6 +68,9 @@ pub struct Edit<'a> {
     key: &'a str,
     obj: &'a mut Object,
     log: &'a ReplLog,
+    usage: &'a TenantUsage,
+    /// The object's charge when the edit began (`usage::charge`).
+    before: usage::Charge,
 }
 
 impl Deref for Edit<'_> {
@@ -89,6 +97,8 @@ impl Edit<'_> {
 
 impl Drop for Edit<'_> {
     fn drop(&mut self) {
+        self.usage
+            .change(self.key, self.before, usage::charge(self.obj));
         if self.log.is_active() {
             self.log.object(self.key, Some(self.obj));
         }
@@ -110,7 +120,11 @@ impl Shard {
     /// Inserts (or replaces) an object, reporting it to the replication log.
     pub fn insert(&mut self, key: Box<str>, o: Object) -> Option<Object> {
         self.log.object(&key, Some(&o));
-        self.map.insert(key, Box::new(o)).map(|b| *b)
+        let new = usage::charge(&o);
+        let old = self.map.insert(key.clone(), Box::new(o)).map(|b| *b);
+        let before = old.as_ref().map(usage::charge).unwrap_or_default();
+        self.usage.change(&key, before, new);
+        old
     }
 
     /// Removes an object, reporting its removal to the replication log.
@@ -120,6 +134,7 @@ impl Shard {
     {
         let (k, o) = self.map.remove_entry(key)?;
         self.log.gone(&k);
+        self.usage.change(&k, usage::charge(&o), Default::default());
         Some(*o)
     }
 
@@ -129,20 +144,30 @@ impl Shard {
         let obj = &mut **self.map.get_mut(key)?;
         Some(Edit {
             key,
+            before: usage::charge(obj),
             obj,
             log: &self.log,
+            usage: &self.usage,
         })
     }
 
     /// [`Shard::edit`] with the key's hash already computed ([`Index::hash`]).
     #[inline]
     pub fn edit_hashed<'a>(&'a mut self, key: &'a str, hash: u64) -> Option<Edit<'a>> {
-        let Shard { map, log, .. } = self;
+        let Shard {
+            map, log, usage, ..
+        } = self;
         let obj = match map.raw_entry_mut().from_key_hashed_nocheck(hash, key) {
             RawEntryMut::Occupied(e) => &mut **e.into_mut(),
             RawEntryMut::Vacant(_) => return None,
         };
-        Some(Edit { key, obj, log })
+        Some(Edit {
+            key,
+            before: usage::charge(obj),
+            obj,
+            log,
+            usage,
+        })
     }
 
     /// `key`'s object for what the log does not carry: leases, read guards, access
@@ -168,14 +193,20 @@ impl Shard {
         let mut doomed: Vec<Box<str>> = Vec::new();
         let active = self.log.is_active();
         for (k, o) in self.map.iter_mut() {
+            let before = usage::charge(o);
             match f(k, o) {
                 Walked::Untouched => {}
                 Walked::Changed => {
+                    self.usage.change(k, before, usage::charge(o));
                     if active {
                         self.log.object(k, Some(o));
                     }
                 }
-                Walked::Remove => doomed.push(k.clone()),
+                Walked::Remove => {
+                    // What the closure changed first; the removal takes the rest.
+                    self.usage.change(k, before, usage::charge(o));
+                    doomed.push(k.clone())
+                }
             }
         }
         doomed.iter().filter_map(|k| self.remove(&**k)).collect()
@@ -192,6 +223,7 @@ impl Shard {
             RawEntryMut::Occupied(e) => {
                 let (k, o) = e.remove_entry();
                 self.log.gone(&k);
+                self.usage.change(&k, usage::charge(&o), Default::default());
                 Some(*o)
             }
             RawEntryMut::Vacant(_) => None,
@@ -204,12 +236,14 @@ pub struct Index {
     shards: Box<[Mutex<Shard>]>,
     hasher: FastState,
     log: Arc<ReplLog>,
+    usage: Arc<TenantUsage>,
 }
 
 impl Default for Index {
     fn default() -> Self {
         let hasher = FastState::default();
         let log = Arc::new(ReplLog::default());
+        let usage = Arc::new(TenantUsage::default());
         Self {
             shards: (0..SHARDS)
                 .map(|_| {
@@ -217,11 +251,13 @@ impl Default for Index {
                         map: HashMap::with_hasher(hasher),
                         log: log.clone(),
                         ghost: Default::default(),
+                        usage: usage.clone(),
                     })
                 })
                 .collect(),
             hasher,
             log,
+            usage,
         }
     }
 }
@@ -297,6 +333,11 @@ impl Index {
         &self.log
     }
 
+    /// What each tenant's objects hold (kept current by every change).
+    pub fn usage(&self) -> &Arc<TenantUsage> {
+        &self.usage
+    }
+
     /// Locks the shard that holds `key`.
     pub fn lock(&self, key: &str) -> MutexGuard<'_, Shard> {
         self.shards[self.shard_of(key)].lock()
@@ -325,6 +366,7 @@ mod tests {
     fn pending(put_id: u64) -> Box<Pending> {
         Box::new(Pending {
             put_id,
+            client: 0,
             started_ms: 1,
             size: 10,
             replicas: Replicas::None,

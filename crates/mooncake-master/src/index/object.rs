@@ -35,6 +35,9 @@ pub enum SoftPinChange {
 #[derive(Debug)]
 pub struct Pending {
     pub put_id: u64,
+    /// The writing client ([`super::usage::client_tag`]; 0: unknown), so that its
+    /// writes in flight can be bounded.
+    pub client: u64,
     pub started_ms: u64,
     pub size: u64,
     pub replicas: Replicas,
@@ -166,6 +169,7 @@ mod tests {
         let mut o = Object::in_progress(
             Box::new(Pending {
                 put_id: 1,
+                client: 0,
                 started_ms: 1,
                 size: 1,
                 replicas: Replicas::None,

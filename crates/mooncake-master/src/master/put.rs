@@ -41,6 +41,8 @@ struct StartSetup {
     /// The eviction clock reserved for the batch's writes, and the batch's length.
     clock: crate::eviction::Clock,
     batch: usize,
+    /// The writing client's tag (`index::usage::client_tag`).
+    client: u64,
 }
 
 /// How many times a start evicts and retries before answering -200.
@@ -82,7 +84,7 @@ impl Master {
         if key.is_empty() || size == 0 {
             return Err(ErrorCode::InvalidParams);
         }
-        let setup = self.start_setup(rc, now, 1);
+        let setup = self.start_setup(rc, now, 1, client_id);
         let mut views = self.segments.views();
         let r = self.start_one(
             kind,
@@ -114,7 +116,7 @@ impl Master {
         debug_assert_eq!(keys.len(), sizes.len());
         let now = self.now_ms();
         self.liveness.touch(client_id, now);
-        let setup = self.start_setup(rc, now, keys.len());
+        let setup = self.start_setup(rc, now, keys.len(), client_id);
         let mut views = Vec::new();
         let mut segs = SegmentCache::default();
         let out: Vec<_> = keys
@@ -139,7 +141,13 @@ impl Master {
     }
 
     /// What a start needs besides the key: resolved once per call or batch.
-    fn start_setup(&self, rc: &ReplicateConfig, now: u64, batch: usize) -> StartSetup {
+    fn start_setup(
+        &self,
+        rc: &ReplicateConfig,
+        now: u64,
+        batch: usize,
+        client_id: &str,
+    ) -> StartSetup {
         let (hard_pin, soft_pin) = resolve_pins(rc, self.config(), now);
         // More replicas than segments can never be placed; the cap also keeps a bogus
         // replica_num from sizing buffers.
@@ -158,6 +166,7 @@ impl Master {
             preferred,
             clock: self.eviction.reserve(batch),
             batch,
+            client: crate::index::usage::client_tag(client_id),
         }
     }
 
@@ -187,6 +196,13 @@ impl Master {
         {
             return Err(ErrorCode::NoAvailableHandle);
         }
+        // The tenant's quota and the bounds on writes in flight, before anything is
+        // allocated (a promotion from the SSD tier is the master's own copy).
+        if kind != WriteKind::Promote {
+            self.index
+                .usage()
+                .admit(key, size.saturating_mul(want as u64), setup.client)?;
+        }
         let evict = (
             crate::eviction::Eviction::write_clock(setup.clock, setup.batch, position),
             position,
@@ -194,6 +210,7 @@ impl Master {
         for attempt in 0..=EVICT_RETRIES {
             let pending = |put_id, replicas| Pending {
                 put_id,
+                client: setup.client,
                 started_ms: now,
                 size,
                 replicas: Replicas::from(replicas),

@@ -1,6 +1,8 @@
 //! Removal: one key, a regex over all keys, or everything. A leased object answers
-//! -706 unless forced; an object still being written answers -703 and is never
-//! removed by the bulk forms (its writer still holds the space).
+//! -706 unless forced; an object still being written answers -703 unless forced and
+//! is left alone by the bulk forms unless forced. Forced, a write in flight is
+//! reclaimed at once (its space freed; its writer's end answers -704): the way to
+//! take back space held by puts that started and never ended.
 
 use super::Master;
 use crate::index::{Object, SHARDS};
@@ -28,7 +30,7 @@ impl Master {
                 false => Err(ErrorCode::ObjectNotFound),
             };
         };
-        if !o.is_complete() {
+        if !o.is_complete() && !force {
             return Err(ErrorCode::ReplicaIsNotReady);
         }
         if o.is_leased(now) && !force {
@@ -78,7 +80,7 @@ impl Master {
             let mut shard = self.index.lock_shard(i);
             let doomed: Vec<Box<str>> = shard
                 .iter()
-                .filter(|(k, o)| o.is_complete() && (force || !o.is_leased(now)) && matches(k))
+                .filter(|(k, o)| (force || (o.is_complete() && !o.is_leased(now))) && matches(k))
                 .map(|(k, _)| k.clone())
                 .collect();
             let removed: Vec<Object> = doomed.iter().filter_map(|k| shard.remove(k)).collect();

@@ -144,6 +144,7 @@ pub fn master_from(cfg: MasterConfig, shadow: Shadow) -> (Arc<Master>, RebuildRe
         let pending = (r.pending_put_id != 0 && !pending.is_empty()).then(|| {
             Box::new(Pending {
                 put_id: r.pending_put_id,
+                client: 0,
                 started_ms: now,
                 size: r.pending_size,
                 replicas: pending,
@@ -166,6 +167,7 @@ pub fn master_from(cfg: MasterConfig, shadow: Shadow) -> (Arc<Master>, RebuildRe
             pending.unwrap_or_else(|| {
                 Box::new(Pending {
                     put_id: 0,
+                    client: 0,
                     started_ms: now,
                     size: 0,
                     replicas: Replicas::None,

@@ -1,0 +1,342 @@
+//! What each tenant's objects hold, and the limits on it, kept current by the index
+//! itself: every change that goes through a shard (insert, remove, an edit, a walk)
+//! moves the difference between the object's [`Charge`] before and after to its
+//! tenant ([`split_key`] of the internal key) and to the client whose write is in
+//! flight. Nothing walks the index for quotas or metrics.
+//!
+//! An object's charge is the memory its replicas hold: the complete value's size
+//! times its replicas, plus a write in flight's size times its replicas (a put is
+//! charged from its start; a revoked, reclaimed or force-removed one gives it back).
+//! Space an upsert replaced but a reader's lease still holds is not charged: it is
+//! already gone from the index.
+//!
+//! [`TenantUsage::admit`] is asked at put start, before anything is allocated:
+//! - a tenant with a byte quota (`/api/v1/tenant_quotas`) whose charge plus the new
+//!   write would pass it is refused with TENANT_QUOTA_EXCEEDED (-1700);
+//! - a client with [`MAX_INFLIGHT_PER_CLIENT`] writes in flight, or a tenant with
+//!   [`MAX_INFLIGHT_PER_TENANT`], is refused with the same code: puts started and
+//!   never ended pin their space, and these bounds stop one client or tenant from
+//!   squatting the pool that way (a forced remove reclaims them at once).
+//!
+//! Admission and the charge are not one atomic step: puts of one tenant starting at
+//! the same instant may pass its quota by what they add together.
+
+use super::Object;
+use mooncake_common::auth::{split_key, CLUSTER_TENANT};
+use mooncake_common::ErrorCode;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// Writes one client may have in flight (put started, not yet ended or revoked). A
+/// batch put starts all its keys at once, so this is well above any real batch.
+pub const MAX_INFLIGHT_PER_CLIENT: u64 = 1 << 16;
+/// Writes one tenant may have in flight, over all its clients.
+pub const MAX_INFLIGHT_PER_TENANT: u64 = 1 << 20;
+/// The largest quota (the reference's bound, 2^63 - 1).
+pub const MAX_QUOTA_BYTES: u64 = i64::MAX as u64;
+
+/// The client a write in flight belongs to, as a 64-bit hash of its client id
+/// (0: unknown, e.g. a write rebuilt by a standby). One seed for the process, so a
+/// client id always gives the same tag.
+pub fn client_tag(client_id: &str) -> u64 {
+    static SEED: OnceLock<super::FastState> = OnceLock::new();
+    SEED.get_or_init(Default::default).hash_one(client_id) | 1
+}
+
+/// An object's charge: bytes of memory replicas, whether a write is in flight, and
+/// whose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Charge {
+    pub bytes: u64,
+    pub inflight: u64,
+    pub client: u64,
+}
+
+/// What `o` holds.
+#[inline]
+pub fn charge(o: &Object) -> Charge {
+    let done = o.size.saturating_mul(o.replicas.len() as u64);
+    match &o.pending {
+        Some(p) => Charge {
+            bytes: done.saturating_add(p.size.saturating_mul(p.replicas.len() as u64)),
+            inflight: 1,
+            client: p.client,
+        },
+        None => Charge {
+            bytes: done,
+            inflight: 0,
+            client: 0,
+        },
+    }
+}
+
+/// One tenant's totals.
+#[derive(Debug, Default)]
+pub struct Account {
+    bytes: AtomicU64,
+    inflight: AtomicU64,
+    /// Puts refused for this tenant's quota or in-flight bound.
+    refused: AtomicU64,
+}
+
+impl Account {
+    fn apply(&self, before: Charge, after: Charge) {
+        // Wrapping arithmetic: every decrease follows the increase it undoes (both
+        // under the key's shard lock), so the totals never go below zero for long.
+        if before.bytes != after.bytes {
+            self.bytes
+                .fetch_add(after.bytes.wrapping_sub(before.bytes), Ordering::Relaxed);
+        }
+        if before.inflight != after.inflight {
+            self.inflight.fetch_add(
+                after.inflight.wrapping_sub(before.inflight),
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+/// One tenant as the admin API and the metrics show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantView {
+    pub tenant: String,
+    pub bytes: u64,
+    pub inflight: u64,
+    pub quota: Option<u64>,
+    pub refused: u64,
+}
+
+/// Every tenant's totals and quotas. The cluster tenant's account (every key without
+/// a tenant prefix) is a field: a deployment without tenants pays one atomic add per
+/// change.
+#[derive(Debug, Default)]
+pub struct TenantUsage {
+    cluster: Account,
+    others: RwLock<HashMap<Box<str>, Account>>,
+    /// Writes in flight per client tag; entries at zero are dropped.
+    clients: Mutex<HashMap<u64, u64>>,
+    quotas: RwLock<BTreeMap<String, u64>>,
+    /// Whether any quota is set (else admission reads no map for it).
+    any_quota: AtomicBool,
+}
+
+impl TenantUsage {
+    /// Moves the difference between `before` and `after` to the tenant of `key` and
+    /// to the clients of the writes in flight.
+    #[inline]
+    pub fn change(&self, key: &str, before: Charge, after: Charge) {
+        if before == after {
+            return;
+        }
+        if before.inflight != after.inflight || before.client != after.client {
+            self.client_moved(before, after);
+        }
+        self.with_account(split_key(key).0, |a| a.apply(before, after));
+    }
+
+    fn client_moved(&self, before: Charge, after: Charge) {
+        let mut c = self.clients.lock();
+        if before.inflight != 0 && before.client != 0 {
+            if let Some(n) = c.get_mut(&before.client) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    c.remove(&before.client);
+                }
+            }
+        }
+        if after.inflight != 0 && after.client != 0 {
+            *c.entry(after.client).or_default() += 1;
+        }
+    }
+
+    fn with_account<R>(&self, tenant: &str, f: impl FnOnce(&Account) -> R) -> R {
+        if tenant == CLUSTER_TENANT {
+            return f(&self.cluster);
+        }
+        if let Some(a) = self.others.read().get(tenant) {
+            return f(a);
+        }
+        f(self.others.write().entry(tenant.into()).or_default())
+    }
+
+    fn read<R>(&self, tenant: &str, f: impl Fn(&Account) -> R, none: R) -> R {
+        if tenant == CLUSTER_TENANT {
+            return f(&self.cluster);
+        }
+        self.others.read().get(tenant).map_or(none, f)
+    }
+
+    /// Bytes `tenant`'s objects hold.
+    pub fn bytes(&self, tenant: &str) -> u64 {
+        self.read(tenant, |a| a.bytes.load(Ordering::Relaxed), 0)
+    }
+
+    /// `tenant`'s writes in flight (put started, not ended or revoked).
+    pub fn inflight(&self, tenant: &str) -> u64 {
+        self.read(tenant, |a| a.inflight.load(Ordering::Relaxed), 0)
+    }
+
+    /// The writes in flight of the client with `tag` ([`client_tag`]).
+    pub fn client_inflight(&self, tag: u64) -> u64 {
+        self.clients.lock().get(&tag).copied().unwrap_or(0)
+    }
+
+    /// Whether a write of `bytes` for internal key `key` by the client with `tag`
+    /// may start; TENANT_QUOTA_EXCEEDED when the tenant's quota or the in-flight
+    /// bounds say no (counted against the tenant).
+    pub fn admit(&self, key: &str, bytes: u64, tag: u64) -> Result<(), ErrorCode> {
+        let tenant = split_key(key).0;
+        let refuse = |why: std::fmt::Arguments| {
+            self.with_account(tenant, |a| {
+                if a.refused.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(tenant, "put refused (TENANT_QUOTA_EXCEEDED): {why}; logged for the tenant's first refusal only, see master_tenant_refused_puts_total");
+                }
+            });
+            Err(ErrorCode::TenantQuotaExceeded)
+        };
+        if self.any_quota.load(Ordering::Relaxed) {
+            if let Some(&q) = self.quotas.read().get(tenant) {
+                let used = self.bytes(tenant);
+                if used.saturating_add(bytes) > q {
+                    return refuse(format_args!(
+                        "tenant {tenant} holds {used} bytes of its {q}-byte quota and the put needs {bytes}"
+                    ));
+                }
+            }
+        }
+        let inflight = self.inflight(tenant);
+        if inflight >= MAX_INFLIGHT_PER_TENANT {
+            return refuse(format_args!(
+                "tenant {tenant} has {inflight} puts in flight (at most {MAX_INFLIGHT_PER_TENANT}); end or remove some"
+            ));
+        }
+        if tag != 0 {
+            let n = self.client_inflight(tag);
+            if n >= MAX_INFLIGHT_PER_CLIENT {
+                return refuse(format_args!(
+                    "a client of tenant {tenant} has {n} puts in flight (at most {MAX_INFLIGHT_PER_CLIENT}); end or remove some"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `tenant`'s byte quota (1..=[`MAX_QUOTA_BYTES`]). A quota below what the
+    /// tenant holds is accepted: nothing is removed, its puts are refused until
+    /// removals and eviction bring it under.
+    pub fn set_quota(&self, tenant: &str, bytes: u64) {
+        self.quotas.write().insert(tenant.to_string(), bytes);
+        self.any_quota.store(true, Ordering::Relaxed);
+    }
+
+    /// Removes `tenant`'s quota; its previous value, if it had one.
+    pub fn remove_quota(&self, tenant: &str) -> Option<u64> {
+        let mut q = self.quotas.write();
+        let old = q.remove(tenant);
+        self.any_quota.store(!q.is_empty(), Ordering::Relaxed);
+        old
+    }
+
+    pub fn quota(&self, tenant: &str) -> Option<u64> {
+        self.quotas.read().get(tenant).copied()
+    }
+
+    /// Every quota set (tenant, bytes).
+    pub fn quotas(&self) -> Vec<(String, u64)> {
+        self.quotas
+            .read()
+            .iter()
+            .map(|(t, b)| (t.clone(), *b))
+            .collect()
+    }
+
+    /// How `tenant` stands.
+    pub fn view(&self, tenant: &str) -> TenantView {
+        TenantView {
+            tenant: tenant.to_string(),
+            bytes: self.bytes(tenant),
+            inflight: self.inflight(tenant),
+            quota: self.quota(tenant),
+            refused: self.read(tenant, |a| a.refused.load(Ordering::Relaxed), 0),
+        }
+    }
+
+    /// Every tenant that ever held an object or has a quota, by name.
+    pub fn all(&self) -> Vec<TenantView> {
+        let mut names: Vec<String> = vec![CLUSTER_TENANT.to_string()];
+        names.extend(self.others.read().keys().map(|t| t.to_string()));
+        names.extend(self.quotas.read().keys().cloned());
+        names.sort();
+        names.dedup();
+        names.iter().map(|t| self.view(t)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mooncake_common::auth::namespaced_key;
+
+    fn c(bytes: u64, inflight: u64, client: u64) -> Charge {
+        Charge {
+            bytes,
+            inflight,
+            client,
+        }
+    }
+
+    #[test]
+    fn charges_follow_tenants_and_clients() {
+        let u = TenantUsage::default();
+        let k = namespaced_key("beta", "k");
+        u.change(&k, Charge::default(), c(100, 1, 7));
+        assert_eq!(u.bytes("beta"), 100);
+        assert_eq!(u.inflight("beta"), 1);
+        assert_eq!(u.client_inflight(7), 1);
+        assert_eq!(u.bytes(CLUSTER_TENANT), 0);
+        // The put ends: still 100 bytes, nothing in flight.
+        u.change(&k, c(100, 1, 7), c(100, 0, 0));
+        assert_eq!((u.bytes("beta"), u.inflight("beta")), (100, 0));
+        assert_eq!(u.client_inflight(7), 0);
+        u.change(&k, c(100, 0, 0), Charge::default());
+        assert_eq!(u.bytes("beta"), 0);
+        u.change("plain", Charge::default(), c(5, 0, 0));
+        assert_eq!(u.bytes(CLUSTER_TENANT), 5);
+    }
+
+    #[test]
+    fn quotas_refuse_at_the_bound_and_count_refusals() {
+        let u = TenantUsage::default();
+        let k = namespaced_key("beta", "k");
+        u.admit(&k, 1 << 30, 3).unwrap();
+        u.set_quota("beta", 1 << 20);
+        assert_eq!(u.admit(&k, 2 << 20, 3), Err(ErrorCode::TenantQuotaExceeded));
+        u.admit(&k, 1 << 20, 3).unwrap();
+        // Another tenant is not bound by beta's quota.
+        u.admit(&namespaced_key("alpha", "k"), 2 << 20, 3).unwrap();
+        u.change(&k, Charge::default(), c(1 << 20, 0, 0));
+        assert_eq!(u.admit(&k, 1, 3), Err(ErrorCode::TenantQuotaExceeded));
+        assert_eq!(u.view("beta").refused, 2);
+        assert_eq!(u.remove_quota("beta"), Some(1 << 20));
+        u.admit(&k, 1, 3).unwrap();
+        assert!(u
+            .all()
+            .iter()
+            .any(|v| v.tenant == "beta" && v.bytes == 1 << 20));
+    }
+
+    #[test]
+    fn writes_in_flight_are_bounded_per_client() {
+        let u = TenantUsage::default();
+        for i in 0..MAX_INFLIGHT_PER_CLIENT {
+            u.change(&format!("k{i}"), Charge::default(), c(1, 1, 9));
+        }
+        assert_eq!(u.admit("x", 1, 9), Err(ErrorCode::TenantQuotaExceeded));
+        u.admit("x", 1, 11).unwrap();
+        u.change("k0", c(1, 1, 9), Charge::default());
+        u.admit("x", 1, 9).unwrap();
+    }
+}
