@@ -4,6 +4,7 @@
 //! per peer and cached, so this is never on the data path.
 
 use futures::future::BoxFuture;
+use mooncake_tls::Stream;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,6 +19,8 @@ const MAX_BODY: usize = 64 << 20;
 pub struct HttpMetadata {
     /// `host:port`
     authority: String,
+    /// `https://`: TLS with the process's `MOONCAKE_TLS_*` settings.
+    tls: bool,
     /// `/metadata`
     path: String,
 }
@@ -30,11 +33,32 @@ pub struct Response {
 }
 
 impl HttpMetadata {
-    /// `url` is `http://host:port/path`.
+    /// `url` is `http://host:port/path` or `https://host:port/path`.
     pub fn new(url: &str) -> Result<Self, TransferError> {
-        let rest = url.trim().strip_prefix("http://").ok_or_else(|| {
-            TransferError::Config(format!("metadata URL {url:?} must start with http://"))
-        })?;
+        let url = url.trim();
+        let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(r), _) => (r, false),
+            (_, Some(r)) => (r, true),
+            _ => {
+                return Err(TransferError::Config(format!(
+                    "metadata URL {url:?} must start with http:// or https://"
+                )))
+            }
+        };
+        if tls {
+            // Unusable TLS settings stop the engine here, naming the file.
+            match mooncake_tls::config::client() {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(TransferError::Config(format!(
+                        "metadata URL {url:?} is https: set {} to the CA file that signed \
+                         the metadata server's certificate",
+                        mooncake_tls::config::CA_FILE_ENV
+                    )))
+                }
+                Err(e) => return Err(TransferError::Config(e.to_string())),
+            }
+        }
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/metadata"),
@@ -49,11 +73,14 @@ impl HttpMetadata {
             .is_some()
         {
             authority.to_string()
+        } else if tls {
+            format!("{authority}:443")
         } else {
             format!("{authority}:80")
         };
         Ok(Self {
             authority,
+            tls,
             path: path.to_string(),
         })
     }
@@ -69,7 +96,15 @@ impl HttpMetadata {
             let err = |e: std::io::Error| {
                 TransferError::Metadata(format!("{method} {}{}: {e}", self.authority, self.path))
             };
-            let mut s = TcpStream::connect(&self.authority).await.map_err(err)?;
+            let tcp = TcpStream::connect(&self.authority).await.map_err(err)?;
+            let mut s = match mooncake_tls::config::client() {
+                Ok(Some(c)) if self.tls => {
+                    let host = mooncake_common::hostname::split_host_port(&self.authority).0;
+                    c.connect(host, tcp).await.map_err(err)?
+                }
+                Ok(_) => Stream::from(tcp),
+                Err(e) => return Err(TransferError::Config(e.to_string())),
+            };
             let req = format!(
                 "{method} {}?key={} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
                 self.path,

@@ -4,7 +4,8 @@
 //! (`MOONCAKE_TE_META_DATA_SERVER`):
 //! - `P2PHANDSHAKE`: no shared service; [`P2pMetadata`] stores nothing and the engine
 //!   asks the peer's data listener for its descriptor (a Describe frame).
-//! - `http://host:port/metadata`: the HTTP metadata server (CONTRACT §6), [`http`].
+//! - `http://host:port/metadata`: the HTTP metadata server (CONTRACT §6), [`http`];
+//!   `https://` with TLS (`MOONCAKE_TLS_*`, as the master's clients).
 //! - `etcd://h1:2379;h2:2379`: etcd (cargo feature `etcd`), `etcd` module.
 
 use futures::future::BoxFuture;
@@ -57,13 +58,8 @@ pub async fn connect(spec: &str) -> Result<Arc<dyn MetadataStore>, TransferError
     if s.is_empty() || s.eq_ignore_ascii_case(mooncake_common::config::P2P_HANDSHAKE) {
         return Ok(Arc::new(P2pMetadata));
     }
-    if s.starts_with("http://") {
+    if s.starts_with("http://") || s.starts_with("https://") {
         return Ok(Arc::new(http::HttpMetadata::new(s)?));
-    }
-    if s.starts_with("https://") {
-        return Err(TransferError::Config(format!(
-            "metadata server {s:?}: https is not supported; use http:// or P2PHANDSHAKE"
-        )));
     }
     connect_etcd(s).await
 }
