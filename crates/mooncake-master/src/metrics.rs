@@ -46,6 +46,11 @@ pub struct MasterMetrics {
     standalone: Vec<(&'static str, IntCounter)>,
     /// The SSD tiers' figures (`tier::metrics`).
     tier: crate::tier::metrics::TierExport,
+    /// Per tenant (label `tenant`): bytes held, quota, writes in flight, refused puts.
+    tenant_bytes: IntGaugeVec,
+    tenant_quota: IntGaugeVec,
+    tenant_inflight: IntGaugeVec,
+    tenant_refused: IntCounterVec,
     /// Serialises refreshes: counters advance by the difference to the master's atomics,
     /// which two concurrent scrapes would otherwise both add.
     refresh: Mutex<()>,
@@ -146,8 +151,37 @@ impl MasterMetrics {
             standalone.push((*name, c));
         }
         let tier = crate::tier::metrics::TierExport::new(&registry)?;
+        let tenant_gauge = |name: &str, help: &str| -> Result<IntGaugeVec, prometheus::Error> {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["tenant"])?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let tenant_bytes = tenant_gauge(
+            "master_tenant_bytes",
+            "bytes a tenant's objects hold (memory replicas, complete and in flight)",
+        )?;
+        let tenant_quota = tenant_gauge(
+            "master_tenant_quota_bytes",
+            "a tenant's byte quota (absent without one)",
+        )?;
+        let tenant_inflight = tenant_gauge(
+            "master_tenant_inflight_puts",
+            "a tenant's writes started and not yet ended or revoked",
+        )?;
+        let tenant_refused = IntCounterVec::new(
+            Opts::new(
+                "master_tenant_refused_puts_total",
+                "puts refused with TENANT_QUOTA_EXCEEDED (quota or writes in flight)",
+            ),
+            &["tenant"],
+        )?;
+        registry.register(Box::new(tenant_refused.clone()))?;
         Ok(Self {
             tier,
+            tenant_bytes,
+            tenant_quota,
+            tenant_inflight,
+            tenant_refused,
             registry,
             gauges,
             segment_allocated,
@@ -172,6 +206,7 @@ impl MasterMetrics {
         }
         self.refresh_segments(&master.segments());
         self.tier.refresh(master.tiers());
+        self.refresh_tenants(master);
         for (name, value) in master.counters().snapshot() {
             let counter = if let Some((_, c)) = self.standalone.iter().find(|(n, _)| *n == name) {
                 c.clone()
@@ -181,6 +216,21 @@ impl MasterMetrics {
                 self.requests.with_label_values(&[name])
             };
             advance(&counter, value);
+        }
+    }
+
+    fn refresh_tenants(&self, master: &Master) {
+        self.tenant_quota.reset();
+        for t in master.index.usage().all() {
+            let l = [t.tenant.as_str()];
+            self.tenant_bytes.with_label_values(&l).set(clamp(t.bytes));
+            self.tenant_inflight
+                .with_label_values(&l)
+                .set(clamp(t.inflight));
+            if let Some(q) = t.quota {
+                self.tenant_quota.with_label_values(&l).set(clamp(q));
+            }
+            advance(&self.tenant_refused.with_label_values(&l), t.refused);
         }
     }
 
