@@ -2,6 +2,10 @@
 //! port (`POST /api/v1/drain_jobs`) and, with `--wait`, follows it until it ends.
 //! The admin port is `--admin HOST:PORT`, by default the master's host on 9003 (the
 //! master's `--metrics_port` default).
+//!
+//! With `MOONCAKE_AUTH_TOKEN_FILE` or `MOONCAKE_AUTH_TOKEN` set, every request carries
+//! `Authorization: Bearer <token>` (a master with `--auth_token_file` refuses the
+//! admin API without one, and drains are the `cluster` tenant's).
 
 use mooncake_client::MooncakeError;
 use serde_json::Value;
@@ -23,8 +27,13 @@ fn request(
     let mut s = TcpStream::connect(addr)
         .map_err(|e| err(format!("cannot reach the master's admin port {addr}: {e} (pass --admin HOST:PORT, the master's --metrics_port)")))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let auth = match mooncake_common::config::credential_from_env() {
+        Ok(Some(c)) => format!("Authorization: {}\r\n", c.bearer()),
+        Ok(None) => String::new(),
+        Err(e) => return Err(err(format!("cannot read the credential: {e}"))),
+    };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes())
@@ -42,6 +51,12 @@ fn request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| err(format!("{addr}: bad status line")))?;
+    if status == 401 || status == 403 {
+        return Err(err(format!(
+            "{addr}{path} answered {status}: {} (set MOONCAKE_AUTH_TOKEN_FILE or MOONCAKE_AUTH_TOKEN to a cluster token)",
+            body.trim()
+        )));
+    }
     let json = serde_json::from_str(body.trim()).map_err(|_| {
         err(format!(
             "{addr}{path} answered {status} without JSON: is this the master's admin port?"
