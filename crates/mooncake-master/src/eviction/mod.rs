@@ -226,10 +226,18 @@ impl Master {
     /// object's memory is freed only once its owner has written it to disk, and the
     /// put needs the space now. This happens only when the rounds' demotions lag
     /// behind the puts (they run at the high watermark, before the pool is full).
+    /// So it drops no more than the put needs (not the round's share), and wakes the
+    /// round, whose demotions make the room the next puts take.
     pub(crate) fn evict_for(&self, bytes: u64) -> bool {
         let (_, cap) = self.segments.totals();
-        let share = (cap as f64 * self.config().eviction_ratio) as u64;
-        let r = self.evict_bytes_below(bytes.max(share).max(1), u64::MAX, false);
+        let cfg = self.config();
+        let share = (cap as f64 * cfg.eviction_ratio) as u64;
+        let demoting = cfg.enable_offload && cfg.offload_on_evict && self.tiers.has_owners();
+        let target = if demoting { bytes } else { bytes.max(share) };
+        let r = self.evict_bytes_below(target.max(1), u64::MAX, false);
+        if demoting {
+            self.evict_wakeup.notify_one();
+        }
         r.objects > 0
     }
 
