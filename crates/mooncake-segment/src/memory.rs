@@ -58,8 +58,14 @@ impl SegmentMemory {
     /// When the directory lacks room for `len` bytes (Docker's default `/dev/shm` is
     /// 64 MiB), the segment falls back to an anonymous memfd, logged, with no file to
     /// publish; only a segment that fits nowhere is an error.
+    ///
+    /// A segment held in memory (a file in tmpfs such as `/dev/shm`, or the memfd) may
+    /// not be larger than the machine's memory ([`memory_limit`]: `MemTotal`, lowered
+    /// by the cgroup's `memory.max`): such a segment is refused with a message naming
+    /// both sizes instead of filling the machine until the kernel kills something. A
+    /// file on a disk filesystem with room for it is not bounded by memory.
     pub fn create(hint: &str, len: usize, dir: Option<&str>, hugepages: bool) -> Result<Self> {
-        Self::create_with(hint, len, dir, hugepages, free_space)
+        Self::create_with(hint, len, dir, hugepages, free_space, memory_limit())
     }
 
     /// Like [`SegmentMemory::create`], for memory that outlives a restart of its owner
@@ -126,11 +132,17 @@ impl SegmentMemory {
         dir: Option<&str>,
         hugepages: bool,
         free_space: impl Fn(&Path) -> Option<u128>,
+        memory: Option<u64>,
     ) -> Result<Self> {
         if len == 0 {
             return Err(MooncakeError::invalid("segment size must be > 0"));
         }
         let dir = Path::new(dir.unwrap_or("/dev/shm"));
+        let on_disk = dir.is_dir() && !is_memory_fs(dir);
+        let on_disk_with_room = on_disk && fits(len, free_space(dir)).is_ok();
+        if !on_disk_with_room {
+            fits_memory(len, memory).map_err(MooncakeError::invalid)?;
+        }
         let mut no_room = None;
         if dir.is_dir() {
             sweep_stale(dir);
@@ -287,6 +299,54 @@ impl Mode0600 for std::fs::OpenOptions {
 }
 
 /// Bytes free in `dir`'s filesystem for an unprivileged writer; `None` when unknown.
+/// Bytes of memory this process may hold: `MemTotal`, lowered by a cgroup v2
+/// `memory.max` (a container's limit); None when neither can be read.
+pub fn memory_limit() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb.saturating_mul(1024))
+    });
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match (total, cgroup) {
+        (Some(t), Some(c)) => Some(t.min(c)),
+        (t, c) => t.or(c),
+    }
+}
+
+/// Whether `dir` is on a filesystem whose files live in memory (tmpfs, ramfs,
+/// hugetlbfs): a segment file there costs memory like the memfd does.
+fn is_memory_fs(dir: &Path) -> bool {
+    const TMPFS: i64 = 0x0102_1994;
+    const RAMFS: i64 = 0x8584_58f6;
+    const HUGETLBFS: i64 = 0x9584_58f6;
+    let Ok(c) = CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return true;
+    };
+    // Safety: statfs fills the zeroed struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return true;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let t = st.f_type as i64;
+    matches!(t, TMPFS | RAMFS | HUGETLBFS)
+}
+
+/// Whether a segment of `len` bytes held in memory fits in `memory` bytes (unknown
+/// counts as fitting); the error names both sizes and the ways out.
+fn fits_memory(len: usize, memory: Option<u64>) -> std::result::Result<(), String> {
+    match memory {
+        Some(m) if len as u64 > m => Err(format!(
+            "global segment of {len} bytes is larger than this machine's memory ({m} bytes, MemTotal or the cgroup's memory.max): lower MOONCAKE_GLOBAL_SEGMENT_SIZE, or put MOONCAKE_SHM_DIR on a disk filesystem with room for it"
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn free_space(dir: &Path) -> Option<u128> {
     let c = CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
     // Safety: statvfs fills the zeroed struct.
@@ -494,8 +554,54 @@ mod tests {
         let Err(e) = SegmentMemory::create("h", usize::MAX / 2, d.to_str(), false) else {
             panic!("an impossible size was accepted");
         };
-        assert!(e.message.contains("does not fit"), "{e}");
-        assert!(e.message.contains("memfd fallback failed"), "{e}");
+        // Larger than memory and than the directory: refused before anything is
+        // created, naming the machine's memory.
+        assert!(
+            e.message.contains("larger than this machine's memory"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_segment_in_memory_is_bounded_by_the_machines_memory() {
+        assert!(fits_memory(64 << 30, Some(24 << 30)).is_err());
+        assert!(fits_memory(24 << 30, Some(24 << 30)).is_ok());
+        assert!(fits_memory(64 << 30, None).is_ok(), "unknown: not refused");
+        // 64 GiB asked of a 24 GiB machine, in a tmpfs directory that claims room:
+        // refused at once, nothing created.
+        if let Some(d) = shm_dir("big") {
+            let Err(e) = SegmentMemory::create_with(
+                "h:1",
+                64 << 30,
+                d.to_str(),
+                false,
+                |_| Some(1 << 40),
+                Some(24 << 30),
+            ) else {
+                panic!("a segment larger than memory was accepted");
+            };
+            assert!(
+                e.message.contains("larger than this machine's memory"),
+                "{e}"
+            );
+            assert!(e.message.contains("MOONCAKE_GLOBAL_SEGMENT_SIZE"), "{e}");
+            let _ = std::fs::remove_dir_all(&d);
+        }
+        // A file on a disk filesystem with room is not bounded by memory.
+        let d = tmpdir("disk");
+        if !is_memory_fs(&d) {
+            let seg = SegmentMemory::create_with(
+                "h:1",
+                4 << 20,
+                d.to_str(),
+                false,
+                |_| Some(1 << 40),
+                Some(1 << 20),
+            )
+            .expect("a disk-backed segment larger than the memory bound");
+            assert!(seg.shm_path().is_some());
+        }
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -513,9 +619,15 @@ mod tests {
         // Docker's 64 MiB /dev/shm and a 128 MiB segment: the store still starts,
         // without a file to publish.
         let d = tmpdir("small");
-        let seg =
-            SegmentMemory::create_with("h:1", 128 << 20, d.to_str(), false, |_| Some(64 << 20))
-                .expect("falls back to a memfd");
+        let seg = SegmentMemory::create_with(
+            "h:1",
+            128 << 20,
+            d.to_str(),
+            false,
+            |_| Some(64 << 20),
+            None,
+        )
+        .expect("falls back to a memfd");
         assert!(seg.shm_path().is_none());
         assert_eq!(seg.len(), 128 << 20);
         unsafe { std::ptr::write_bytes(seg.addr() as *mut u8, 7, 4096) };
@@ -531,8 +643,9 @@ mod tests {
             .count();
         assert_eq!(leftovers, 0, "no file was created in the small directory");
         // Room enough: the file-backed segment as before.
-        let seg = SegmentMemory::create_with("h:1", 1 << 20, d.to_str(), false, |_| Some(2 << 20))
-            .unwrap();
+        let seg =
+            SegmentMemory::create_with("h:1", 1 << 20, d.to_str(), false, |_| Some(2 << 20), None)
+                .unwrap();
         assert!(seg.shm_path().is_some());
     }
 }
