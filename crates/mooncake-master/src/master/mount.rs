@@ -11,6 +11,32 @@ use mooncake_common::ErrorCode;
 use mooncake_common::SegmentDesc;
 use std::sync::Arc;
 
+/// The largest segment the master registers (1 PiB): far above any machine's memory
+/// or disk tier, and low enough that a bogus size (u64::MAX) is refused before its
+/// allocator (tens of MB of bookkeeping at the largest) is built.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 50;
+
+/// Why `desc` cannot be a segment, if it cannot: an empty or absurd size, or a range
+/// that wraps around the address space.
+pub fn check_segment_desc(desc: &SegmentDesc) -> Result<(), String> {
+    if desc.size == 0 {
+        return Err(format!("segment {:?} has size 0", desc.name));
+    }
+    if desc.size > MAX_SEGMENT_BYTES {
+        return Err(format!(
+            "segment {:?} claims {} bytes, more than the {MAX_SEGMENT_BYTES}-byte limit",
+            desc.name, desc.size
+        ));
+    }
+    if desc.base.checked_add(desc.size).is_none() {
+        return Err(format!(
+            "segment {:?}: base {:#x} + size {} passes the end of the address space",
+            desc.name, desc.base, desc.size
+        ));
+    }
+    Ok(())
+}
+
 impl Master {
     /// Registers a segment for `client_id`. Mounting the same segment again from the
     /// same client is a no-op success; another client's segment name is -102.
@@ -32,6 +58,10 @@ impl Master {
         replace: bool,
     ) -> Result<(), ErrorCode> {
         if client_id.is_empty() {
+            return Err(ErrorCode::InvalidParams);
+        }
+        if let Err(why) = check_segment_desc(&desc) {
+            tracing::warn!(client_id, "mount refused (INVALID_PARAMS): {why}");
             return Err(ErrorCode::InvalidParams);
         }
         if let Some(r) = self.try_resume(client_id, &desc) {
