@@ -35,6 +35,7 @@ fn client_in(port: u16, protocol: Protocol, timeout: Duration, mode: CallMode) -
             connect_timeout: Duration::from_secs(2),
             timeout: Some(timeout),
             keep_alive: None,
+            auth: None,
         },
         protocol,
     )

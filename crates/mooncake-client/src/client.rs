@@ -162,6 +162,15 @@ impl Client {
                     format!("master unreachable: {}", e.message),
                 ))
             }
+            // Refused: no token, a wrong one, or a tenant_id that is not the token's.
+            Err(e)
+                if matches!(
+                    e.code,
+                    ErrorCode::Unauthenticated | ErrorCode::PermissionDenied
+                ) =>
+            {
+                Err(e)
+            }
             // The master answered (with an error of its own): it is there.
             Err(_) => Ok(()),
         }

@@ -124,6 +124,15 @@ pub struct ClientTuning {
     /// The cluster whose leader an `etcd://` master address follows
     /// (`MOONCAKE_CLUSTER_ID`, default [`DEFAULT_CLUSTER_ID`]).
     pub cluster_id: String,
+    /// The token this process proves to the master (`MOONCAKE_AUTH_TOKEN_FILE`, read
+    /// again at each proof, or `MOONCAKE_AUTH_TOKEN`); `None`: none.
+    pub credential: Option<mooncake_common::auth::Credential>,
+    /// Why the credential the environment names could not be read (reported by
+    /// [`ClientTuning::validate`], so that setup fails naming it).
+    pub credential_error: Option<String>,
+    /// The tenant this process declares (`MOONCAKE_TENANT_ID`, or Python's
+    /// `tenant_id`): a master with authentication refuses it unless it is the token's.
+    pub tenant_id: Option<String>,
 }
 
 impl Default for ClientTuning {
@@ -141,6 +150,9 @@ impl Default for ClientTuning {
             segment_identity: None,
             tcp_bind_address: None,
             cluster_id: DEFAULT_CLUSTER_ID.to_string(),
+            credential: None,
+            credential_error: None,
+            tenant_id: None,
         }
     }
 }
@@ -148,7 +160,13 @@ impl Default for ClientTuning {
 impl ClientTuning {
     /// The defaults with the process environment's user-facing variables applied.
     pub fn from_env() -> Self {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        let mut t = Self::from_lookup(|k| std::env::var(k).ok());
+        match mooncake_common::config::credential_from_env() {
+            Ok(c) => t.credential = c,
+            Err(e) => t.credential_error = Some(e.0),
+        }
+        t.tenant_id = mooncake_common::config::tenant_from_env();
+        t
     }
 
     /// The defaults with the variables `get` returns applied; unset and empty
@@ -180,6 +198,9 @@ impl ClientTuning {
 
     /// Checks every field; the error names the bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(e) = &self.credential_error {
+            return Err(ConfigError(format!("authentication: {e}")));
+        }
         if self.master_spin > MAX_SPIN {
             return Err(ConfigError(format!(
                 "master_spin: {:?} exceeds the limit of {MAX_SPIN:?}",
@@ -205,6 +226,13 @@ impl ClientTuning {
             )));
         }
         Ok(())
+    }
+
+    /// What every new master connection proves (none without a credential).
+    pub fn client_auth(&self) -> Option<crate::auth::ClientAuth> {
+        self.credential
+            .clone()
+            .map(|c| crate::auth::ClientAuth::new(c, self.tenant_id.clone()))
     }
 
     /// Whether large registered batches go as two pipelined halves.

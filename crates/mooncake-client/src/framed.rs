@@ -203,7 +203,16 @@ impl FramedChannel {
         .map_err(|e| Status::unavailable(format!("cannot connect to {addr}: {e}")))?;
         // Control-plane messages are small and latency-bound: no Nagle delay.
         s.set_nodelay(true).map_err(|e| unavailable(addr, &e))?;
-        Ok((tokio::io::BufReader::with_capacity(4096, s), true))
+        let mut s = tokio::io::BufReader::with_capacity(4096, s);
+        if let Some(auth) = &self.inner.cfg.auth {
+            // Proven before the first request: the connection needs no magic after.
+            let bound = self.inner.cfg.connect_timeout + self.inner.cfg.timeout.unwrap_or_default();
+            tokio::time::timeout(bound, auth.framed_async(&mut s))
+                .await
+                .map_err(|_| self.dial_timeout())??;
+            return Ok((s, false));
+        }
+        Ok((s, true))
     }
 
     /// The answer frame (without its length) read into the returned buffer from the
@@ -259,10 +268,15 @@ impl FramedChannel {
                     stream
                         .set_write_timeout(cfg.timeout)
                         .map_err(|e| fail(&e))?;
-                    let c = SyncConn {
+                    let mut c = SyncConn {
                         stream,
                         read_timeout: cfg.timeout,
                     };
+                    if let Some(auth) = &cfg.auth {
+                        // Proven before the first request: no magic after it.
+                        auth.framed_blocking(&mut c.stream)?;
+                        return Ok((c, false));
+                    }
                     return Ok((c, true));
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => last = Some(self.dial_timeout()),
@@ -577,6 +591,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             timeout: Some(Duration::from_secs(5)),
             keep_alive: None,
+            auth: None,
         };
         let async_ch = FramedChannel::new(&addr, cfg);
         let blocking_ch = async_ch.clone().with_mode(CallMode::Blocking);
@@ -633,6 +648,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             timeout: Some(Duration::from_secs(5)),
             keep_alive: None,
+            auth: None,
         };
         let ch = FramedChannel::new(&addr, cfg);
         for ch in [ch.clone(), ch.with_mode(CallMode::Blocking)] {

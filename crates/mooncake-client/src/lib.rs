@@ -26,6 +26,7 @@
 //! - `errors`: how statuses, per-item codes and transfer failures become contract codes.
 
 mod admin;
+pub mod auth;
 mod buffers;
 pub mod calls;
 mod client;

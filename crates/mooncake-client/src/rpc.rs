@@ -66,6 +66,7 @@ fn client_for(addr: &str, timeout: Duration, tuning: &ClientTuning) -> Result<Co
             connect_timeout: CONNECT_TIMEOUT,
             timeout: Some(timeout),
             keep_alive: Some(Duration::from_secs(5)),
+            auth: tuning.client_auth(),
         },
         tuning.master_protocol,
     )

@@ -33,6 +33,8 @@ pub struct DirectConfig {
     /// HTTP/2 PING interval (also while idle), so a master that vanished without
     /// closing the connection is noticed; `None` disables it.
     pub keep_alive: Option<Duration>,
+    /// The token every new connection proves (`crate::auth`); `None`: none.
+    pub auth: Option<crate::auth::ClientAuth>,
 }
 
 impl Default for DirectConfig {
@@ -41,6 +43,7 @@ impl Default for DirectConfig {
             connect_timeout: Duration::from_secs(3),
             timeout: None,
             keep_alive: Some(Duration::from_secs(5)),
+            auth: None,
         }
     }
 }
@@ -135,7 +138,44 @@ impl DirectChannel {
             // unanswered; the next call then dials again.
             let _ = conn.await;
         });
+        if let Some(auth) = &self.inner.cfg.auth {
+            self.authenticate(auth, tx.clone()).await?;
+        }
         Ok(tx)
+    }
+
+    /// Proves the token on the new connection `tx` (`Auth.Challenge`, then
+    /// `Auth.Authenticate`); every later call on it runs as the proven tenant.
+    async fn authenticate(
+        &self,
+        auth: &crate::auth::ClientAuth,
+        tx: SendRequest<Body>,
+    ) -> Result<(), Status> {
+        let one = DirectChannel {
+            inner: Arc::new(Inner {
+                addr: self.inner.addr.clone(),
+                cfg: DirectConfig {
+                    auth: None,
+                    ..self.inner.cfg.clone()
+                },
+                sender: parking_lot::Mutex::new(Some(tx)),
+                dialing: tokio::sync::Mutex::new(()),
+            }),
+        };
+        let origin = one.origin().map_err(Status::invalid_argument)?;
+        let mut c = mooncake_proto::auth_client::AuthClient::with_origin(one, origin);
+        let hello = c
+            .challenge(mooncake_proto::ChallengeRequest {})
+            .await?
+            .into_inner();
+        let (peer_nonce, proof) = auth.answer(&hello.challenge)?;
+        c.authenticate(mooncake_proto::AuthenticateRequest {
+            peer_nonce,
+            proof,
+            tenant_id: auth.tenant_id.clone().unwrap_or_default(),
+        })
+        .await?;
+        Ok(())
     }
 
     async fn send(self, req: Request<Body>) -> Result<Response<Body>, Status> {

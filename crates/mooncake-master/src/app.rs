@@ -82,9 +82,14 @@ fn local(l: &TcpListener, flag: &'static str) -> Result<SocketAddr, AppError> {
 }
 
 /// Binds every port of `cfg` and starts serving. Ports may be 0 (tests).
-pub async fn start(cfg: MasterConfig) -> Result<Running, AppError> {
+pub async fn start(mut cfg: MasterConfig) -> Result<Running, AppError> {
     // The token file is read before any port is bound: a bad one stops the start.
     let auth = crate::auth::MasterAuth::open(&cfg).map_err(AppError::Auth)?;
+    if let Some(a) = &auth {
+        // The rpc port checks proofs against the same tokens (`service::auth`).
+        let a = a.clone();
+        cfg.tuning.auth = crate::service::auth::RpcAuth::new(move || a.tokens());
+    }
     let rpc = bind("rpc_port", &cfg.rpc_address, cfg.rpc_port).await?;
     let admin_l = bind("metrics_port", &cfg.metrics_host, cfg.metrics_port).await?;
     let meta_l = if cfg.enable_http_metadata_server {

@@ -115,6 +115,9 @@ pub struct MasterTuning {
     /// How long a connection's task keeps its worker awake for the client's next
     /// request (`service::framed::NextPoll`); zero turns it off.
     pub poll_window: Duration,
+    /// The tokens peers must prove before anything is served (`--auth_token_file`,
+    /// set at start; off by default).
+    pub auth: crate::service::auth::RpcAuth,
 }
 
 impl Default for MasterTuning {
@@ -125,6 +128,7 @@ impl Default for MasterTuning {
             frame_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
             poll_window: Duration::from_micros(100),
+            auth: Default::default(),
         }
     }
 }

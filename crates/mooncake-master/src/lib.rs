@@ -35,6 +35,7 @@ pub mod quota;
 pub mod report;
 pub mod segments;
 pub mod service;
+pub mod tenancy;
 pub mod tier;
 pub mod workers;
 

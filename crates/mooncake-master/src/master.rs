@@ -48,6 +48,9 @@ pub struct Master {
     deferred: Mutex<Vec<finish::DeferredFree>>,
     /// The SSD tiers and their disk entries (`tier`).
     pub(crate) tiers: crate::tier::Tiers,
+    /// Which tenant mounted each segment (authentication on): placement keeps a
+    /// tenant's own segments for its objects.
+    pub(crate) segment_tenants: crate::tenancy::SegmentTenants,
 }
 
 impl Master {
@@ -78,6 +81,7 @@ impl Master {
             worker_status: Mutex::new(Vec::new()),
             deferred: Mutex::new(Vec::new()),
             tiers: crate::tier::Tiers::default(),
+            segment_tenants: Default::default(),
         })
     }
 

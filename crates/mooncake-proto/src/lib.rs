@@ -8,6 +8,7 @@ pub mod v1 {
 
 pub mod convert;
 pub mod frame;
+pub mod handshake;
 pub mod status;
 
 pub use v1::*;

@@ -207,7 +207,17 @@ impl Master {
             crate::eviction::Eviction::write_clock(setup.clock, setup.batch, position),
             position,
         );
+        // Authentication on and a tenant's own segment mounted: this key's objects go
+        // only to segments that may hold them (`tenancy`).
+        let mut own_views = self
+            .segment_tenants
+            .any()
+            .then(|| self.segment_tenants.allowed(views, key));
         for attempt in 0..=EVICT_RETRIES {
+            let here: &mut Vec<SegmentView> = match own_views.as_mut() {
+                Some(v) => v,
+                None => &mut *views,
+            };
             let pending = |put_id, replicas| Pending {
                 put_id,
                 client: setup.client,
@@ -224,7 +234,7 @@ impl Master {
                 want,
                 &setup.preferred,
                 (now, evict),
-                views,
+                here,
                 pending,
             ) {
                 Ok((put_id, replicas)) => {
@@ -251,6 +261,9 @@ impl Master {
                         break;
                     }
                     *views = self.segments.views();
+                    if own_views.is_some() {
+                        own_views = Some(self.segment_tenants.allowed(views, key));
+                    }
                 }
                 Err(e) => return Err(e),
             }

@@ -6,6 +6,7 @@
 
 use super::Master;
 use crate::index::{Object, SHARDS};
+use mooncake_common::auth::{visible_key, CLUSTER_TENANT};
 use mooncake_common::ErrorCode;
 use regex::RegexBuilder;
 
@@ -49,6 +50,18 @@ impl Master {
     /// for a pattern that is not a regex, is longer than [`MAX_REGEX_LEN`], or compiles
     /// to more than the master lets one request take.
     pub fn remove_by_regex(&self, pattern: &str, force: bool) -> Result<u64, ErrorCode> {
+        self.remove_by_regex_of(CLUSTER_TENANT, pattern, force)
+    }
+
+    /// [`Master::remove_by_regex`] as `tenant` sees the keys: the pattern is matched
+    /// against its own keys as it named them; other tenants' keys are never touched
+    /// (the cluster tenant sees every key whole).
+    pub fn remove_by_regex_of(
+        &self,
+        tenant: &str,
+        pattern: &str,
+        force: bool,
+    ) -> Result<u64, ErrorCode> {
         if pattern.len() > MAX_REGEX_LEN {
             tracing::warn!(
                 len = pattern.len(),
@@ -62,12 +75,25 @@ impl Master {
             .dfa_size_limit(REGEX_MEMORY)
             .build()
             .map_err(|_| ErrorCode::InvalidParams)?;
-        Ok(self.remove_where(force, |k| re.is_match(k)))
+        if tenant == CLUSTER_TENANT {
+            return Ok(self.remove_where(force, |k| re.is_match(k)));
+        }
+        Ok(self.remove_where(force, |k| {
+            visible_key(tenant, k).is_some_and(|k| re.is_match(k))
+        }))
     }
 
     /// Removes every removable key; how many.
     pub fn remove_all(&self, force: bool) -> u64 {
         self.remove_where(force, |_| true)
+    }
+
+    /// Removes every removable key of `tenant` (every key for the cluster tenant).
+    pub fn remove_all_of(&self, tenant: &str, force: bool) -> u64 {
+        if tenant == CLUSTER_TENANT {
+            return self.remove_all(force);
+        }
+        self.remove_where(force, |k| visible_key(tenant, k).is_some())
     }
 
     fn remove_where(&self, force: bool, matches: impl Fn(&str) -> bool) -> u64 {

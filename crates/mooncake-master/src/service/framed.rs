@@ -10,12 +10,14 @@
 //! idle timeout; a frame's buffer grows with the bytes that actually arrive (a header
 //! that announces 64 MiB and then stalls costs what was sent, not 64 MiB).
 
+use super::auth::{admit_framed, Tenant};
 use super::handlers::{self as h, EndKind};
 use super::run;
 use crate::api::{Gate, Method};
 use crate::config::MasterTuning;
 use crate::master::Master;
 use mooncake_proto::frame::{self, FrameError, MAGIC};
+use mooncake_proto::handshake::AUTH_MAGIC;
 use mooncake_proto::status::ERROR_CODE_KEY;
 use prost::Message;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,11 +37,12 @@ pub const PATH_PREFIX: &str = "/mooncake.v1.Master/";
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Whether the connection speaks the framed protocol: its first bytes (peeked, not
-/// consumed) are a prefix of the magic. Waits for the client's first bytes.
+/// consumed) are a prefix of the magic (plain or authenticating). Waits for the
+/// client's first bytes.
 pub async fn is_framed(stream: &TcpStream) -> std::io::Result<bool> {
     let mut first = [0u8; MAGIC.len()];
     let n = stream.peek(&mut first).await?;
-    Ok(n > 0 && first[..n] == MAGIC[..n])
+    Ok(n > 0 && (first[..n] == MAGIC[..n] || first[..n] == AUTH_MAGIC[..n]))
 }
 
 /// Serves one framed connection until the client closes it, a frame is bad or late,
@@ -59,9 +62,19 @@ pub(crate) async fn serve_connection<G: Gate>(
         _ = stopping.wait_for(|s| *s) => return,
         r = tokio::time::timeout(tuning.handshake_timeout, stream.read_exact(&mut magic)) => r,
     };
-    if !matches!(read, Ok(Ok(_))) || magic != MAGIC {
+    if !matches!(read, Ok(Ok(_))) {
         return;
     }
+    // The tenant every call on this connection runs as (refused: answered, closed).
+    let peer = stream.get_ref().peer_addr().ok();
+    let admitted = tokio::select! {
+        biased;
+        _ = stopping.wait_for(|s| *s) => return,
+        t = admit_framed(&mut stream, magic, &tuning.auth, tuning.handshake_timeout, peer) => t,
+    };
+    let Some(tenant) = admitted else {
+        return;
+    };
     let mut out = Vec::with_capacity(4096);
     let mut buf = Vec::new();
     let mut poll = NextPoll::new(tuning.poll_window, poll);
@@ -97,7 +110,7 @@ pub(crate) async fn serve_connection<G: Gate>(
                 return;
             }
         }
-        if let Err(status) = dispatch(&gate, &buf, &mut out).await {
+        if let Err(status) = dispatch(&gate, &tenant, &buf, &mut out).await {
             out.clear();
             if let Err(e) = encode_status(&status, &mut out) {
                 tracing::warn!("framed rpc: cannot encode an answer: {e}");
@@ -122,7 +135,7 @@ pub(crate) async fn serve_connection<G: Gate>(
 #[doc(hidden)]
 pub async fn answer<G: Gate>(gate: &G, req: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    if let Err(status) = dispatch(gate, req, &mut out).await {
+    if let Err(status) = dispatch(gate, &Tenant::cluster(), req, &mut out).await {
         out.clear();
         let _ = encode_status(&status, &mut out);
     }
@@ -130,7 +143,12 @@ pub async fn answer<G: Gate>(gate: &G, req: &[u8]) -> Vec<u8> {
 }
 
 /// Serves one request frame into `out`; `Err` is the status to answer with instead.
-async fn dispatch<G: Gate>(gate: &G, req: &[u8], out: &mut Vec<u8>) -> Result<(), Status> {
+async fn dispatch<G: Gate>(
+    gate: &G,
+    t: &Tenant,
+    req: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), Status> {
     let r = frame::decode_request(req)
         .map_err(|e| Status::invalid_argument(format!("framed rpc: {e}")))?;
     let method = r
@@ -141,88 +159,108 @@ async fn dispatch<G: Gate>(gate: &G, req: &[u8], out: &mut Vec<u8>) -> Result<()
     let msg = &req[r.message_at..];
     use Method::*;
     match method {
-        MountSegment => call(gate, method, msg, out, |m, r| h::mount_segment(m, r, false)).await,
-        RemountSegment => call(gate, method, msg, out, |m, r| h::mount_segment(m, r, true)).await,
-        UnmountSegment => call(gate, method, msg, out, h::unmount_segment).await,
+        MountSegment => {
+            call(gate, method, msg, out, |m, r| {
+                h::mount_segment(m, t, r, false)
+            })
+            .await
+        }
+        RemountSegment => {
+            call(gate, method, msg, out, |m, r| {
+                h::mount_segment(m, t, r, true)
+            })
+            .await
+        }
+        UnmountSegment => call(gate, method, msg, out, |m, r| h::unmount_segment(m, t, r)).await,
         Heartbeat => call(gate, method, msg, out, h::heartbeat).await,
-        ListSegments => call(gate, method, msg, out, h::list_segments).await,
-        PutStart => call(gate, method, msg, out, |m, r| h::write_start(m, r, false)).await,
+        ListSegments => call(gate, method, msg, out, |m, r| h::list_segments(m, t, r)).await,
+        PutStart => {
+            call(gate, method, msg, out, |m, r| {
+                h::write_start(m, t, r, false)
+            })
+            .await
+        }
         BatchPutStart => {
             call(gate, method, msg, out, |m, r| {
-                h::batch_write_start(m, r, false)
+                h::batch_write_start(m, t, r, false)
             })
             .await
         }
         PutEnd => {
             call(gate, method, msg, out, |m, r| {
-                h::write_finish(m, r, EndKind::PutEnd)
+                h::write_finish(m, t, r, EndKind::PutEnd)
             })
             .await
         }
         BatchPutEnd => {
             call(gate, method, msg, out, |m, r| {
-                h::batch_write_finish(m, r, EndKind::PutEnd)
+                h::batch_write_finish(m, t, r, EndKind::PutEnd)
             })
             .await
         }
         PutRevoke => {
             call(gate, method, msg, out, |m, r| {
-                h::write_finish(m, r, EndKind::PutRevoke)
+                h::write_finish(m, t, r, EndKind::PutRevoke)
             })
             .await
         }
         BatchPutRevoke => {
             call(gate, method, msg, out, |m, r| {
-                h::batch_write_finish(m, r, EndKind::PutRevoke)
+                h::batch_write_finish(m, t, r, EndKind::PutRevoke)
             })
             .await
         }
-        UpsertStart => call(gate, method, msg, out, |m, r| h::write_start(m, r, true)).await,
+        UpsertStart => call(gate, method, msg, out, |m, r| h::write_start(m, t, r, true)).await,
         BatchUpsertStart => {
             call(gate, method, msg, out, |m, r| {
-                h::batch_write_start(m, r, true)
+                h::batch_write_start(m, t, r, true)
             })
             .await
         }
         UpsertEnd => {
             call(gate, method, msg, out, |m, r| {
-                h::write_finish(m, r, EndKind::UpsertEnd)
+                h::write_finish(m, t, r, EndKind::UpsertEnd)
             })
             .await
         }
         BatchUpsertEnd => {
             call(gate, method, msg, out, |m, r| {
-                h::batch_write_finish(m, r, EndKind::UpsertEnd)
+                h::batch_write_finish(m, t, r, EndKind::UpsertEnd)
             })
             .await
         }
         UpsertRevoke => {
             call(gate, method, msg, out, |m, r| {
-                h::write_finish(m, r, EndKind::UpsertRevoke)
+                h::write_finish(m, t, r, EndKind::UpsertRevoke)
             })
             .await
         }
         BatchUpsertRevoke => {
             call(gate, method, msg, out, |m, r| {
-                h::batch_write_finish(m, r, EndKind::UpsertRevoke)
+                h::batch_write_finish(m, t, r, EndKind::UpsertRevoke)
             })
             .await
         }
-        GetReplicaList => call(gate, method, msg, out, h::get_replica_list).await,
-        BatchGetReplicaList => call(gate, method, msg, out, h::batch_get_replica_list).await,
-        Exist => call(gate, method, msg, out, h::exist).await,
+        GetReplicaList => call(gate, method, msg, out, |m, r| h::get_replica_list(m, t, r)).await,
+        BatchGetReplicaList => {
+            call(gate, method, msg, out, |m, r| {
+                h::batch_get_replica_list(m, t, r)
+            })
+            .await
+        }
+        Exist => call(gate, method, msg, out, |m, r| h::exist(m, t, r)).await,
         BatchExist => {
             // The keys are borrowed from the frame: no `String` per key.
             let keys = borrowed_keys(msg)
                 .map_err(|e| Status::invalid_argument(format!("BatchExist request: {e}")))?;
-            let answer = run(gate, method, |m: &Master| h::batch_exist(m, &keys)).await?;
+            let answer = run(gate, method, |m: &Master| h::batch_exist(m, t, &keys)).await?;
             encode(&answer, out)
         }
-        Remove => call(gate, method, msg, out, h::remove).await,
-        BatchRemove => call(gate, method, msg, out, h::batch_remove).await,
-        RemoveByRegex => call(gate, method, msg, out, h::remove_by_regex).await,
-        RemoveAll => call(gate, method, msg, out, h::remove_all).await,
-        QueryKey => call(gate, method, msg, out, h::query_key).await,
+        Remove => call(gate, method, msg, out, |m, r| h::remove(m, t, r)).await,
+        BatchRemove => call(gate, method, msg, out, |m, r| h::batch_remove(m, t, r)).await,
+        RemoveByRegex => call(gate, method, msg, out, |m, r| h::remove_by_regex(m, t, r)).await,
+        RemoveAll => call(gate, method, msg, out, |m, r| h::remove_all(m, t, r)).await,
+        QueryKey => call(gate, method, msg, out, |m, r| h::query_key(m, t, r)).await,
         GetStats => call(gate, method, msg, out, h::get_stats).await,
     }
 }

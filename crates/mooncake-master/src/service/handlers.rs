@@ -4,10 +4,16 @@
 //! both call these (through the gate, `service::run`), so a method is decoded,
 //! served and counted the same way whichever protocol carried it.
 //!
+//! Every handler gets the [`Tenant`] its call runs as: keys are namespaced by it on
+//! the way in (`Tenant::key`), and whatever names keys or segments shows only what the
+//! tenant may see. The `cluster` tenant (everyone's without authentication) is served
+//! exactly as before.
+//!
 //! Per-item outcomes are contract codes in the answer; a batch whose parallel lists
 //! differ in length answers -600 for every item (the caller learns which call was
 //! malformed, not which item).
 
+use super::auth::Tenant;
 use crate::api::{Placed, Refused};
 use crate::master::counters::{add, count};
 use crate::master::{Master, WriteKind};
@@ -20,6 +26,21 @@ use std::sync::atomic::Ordering;
 use tonic::Status;
 
 const BAD: i32 = ErrorCode::InvalidParams as i32;
+
+/// Runs `$body` with `$k` bound to `$keys` as the master stores them for tenant `$t`:
+/// the request's own slice for the cluster tenant (no copy), namespaced copies else.
+macro_rules! tenant_keys {
+    ($t:expr, $keys:expr, |$k:ident| $body:expr) => {
+        if $t.is_cluster() {
+            let $k = $keys;
+            $body
+        } else {
+            let owned = $t.keys($keys);
+            let $k = &owned[..];
+            $body
+        }
+    };
+}
 
 macro_rules! counted {
     ($m:expr, $kind:ident, $kind_fail:ident, $code:expr) => {{
@@ -76,13 +97,29 @@ fn count_codes(m: &Master, codes: &[i32], kind: CodeKind) {
 
 pub(crate) fn mount_segment(
     m: &Master,
+    t: &Tenant,
     r: MountSegmentRequest,
     remount: bool,
 ) -> Result<MountSegmentResponse, Status> {
     let out = match r.segment {
         None => Err(ErrorCode::InvalidParams),
-        Some(desc) if remount => m.remount_segment(&r.client_id, desc.into()),
-        Some(desc) => m.mount_segment(&r.client_id, desc.into()),
+        Some(desc) => match m.segment_tenants.may_claim(t, segment_id(m, &desc.name)) {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let name = desc.name.clone();
+                let out = if remount {
+                    m.remount_segment(&r.client_id, desc.into())
+                } else {
+                    m.mount_segment(&r.client_id, desc.into())
+                };
+                if out.is_ok() {
+                    if let Some(seg) = m.segments.by_name(&name) {
+                        m.segment_tenants.mounted(t, seg.id);
+                    }
+                }
+                out
+            }
+        },
     };
     let code = code_of(&out);
     counted!(m, mount, mount_failures, code);
@@ -94,9 +131,13 @@ pub(crate) fn mount_segment(
 
 pub(crate) fn unmount_segment(
     m: &Master,
+    t: &Tenant,
     r: UnmountSegmentRequest,
 ) -> Result<UnmountSegmentResponse, Status> {
-    let out = m.unmount_segment(&r.client_id, &r.segment_name);
+    let out = m
+        .segment_tenants
+        .may_claim(t, segment_id(m, &r.segment_name))
+        .and_then(|()| m.unmount_segment(&r.client_id, &r.segment_name));
     let code = code_of(&out);
     counted!(m, unmount, unmount_failures, code);
     Ok(UnmountSegmentResponse {
@@ -123,9 +164,14 @@ pub(crate) fn heartbeat(m: &Master, r: HeartbeatRequest) -> Result<HeartbeatResp
 
 pub(crate) fn list_segments(
     m: &Master,
+    t: &Tenant,
     _: ListSegmentsRequest,
 ) -> Result<ListSegmentsResponse, Status> {
     let mut segs = m.segments.list();
+    if !t.is_cluster() {
+        // A tenant sees the segments that may hold its objects: the cluster's, its own.
+        segs.retain(|s| t.may_use_segment_of(&m.segment_tenants.of(s.id)));
+    }
     segs.sort_by(|a, b| a.desc.name.cmp(&b.desc.name));
     let segments = segs
         .iter()
@@ -138,6 +184,11 @@ pub(crate) fn list_segments(
     Ok(ListSegmentsResponse { segments })
 }
 
+/// The id of the segment mounted as `name` now, if any.
+fn segment_id(m: &Master, name: &str) -> Option<u32> {
+    m.segments.by_name(name).map(|s| s.id)
+}
+
 fn write_kind(upsert: bool) -> WriteKind {
     if upsert {
         WriteKind::Upsert
@@ -148,11 +199,13 @@ fn write_kind(upsert: bool) -> WriteKind {
 
 pub(crate) fn write_start(
     m: &Master,
+    t: &Tenant,
     r: PutStartRequest,
     upsert: bool,
 ) -> Result<PutStartResponse, Status> {
+    let key = t.key(&r.key);
     let out = replicate_config(r.config.as_ref())
-        .and_then(|rc| m.write_start(write_kind(upsert), &r.client_id, &r.key, r.size, &rc));
+        .and_then(|rc| m.write_start(write_kind(upsert), &r.client_id, &key, r.size, &rc));
     let code = code_of(&out);
     if upsert {
         counted!(m, upsert_start, upsert_start_failures, code);
@@ -174,6 +227,7 @@ pub(crate) fn write_start(
 
 pub(crate) fn batch_write_start(
     m: &Master,
+    t: &Tenant,
     r: BatchPutStartRequest,
     upsert: bool,
 ) -> Result<BatchPutStartResponse, Status> {
@@ -193,7 +247,13 @@ pub(crate) fn batch_write_start(
             Err(e) => (fail_all(e.code()), Vec::new()),
             Ok(rc) => {
                 let kind = write_kind(upsert);
-                let starts = m.batch_write_start(kind, &r.client_id, &r.keys, &r.sizes, &rc);
+                let starts = tenant_keys!(t, &r.keys[..], |keys| m.batch_write_start(
+                    kind,
+                    &r.client_id,
+                    keys,
+                    &r.sizes,
+                    &rc
+                ));
                 let mut wire = if r.segment_table {
                     Replicas::with_table()
                 } else {
@@ -253,13 +313,15 @@ impl EndKind {
 
 pub(crate) fn write_finish(
     m: &Master,
+    t: &Tenant,
     r: PutEndRequest,
     kind: EndKind,
 ) -> Result<CodeResponse, Status> {
+    let key = t.key(&r.key);
     let out = if kind.revoke() {
-        m.write_revoke(&r.client_id, &r.key, r.put_id)
+        m.write_revoke(&r.client_id, &key, r.put_id)
     } else {
-        m.write_end(&r.client_id, &r.key, r.put_id)
+        m.write_end(&r.client_id, &key, r.put_id)
     };
     let code = code_of(&out);
     count_codes(m, &[code], kind.counters());
@@ -268,16 +330,18 @@ pub(crate) fn write_finish(
 
 pub(crate) fn batch_write_finish(
     m: &Master,
+    t: &Tenant,
     r: BatchPutEndRequest,
     kind: EndKind,
 ) -> Result<BatchCodeResponse, Status> {
     let codes: Vec<i32> = if r.keys.len() != r.put_ids.len() {
         vec![BAD; r.keys.len()]
     } else {
-        m.batch_write_finish(&r.client_id, &r.keys, &r.put_ids, kind.revoke())
+        tenant_keys!(t, &r.keys[..], |keys| m
+            .batch_write_finish(&r.client_id, keys, &r.put_ids, kind.revoke())
             .iter()
             .map(code_of)
-            .collect()
+            .collect())
     };
     count_codes(m, &codes, kind.counters());
     Ok(BatchCodeResponse { codes })
@@ -303,20 +367,21 @@ fn replica_list(
 
 pub(crate) fn get_replica_list(
     m: &Master,
+    t: &Tenant,
     r: KeyRequest,
 ) -> Result<GetReplicaListResponse, Status> {
-    let out = replica_list(m.get_replica_list(&r.key), &mut Replicas::plain());
+    let out = replica_list(m.get_replica_list(&t.key(&r.key)), &mut Replicas::plain());
     counted!(m, get_replica_list, get_replica_list_failures, out.code);
     Ok(out)
 }
 
 pub(crate) fn batch_get_replica_list(
     m: &Master,
+    t: &Tenant,
     r: BatchKeyRequest,
 ) -> Result<BatchGetReplicaListResponse, Status> {
     let mut wire = Replicas::plain();
-    let results: Vec<_> = m
-        .batch_get_replica_list(&r.keys)
+    let results: Vec<_> = tenant_keys!(t, &r.keys[..], |keys| m.batch_get_replica_list(keys))
         .into_iter()
         .map(|o| replica_list(o, &mut wire))
         .collect();
@@ -333,8 +398,8 @@ fn exist_code(out: &Result<bool, ErrorCode>) -> i32 {
     }
 }
 
-pub(crate) fn exist(m: &Master, r: KeyRequest) -> Result<CodeResponse, Status> {
-    let code = exist_code(&m.exist(&r.key));
+pub(crate) fn exist(m: &Master, t: &Tenant, r: KeyRequest) -> Result<CodeResponse, Status> {
+    let code = exist_code(&m.exist(&t.key(&r.key)));
     counted!(m, exist, exist_failures, code);
     Ok(CodeResponse { code })
 }
@@ -343,24 +408,32 @@ pub(crate) fn exist(m: &Master, r: KeyRequest) -> Result<CodeResponse, Status> {
 /// protocol's decoder) or owned (gRPC's).
 pub(crate) fn batch_exist<K: AsRef<str>>(
     m: &Master,
+    t: &Tenant,
     keys: &[K],
 ) -> Result<BatchCodeResponse, Status> {
-    let codes: Vec<i32> = m.batch_exist(keys).iter().map(exist_code).collect();
+    let codes: Vec<i32> = tenant_keys!(t, keys, |keys| m.batch_exist(keys))
+        .iter()
+        .map(exist_code)
+        .collect();
     count_codes(m, &codes, CodeKind::Exist);
     Ok(BatchCodeResponse { codes })
 }
 
-pub(crate) fn remove(m: &Master, r: RemoveRequest) -> Result<CodeResponse, Status> {
-    let code = code_of(&m.remove(&r.key, r.force));
+pub(crate) fn remove(m: &Master, t: &Tenant, r: RemoveRequest) -> Result<CodeResponse, Status> {
+    let code = code_of(&m.remove(&t.key(&r.key), r.force));
     counted!(m, remove, remove_failures, code);
     Ok(CodeResponse { code })
 }
 
-pub(crate) fn batch_remove(m: &Master, r: BatchRemoveRequest) -> Result<BatchCodeResponse, Status> {
+pub(crate) fn batch_remove(
+    m: &Master,
+    t: &Tenant,
+    r: BatchRemoveRequest,
+) -> Result<BatchCodeResponse, Status> {
     let codes: Vec<i32> = r
         .keys
         .iter()
-        .map(|k| code_of(&m.remove(k, r.force)))
+        .map(|k| code_of(&m.remove(&t.key(k), r.force)))
         .collect();
     count_codes(m, &codes, CodeKind::Remove);
     Ok(BatchCodeResponse { codes })
@@ -368,22 +441,27 @@ pub(crate) fn batch_remove(m: &Master, r: BatchRemoveRequest) -> Result<BatchCod
 
 pub(crate) fn remove_by_regex(
     m: &Master,
+    t: &Tenant,
     r: RemoveByRegexRequest,
 ) -> Result<CountResponse, Status> {
-    let out = m.remove_by_regex(&r.pattern, r.force);
+    let out = m.remove_by_regex_of(t.name(), &r.pattern, r.force);
     counted!(m, remove_by_regex, remove_by_regex_failures, code_of(&out));
     Ok(CountResponse {
         count: out.map_or_else(|e| i64::from(e.code()), |n| n as i64),
     })
 }
 
-pub(crate) fn remove_all(m: &Master, r: RemoveAllRequest) -> Result<CountResponse, Status> {
-    let count = m.remove_all(r.force) as i64;
+pub(crate) fn remove_all(
+    m: &Master,
+    t: &Tenant,
+    r: RemoveAllRequest,
+) -> Result<CountResponse, Status> {
+    let count = m.remove_all_of(t.name(), r.force) as i64;
     counted!(m, remove_all, remove_all_failures, 0);
     Ok(CountResponse { count })
 }
 
-pub(crate) fn query_key(m: &Master, r: KeyRequest) -> Result<QueryKeyResponse, Status> {
+pub(crate) fn query_key(m: &Master, t: &Tenant, r: KeyRequest) -> Result<QueryKeyResponse, Status> {
     let fail = |e: ErrorCode| QueryKeyResponse {
         code: e.code(),
         ..Default::default()
@@ -391,7 +469,7 @@ pub(crate) fn query_key(m: &Master, r: KeyRequest) -> Result<QueryKeyResponse, S
     if r.key.is_empty() {
         return Ok(fail(ErrorCode::InvalidParams));
     }
-    let Some(info) = m.query_key(&r.key) else {
+    let Some(info) = m.query_key(&t.key(&r.key)) else {
         return Ok(fail(ErrorCode::ObjectNotFound));
     };
     let replicas = info

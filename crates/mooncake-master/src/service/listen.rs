@@ -13,7 +13,13 @@
 //! nothing it keeps. A connection that does not show its protocol within the
 //! handshake timeout is closed; HTTP/2 connections are pinged and closed when the
 //! peer stops answering; framed ones have their own timeouts (`framed`).
+//!
+//! With authentication on (`tuning.auth`), each HTTP/2 connection has its own
+//! [`ConnAuth`]: its `Auth` service calls prove a token, and every other call on it is
+//! answered UNAUTHENTICATED until one was proven; a proven call carries its [`Tenant`]
+//! (`auth`) in the request's extensions to the gRPC service.
 
+use super::auth::{self as auth, ConnAuth, AUTH_PREFIX};
 use super::framed::{self, PollShared};
 use super::grpc;
 use crate::api::Gate;
@@ -91,6 +97,8 @@ pub async fn serve<G: Gate>(
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
+                    let conn_auth = Arc::new(ConnAuth::default());
+                    let auth_svc = auth::grpc_service(conn_auth.clone(), tuning.auth.clone(), Some(peer));
                     let (gate, svc, extra) = (gate.clone(), svc.clone(), extra.clone());
                     let (builder, tuning, poll) = (builder.clone(), tuning.clone(), poll.clone());
                     let mut stopping = stopping.clone();
@@ -108,10 +116,19 @@ pub async fn serve<G: Gate>(
                             // Closed, failed or silent: nothing to serve.
                             _ => return,
                         }
-                        let handler = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| -> BoxAnswer {
+                        let rpc_auth = tuning.auth.clone();
+                        let handler = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| -> BoxAnswer {
+                            if req.uri().path().starts_with(AUTH_PREFIX) {
+                                let mut a = auth_svc.clone();
+                                return Box::pin(async move { a.call(req).await });
+                            }
+                            let Some(tenant) = conn_auth.tenant(&rpc_auth) else {
+                                return Box::pin(async { Ok(auth::unauthenticated().into_http()) });
+                            };
                             if let Some(x) = extra.as_ref().filter(|x| req.uri().path().starts_with(x.prefix)) {
                                 return (x.call)(req.map(Body::new));
                             }
+                            req.extensions_mut().insert(tenant);
                             let mut svc = svc.clone();
                             Box::pin(async move { svc.call(req).await })
                         });

@@ -5,6 +5,7 @@
 //! calls the domain operation on [`Master`] and encodes its answer. Every
 //! call passes the [`Gate`] before and after it runs ([`run`]).
 
+pub mod auth;
 pub mod framed;
 pub mod grpc;
 pub(crate) mod handlers;
