@@ -44,6 +44,10 @@ pub struct TcpTuning {
     /// its connection closed. A healthy link moves some bytes every few milliseconds,
     /// even a congested one every few seconds.
     pub stall_timeout: Duration,
+    /// With authentication on, a connection that has not proved a token this long
+    /// after it was accepted is closed (`tcp::auth`). A real peer proves within a round
+    /// trip to the listener and one to the master.
+    pub auth_timeout: Duration,
 }
 
 impl Default for TcpTuning {
@@ -59,6 +63,7 @@ impl Default for TcpTuning {
             max_connections: 4096,
             idle_timeout: Duration::from_secs(300),
             stall_timeout: Duration::from_secs(30),
+            auth_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -84,6 +89,10 @@ pub struct TransferConfig {
     /// Addresses advertised to peers in the descriptor. Empty = derived from `bind_ip`
     /// (the local interfaces' addresses when bound to 0.0.0.0).
     pub advertise: Vec<String>,
+    /// Authentication on the data port (`tcp::auth`): the token this engine proves to
+    /// peers and how its listener checks theirs. Default: none, and the listener serves
+    /// whoever connects.
+    pub auth: crate::tcp::auth::DataAuth,
 }
 
 impl TransferConfig {
@@ -99,6 +108,7 @@ impl TransferConfig {
             tcp: TcpTuning::default(),
             rdma_fallback_to_tcp: false,
             advertise: Vec::new(),
+            auth: Default::default(),
         }
     }
 
@@ -145,10 +155,10 @@ impl TransferConfig {
         if t.max_connections == 0 {
             return bad("tcp.max_connections must be at least 1".into());
         }
-        if t.idle_timeout.is_zero() || t.stall_timeout.is_zero() {
+        if t.idle_timeout.is_zero() || t.stall_timeout.is_zero() || t.auth_timeout.is_zero() {
             return bad(format!(
-                "tcp.idle_timeout ({:?}) and tcp.stall_timeout ({:?}) must be above zero",
-                t.idle_timeout, t.stall_timeout
+                "tcp.idle_timeout ({:?}), tcp.stall_timeout ({:?}) and tcp.auth_timeout ({:?}) must be above zero",
+                t.idle_timeout, t.stall_timeout, t.auth_timeout
             ));
         }
         Ok(())

@@ -67,6 +67,7 @@ impl TransferEngine {
         cfg.validate()?;
         let mut eng = Self::start_inner(cfg, Protocol::Rdma).await?;
         let e = Arc::get_mut(&mut eng).ok_or(TransferError::Shutdown)?;
+        path.set_credential(e.seg.auth.credential.clone());
         let p = path.clone();
         e.seg
             .control
@@ -98,7 +99,9 @@ impl TransferEngine {
         let endpoints = advertised(&cfg, port, &selected)?;
         let meta = metadata::connect(&cfg.metadata).await?;
         let name = mooncake_common::hostname::with_port(&cfg.local_hostname, port);
-        let seg = Arc::new(LocalSegment::new(name, new_generation(), protocol.as_str()));
+        let mut seg = LocalSegment::new(name, new_generation(), protocol.as_str());
+        seg.auth = cfg.auth.clone();
+        let seg = Arc::new(seg);
         *seg.endpoints.write() = endpoints;
         let endpoint = seg.endpoints.read()[0].addr.clone();
         let (stop, stop_rx) = watch::channel(false);
@@ -291,7 +294,12 @@ impl TransferEngine {
                 _ => {}
             }
         }
-        describe(hint.unwrap_or(target), timeout).await
+        describe(
+            hint.unwrap_or(target),
+            timeout,
+            self.seg.auth.credential.as_ref(),
+        )
+        .await
     }
 
     /// Stops the listener, withdraws published keys and closes connections.

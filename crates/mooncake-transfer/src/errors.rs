@@ -47,6 +47,9 @@ pub enum TransferError {
     /// RDMA setup or verbs failure.
     #[error("rdma: {0}")]
     Rdma(String),
+    /// The data port requires a proof of a token and this peer gave none or a wrong one.
+    #[error("authentication: {0}")]
+    Unauthenticated(String),
     /// The engine is shut down or the request was cancelled.
     #[error("transfer engine is shut down")]
     Shutdown,
@@ -62,6 +65,7 @@ impl TransferError {
             | TransferError::Config(_) => ErrorCode::InvalidParams,
             TransferError::SegmentNotFound(..) => ErrorCode::SegmentNotFound,
             TransferError::Checksum(_) => ErrorCode::ChecksumMismatch,
+            TransferError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             TransferError::StaleDescriptor { .. }
             | TransferError::Io(_)
             | TransferError::Frame(_)

@@ -35,6 +35,8 @@ pub struct LocalSegment {
     pub control: RwLock<Option<ControlHandler>>,
     /// Non-memory ranges served for reads (an SSD tier), see [`ReadSource`].
     pub source: RwLock<Option<Arc<dyn ReadSource>>>,
+    /// The token this engine proves and how its listener checks peers (`tcp::auth`).
+    pub auth: crate::tcp::auth::DataAuth,
 }
 
 impl LocalSegment {
@@ -49,6 +51,7 @@ impl LocalSegment {
             rkeys: RwLock::new(Vec::new()),
             control: RwLock::new(None),
             source: RwLock::new(None),
+            auth: Default::default(),
         }
     }
 

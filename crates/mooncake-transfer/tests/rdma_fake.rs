@@ -50,7 +50,7 @@ async fn handshake_over_tcp_then_striped_rdma_with_retry() {
     let peer = ta
         .connect(eb.segment_name(), 2, |req| async move {
             let body = serde_json::to_vec(&req).unwrap();
-            let resp = control(&ep, &body, Duration::from_secs(5)).await?;
+            let resp = control(&ep, &body, Duration::from_secs(5), None).await?;
             serde_json::from_slice::<ConnectResponse>(&resp)
                 .map_err(|e| TransferError::Rdma(e.to_string()))
         })

@@ -12,7 +12,9 @@
 //! `{"op","block_size","batch","threads","gb_per_s","p50_us","p99_us",...}` where the
 //! latencies are those of whole batches (with `--batch 1`, a request's round trip).
 
+use mooncake_common::auth::{Credential, TokenSet};
 use mooncake_common::size::parse_size;
+use mooncake_transfer::tcp::auth::{DataAuth, LocalVerifier};
 use mooncake_transfer::tcp::describe::describe;
 use mooncake_transfer::{Opcode, TransferConfig, TransferEngine, TransferRequest};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -35,6 +37,8 @@ Usage: transfer_bench --mode <target|initiator> [options]   (also --name=value)
   --conns <N>           connections per (local NIC, remote endpoint)
   --slice-size <S>      slice size
   --crc                 attach and verify CRC32C on every payload
+  --auth-token-file <F> authentication on the data port: the target accepts the file's tokens
+                        (`token` or `tenant:token` lines), the initiator proves its first token
   --workers <N>         runtime worker threads [default: CPU count]
   -h, --help            print this help
 ";
@@ -55,6 +59,7 @@ struct Args {
     slice_size: Option<String>,
     crc: bool,
     workers: Option<usize>,
+    auth_token_file: Option<String>,
 }
 
 impl Args {
@@ -76,6 +81,7 @@ impl Args {
             slice_size: None,
             crc: false,
             workers: None,
+            auth_token_file: None,
         };
         fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
             v.trim()
@@ -117,6 +123,7 @@ impl Args {
                 "conns",
                 "slice-size",
                 "workers",
+                "auth-token-file",
             ];
             if !known.contains(&name) {
                 return Err(format!("unknown flag --{name}"));
@@ -141,6 +148,7 @@ impl Args {
                 "devices" => a.devices = v,
                 "conns" => a.conns = Some(num(name, &v)?),
                 "slice-size" => a.slice_size = Some(v),
+                "auth-token-file" => a.auth_token_file = Some(v),
                 _ => a.workers = Some(num(name, &v)?),
             }
         }
@@ -195,6 +203,12 @@ fn config(args: &Args, bind: &str, port: u16) -> Result<TransferConfig, String> 
     }
     if let Some(s) = &args.slice_size {
         cfg.tcp.slice_size = parse_size("--slice-size", s).map_err(|e| e.0)? as usize;
+    }
+    if let Some(f) = &args.auth_token_file {
+        let path = std::path::Path::new(f);
+        let tokens = TokenSet::load(path).map_err(|e| e.0)?;
+        let cred = Credential::from_file(path).map_err(|e| e.0)?;
+        cfg.auth = DataAuth::new(cred, Arc::new(LocalVerifier(tokens)));
     }
     Ok(cfg)
 }
@@ -251,11 +265,13 @@ async fn initiator(args: &Args) -> Result<(), String> {
     if block == 0 || args.batch == 0 || args.threads == 0 {
         return Err("--block-size, --batch and --threads must be > 0".into());
     }
-    let engine = TransferEngine::start(config(args, "127.0.0.1", 0)?)
+    let cfg = config(args, "127.0.0.1", 0)?;
+    let cred = cfg.auth.credential.clone();
+    let engine = TransferEngine::start(cfg)
         .await
         .map_err(|e| e.to_string())?;
     // The target may still be registering its segment: ask again for a few seconds.
-    let mut desc = describe(&target, Duration::from_secs(5))
+    let mut desc = describe(&target, Duration::from_secs(5), cred.as_ref())
         .await
         .map_err(|e| e.to_string())?;
     for _ in 0..100 {
@@ -263,7 +279,7 @@ async fn initiator(args: &Args) -> Result<(), String> {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        desc = describe(&target, Duration::from_secs(5))
+        desc = describe(&target, Duration::from_secs(5), cred.as_ref())
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -3,6 +3,7 @@
 //! are connected on first use through the Control frame of their TCP listener.
 
 use futures::future::BoxFuture;
+use mooncake_common::auth::Credential;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,8 @@ pub trait RdmaPath: Send + Sync {
     /// Registers a region on every NIC; returns one rkey per NIC.
     fn register(&self, addr: u64, len: u64) -> Result<Vec<u32>, TransferError>;
     fn deregister(&self, addr: u64) -> Result<(), TransferError>;
+    /// The token proved to peers' listeners before a queue-pair handshake.
+    fn set_credential(&self, credential: Option<Credential>);
     /// Whether `[addr, addr+len)` is registered locally (RDMA needs both ends registered).
     fn covers_local(&self, addr: u64, len: u64) -> bool;
     /// Answers a peer's queue-pair handshake (JSON in, JSON out).
@@ -39,6 +42,9 @@ pub trait RdmaPath: Send + Sync {
 pub struct RdmaEngine<V: Verbs> {
     transport: RdmaTransport<V>,
     peers: tokio::sync::Mutex<HashMap<String, Arc<RdmaPeer>>>,
+    /// Proved to a peer's listener before its queue-pair handshake (`tcp::auth`):
+    /// the handshake hands out keys to registered memory.
+    credential: parking_lot::Mutex<Option<Credential>>,
 }
 
 impl<V: Verbs> RdmaEngine<V> {
@@ -46,6 +52,7 @@ impl<V: Verbs> RdmaEngine<V> {
         Self {
             transport,
             peers: tokio::sync::Mutex::default(),
+            credential: parking_lot::Mutex::new(None),
         }
     }
 
@@ -60,13 +67,19 @@ impl<V: Verbs> RdmaEngine<V> {
             return Ok(p.clone());
         }
         let ep = endpoint.to_string();
+        let cred = self.credential.lock().clone();
         let peer = self
             .transport
             .connect(target, remote_nics, |req| async move {
                 let body =
                     serde_json::to_vec(&req).map_err(|e| TransferError::Rdma(e.to_string()))?;
-                let resp =
-                    crate::tcp::describe::control(&ep, &body, Duration::from_secs(5)).await?;
+                let resp = crate::tcp::describe::control(
+                    &ep,
+                    &body,
+                    Duration::from_secs(5),
+                    cred.as_ref(),
+                )
+                .await?;
                 serde_json::from_slice::<ConnectResponse>(&resp)
                     .map_err(|e| TransferError::Rdma(format!("bad handshake answer: {e}")))
             })
@@ -89,6 +102,10 @@ impl<V: Verbs> RdmaPath for RdmaEngine<V> {
 
     fn deregister(&self, addr: u64) -> Result<(), TransferError> {
         self.transport.deregister(addr)
+    }
+
+    fn set_credential(&self, credential: Option<Credential>) {
+        *self.credential.lock() = credential;
     }
 
     fn covers_local(&self, addr: u64, len: u64) -> bool {

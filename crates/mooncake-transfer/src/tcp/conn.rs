@@ -17,7 +17,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
 use super::frame::{status, Header, Op};
-use super::io::{read_header, tune, write_frame};
+use super::io::tune;
 use super::slice::Job;
 use crate::config::TcpTuning;
 use crate::errors::TransferError;
@@ -128,7 +128,8 @@ impl Conn {
     ) -> Result<(Arc<Conn>, u64), TransferError> {
         let fut = async {
             let mut stream = open(local_ip, remote, tuning.socket_buffer).await?;
-            let peer_gen = hello(&mut stream, segment, generation).await?;
+            let cred = seg.auth.credential.as_ref();
+            let peer_gen = hello(&mut stream, segment, generation, cred).await?;
             Ok::<_, TransferError>((stream, peer_gen))
         };
         let (stream, peer_gen) = tokio::time::timeout(tuning.connect_timeout, fut)
@@ -222,19 +223,20 @@ async fn open(
 }
 
 /// The handshake: names the segment and generation we expect; the listener answers
-/// with its own generation.
+/// with its own generation. A listener that requires authentication is sent a proof
+/// of `credential` in between (`tcp::auth`).
 async fn hello(
     stream: &mut TcpStream,
     segment: &str,
     generation: u64,
+    credential: Option<&mooncake_common::auth::Credential>,
 ) -> Result<u64, TransferError> {
     let h = Header::new(Op::Hello, 0, generation, segment.len() as u64);
-    write_frame(stream, &h, segment.as_bytes())
-        .await
-        .map_err(|e| TransferError::io("sending hello", e))?;
-    let ack = read_header(stream)
-        .await?
-        .ok_or_else(|| TransferError::Io("peer closed during hello".into()))?;
+    let remote = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| segment.to_string());
+    let ack = super::auth::request(stream, &h, segment.as_bytes(), credential, &remote).await?;
     if ack.op != Op::HelloAck {
         return Err(TransferError::Frame(format!(
             "expected HelloAck, got {:?}",

@@ -5,9 +5,10 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::frame::{Header, Op, MAX_CONTROL_LEN};
-use super::io::{read_control, read_header, write_frame};
+use super::io::read_control;
 use crate::errors::TransferError;
 use crate::segment::SegmentDescriptor;
+use mooncake_common::auth::Credential;
 
 /// Resolves `host:port` (names allowed) to a socket address, IPv4 first.
 pub async fn resolve_endpoint(endpoint: &str) -> Result<SocketAddr, TransferError> {
@@ -25,22 +26,20 @@ pub async fn resolve_endpoint(endpoint: &str) -> Result<SocketAddr, TransferErro
         .ok_or_else(|| TransferError::SegmentNotFound(endpoint.to_string(), "no address".into()))
 }
 
-/// Fetches the descriptor from the listener at `endpoint`.
+/// Fetches the descriptor from the listener at `endpoint`, proving `credential` if
+/// the listener asks for it.
 pub async fn describe(
     endpoint: &str,
     timeout: Duration,
+    credential: Option<&Credential>,
 ) -> Result<SegmentDescriptor, TransferError> {
     let fut = async {
         let addr = resolve_endpoint(endpoint).await?;
         let mut s = TcpStream::connect(addr).await.map_err(|e| {
             TransferError::SegmentNotFound(endpoint.to_string(), format!("connect: {e}"))
         })?;
-        write_frame(&mut s, &Header::new(Op::Describe, 0, 0, 0), &[])
-            .await
-            .map_err(|e| TransferError::io("describe request", e))?;
-        let h = read_header(&mut s).await?.ok_or_else(|| {
-            TransferError::Io(format!("{endpoint} closed before describing itself"))
-        })?;
+        let req = Header::new(Op::Describe, 0, 0, 0);
+        let h = super::auth::request(&mut s, &req, &[], credential, endpoint).await?;
         if h.op != Op::DescribeData {
             return Err(TransferError::Frame(format!(
                 "expected DescribeData, got {:?}",
@@ -60,27 +59,22 @@ pub async fn describe(
 }
 
 /// Sends a Control request to the listener at `endpoint` and returns its answer
-/// (transport handshakes, e.g. RDMA queue-pair exchange, ride the TCP control path).
+/// (transport handshakes, e.g. RDMA queue-pair exchange, ride the TCP control path),
+/// proving `credential` first if the listener asks for it: the exchange hands out
+/// keys to the registered memory, so it is never served to a stranger.
 pub async fn control(
     endpoint: &str,
     payload: &[u8],
     timeout: Duration,
+    credential: Option<&Credential>,
 ) -> Result<Vec<u8>, TransferError> {
     let fut = async {
         let addr = resolve_endpoint(endpoint).await?;
         let mut s = TcpStream::connect(addr)
             .await
             .map_err(|e| TransferError::io("control connect", e))?;
-        write_frame(
-            &mut s,
-            &Header::new(Op::Control, 0, 0, payload.len() as u64),
-            payload,
-        )
-        .await
-        .map_err(|e| TransferError::io("control request", e))?;
-        let h = read_header(&mut s)
-            .await?
-            .ok_or_else(|| TransferError::Io(format!("{endpoint} closed before answering")))?;
+        let req = Header::new(Op::Control, 0, 0, payload.len() as u64);
+        let h = super::auth::request(&mut s, &req, payload, credential, endpoint).await?;
         if h.op != Op::ControlData {
             return Err(TransferError::Frame(format!(
                 "expected ControlData, got {:?}",

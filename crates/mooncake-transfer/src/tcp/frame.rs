@@ -46,6 +46,11 @@ pub enum Op {
     Control = 9,
     /// Answer to Control: payload JSON (status OK) or an error message.
     ControlData = 10,
+    /// Sent by a listener that requires authentication as soon as it accepts:
+    /// payload = a 32-byte random challenge (`tcp::auth`).
+    Challenge = 11,
+    /// The peer's answer to Challenge: payload = its 16-byte nonce and the 32-byte proof.
+    Proof = 12,
 }
 
 impl Op {
@@ -61,6 +66,8 @@ impl Op {
             8 => Op::DescribeData,
             9 => Op::Control,
             10 => Op::ControlData,
+            11 => Op::Challenge,
+            12 => Op::Proof,
             _ => return None,
         })
     }
@@ -68,7 +75,13 @@ impl Op {
     /// Bytes that follow the header for a frame of this opcode with `len` / `status`.
     pub fn payload_len(self, len: u64, status: i32) -> u64 {
         match self {
-            Op::Write | Op::Hello | Op::DescribeData | Op::Control | Op::ControlData => len,
+            Op::Write
+            | Op::Hello
+            | Op::DescribeData
+            | Op::Control
+            | Op::ControlData
+            | Op::Challenge
+            | Op::Proof => len,
             Op::ReadData if status == 0 => len,
             _ => 0,
         }
@@ -82,6 +95,8 @@ pub mod status {
     pub const CHECKSUM: i32 = 2;
     pub const BAD_REQUEST: i32 = 3;
     pub const WRONG_SEGMENT: i32 = 4;
+    /// The listener requires a proof of a token and did not get a valid one.
+    pub const UNAUTHENTICATED: i32 = 5;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::admit::{descriptor_limit, effective_cap, ConnTable, Slot};
-use super::frame::{crc, status, Header, Op, HEADER_LEN, MAX_CONTROL_LEN};
+use super::frame::{crc, status, Header, Op, HEADER_LEN, MAX_CONTROL_LEN, MAX_DATA_LEN};
 use super::guarded::{read_into, write_from, MemAccess, RegionMem};
 use super::io::{drain, read_control, tune, within, write_frame, READ_BUF};
 use crate::config::TcpTuning;
@@ -45,6 +45,7 @@ pub struct ListenerLimits {
     pub max_connections: usize,
     pub idle_timeout: Duration,
     pub stall_timeout: Duration,
+    pub auth_timeout: Duration,
 }
 
 impl ListenerLimits {
@@ -53,6 +54,7 @@ impl ListenerLimits {
             max_connections: t.max_connections,
             idle_timeout: t.idle_timeout,
             stall_timeout: t.stall_timeout,
+            auth_timeout: t.auth_timeout,
         }
     }
 }
@@ -195,6 +197,42 @@ async fn answer<W: AsyncWrite + Unpin>(
     within(stall, "writing an answer", write_frame(wr, h, payload)).await
 }
 
+/// The answer to a Hello, Describe or Control request whose payload is `req`.
+fn control_answer(seg: &LocalSegment, h: &Header, req: &[u8]) -> (Header, Vec<u8>) {
+    match h.op {
+        Op::Hello => {
+            let ok = req.is_empty() || req == seg.name.as_bytes();
+            let st = if ok {
+                status::OK
+            } else {
+                status::WRONG_SEGMENT
+            };
+            let ack = Header::new(Op::HelloAck, h.id, seg.generation, 0).with_status(st);
+            (ack, Vec::new())
+        }
+        Op::Describe => {
+            let json = seg.descriptor().to_json().into_bytes();
+            let resp = Header::new(Op::DescribeData, h.id, seg.generation, json.len() as u64);
+            (resp, json)
+        }
+        _ => {
+            let handler = seg.control.read().clone();
+            let (st, body) = match handler {
+                None => (
+                    status::BAD_REQUEST,
+                    b"no control handler on this engine".to_vec(),
+                ),
+                Some(f) => match f(req) {
+                    Ok(b) => (status::OK, b),
+                    Err(e) => (status::BAD_REQUEST, e.into_bytes()),
+                },
+            };
+            let resp = Header::new(Op::ControlData, h.id, 0, body.len() as u64).with_status(st);
+            (resp, body)
+        }
+    }
+}
+
 async fn serve(
     stream: TcpStream,
     seg: &LocalSegment,
@@ -204,6 +242,17 @@ async fn serve(
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(READ_BUF, rd);
     let stall = Some(limits.stall_timeout);
+    if let Some(v) = &seg.auth.verifier {
+        let (tenant, early) =
+            super::auth::accept(&mut rd, &mut wr, v.as_ref(), limits.auth_timeout).await?;
+        tracing::debug!(%tenant, "data connection authenticated");
+        if let Some(e) = early {
+            let (resp, body) = control_answer(seg, &e.header, &e.payload);
+            answer(&mut wr, &resp, &body, stall)
+                .await
+                .map_err(|e| TransferError::io("answer", e))?;
+        }
+    }
     let io = |what: &'static str| {
         move |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::TimedOut {
@@ -214,47 +263,19 @@ async fn serve(
     };
     while let Some(h) = next_header(&mut rd, slot, limits, io("frame header")).await? {
         match h.op {
-            Op::Hello => {
-                let name = read_control(&mut rd, h.len, MAX_HELLO_LEN, stall)
-                    .await
-                    .map_err(io("hello"))?;
-                let ok = name.is_empty() || name == seg.name.as_bytes();
-                let st = if ok {
-                    status::OK
+            Op::Hello | Op::Describe | Op::Control => {
+                let limit = if h.op == Op::Hello {
+                    MAX_HELLO_LEN
                 } else {
-                    status::WRONG_SEGMENT
+                    MAX_CONTROL_LEN
                 };
-                let ack = Header::new(Op::HelloAck, h.id, seg.generation, 0).with_status(st);
-                answer(&mut wr, &ack, &[], stall)
+                let req = read_control(&mut rd, h.payload_len(), limit, stall)
                     .await
-                    .map_err(io("hello ack"))?;
-            }
-            Op::Describe => {
-                let json = seg.descriptor().to_json();
-                let resp = Header::new(Op::DescribeData, h.id, seg.generation, json.len() as u64);
-                answer(&mut wr, &resp, json.as_bytes(), stall)
-                    .await
-                    .map_err(io("describe"))?;
-            }
-            Op::Control => {
-                let req = read_control(&mut rd, h.len, MAX_CONTROL_LEN, stall)
-                    .await
-                    .map_err(io("control"))?;
-                let handler = seg.control.read().clone();
-                let (st, body) = match handler {
-                    None => (
-                        status::BAD_REQUEST,
-                        b"no control handler on this engine".to_vec(),
-                    ),
-                    Some(f) => match f(&req) {
-                        Ok(b) => (status::OK, b),
-                        Err(e) => (status::BAD_REQUEST, e.into_bytes()),
-                    },
-                };
-                let resp = Header::new(Op::ControlData, h.id, 0, body.len() as u64).with_status(st);
+                    .map_err(io("request"))?;
+                let (resp, body) = control_answer(seg, &h, &req);
                 answer(&mut wr, &resp, &body, stall)
                     .await
-                    .map_err(io("control answer"))?;
+                    .map_err(io("answer"))?;
             }
             Op::Write => {
                 let st = match seg.memory.lookup(h.addr, h.len) {
@@ -272,14 +293,28 @@ async fn serve(
                             addr: h.addr,
                             len: h.len,
                         };
-                        let delivered = read_into(&mut rd, h.len as usize, &mem, stall)
-                            .await
-                            .map_err(io("write payload"))?;
-                        // SAFETY: `with` pins the registered range for the CRC pass.
-                        let crc_ok = !h.has_crc()
-                            || mem.with(|p| {
-                                crc(unsafe { std::slice::from_raw_parts(p, h.len as usize) })
-                            }) == Some(h.crc);
+                        let (delivered, crc_ok) = if h.has_crc() {
+                            // Staged, checked, then copied: a payload that fails its
+                            // CRC never reaches the region, so no reader can see it.
+                            // The buffer grows with the bytes that arrive.
+                            let staged = read_control(&mut rd, h.len, MAX_DATA_LEN, stall)
+                                .await
+                                .map_err(io("write payload"))?;
+                            if crc(&staged) == h.crc {
+                                // SAFETY: `with` grants the registered `len` bytes.
+                                let copied = mem.with(|p| unsafe {
+                                    std::ptr::copy_nonoverlapping(staged.as_ptr(), p, staged.len())
+                                });
+                                (copied.is_some(), true)
+                            } else {
+                                (true, false)
+                            }
+                        } else {
+                            let delivered = read_into(&mut rd, h.len as usize, &mem, stall)
+                                .await
+                                .map_err(io("write payload"))?;
+                            (delivered, true)
+                        };
                         Metrics::add(&seg.metrics.bytes_served_in, h.len);
                         match (delivered, crc_ok) {
                             (false, _) => status::OUT_OF_REGION,
