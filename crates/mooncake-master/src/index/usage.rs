@@ -18,6 +18,8 @@
 //!   never ended pin their space, and these bounds stop one client or tenant from
 //!   squatting the pool that way (a forced remove reclaims them at once).
 //!
+//! A key longer than [`MAX_INTERNAL_KEY_LEN`] is refused there too (INVALID_PARAMS).
+//!
 //! Admission and the charge are not one atomic step: puts of one tenant starting at
 //! the same instant may pass its quota by what they add together.
 
@@ -35,6 +37,10 @@ use std::sync::OnceLock;
 pub const MAX_INFLIGHT_PER_CLIENT: u64 = 1 << 16;
 /// Writes one tenant may have in flight, over all its clients.
 pub const MAX_INFLIGHT_PER_TENANT: u64 = 1 << 20;
+/// The longest key a put may store: the clients' limit (4096 bytes) plus the tenant
+/// prefix the master adds. The index keeps every key in memory; without a bound one
+/// put could park a key as large as a whole request frame.
+pub const MAX_INTERNAL_KEY_LEN: usize = 4096 + 1 + mooncake_common::auth::MAX_TENANT_LEN;
 /// The largest quota (the reference's bound, 2^63 - 1).
 pub const MAX_QUOTA_BYTES: u64 = i64::MAX as u64;
 
@@ -188,6 +194,14 @@ impl TenantUsage {
     /// may start; TENANT_QUOTA_EXCEEDED when the tenant's quota or the in-flight
     /// bounds say no (counted against the tenant).
     pub fn admit(&self, key: &str, bytes: u64, tag: u64) -> Result<(), ErrorCode> {
+        if key.len() > MAX_INTERNAL_KEY_LEN {
+            tracing::debug!(
+                len = key.len(),
+                max = MAX_INTERNAL_KEY_LEN,
+                "put refused (INVALID_PARAMS): key too long"
+            );
+            return Err(ErrorCode::InvalidParams);
+        }
         let tenant = split_key(key).0;
         let refuse = |why: std::fmt::Arguments| {
             self.with_account(tenant, |a| {
@@ -326,6 +340,14 @@ mod tests {
             .all()
             .iter()
             .any(|v| v.tenant == "beta" && v.bytes == 1 << 20));
+    }
+
+    #[test]
+    fn keys_are_bounded() {
+        let u = TenantUsage::default();
+        let long = "k".repeat(MAX_INTERNAL_KEY_LEN + 1);
+        assert_eq!(u.admit(&long, 1, 1), Err(ErrorCode::InvalidParams));
+        u.admit(&"k".repeat(4096), 1, 1).unwrap();
     }
 
     #[test]
