@@ -65,6 +65,7 @@ methods!(
     RemoveAll,
     QueryKey,
     GetStats,
+    VerifyProof,
 );
 
 impl Method {
@@ -88,6 +89,7 @@ impl Method {
                 | BatchExist
                 | QueryKey
                 | GetStats
+                | VerifyProof
         )
     }
 }
@@ -181,7 +183,7 @@ mod tests {
 
     #[test]
     fn names_map_back_to_methods_and_reads_do_not_mutate() {
-        assert_eq!(Method::ALL.len(), 27);
+        assert_eq!(Method::ALL.len(), 28);
         for &m in Method::ALL {
             assert_eq!(Method::from_name(m.name()), Some(m));
         }
@@ -192,5 +194,6 @@ mod tests {
         assert!(!Method::BatchGetReplicaList.mutates());
         assert!(!Method::Heartbeat.mutates());
         assert!(!Method::GetStats.mutates());
+        assert!(!Method::VerifyProof.mutates());
     }
 }

@@ -262,6 +262,7 @@ async fn dispatch<G: Gate>(
         RemoveAll => call(gate, method, msg, out, |m, r| h::remove_all(m, t, r)).await,
         QueryKey => call(gate, method, msg, out, |m, r| h::query_key(m, t, r)).await,
         GetStats => call(gate, method, msg, out, h::get_stats).await,
+        VerifyProof => call(gate, method, msg, out, super::verify::verify_proof).await,
     }
 }
 

@@ -237,4 +237,8 @@ impl<G: Gate> master_server::Master for GrpcService<G> {
     async fn get_stats(&self, r: Request<GetStatsRequest>) -> Reply<GetStatsResponse> {
         unary!(self, GetStats, r, h::get_stats)
     }
+
+    async fn verify_proof(&self, r: Request<VerifyProofRequest>) -> Reply<VerifyProofResponse> {
+        unary!(self, VerifyProof, r, super::verify::verify_proof)
+    }
 }

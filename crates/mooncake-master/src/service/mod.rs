@@ -10,6 +10,7 @@ pub mod framed;
 pub mod grpc;
 pub(crate) mod handlers;
 pub mod listen;
+pub(crate) mod verify;
 
 use crate::api::{Gate, Method};
 use crate::master::Master;
