@@ -1,8 +1,9 @@
 //! Removal: one key, a regex over all keys, or everything. A leased object answers
-//! -706 unless forced; an object still being written answers -703 unless forced and
-//! is left alone by the bulk forms unless forced. Forced, a write in flight is
-//! reclaimed at once (its space freed; its writer's end answers -704): the way to
-//! take back space held by puts that started and never ended.
+//! -706 unless forced; an object still being written answers -703 unless forced, and
+//! is never removed by the bulk forms (a writer in flight keeps its put through a
+//! `remove_all`). A forced remove of one key reclaims a write in flight at once (its
+//! space freed; its writer's end answers -704): the way to take back space held by
+//! puts that started and never ended (`/get_all_keys` lists their keys).
 
 use super::Master;
 use crate::index::{Object, SHARDS};
@@ -106,7 +107,7 @@ impl Master {
             let mut shard = self.index.lock_shard(i);
             let doomed: Vec<Box<str>> = shard
                 .iter()
-                .filter(|(k, o)| (force || (o.is_complete() && !o.is_leased(now))) && matches(k))
+                .filter(|(k, o)| o.is_complete() && (force || !o.is_leased(now)) && matches(k))
                 .map(|(k, _)| k.clone())
                 .collect();
             let removed: Vec<Object> = doomed.iter().filter_map(|k| shard.remove(k)).collect();

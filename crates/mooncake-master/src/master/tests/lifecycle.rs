@@ -1,4 +1,5 @@
 use super::*;
+use mooncake_common::auth::CLUSTER_TENANT;
 use mooncake_common::{ErrorCode, SoftPin};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ async fn in_progress_objects_are_invisible_until_put_end() {
         m.get_replica_list("k").err(),
         Some(ErrorCode::ReplicaIsNotReady)
     );
-    assert_eq!(m.remove("k", true), Err(ErrorCode::ReplicaIsNotReady));
+    assert_eq!(m.remove("k", false), Err(ErrorCode::ReplicaIsNotReady));
     assert_eq!(
         m.put_start("c", "k", 1000, &no_rc()).err(),
         Some(ErrorCode::ObjectAlreadyExists),
@@ -34,6 +35,35 @@ async fn in_progress_objects_are_invisible_until_put_end() {
         Some(ErrorCode::ObjectAlreadyExists)
     );
     assert_eq!(m.stats().key_count, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forced_remove_reclaims_a_put_that_never_ended() {
+    let m = master(MasterConfig::default());
+    mount(&m, "c", "a:1", 1 << 20);
+    // A squatter starts a put of most of the segment and never ends it.
+    let squat = m
+        .put_start("evil", "k", 900 << 10, &no_rc())
+        .expect("put_start");
+    assert_eq!(
+        m.put_start("c", "other", 900 << 10, &no_rc()).err(),
+        Some(ErrorCode::NoAvailableHandle),
+        "the space is held"
+    );
+    assert_eq!(m.remove("k", false), Err(ErrorCode::ReplicaIsNotReady));
+    assert_eq!(m.remove("k", true), Ok(()), "forced: reclaimed");
+    assert_eq!(m.stats().allocated_bytes, 0);
+    assert_eq!(
+        m.write_end("evil", "k", squat.put_id),
+        Err(ErrorCode::ObjectNotFound),
+        "the squatter's end finds nothing"
+    );
+    let r = m
+        .put_start("c", "other", 900 << 10, &no_rc())
+        .expect("room again");
+    assert_eq!(m.write_end("c", "other", r.put_id), Ok(()));
+    assert_eq!(m.index.usage().inflight(CLUSTER_TENANT), 0);
+    assert_eq!(m.index.usage().bytes(CLUSTER_TENANT), 900 << 10);
 }
 
 #[tokio::test(start_paused = true)]
