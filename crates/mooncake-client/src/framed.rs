@@ -24,6 +24,7 @@
 use crate::transport::DirectConfig;
 use mooncake_proto::frame::{self, MAGIC, MAX_MESSAGE};
 use mooncake_proto::status::ERROR_CODE_KEY;
+use mooncake_tls::{Connector, Stream};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,13 +64,15 @@ pub struct FramedChannel {
 struct Inner {
     addr: String,
     cfg: DirectConfig,
+    /// TLS to the master (`MOONCAKE_TLS_*`), or why the settings are unusable.
+    tls: Result<Option<Connector>, String>,
     idle: parking_lot::Mutex<Vec<BufStream>>,
     idle_sync: parking_lot::Mutex<Vec<SyncConn>>,
 }
 
 /// A pooled tokio connection; reads are buffered (the frame's length and body in one
 /// syscall). Strict request/answer leaves the buffer empty between calls.
-type BufStream = tokio::io::BufReader<tokio::net::TcpStream>;
+type BufStream = tokio::io::BufReader<Stream>;
 
 struct SyncConn {
     stream: std::net::TcpStream,
@@ -120,6 +123,7 @@ impl FramedChannel {
             inner: Arc::new(Inner {
                 addr: addr.to_string(),
                 cfg,
+                tls: mooncake_tls::config::client().map_err(|e| e.to_string()),
                 idle: parking_lot::Mutex::new(Vec::new()),
                 idle_sync: parking_lot::Mutex::new(Vec::new()),
             }),
@@ -170,8 +174,11 @@ impl FramedChannel {
 
     /// Sends the request frame in `out` (preceded by the magic) and decodes the answer.
     async fn exchange<U: prost::Message + Default>(&self, out: Vec<u8>) -> Result<U, Status> {
+        // TLS connections are tokio ones: blocking calls take the async path.
+        let tls = matches!(self.inner.tls, Ok(Some(_)));
         let (buf, at) = match self.mode {
-            CallMode::Blocking => self.exchange_blocking(out)?,
+            CallMode::Blocking if !tls => self.exchange_blocking(out)?,
+            CallMode::Blocking => self.exchange_async(out).await?,
             CallMode::Async => self.exchange_async(out).await?,
         };
         decode_answer(&buf[at..])
@@ -189,20 +196,28 @@ impl FramedChannel {
             let Some(s) = self.inner.idle.lock().pop() else {
                 break;
             };
-            if idle_and_open(s.get_ref()) {
+            if idle_and_open(s.get_ref().tcp()) {
                 return Ok((s, false));
             }
         }
         let addr = &self.inner.addr;
-        let s = tokio::time::timeout(
-            self.inner.cfg.connect_timeout,
-            tokio::net::TcpStream::connect(addr.as_str()),
-        )
-        .await
-        .map_err(|_| self.dial_timeout())?
-        .map_err(|e| Status::unavailable(format!("cannot connect to {addr}: {e}")))?;
-        // Control-plane messages are small and latency-bound: no Nagle delay.
-        s.set_nodelay(true).map_err(|e| unavailable(addr, &e))?;
+        let tls = self.inner.tls.as_ref().map_err(|e| unavailable(addr, e))?;
+        let dial = async {
+            let s = tokio::net::TcpStream::connect(addr.as_str()).await?;
+            // Control-plane messages are small and latency-bound: no Nagle delay.
+            s.set_nodelay(true)?;
+            match tls {
+                None => Ok(Stream::from(s)),
+                Some(c) => {
+                    let host = mooncake_common::hostname::split_host_port(addr).0;
+                    c.connect(host, s).await
+                }
+            }
+        };
+        let s = tokio::time::timeout(self.inner.cfg.connect_timeout, dial)
+            .await
+            .map_err(|_| self.dial_timeout())?
+            .map_err(|e| Status::unavailable(format!("cannot connect to {addr}: {e}")))?;
         let mut s = tokio::io::BufReader::with_capacity(4096, s);
         if let Some(auth) = &self.inner.cfg.auth {
             // Proven before the first request: the connection needs no magic after.
@@ -465,6 +480,13 @@ fn decode_answer<U: prost::Message + Default>(frame: &[u8]) -> Result<U, Status>
 /// the frame magic with a status line, whose first four bytes would otherwise read as
 /// a frame of over a gigabyte.
 fn answer_len(head: [u8; frame::LEN_BYTES]) -> io::Result<usize> {
+    if mooncake_tls::looks_like_tls(&head) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "this port answers with TLS: set MOONCAKE_TLS_CA_FILE to the CA file that \
+             signed the master's certificate",
+        ));
+    }
     if &head == b"HTTP" {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

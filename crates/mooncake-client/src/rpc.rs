@@ -89,6 +89,8 @@ impl MasterRpc {
     /// (`discovery`). Calls are made in `tuning.master_call_mode`.
     pub fn new(addr: &str, timeout: Duration, tuning: &ClientTuning) -> Result<Self> {
         let addr = addr.trim();
+        // Unusable TLS settings stop the client here, naming the file.
+        mooncake_tls::config::client().map_err(|e| MooncakeError::invalid(e.to_string()))?;
         let target = match parse_etcd_address(addr) {
             Some(endpoints) => Target::Leader(
                 Leader::start(endpoints?, &tuning.cluster_id, Box::new(channel_for))?,

@@ -13,6 +13,7 @@
 pub use crate::framed::{CallMode, FramedChannel};
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mooncake_tls::{Connector, Stream};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,6 +62,8 @@ struct Inner {
     sender: parking_lot::Mutex<Option<SendRequest<Body>>>,
     /// One dial at a time: concurrent first calls share one connection.
     dialing: tokio::sync::Mutex<()>,
+    /// TLS to the master (`MOONCAKE_TLS_*`), or why the settings are unusable.
+    tls: Result<Option<Connector>, String>,
 }
 
 impl DirectChannel {
@@ -72,6 +75,7 @@ impl DirectChannel {
                 cfg,
                 sender: parking_lot::Mutex::new(None),
                 dialing: tokio::sync::Mutex::new(()),
+                tls: mooncake_tls::config::client().map_err(|e| e.to_string()),
             }),
         }
     }
@@ -117,11 +121,19 @@ impl DirectChannel {
         let fail = |e: &dyn std::fmt::Display| {
             Status::unavailable(format!("cannot connect to {addr}: {e}"))
         };
+        let tls = self.inner.tls.as_ref().map_err(|e| fail(e))?;
         let stream = tokio::net::TcpStream::connect(addr.as_str())
             .await
             .map_err(|e| fail(&e))?;
         // Control-plane messages are small and latency-bound: no Nagle delay.
         stream.set_nodelay(true).map_err(|e| fail(&e))?;
+        let stream = match tls {
+            None => Stream::from(stream),
+            Some(c) => {
+                let host = mooncake_common::hostname::split_host_port(addr).0;
+                c.connect(host, stream).await.map_err(|e| fail(&e))?
+            }
+        };
         let mut b = Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new());
         if let Some(every) = self.inner.cfg.keep_alive {
@@ -160,6 +172,7 @@ impl DirectChannel {
                 },
                 sender: parking_lot::Mutex::new(Some(tx)),
                 dialing: tokio::sync::Mutex::new(()),
+                tls: self.inner.tls.clone(),
             }),
         };
         let origin = one.origin().map_err(Status::invalid_argument)?;

@@ -40,6 +40,8 @@ pub enum AppError {
     Persist(String),
     #[error("{0}")]
     Auth(String),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// A started master: its bound addresses, and the handles to stop it.
@@ -83,6 +85,9 @@ fn local(l: &TcpListener, flag: &'static str) -> Result<SocketAddr, AppError> {
 
 /// Binds every port of `cfg` and starts serving. Ports may be 0 (tests).
 pub async fn start(mut cfg: MasterConfig) -> Result<Running, AppError> {
+    // TLS files are read before any port is bound: a bad one stops the start.
+    let tls = cfg.tls_acceptor().map_err(AppError::Tls)?;
+    cfg.tuning.tls = tls.clone();
     // The token file is read before any port is bound: a bad one stops the start.
     let auth = crate::auth::MasterAuth::open(&cfg).map_err(AppError::Auth)?;
     if let Some(a) = &auth {
@@ -240,8 +245,9 @@ pub async fn start(mut cfg: MasterConfig) -> Result<Running, AppError> {
         });
     }
     let sig = signal();
+    let admin_tls = tls.clone();
     tasks.spawn(async move {
-        let r = http::serve(admin_l, app, sig).await;
+        let r = http::serve(admin_l, app, sig, admin_tls).await;
         ("admin HTTP server", r.map_err(|e| e.to_string()))
     });
     if let Some(l) = meta_l {
@@ -252,8 +258,9 @@ pub async fn start(mut cfg: MasterConfig) -> Result<Running, AppError> {
                 .map(|a| a.bearer("metadata server", metadata::OPEN_PATHS)),
         );
         let sig = signal();
+        let meta_tls = tls.clone();
         tasks.spawn(async move {
-            let r = http::serve(l, app, sig).await;
+            let r = http::serve(l, app, sig, meta_tls).await;
             ("metadata HTTP server", r.map_err(|e| e.to_string()))
         });
     }
@@ -277,9 +284,11 @@ pub async fn start(mut cfg: MasterConfig) -> Result<Running, AppError> {
         }
     }
 
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
-        "mooncake_master started: rpc={rpc_addr} (advertised {advertised}), admin=http://{admin_addr}/metrics, metadata={}, view_id={}",
-        metadata_addr.map_or_else(|| "disabled".to_string(), |a| format!("http://{a}/metadata")),
+        "mooncake_master started: rpc={rpc_addr} (advertised {advertised}{}), admin={scheme}://{admin_addr}/metrics, metadata={}, view_id={}",
+        if tls.is_some() { ", TLS" } else { "" },
+        metadata_addr.map_or_else(|| "disabled".to_string(), |a| format!("{scheme}://{a}/metadata")),
         master.view_id(),
     );
     Ok(Running {

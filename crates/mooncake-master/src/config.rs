@@ -45,6 +45,12 @@ pub struct MasterConfig {
     pub enable_http_metadata_server: bool,
     pub http_metadata_server_host: String,
     pub http_metadata_server_port: u16,
+    /// TLS on the rpc, admin and metadata ports (`--tls_cert_file`, `--tls_key_file`;
+    /// empty: plain). With `--tls_ca_file` clients must present a certificate that CA
+    /// signed (mutual TLS).
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+    pub tls_ca_file: String,
     pub default_kv_lease_ttl: Duration,
     pub default_kv_soft_pin_ttl: Duration,
     pub max_kv_soft_pin_ttl: Duration,
@@ -118,6 +124,10 @@ pub struct MasterTuning {
     /// The tokens peers must prove before anything is served (`--auth_token_file`,
     /// set at start; off by default).
     pub auth: crate::service::auth::RpcAuth,
+    /// TLS on every connection, the handshake first (within `handshake_timeout`),
+    /// then the same protocol detection on the decrypted stream. Set at start from
+    /// the `--tls_*` files ([`MasterConfig::tls_acceptor`]).
+    pub tls: Option<mooncake_tls::Acceptor>,
 }
 
 impl Default for MasterTuning {
@@ -129,6 +139,7 @@ impl Default for MasterTuning {
             idle_timeout: Duration::from_secs(600),
             poll_window: Duration::from_micros(100),
             auth: Default::default(),
+            tls: None,
         }
     }
 }
@@ -163,6 +174,9 @@ impl Default for MasterConfig {
             enable_http_metadata_server: false,
             http_metadata_server_host: "0.0.0.0".into(),
             http_metadata_server_port: 8080,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_ca_file: String::new(),
             default_kv_lease_ttl: Duration::from_millis(10_000),
             default_kv_soft_pin_ttl: Duration::from_secs(30 * 60),
             max_kv_soft_pin_ttl: Duration::from_secs(24 * 3600),
@@ -235,10 +249,36 @@ impl MasterConfig {
         if self.snapshot_interval.is_zero() {
             return Err("invalid value for --snapshot_interval_seconds: must be positive".into());
         }
+        let (cert, key) = (self.tls_cert_file.trim(), self.tls_key_file.trim());
+        if cert.is_empty() != key.is_empty() {
+            return Err(
+                "--tls_cert_file and --tls_key_file go together: give both or neither".into(),
+            );
+        }
+        if cert.is_empty() && !self.tls_ca_file.trim().is_empty() {
+            return Err("--tls_ca_file (require client certificates) needs --tls_cert_file and --tls_key_file".into());
+        }
         if self.enable_ha && self.etcd_endpoints.is_empty() {
             return Err("--enable_ha needs --etcd_endpoints (e.g. 127.0.0.1:2379;h2:2379)".into());
         }
         Ok(())
+    }
+}
+
+impl MasterConfig {
+    /// The TLS server the `--tls_*` files make (`None` without them); the error names
+    /// the file at fault.
+    pub fn tls_acceptor(&self) -> Result<Option<mooncake_tls::Acceptor>, String> {
+        let (cert, key) = (self.tls_cert_file.trim(), self.tls_key_file.trim());
+        if cert.is_empty() {
+            return Ok(None);
+        }
+        let ca = Some(self.tls_ca_file.trim())
+            .filter(|c| !c.is_empty())
+            .map(std::path::Path::new);
+        let cfg = mooncake_tls::server_config(cert.as_ref(), key.as_ref(), ca)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(mooncake_tls::Acceptor::new(cfg)))
     }
 }
 

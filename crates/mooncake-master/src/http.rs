@@ -31,13 +31,14 @@ pub const LIMITS: Limits = Limits {
 };
 
 /// Serves `app` on `listener` within [`LIMITS`] until `shutdown` resolves, then lets
-/// in-flight requests finish.
+/// in-flight requests finish. With `tls`, the port speaks HTTPS only.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    tls: Option<mooncake_http::Acceptor>,
 ) -> std::io::Result<()> {
-    mooncake_http::serve(listener, app, shutdown, LIMITS).await
+    mooncake_http::serve_tls(listener, app, shutdown, LIMITS, tls).await
 }
 
 /// A JSON response. The workspace builds axum without its `json` feature (one

@@ -305,9 +305,14 @@ async fn a_standby_answers_503_naming_the_leader() {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(mooncake_master::http::serve(l, app, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(mooncake_master::http::serve(
+        l,
+        app,
+        async {
+            let _ = stopped.await;
+        },
+        None,
+    ));
 
     for path in [
         "/health",

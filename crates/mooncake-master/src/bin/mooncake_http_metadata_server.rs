@@ -100,7 +100,7 @@ fn main() -> ExitCode {
         let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
         tracing::info!("metadata server listening on http://{bound}/metadata");
         let app = router(MetadataStore::new());
-        match mooncake_master::http::serve(listener, app, stop_signal()).await {
+        match mooncake_master::http::serve(listener, app, stop_signal(), None).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("metadata server failed: {e}");

@@ -187,6 +187,30 @@ pub const FLAGS: &[FlagSpec] = &[
         |c, v, flag| c.http_metadata_server_port = port(flag, v)?
     ),
     flag!(
+        "tls_cert_file",
+        [],
+        Value,
+        "",
+        "PEM certificate (chain): TLS on the rpc, admin and metadata ports (with --tls_key_file)",
+        |c, v, flag| c.tls_cert_file = v.trim().to_string()
+    ),
+    flag!(
+        "tls_key_file",
+        [],
+        Value,
+        "",
+        "PEM private key of --tls_cert_file",
+        |c, v, flag| c.tls_key_file = v.trim().to_string()
+    ),
+    flag!(
+        "tls_ca_file",
+        [],
+        Value,
+        "",
+        "PEM CA certificates: clients must present a certificate one of them signed (mutual TLS)",
+        |c, v, flag| c.tls_ca_file = v.trim().to_string()
+    ),
+    flag!(
         "default_kv_lease_ttl",
         [],
         Value,

@@ -261,9 +261,10 @@ impl MetadataServer {
         let store = MetadataStore::new();
         let (stop, stopped) = oneshot::channel::<()>();
         let app = router(store.clone());
-        let task = tokio::spawn(super::serve(listener, app, async move {
+        let stop_signal = async move {
             let _ = stopped.await;
-        }));
+        };
+        let task = tokio::spawn(super::serve(listener, app, stop_signal, None));
         Ok(Self {
             addr,
             store,

@@ -19,6 +19,7 @@ use crate::master::Master;
 use mooncake_proto::frame::{self, FrameError, MAGIC};
 use mooncake_proto::handshake::AUTH_MAGIC;
 use mooncake_proto::status::ERROR_CODE_KEY;
+use mooncake_tls::Stream;
 use prost::Message;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,16 +40,37 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Whether the connection speaks the framed protocol: its first bytes (peeked, not
 /// consumed) are a prefix of the magic (plain or authenticating). Waits for the
 /// client's first bytes.
-pub async fn is_framed(stream: &TcpStream) -> std::io::Result<bool> {
+pub async fn is_framed(stream: &mut Stream) -> std::io::Result<bool> {
     let mut first = [0u8; MAGIC.len()];
     let n = stream.peek(&mut first).await?;
     Ok(n > 0 && (first[..n] == MAGIC[..n] || first[..n] == AUTH_MAGIC[..n]))
 }
 
+/// Answers a framed client that sent plaintext to a TLS port with an error frame
+/// that says so, then closes once the client has read it (its request is drained so
+/// that the close does not reset the connection before the answer is read).
+pub(crate) async fn refuse_plaintext(mut stream: TcpStream) {
+    let msg = "this master's rpc port requires TLS: set MOONCAKE_TLS_CA_FILE to the CA \
+               file that signed its certificate (and MOONCAKE_TLS_CERT_FILE/KEY_FILE if \
+               it requires client certificates)";
+    let mut out = Vec::new();
+    if frame::encode_answer(Code::Unavailable as u32, 0, msg, b"", &mut out).is_err() {
+        return;
+    }
+    let drain = async {
+        stream.write_all(&out).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        std::io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+}
+
 /// Serves one framed connection until the client closes it, a frame is bad or late,
 /// or `stopping` turns true (a call in progress is finished and answered first).
 pub(crate) async fn serve_connection<G: Gate>(
-    stream: TcpStream,
+    stream: Stream,
     gate: G,
     tuning: &MasterTuning,
     poll: Arc<PollShared>,
@@ -66,7 +88,7 @@ pub(crate) async fn serve_connection<G: Gate>(
         return;
     }
     // The tenant every call on this connection runs as (refused: answered, closed).
-    let peer = stream.get_ref().peer_addr().ok();
+    let peer = stream.get_ref().tcp().peer_addr().ok();
     let admitted = tokio::select! {
         biased;
         _ = stopping.wait_for(|s| *s) => return,
@@ -81,7 +103,7 @@ pub(crate) async fn serve_connection<G: Gate>(
     loop {
         let idle_since = Instant::now();
         if stream.buffer().is_empty() {
-            poll.wait(stream.get_ref()).await;
+            poll.wait(stream.get_ref().tcp()).await;
         }
         let read = tokio::select! {
             biased;
@@ -329,7 +351,7 @@ enum ReadError {
 /// to the idle timeout, the rest of it up to the frame timeout; `buf` grows with the
 /// bytes that arrive.
 async fn read_frame(
-    stream: &mut BufReader<TcpStream>,
+    stream: &mut BufReader<Stream>,
     buf: &mut Vec<u8>,
     tuning: &MasterTuning,
 ) -> Result<(), ReadError> {

@@ -8,6 +8,9 @@
 //! Answers carry no `date` header. Connections get `TCP_NODELAY` (control messages
 //! are small and latency-bound).
 //!
+//! With TLS (`MasterTuning::tls`) the handshake comes first, within the same
+//! handshake timeout, and the protocol is told from the decrypted bytes.
+//!
 //! Every connection holds one of `max_connections` permits; one accepted beyond them
 //! is closed at once, so a flood costs its peer a refused connection and the master
 //! nothing it keeps. A connection that does not show its protocol within the
@@ -26,12 +29,15 @@ use crate::api::Gate;
 use crate::config::MasterTuning;
 use hyper::server::conn::http2::Builder;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mooncake_proto::frame::MAGIC;
+use mooncake_tls::{Acceptor, Stream};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tonic::body::Body;
@@ -51,6 +57,29 @@ pub struct Extra {
 const MAX_HEADER_LIST: u32 = 16 * 1024;
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The connection ready for its protocol, and whether that is the framed one: with
+/// TLS the handshake comes first and the first bytes are looked at decrypted. A
+/// framed client speaking plaintext to a TLS port is answered with an error frame
+/// that says so (a gRPC one is closed): both otherwise see a bare close.
+async fn open(stream: TcpStream, tls: Option<&Acceptor>) -> std::io::Result<(Stream, bool)> {
+    let Some(tls) = tls else {
+        let mut stream = Stream::from(stream);
+        let framed = framed::is_framed(&mut stream).await?;
+        return Ok((stream, framed));
+    };
+    let mut first = [0u8; MAGIC.len()];
+    let n = stream.peek(&mut first).await?;
+    if n > 0 && first[..n] == MAGIC[..n] {
+        framed::refuse_plaintext(stream).await;
+        return Err(std::io::Error::other(
+            "plaintext framed client on a TLS port",
+        ));
+    }
+    let mut stream = tls.accept(stream).await?;
+    let framed = framed::is_framed(&mut stream).await?;
+    Ok((stream, framed))
+}
 
 /// Serves the control plane on `listener` until `shutdown` resolves, then lets every
 /// connection finish its in-flight call (HTTP/2 GOAWAY) and returns.
@@ -104,18 +133,18 @@ pub async fn serve<G: Gate>(
                     let mut stopping = stopping.clone();
                     conns.spawn(async move {
                         let _permit = permit;
-                        let framed = tokio::select! {
-                            f = tokio::time::timeout(tuning.handshake_timeout, framed::is_framed(&stream)) => f,
+                        let opened = tokio::select! {
+                            f = tokio::time::timeout(tuning.handshake_timeout, open(stream, tuning.tls.as_ref())) => f,
                             _ = stopping.wait_for(|s| *s) => return,
                         };
-                        match framed {
-                            Ok(Ok(true)) => {
+                        let stream = match opened {
+                            Ok(Ok((stream, true))) => {
                                 return framed::serve_connection(stream, gate, &tuning, poll, stopping).await;
                             }
-                            Ok(Ok(false)) => {}
-                            // Closed, failed or silent: nothing to serve.
+                            Ok(Ok((stream, false))) => stream,
+                            // Closed, failed, refused or silent: nothing to serve.
                             _ => return,
-                        }
+                        };
                         let rpc_auth = tuning.auth.clone();
                         let handler = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| -> BoxAnswer {
                             if req.uri().path().starts_with(AUTH_PREFIX) {
