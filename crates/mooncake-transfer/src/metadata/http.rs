@@ -2,6 +2,12 @@
 //! (CONTRACT §6). A deliberately tiny HTTP/1.1 client over a tokio `TcpStream`
 //! (one request per connection, `Connection: close`): descriptors are looked up once
 //! per peer and cached, so this is never on the data path.
+//!
+//! With `MOONCAKE_AUTH_TOKEN_FILE` or `MOONCAKE_AUTH_TOKEN` set, every request carries
+//! `Authorization: Bearer <token>` (a master started with `--auth_token_file` serves
+//! its metadata server to no one else); the file is read again for each request, so a
+//! rotated token is used at once. A 401 or 403 answer is an error naming
+//! authentication.
 
 use futures::future::BoxFuture;
 use mooncake_tls::Stream;
@@ -23,6 +29,8 @@ pub struct HttpMetadata {
     tls: bool,
     /// `/metadata`
     path: String,
+    /// The token sent as a bearer credential, if this process has one.
+    auth: Option<mooncake_common::auth::Credential>,
 }
 
 /// A parsed response.
@@ -78,10 +86,13 @@ impl HttpMetadata {
         } else {
             format!("{authority}:80")
         };
+        let auth = mooncake_common::config::credential_from_env()
+            .map_err(|e| TransferError::Config(format!("metadata server credential: {e}")))?;
         Ok(Self {
             authority,
             tls,
             path: path.to_string(),
+            auth,
         })
     }
 
@@ -105,8 +116,11 @@ impl HttpMetadata {
                 Ok(_) => Stream::from(tcp),
                 Err(e) => return Err(TransferError::Config(e.to_string())),
             };
+            let auth = self.auth.as_ref().map_or(String::new(), |c| {
+                format!("Authorization: {}\r\n", c.reload().bearer())
+            });
             let req = format!(
-                "{method} {}?key={} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+                "{method} {}?key={} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
                 self.path,
                 encode(key),
                 self.authority,
@@ -120,7 +134,21 @@ impl HttpMetadata {
                 .read_to_end(&mut raw)
                 .await
                 .map_err(err)?;
-            parse_response(&raw)
+            let r = parse_response(&raw)?;
+            if r.status == 401 || r.status == 403 {
+                return Err(TransferError::Metadata(format!(
+                    "{method} {}{}: the metadata server refused this process ({}): {}",
+                    self.authority,
+                    self.path,
+                    r.status,
+                    if self.auth.is_some() {
+                        "its token (MOONCAKE_AUTH_TOKEN_FILE / MOONCAKE_AUTH_TOKEN) is not accepted"
+                    } else {
+                        "authentication is on; set MOONCAKE_AUTH_TOKEN_FILE or MOONCAKE_AUTH_TOKEN"
+                    }
+                )));
+            }
+            Ok(r)
         };
         tokio::time::timeout(TIMEOUT, fut).await.map_err(|_| {
             TransferError::Metadata(format!("{method} {} timed out", self.authority))
