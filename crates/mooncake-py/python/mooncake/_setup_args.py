@@ -27,7 +27,8 @@ POSITIONAL = (
     "master_server_addr",
     "engine",
 )
-# Accepted by keyword only; stored but without effect in this implementation.
+# Accepted by keyword only (tenant_id: the tenant declared to a master with
+# authentication; the others stored but without effect in this implementation).
 KEYWORD_ONLY = {
     "enable_ssd_offload": False,
     "ssd_offload_path": "",

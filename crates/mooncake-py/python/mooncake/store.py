@@ -8,6 +8,7 @@ store object.
 
 import enum
 import logging
+from typing import Optional
 
 from mooncake import _setup_args
 from mooncake._mooncake import (
@@ -38,6 +39,14 @@ logger = logging.getLogger("mooncake.store")
 INVALID_PARAMS = -600
 # The reference's NOT_SUPPORTED: a call this store refuses by design.
 NOT_SUPPORTED = -1012
+
+
+def _declared_tenant(tenant_id) -> Optional[str]:
+    """The tenant ``setup(tenant_id=...)`` declares, or None (the keyword left at its
+    default ``"default"``, or empty): then ``MOONCAKE_TENANT_ID`` decides."""
+    if not isinstance(tenant_id, str) or tenant_id.strip() in ("", "default"):
+        return None
+    return tenant_id.strip()
 
 
 def _hostname_beside_engine(local_hostname: str, engine) -> str:
@@ -211,6 +220,9 @@ class MooncakeDistributedStore(_NativeStore):
             # SGLang's SSD tier keywords; left out, the MOONCAKE_OFFLOAD_* environment decides.
             ssd_offload_path=opts.get("ssd_offload_path") or None,
             enable_ssd_offload=True if opts.get("enable_ssd_offload") else None,
+            # The tenant this client declares; "default" (the keyword's default) is
+            # none, and MOONCAKE_TENANT_ID decides.
+            tenant_id=_declared_tenant(opts.get("tenant_id")),
         )
         if code != 0:
             logger.error("setup() failed: %s", message)

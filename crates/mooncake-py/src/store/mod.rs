@@ -71,9 +71,11 @@ impl NativeStore {
 
     /// Native end of `setup()`: `(code, message)`, message empty on success.
     /// `ssd_offload_path` / `enable_ssd_offload`: the SSD tier SGLang asks for (the
-    /// `MOONCAKE_OFFLOAD_*` environment where these are not given).
+    /// `MOONCAKE_OFFLOAD_*` environment where these are not given). `tenant_id`: the
+    /// tenant this client declares (`MOONCAKE_TENANT_ID` where not given); a master
+    /// with authentication refuses it unless it is the token's.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (local_hostname, metadata_server, global_segment_size, local_buffer_size, protocol, device_name, master_server_address, ssd_offload_path=None, enable_ssd_offload=None))]
+    #[pyo3(signature = (local_hostname, metadata_server, global_segment_size, local_buffer_size, protocol, device_name, master_server_address, ssd_offload_path=None, enable_ssd_offload=None, tenant_id=None))]
     fn _setup<'py>(
         &self,
         py: Python<'py>,
@@ -86,6 +88,7 @@ impl NativeStore {
         master_server_address: String,
         ssd_offload_path: Option<String>,
         enable_ssd_offload: Option<bool>,
+        tenant_id: Option<String>,
     ) -> (i32, String) {
         let args = setup::SetupArgs {
             local_hostname,
@@ -97,6 +100,7 @@ impl NativeStore {
             master_server_address,
             ssd_offload_path,
             enable_ssd_offload,
+            tenant_id,
         };
         match self.setup_impl(py, args) {
             Ok(()) => (0, String::new()),

@@ -44,6 +44,8 @@ pub struct SetupArgs<'py> {
     /// The SSD tier's directory and switch, when `setup()` was given them.
     pub ssd_offload_path: Option<String>,
     pub enable_ssd_offload: Option<bool>,
+    /// The tenant the caller declares (`tenant_id=`), if it named one.
+    pub tenant_id: Option<String>,
 }
 
 impl SetupArgs<'_> {
@@ -107,7 +109,10 @@ impl NativeStore {
         // Connect without holding the lock: other threads keep getting "not set up"
         // answers instead of waiting on it with the GIL held.
         let master_addr = node.master_server_address.clone();
-        let cfg = crate::config::client_config(node);
+        let mut cfg = crate::config::client_config(node);
+        if let Some(t) = args.tenant_id.clone().filter(|t| !t.trim().is_empty()) {
+            cfg.tuning.tenant_id = Some(t.trim().to_string());
+        }
         let client = runtime::block_on(py, &rt, Client::connect(cfg))?;
         // A segment's owner copies objects out of it when the master asks (drains,
         // copy and move tasks); the worker ends with the client.
