@@ -117,3 +117,25 @@ fn verdict(code: i32, text: &[u8]) -> Result<(), Status> {
 fn refused_or_gone(e: &std::io::Error) -> Status {
     Status::unavailable(format!("authentication handshake: {e}"))
 }
+
+/// A lazily dialled HTTP/2 channel to the master at `addr` for its services besides
+/// `Master` (a segment owner's drain and tier work, copy tasks, leaving to restart),
+/// proving `auth` on each new connection like the calls' own channel; with its origin.
+pub fn master_service_channel(
+    addr: &str,
+    connect_timeout: std::time::Duration,
+    timeout: std::time::Duration,
+    auth: Option<ClientAuth>,
+) -> Result<(crate::transport::DirectChannel, tonic::codegen::http::Uri), String> {
+    let ch = crate::transport::DirectChannel::new(
+        addr.trim(),
+        crate::transport::DirectConfig {
+            connect_timeout,
+            timeout: Some(timeout),
+            auth,
+            ..Default::default()
+        },
+    );
+    let origin = ch.origin()?;
+    Ok((ch, origin))
+}

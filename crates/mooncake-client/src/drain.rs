@@ -16,7 +16,6 @@ use mooncake_transfer::Opcode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::transport::Endpoint;
 
 /// How often an idle worker asks.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -27,13 +26,16 @@ impl Client {
     /// the client. `None` without a segment or with an unusable address.
     pub fn spawn_drain_worker(&self, master_addr: &str) -> Option<tokio::task::JoinHandle<()>> {
         self.inner.segment.as_ref()?;
-        let ep = Endpoint::from_shared(format!("http://{}", master_addr.trim()))
-            .ok()?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30));
+        let (ch, origin) = crate::auth::master_service_channel(
+            master_addr,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+            self.inner.tuning.client_auth(),
+        )
+        .ok()?;
         let weak = Arc::downgrade(&self.inner);
         Some(tokio::spawn(async move {
-            let mut rpc = SegmentOwnerClient::new(ep.connect_lazy());
+            let mut rpc = SegmentOwnerClient::with_origin(ch, origin);
             let mut done: Vec<DrainCopyResult> = Vec::new();
             loop {
                 let Some(inner) = weak.upgrade() else { return };

@@ -8,18 +8,24 @@ use mooncake_proto::segment_owner_client::SegmentOwnerClient;
 use mooncake_proto::LeaveRequest;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tonic::transport::Endpoint;
 
 /// Best effort: a master that does not answer in time learns it from the missed
 /// heartbeats.
-async fn tell_master(master_addr: &str, client_id: &str, segment: &str) {
-    let Ok(ep) = Endpoint::from_shared(format!("http://{}", master_addr.trim())) else {
+async fn tell_master(
+    master_addr: &str,
+    client_id: &str,
+    segment: &str,
+    auth: Option<crate::auth::ClientAuth>,
+) {
+    let Ok((ch, origin)) = crate::auth::master_service_channel(
+        master_addr,
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+        auth,
+    ) else {
         return;
     };
-    let ep = ep
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(2));
-    let mut rpc = SegmentOwnerClient::new(ep.connect_lazy());
+    let mut rpc = SegmentOwnerClient::with_origin(ch, origin);
     let req = LeaveRequest {
         client_id: client_id.to_string(),
         segment_name: segment.to_string(),
@@ -58,7 +64,8 @@ impl Client {
         }
         if let Some(seg) = &self.inner.segment {
             if seg.mounted.load(Ordering::Acquire) {
-                tell_master(master_addr, &self.inner.client_id, &seg.desc.name).await;
+                let auth = self.inner.tuning.client_auth();
+                tell_master(master_addr, &self.inner.client_id, &seg.desc.name, auth).await;
             }
             seg.mounted.store(false, Ordering::Release);
             let mem = seg.memory.lock().take();

@@ -9,11 +9,11 @@
 //! TASK_NOT_FOUND, -1010 UNAVAILABLE_IN_CURRENT_STATUS) are the task API's own.
 
 use crate::client::Client;
+use crate::transport::DirectChannel;
 use mooncake_common::ErrorCode;
 use mooncake_proto::segment_owner_client::SegmentOwnerClient;
 use mooncake_proto::{CreateCopyTaskRequest, CreateMoveTaskRequest, QueryTaskRequest, TaskId};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
 
 /// A task's state, as the master reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,17 +35,20 @@ pub struct TaskInfo {
 pub type TaskResult<T> = std::result::Result<T, i32>;
 
 impl Client {
-    fn task_rpc(&self) -> TaskResult<SegmentOwnerClient<Channel>> {
+    fn task_rpc(&self) -> TaskResult<SegmentOwnerClient<DirectChannel>> {
         let addr = self.inner.rpc.addr().trim();
         if addr.contains("://") {
             // An HA master address: the leader's drain machinery is not replicated.
             return Err(ErrorCode::UnavailableInCurrentMode.code());
         }
-        let ep = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|_| ErrorCode::InvalidParams.code())?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10));
-        Ok(SegmentOwnerClient::new(ep.connect_lazy()))
+        let (ch, origin) = crate::auth::master_service_channel(
+            addr,
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            self.inner.tuning.client_auth(),
+        )
+        .map_err(|_| ErrorCode::InvalidParams.code())?;
+        Ok(SegmentOwnerClient::with_origin(ch, origin))
     }
 
     /// Copies `key`'s object to each of `targets` (segment names); the task's id.

@@ -16,7 +16,6 @@ use mooncake_transfer::ReadSource;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::transport::Endpoint;
 
 /// Pause after a failed call.
 const RETRY: Duration = Duration::from_secs(1);
@@ -80,10 +79,13 @@ impl Client {
         if self.inner.segment.is_none() {
             return Err("an SSD tier needs a segment (this client contributes no memory)".into());
         }
-        let ep = Endpoint::from_shared(format!("http://{}", master_addr.trim()))
-            .map_err(|e| format!("SSD tier: master address {master_addr:?}: {e}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30));
+        let (ch, origin) = crate::auth::master_service_channel(
+            master_addr,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+            self.inner.tuning.client_auth(),
+        )
+        .map_err(|e| format!("SSD tier: {e}"))?;
         let tier = Arc::new(DiskTier::open(cfg).map_err(|e| e.to_string())?);
         let found = tier.records().len();
         tracing::info!(
@@ -99,7 +101,7 @@ impl Client {
         let weak = Arc::downgrade(&self.inner);
         let t = tier.clone();
         tokio::spawn(async move {
-            let mut rpc = SegmentTierClient::new(ep.connect_lazy());
+            let mut rpc = SegmentTierClient::with_origin(ch, origin);
             let mut done: Vec<TierTaskResult> = Vec::new();
             let mut report = true;
             let mut warned = false;
