@@ -301,3 +301,168 @@ async fn a_full_disk_keeps_every_object_in_dram() {
     assert_eq!(m.metric("master_tier_objects"), Some(0.0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `/metrics` sample, 0 when absent.
+fn metric(m: &Master, name: &str) -> f64 {
+    m.metric(name).unwrap_or(0.0)
+}
+
+/// Polls until no demotion is being written (its memory is freed when it ends).
+async fn demotions_settle(m: &Master) {
+    let t0 = Instant::now();
+    while metric(m, "master_tier_demoting_bytes") > 0.0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "demotions never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `--offload_on_evict=true`: nothing is written to the SSD tier while DRAM is below
+/// its high watermark; past it, the eviction policy's victims are demoted (written,
+/// then their memory freed) and read back from disk byte for byte. Every object is
+/// either readable or counted as dropped (a put that needed memory before the
+/// demotions ended), and a store that was paced never drops one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offload_on_evict_writes_only_the_objects_eviction_takes_out_of_dram() {
+    let m = Master::start(&[
+        "--enable_offload=true",
+        "--offload_on_evict=true",
+        "--eviction_high_watermark_ratio=0.9",
+    ]);
+    let dir = scratch("demote");
+    let env = tier_env(&m, &dir, "32mb", "256mb");
+    let _store = start_store(&m, &env, free_port(), "");
+    let c = client(&m).await;
+    // 20 MiB into 32 MiB: below the watermark (28.8 MiB), nothing goes to disk.
+    let below = keys("d", 20);
+    put_all(&c, &below).await;
+    // (Not read here: a read makes an object "reused", which the 2q policy keeps
+    // longer, and the order of the victims is checked below.)
+    // Give the owner's long poll time to hand out anything that was (wrongly) queued.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(metric(&m, "master_tier_persists_started_total"), 0.0);
+    assert_eq!(metric(&m, "master_tier_objects"), 0.0);
+    assert_eq!(metric(&m, "tier_writes"), 0.0);
+    for k in &below {
+        let q = query(&m, k);
+        assert!(!q.contains(r#""medium":"disk""#), "{k} on disk early: {q}");
+    }
+    // 40 MiB more, paced: each put waits for the demotions in flight to end, so
+    // eviction never has to drop.
+    let above = keys("e", 40);
+    for k in &above {
+        put_all(&c, std::slice::from_ref(k)).await;
+        demotions_settle(&m).await;
+    }
+    let all: Vec<String> = below.iter().chain(&above).cloned().collect();
+    let demoted = metric(&m, "master_tier_demotions_total");
+    let drops = metric(&m, "master_tier_evict_drops_total");
+    assert!(demoted >= 25.0, "60 MiB into 32 MiB demoted only {demoted}");
+    assert_eq!(drops, 0.0, "a paced writer lost objects");
+    // The first puts were the policy's first victims: on disk, no longer in DRAM.
+    let q = query(&m, "d-0");
+    assert!(
+        q.contains(r#""medium":"disk""#) && !q.contains(r#""medium":"memory""#),
+        "d-0 should have been demoted: {q}"
+    );
+    // Every object reads back byte for byte, from DRAM or from disk.
+    assert_eq!(read_all(&c, &all, Duration::from_secs(10)).await, 60);
+    let on_disk = all
+        .iter()
+        .filter(|k| query(&m, k).contains(r#""medium":"disk""#))
+        .count();
+    assert_eq!(on_disk as f64, demoted, "one record per demotion");
+    assert_eq!(metric(&m, "master_tier_objects"), demoted);
+    assert_eq!(
+        metric(&m, "master_tier_persists_started_total"),
+        demoted,
+        "only demotions were written"
+    );
+
+    // Unpaced: a burst of puts may outrun the demotions. No put fails, and an
+    // object is either read back whole or counted as dropped.
+    let burst = keys("b", 40);
+    put_all(&c, &burst).await;
+    demotions_settle(&m).await;
+    let drops = metric(&m, "master_tier_evict_drops_total");
+    let mut missing = 0;
+    for k in &burst {
+        match c.get(k).await {
+            Ok(v) => assert!(v == value_for(k, MIB), "wrong bytes for {k}"),
+            Err(_) => missing += 1,
+        }
+    }
+    eprintln!("burst of 40 MiB: {missing} missing, {drops} dropped");
+    assert!(
+        missing as f64 <= drops,
+        "{missing} objects gone but only {drops} counted as dropped"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--promotion_on_hit=true`: a get served from a disk replica is answered from disk
+/// and copies the object back into its owner's DRAM; it then has a memory replica
+/// (and keeps its disk one), with the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_hit_is_promoted_back_into_dram() {
+    let m = Master::start(&[
+        "--enable_offload=true",
+        "--offload_on_evict=true",
+        "--promotion_on_hit=true",
+    ]);
+    let dir = scratch("promote");
+    let env = tier_env(&m, &dir, "16mb", "256mb");
+    let _store = start_store(&m, &env, free_port(), "");
+    let c = client(&m).await;
+    let ks = keys("p", 24);
+    for k in &ks {
+        put_all(&c, std::slice::from_ref(k)).await;
+        demotions_settle(&m).await;
+    }
+    let q = query(&m, "p-0");
+    assert!(
+        q.contains(r#""medium":"disk""#) && !q.contains(r#""medium":"memory""#),
+        "p-0 should live only on disk: {q} (hits {}, promotions {}, demotions {})",
+        metric(&m, "master_tier_hits_total"),
+        metric(&m, "master_tier_promotions_total"),
+        metric(&m, "master_tier_demotions_total")
+    );
+    assert_eq!(metric(&m, "master_tier_promotions_total"), 0.0);
+    // The read is served (from disk), whatever the promotion does.
+    let v = c.get("p-0").await.expect("get p-0 from disk");
+    assert!(v == value_for("p-0", MIB), "wrong bytes from disk");
+    let t0 = Instant::now();
+    loop {
+        let q = query(&m, "p-0");
+        if q.contains(r#""medium":"memory""#) {
+            assert!(q.contains(r#""medium":"disk""#), "the disk copy stays: {q}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "p-0 never came back into DRAM: {q}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(&m, "master_tier_promotions_total"), 1.0);
+    assert_eq!(metric(&m, "master_tier_promotion_failures_total"), 0.0);
+    let v = c.get("p-0").await.expect("get p-0 from DRAM");
+    assert!(v == value_for("p-0", MIB), "wrong bytes after promotion");
+    // The promotion wrote nothing to disk (its memory may have made the round
+    // demote another object), and a remove takes both copies.
+    demotions_settle(&m).await;
+    let demoted = metric(&m, "master_tier_demotions_total");
+    assert_eq!(
+        metric(&m, "master_tier_persists_started_total"),
+        demoted,
+        "only demotions were written"
+    );
+    assert_eq!(metric(&m, "master_tier_objects"), demoted);
+    c.remove("p-0", true).await.expect("remove p-0");
+    assert!(query(&m, "p-0").contains("key not found"));
+    assert!(c.get("p-0").await.is_err());
+    assert_eq!(metric(&m, "master_tier_objects"), demoted - 1.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
