@@ -5,13 +5,26 @@
 //! A mapping is only used while its owner lives: the owner holds an exclusive `flock`
 //! on the file, and every I/O call probes it once per segment. A dead owner's mapping
 //! is dropped and its replicas fail like an unreachable peer would.
+//!
+//! The path comes from the master, that is from whoever mounted the segment, so it is
+//! never trusted by itself (else a mount naming `~/.bashrc` would have every client on
+//! the host write put data into it). A file is mapped only when it is a segment file
+//! (regular, not a symlink, named like one) directly inside one of this process's own
+//! segment directories (`/dev/shm` and its configured `MOONCAKE_SHM_DIR`), its owner
+//! holds its lock, and the record beside it (`<file>.gen`, `retain.rs`) names the size
+//! and generation the descriptor claims. Anything else is refused, logged once, and
+//! the segment is reached through the transfer engine instead.
 
 use mooncake_proto::SegmentDesc;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::sync::Arc;
+
+/// The segment directory every process maps from (where segments go by default).
+const DEFAULT_DIR: &str = "/dev/shm";
 
 /// One mapped segment file of a peer on this host. Unmapped when the last handle goes
 /// (the cache, a batch of copies and a prefault thread may each hold one).
@@ -67,6 +80,8 @@ impl Drop for PeerMap {
 /// A segment that could not be mapped is remembered as such, so it is tried once.
 pub struct ShmCache {
     host_id: String,
+    /// The directories segment files may be mapped from (canonical paths).
+    dirs: Vec<std::path::PathBuf>,
     enabled: bool,
     /// Whether a new mapping's page tables are filled in the background.
     prefault: bool,
@@ -78,11 +93,71 @@ impl ShmCache {
     /// `enabled: false` never maps (every replica goes through the transfer engine);
     /// `prefault` fills a new mapping's page tables in the background.
     pub fn new(host_id: String, enabled: bool, prefault: bool) -> Self {
-        Self {
+        let mut me = Self {
             host_id,
+            dirs: Vec::new(),
             enabled,
             prefault,
             maps: Mutex::new(HashMap::new()),
+        };
+        me.allow_dir(DEFAULT_DIR);
+        me
+    }
+
+    /// Also maps segment files from `dir` (the process's configured segment
+    /// directory). A directory that does not exist adds nothing.
+    pub fn with_dir(mut self, dir: Option<&str>) -> Self {
+        if let Some(d) = dir {
+            self.allow_dir(d);
+        }
+        self
+    }
+
+    fn allow_dir(&mut self, dir: &str) {
+        if let Ok(d) = std::fs::canonicalize(dir) {
+            if !self.dirs.contains(&d) {
+                self.dirs.push(d);
+            }
+        }
+    }
+
+    /// Why `seg`'s file must not be mapped, if it must not (see the module docs).
+    fn refusal(&self, seg: &SegmentDesc) -> Option<String> {
+        let path = Path::new(&seg.shm_path);
+        let name = path.file_name()?.to_string_lossy().into_owned();
+        let ok_name = name.starts_with(crate::SHM_PREFIX)
+            && !name.ends_with(crate::retain::RECORD_SUFFIX)
+            && !name.ends_with(".tmp");
+        if !path.is_absolute() || !ok_name {
+            return Some("not a segment file's name".into());
+        }
+        let parent = path.parent().and_then(|p| std::fs::canonicalize(p).ok());
+        if !parent.is_some_and(|p| self.dirs.contains(&p)) {
+            return Some(format!(
+                "not inside this process's segment directories ({})",
+                self.dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_file() => {}
+            _ => return Some("not a regular file".into()),
+        }
+        match crate::retain::read_record(path) {
+            Some(r)
+                if !seg.generation.is_empty()
+                    && r.generation == seg.generation
+                    && r.size == seg.size =>
+            {
+                None
+            }
+            Some(_) => {
+                Some("its record names another generation or size than the mounted segment".into())
+            }
+            None => Some("no segment record beside it".into()),
         }
     }
 
@@ -101,7 +176,15 @@ impl ShmCache {
         if let Some(m) = self.maps.lock().get(&seg.shm_path) {
             return m.clone();
         }
-        let mapped = map_file(&seg.shm_path, seg.size).map(Arc::new);
+        let mapped = match self.refusal(seg) {
+            Some(why) => {
+                tracing::warn!(segment = %seg.name, path = %seg.shm_path, "refusing to map a same-host segment's file: {why}; using the transfer engine");
+                None
+            }
+            // A file nobody holds is a leftover, not the mounted segment.
+            None => map_file(&seg.shm_path, seg.size).filter(|m| m.owner_alive()),
+        }
+        .map(Arc::new);
         if let Some(m) = &mapped {
             if self.prefault {
                 prefault(m.clone());
@@ -134,11 +217,16 @@ fn prefault(m: Arc<PeerMap>) {
 }
 
 fn map_file(path: &str, size: u64) -> Option<PeerMap> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .ok()?;
+    if !file.metadata().ok()?.file_type().is_file() {
+        return None;
+    }
     let len = file.metadata().ok()?.len();
     if len < size || size == 0 {
         return None;
@@ -178,16 +266,61 @@ mod tests {
             size: seg.len() as u64,
             shm_path: seg.shm_path().unwrap().to_string_lossy().into_owned(),
             host_id: host.into(),
+            generation: seg.generation().to_string(),
             ..SegmentDesc::default()
         }
+    }
+
+    #[test]
+    fn only_segment_files_of_our_own_directories_with_their_record_are_mapped() {
+        let base = std::env::temp_dir().join(format!("mc-shm-guard-{}", std::process::id()));
+        let (mine, other) = (base.join("mine"), base.join("other"));
+        std::fs::create_dir_all(&mine).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        let cache = ShmCache::new("boot-1".into(), true, false).with_dir(mine.to_str());
+        let seg = SegmentMemory::create_retained("peer", 1 << 16, mine.to_str(), false).unwrap();
+        let good = desc(&seg, "boot-1");
+        // Outside our directories: a victim file is never opened for writing.
+        let victim = other.join("victim.txt");
+        std::fs::write(&victim, vec![b'x'; 1 << 16]).unwrap();
+        let mut d = good.clone();
+        d.shm_path = victim.display().to_string();
+        assert!(cache.get(&d).is_none());
+        let named = other.join(format!("{}victim", crate::SHM_PREFIX));
+        std::fs::write(&named, vec![b'x'; 1 << 16]).unwrap();
+        d.shm_path = named.display().to_string();
+        assert!(
+            cache.get(&d).is_none(),
+            "a segment-like name outside our dirs"
+        );
+        // Inside, but a symlink to the victim, or with no record: refused.
+        let link = mine.join(format!("{}link", crate::SHM_PREFIX));
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        d.shm_path = link.display().to_string();
+        assert!(cache.get(&d).is_none(), "a symlink");
+        let bare = mine.join(format!("{}bare", crate::SHM_PREFIX));
+        std::fs::write(&bare, vec![0u8; 1 << 16]).unwrap();
+        d.shm_path = bare.display().to_string();
+        assert!(cache.get(&d).is_none(), "no record");
+        // The real segment under another generation: refused; as mounted: mapped.
+        let mut d = good.clone();
+        d.generation = "not-its-generation".into();
+        assert!(ShmCache::new("boot-1".into(), true, false)
+            .with_dir(mine.to_str())
+            .get(&d)
+            .is_none());
+        assert!(cache.get(&good).is_some());
+        assert_eq!(std::fs::read(&victim).unwrap(), vec![b'x'; 1 << 16]);
+        drop(seg);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
     fn maps_a_live_peer_and_sees_its_bytes() {
         let dir = std::env::temp_dir().join(format!("mc-shm-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let seg = SegmentMemory::create("peer", 1 << 16, dir.to_str(), false).unwrap();
-        let cache = ShmCache::new("boot-1".into(), true, true);
+        let seg = SegmentMemory::create_retained("peer", 1 << 16, dir.to_str(), false).unwrap();
+        let cache = ShmCache::new("boot-1".into(), true, true).with_dir(dir.to_str());
         assert!(cache.get(&desc(&seg, "other-host")).is_none());
         let d = desc(&seg, "boot-1");
         let off = ShmCache::new("boot-1".into(), false, true);
