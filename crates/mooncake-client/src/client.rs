@@ -204,6 +204,7 @@ impl Client {
         tc.metadata = node.metadata_server.clone();
         tc.protocol = node.protocol;
         tc.devices = node.device_name.clone();
+        tc.auth = crate::data_auth::data_auth(tuning.credential.as_ref(), &rpc_async);
         let engine = match port {
             Some(p) => {
                 tc.port = p;
@@ -267,7 +268,8 @@ impl Client {
             rpc_async,
             data: DataPath {
                 engine,
-                shm: ShmCache::new(host_id, tuning.shm, tuning.shm_prefault),
+                shm: ShmCache::new(host_id, tuning.shm, tuning.shm_prefault)
+                    .with_dir(tuning.shm_dir.as_deref()),
             },
             tuning,
             buffers: BufferRegistry::default(),

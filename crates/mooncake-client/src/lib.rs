@@ -32,6 +32,7 @@ pub mod calls;
 mod client;
 pub mod config;
 mod copy;
+mod data_auth;
 pub mod discovery;
 mod drain;
 mod errors;

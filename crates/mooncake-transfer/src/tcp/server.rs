@@ -17,6 +17,7 @@
 //! connection, and nothing is allocated from a length the peer announced: payloads go
 //! into registered memory or are read in bounded steps.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
@@ -83,6 +84,7 @@ pub async fn run_listener(
     }
     let permits = Arc::new(Semaphore::new(cap));
     let table = ConnTable::new();
+    let refused = Arc::new(AtomicU64::new(0));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -95,6 +97,7 @@ pub async fn run_listener(
                     };
                     tune(&stream, sock_buf);
                     let seg = seg.clone();
+                    let refused = refused.clone();
                     let reg = table.register();
                     conns.spawn(async move {
                         let _permit = permit;
@@ -104,8 +107,16 @@ pub async fn run_listener(
                                 "closed to admit a newer connection (listener at its cap)".into(),
                             )),
                         };
-                        if let Err(e) = r {
-                            tracing::debug!(%peer, error = %e, "data connection closed");
+                        match r {
+                            Err(TransferError::Unauthenticated(why)) => {
+                                // The first refusal and then every 1000th: a flood of
+                                // strangers must not flood the log.
+                                if refused.fetch_add(1, Relaxed).is_multiple_of(1000) {
+                                    tracing::warn!(%peer, "data port: refused a peer that did not prove a token ({why})");
+                                }
+                            }
+                            Err(e) => tracing::debug!(%peer, error = %e, "data connection closed"),
+                            Ok(()) => {}
                         }
                     });
                 }
