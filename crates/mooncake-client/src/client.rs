@@ -39,6 +39,8 @@ pub(crate) struct Inner {
     pub liveness: Liveness,
     pub closed: AtomicBool,
     pub rotation: AtomicU64,
+    /// This process's SSD tier, once started (`tier.rs`).
+    pub tier: parking_lot::Mutex<Option<Arc<mooncake_tier::DiskTier>>>,
     heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
     close_lock: tokio::sync::Mutex<()>,
 }
@@ -277,6 +279,7 @@ impl Client {
             liveness: Liveness::default(),
             closed: AtomicBool::new(false),
             rotation: AtomicU64::new(0),
+            tier: parking_lot::Mutex::new(None),
             heartbeat: Mutex::new(None),
             close_lock: tokio::sync::Mutex::new(()),
         });

@@ -61,6 +61,7 @@ pub use mooncake_common::{ErrorCode, MooncakeError, Result};
 /// The memory a process contributes and the mappings of same-host peers' segments,
 /// under the path this crate exported them at before they got a crate of their own.
 pub use mooncake_segment as segment;
+pub use mooncake_tier::TierStats;
 pub use mooncake_transfer::MetricsSnapshot;
 pub use sessions::{GetTicket, PutTicket};
 

@@ -39,6 +39,12 @@ impl ReadSource for TierSource {
 }
 
 impl Client {
+    /// This process's SSD tier's figures (objects, bytes, reads, writes, demotions,
+    /// promotions, checksum failures); `None` without a tier.
+    pub fn tier_stats(&self) -> Option<crate::TierStats> {
+        self.inner.tier.lock().as_ref().map(|t| t.stats())
+    }
+
     /// Opens the tier the environment asks for (`MOONCAKE_OFFLOAD_FILE_STORAGE_PATH`,
     /// `MOONCAKE_OFFLOAD_TOTAL_SIZE_LIMIT_BYTES`, `MOONCAKE_ENABLE_SSD_OFFLOAD`) and
     /// starts serving it; `Ok(None)` when none is asked for. A bad path or capacity is
@@ -98,6 +104,7 @@ impl Client {
             .data
             .engine
             .set_read_source(Some(Arc::new(TierSource(tier.clone()))));
+        *self.inner.tier.lock() = Some(tier.clone());
         let weak = Arc::downgrade(&self.inner);
         let t = tier.clone();
         tokio::spawn(async move {

@@ -16,9 +16,75 @@ pub struct StoreMetrics {
     transfer_bytes: IntCounterVec,
     requests_failed: IntCounter,
     heartbeat_failures: IntCounter,
+    /// The SSD tier's gauges and counters (0 without a tier).
+    tier_gauges: Vec<(IntGauge, TierField)>,
+    tier_counters: Vec<(IntCounter, TierField)>,
     /// Serialises scrapes so two of them never add the same delta twice.
     update: Mutex<()>,
 }
+
+type TierField = fn(&mooncake_client::TierStats) -> u64;
+
+const TIER_GAUGES: &[(&str, &str, TierField)] = &[
+    (
+        "store_tier_objects",
+        "Records in this store's SSD tier",
+        |s| s.objects,
+    ),
+    (
+        "store_tier_bytes",
+        "Value bytes in this store's SSD tier",
+        |s| s.bytes,
+    ),
+    (
+        "store_tier_capacity_bytes",
+        "Capacity of this store's SSD tier",
+        |s| s.capacity,
+    ),
+];
+
+const TIER_COUNTERS: &[(&str, &str, TierField)] = &[
+    (
+        "store_tier_reads_total",
+        "Reads served from the SSD tier",
+        |s| s.reads,
+    ),
+    (
+        "store_tier_read_bytes_total",
+        "Bytes read from the SSD tier",
+        |s| s.read_bytes,
+    ),
+    (
+        "store_tier_writes_total",
+        "Records written to the SSD tier",
+        |s| s.writes,
+    ),
+    (
+        "store_tier_write_bytes_total",
+        "Value bytes written to the SSD tier",
+        |s| s.write_bytes,
+    ),
+    (
+        "store_tier_write_failures_total",
+        "Records the SSD tier failed to write",
+        |s| s.write_failures,
+    ),
+    (
+        "store_tier_checksum_failures_total",
+        "Records found torn or changed on disk (never returned)",
+        |s| s.checksum_failures,
+    ),
+    (
+        "store_tier_demotions_total",
+        "Objects written to the SSD tier on their way out of DRAM",
+        |s| s.demotions,
+    ),
+    (
+        "store_tier_promotions_total",
+        "Objects copied from the SSD tier back into DRAM",
+        |s| s.promotions,
+    ),
+];
 
 /// Raises `c` to the cumulative value `v` (counters only go up).
 fn catch_up(c: &IntCounter, v: u64) {
@@ -65,6 +131,24 @@ impl StoreMetrics {
         ] {
             registry.register(c).expect("distinct metric names");
         }
+        let tier_gauges: Vec<(IntGauge, TierField)> = TIER_GAUGES
+            .iter()
+            .map(|(name, help, f)| (IntGauge::new(*name, *help).unwrap(), *f))
+            .collect();
+        let tier_counters: Vec<(IntCounter, TierField)> = TIER_COUNTERS
+            .iter()
+            .map(|(name, help, f)| (IntCounter::new(*name, *help).unwrap(), *f))
+            .collect();
+        for (g, _) in &tier_gauges {
+            registry
+                .register(Box::new(g.clone()))
+                .expect("distinct metric names");
+        }
+        for (c, _) in &tier_counters {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("distinct metric names");
+        }
         // Both directions exist from the first scrape on, at 0.
         transfer_bytes.with_label_values(&["in"]);
         transfer_bytes.with_label_values(&["out"]);
@@ -75,6 +159,8 @@ impl StoreMetrics {
             transfer_bytes,
             requests_failed,
             heartbeat_failures,
+            tier_gauges,
+            tier_counters,
             update: Mutex::new(()),
         }
     }
@@ -98,6 +184,14 @@ impl StoreMetrics {
             );
             catch_up(&self.requests_failed, t.requests_failed);
             catch_up(&self.heartbeat_failures, c.heartbeat_failures());
+            if let Some(s) = c.tier_stats() {
+                for (g, f) in &self.tier_gauges {
+                    g.set(i64::try_from(f(&s)).unwrap_or(i64::MAX));
+                }
+                for (ctr, f) in &self.tier_counters {
+                    catch_up(ctr, f(&s));
+                }
+            }
         }
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
