@@ -1,0 +1,220 @@
+//! Tenant quotas on the master's admin port (`/api/v1/tenant_quotas`), with real
+//! master, store and `mooncake_cli` processes: only the `cluster` tenant sets them; a
+//! tenant over its quota is refused at put start with TENANT_QUOTA_EXCEEDED (-1700)
+//! while another tenant's put succeeds; a quota below what a tenant holds is accepted
+//! and closes its admission; DELETE lifts the limit; usage and refusals show in the
+//! answers and in the metrics; and a quota survives a restart with `--enable_snapshot`.
+
+use mooncake_tests::{bin, store_env, Master, Store};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const TOKENS: &str =
+    "cluster:tok-cluster-quota-1111\nalpha:tok-alpha-quota-2222\nbeta:tok-beta-quota-3333\n";
+const CLUSTER: &str = "tok-cluster-quota-1111";
+const ALPHA: &str = "tok-alpha-quota-2222";
+const BETA: &str = "tok-beta-quota-3333";
+const MIB: u64 = 1 << 20;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("mc-quotas-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn req(method: &str, port: u16, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+fn quota_path(tenant: &str) -> String {
+    format!("/api/v1/tenant_quotas?tenant_id={tenant}")
+}
+
+fn set_quota(m: &Master, tenant: &str, bytes: u64, token: Option<&str>) -> (u16, String) {
+    let body = format!(r#"{{"requested_quota_bytes": {bytes}}}"#);
+    req("PUT", m.metrics_port, &quota_path(tenant), &body, token)
+}
+
+/// `mooncake_cli put KEY --file F` proving `token` (none: no credential).
+fn put_file(m: &Master, token: Option<&str>, key: &str, file: &PathBuf) -> Output {
+    let mut c = Command::new(bin("mooncake_cli"));
+    c.args(["--master", &m.addr(), "put", key, "--file"])
+        .arg(file)
+        .env_remove("MOONCAKE_AUTH_TOKEN")
+        .env_remove("MOONCAKE_AUTH_TOKEN_FILE");
+    if let Some(t) = token {
+        c.env("MOONCAKE_AUTH_TOKEN", t);
+    }
+    c.output().expect("run mooncake_cli")
+}
+
+fn refused_for_quota(out: &Output) -> bool {
+    let err = String::from_utf8_lossy(&out.stderr);
+    !out.status.success() && (err.contains("-1700") || err.contains("TENANT_QUOTA_EXCEEDED"))
+}
+
+#[test]
+fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
+    let dir = Dir::new("enforce");
+    let tokens = dir.file("tokens", TOKENS.as_bytes());
+    let m = Master::start(&[&format!("--auth_token_file={}", tokens.display())]);
+    let mut env = store_env(&m, "64MB");
+    env.push(("MOONCAKE_AUTH_TOKEN".into(), CLUSTER.into()));
+    let _store = Store::start(&env);
+    let two_mib = dir.file("two", &vec![7u8; 2 * MIB as usize]);
+    let half_mib = dir.file("half", &vec![5u8; (MIB / 2) as usize]);
+
+    // Only the cluster tenant may set or remove quotas.
+    let (status, body) = set_quota(&m, "beta", MIB, Some(BETA));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("permission denied"), "{body}");
+    assert_eq!(set_quota(&m, "beta", MIB, None).0, 401);
+    let (status, _) = req("DELETE", m.metrics_port, &quota_path("beta"), "", Some(ALPHA));
+    assert_eq!(status, 403);
+    // Bad requests name the problem.
+    assert_eq!(set_quota(&m, "beta", 0, Some(CLUSTER)).0, 400);
+    assert_eq!(set_quota(&m, "bad%20name", MIB, Some(CLUSTER)).0, 400);
+    let (status, body) = req("PUT", m.metrics_port, &quota_path("beta"), "{", Some(CLUSTER));
+    assert_eq!(status, 400);
+    assert!(body.contains("requested_quota_bytes"), "{body}");
+
+    let (status, body) = set_quota(&m, "beta", MIB, Some(CLUSTER));
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["success"], true);
+    assert_eq!(v["data"]["tenant_id"], "beta");
+    assert_eq!(v["data"]["requested_quota_bytes"], MIB);
+    assert_eq!(v["data"]["has_explicit_policy"], true);
+
+    // beta's 2 MiB put is refused at start; alpha's goes through.
+    let out = put_file(&m, Some(BETA), "big", &two_mib);
+    assert!(refused_for_quota(&out), "{out:?}");
+    let out = put_file(&m, Some(ALPHA), "big", &two_mib);
+    assert!(out.status.success(), "{out:?}");
+    // Within its quota beta may put.
+    let out = put_file(&m, Some(BETA), "small", &half_mib);
+    assert!(out.status.success(), "{out:?}");
+
+    // beta sees its own quota, not alpha's.
+    let (status, body) = req("GET", m.metrics_port, "/api/v1/tenant_quotas", "", Some(BETA));
+    assert_eq!(status, 200, "{body}");
+    let list = json(&body)["data"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 1, "{body}");
+    assert_eq!(list[0]["tenant_id"], "beta");
+    assert_eq!(list[0]["charged_bytes"], MIB / 2);
+    assert_eq!(list[0]["refused_puts"], 1);
+    let (status, _) = req("GET", m.metrics_port, &quota_path("alpha"), "", Some(BETA));
+    assert_eq!(status, 403);
+    // The cluster tenant sees every tenant.
+    let (_, body) = req("GET", m.metrics_port, "/api/v1/tenant_quotas", "", Some(CLUSTER));
+    let all = json(&body);
+    let alpha = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant_id"] == "alpha")
+        .cloned()
+        .unwrap_or_else(|| panic!("alpha listed: {body}"));
+    assert_eq!(alpha["charged_bytes"], 2 * MIB);
+    assert_eq!(alpha["has_explicit_policy"], false);
+
+    // A quota below what beta holds: accepted, admission closed, nothing removed.
+    let (status, body) = set_quota(&m, "beta", 100 << 10, Some(CLUSTER));
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["data"]["over_quota"], true);
+    assert_eq!(v["data"]["admission_closed"], true);
+    assert_eq!(v["data"]["charged_bytes"], MIB / 2);
+    let one = dir.file("one", b"x");
+    assert!(refused_for_quota(&put_file(&m, Some(BETA), "tiny", &one)));
+    let got = Command::new(bin("mooncake_cli"))
+        .args(["--master", &m.addr(), "get", "small"])
+        .env("MOONCAKE_AUTH_TOKEN", BETA)
+        .output()
+        .unwrap();
+    assert!(got.status.success(), "beta's object stays: {got:?}");
+    assert_eq!(got.stdout.len(), (MIB / 2) as usize);
+
+    // Per-tenant metrics.
+    let (_, metrics) = req("GET", m.metrics_port, "/metrics", "", None);
+    assert!(
+        metrics.contains("master_tenant_refused_puts_total{tenant=\"beta\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("master_tenant_bytes{{tenant=\"alpha\"}} {}", 2 * MIB)),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("master_tenant_quota_bytes{tenant=\"beta\"} 102400"),
+        "{metrics}"
+    );
+
+    // DELETE lifts the limit; a second DELETE finds none.
+    let (status, body) = req("DELETE", m.metrics_port, &quota_path("beta"), "", Some(CLUSTER));
+    assert_eq!(status, 200, "{body}");
+    assert!(put_file(&m, Some(BETA), "big", &two_mib).status.success());
+    let (status, _) = req("DELETE", m.metrics_port, &quota_path("beta"), "", Some(CLUSTER));
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn quotas_survive_a_restart_with_the_on_disk_index() {
+    let dir = Dir::new("restart");
+    let snap = dir.0.join("snap");
+    let flags = [
+        "--enable_snapshot".to_string(),
+        format!("--snapshot_backup_dir={}", snap.display()),
+    ];
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut m = Master::start(&args);
+    let (status, body) = set_quota(&m, "gamma", 5 * MIB, None);
+    assert_eq!(status, 200, "{body}");
+    let (rpc, met) = (m.rpc_port, m.metrics_port);
+    m.proc.signal(libc::SIGTERM);
+    assert_eq!(m.proc.wait_exit(Duration::from_secs(10)), Some(0));
+    let m = Master::start_on_ports(rpc, met, &args);
+    let (status, body) = req("GET", m.metrics_port, &quota_path("gamma"), "", None);
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["data"]["requested_quota_bytes"], 5 * MIB, "{body}");
+    assert_eq!(v["data"]["has_explicit_policy"], true);
+}
