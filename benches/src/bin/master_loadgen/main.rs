@@ -72,6 +72,10 @@ struct Args {
     /// (HTTP/2).
     #[arg(long, default_value = "framed")]
     protocol: mooncake_client::transport::Protocol,
+    /// A token file to prove on every connection (a master with `--auth_token_file`):
+    /// measures what authentication costs.
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
 }
 
 fn secs(flag: &str, v: f64) -> Result<Duration, String> {
@@ -141,6 +145,11 @@ async fn run(args: Args) -> Result<(), String> {
         mooncake_common::size::format_size(segment_size)
     );
     let _ = setup::PROTOCOL.set(args.protocol);
+    if let Some(f) = &args.token_file {
+        let c = mooncake_common::auth::Credential::from_file(f).map_err(|e| e.0)?;
+        let _ = setup::AUTH.set(mooncake_client::auth::ClientAuth::new(c, None));
+        println!("master_loadgen: proving the token of {}", f.display());
+    }
     println!("master_loadgen: protocol {:?}", args.protocol);
     let mut c = setup::connect(&addr).await?;
     let segments = setup::Segments::mount(&mut c, args.segments, segment_size).await?;

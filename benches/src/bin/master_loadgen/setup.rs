@@ -11,6 +11,10 @@ use tokio::task::JoinHandle;
 
 pub type Client = MasterCalls;
 
+/// What every connection proves (`--token_file`), if anything.
+pub static AUTH: std::sync::OnceLock<mooncake_client::auth::ClientAuth> =
+    std::sync::OnceLock::new();
+
 /// The protocol `connect` uses (`--protocol`).
 pub static PROTOCOL: std::sync::OnceLock<Protocol> = std::sync::OnceLock::new();
 
@@ -22,6 +26,7 @@ pub async fn connect(addr: &str) -> Result<Client, String> {
         addr,
         DirectConfig {
             connect_timeout: Duration::from_secs(3),
+            auth: AUTH.get().cloned(),
             ..Default::default()
         },
         *PROTOCOL.get_or_init(|| Protocol::Framed),

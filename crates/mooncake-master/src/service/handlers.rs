@@ -36,7 +36,8 @@ macro_rules! tenant_keys {
             $body
         } else {
             let owned = $t.keys($keys);
-            let $k = &owned[..];
+            let strs = owned.strs();
+            let $k = &strs[..];
             $body
         }
     };
