@@ -328,3 +328,42 @@ fn strip(replicas: &mut Replicas, seg: u32) -> bool {
         false
     }
 }
+
+#[cfg(test)]
+mod desc_tests {
+    use super::*;
+    use crate::config::MasterConfig;
+
+    fn desc(base: u64, size: u64) -> SegmentDesc {
+        SegmentDesc {
+            name: "s".into(),
+            owner: "s".into(),
+            base,
+            size,
+            protocol: "tcp".into(),
+            transport_endpoint: "127.0.0.1:1".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn absurd_segments_are_refused_before_anything_is_built() {
+        let m = Master::new(MasterConfig::default());
+        for (base, size) in [
+            (0x1000_0000, u64::MAX),
+            (0x1000_0000, MAX_SEGMENT_BYTES + 1),
+            (0x1000_0000, 0),
+            (u64::MAX - 10, 1 << 20),
+        ] {
+            assert_eq!(
+                m.mount_segment("c", desc(base, size)),
+                Err(ErrorCode::InvalidParams),
+                "base {base:#x} size {size}"
+            );
+        }
+        assert!(m.segments().is_empty(), "nothing registered");
+        let e = check_segment_desc(&desc(0x1000, u64::MAX)).unwrap_err();
+        assert!(e.contains("limit"), "{e}");
+        assert_eq!(m.mount_segment("c", desc(0x1000_0000, 1 << 20)), Ok(()));
+    }
+}
