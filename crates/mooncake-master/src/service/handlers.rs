@@ -412,7 +412,7 @@ pub(crate) fn batch_exist<K: AsRef<str>>(
     t: &Tenant,
     keys: &[K],
 ) -> Result<BatchCodeResponse, Status> {
-    let codes: Vec<i32> = tenant_keys!(t, keys, |keys| m.batch_exist(keys))
+    let codes: Vec<i32> = tenant_keys!(t, keys, |ks| m.batch_exist(ks))
         .iter()
         .map(exist_code)
         .collect();
