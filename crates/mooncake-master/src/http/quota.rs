@@ -121,14 +121,14 @@ fn caller(t: &Option<Extension<Tenant>>) -> &str {
     t.as_ref().map_or(CLUSTER_TENANT, |e| &e.0 .0)
 }
 
-/// The `tenant_id` parameter, checked; `Ok(None)` when absent.
-fn tenant_param(p: &TenantParam) -> Result<Option<&str>, Response> {
+/// The `tenant_id` parameter, checked; `Ok(None)` when absent, the 400's message
+/// when invalid.
+fn tenant_param(p: &TenantParam) -> Result<Option<&str>, String> {
     match p.tenant_id.as_deref() {
         None | Some("") => Ok(None),
         Some(t) if valid_tenant(t) => Ok(Some(t)),
-        Some(t) => Err(fail(
-            StatusCode::BAD_REQUEST,
-            format!("invalid tenant_id {t:?}: 1 to 128 of A-Z a-z 0-9 . _ -"),
+        Some(t) => Err(format!(
+            "invalid tenant_id {t:?}: 1 to 128 of A-Z a-z 0-9 . _ -"
         )),
     }
 }
@@ -153,7 +153,7 @@ async fn list_or_get(
     let who = caller(&t);
     let usage = s.master().index.usage().clone();
     match tenant_param(&p) {
-        Err(r) => r,
+        Err(e) => fail(StatusCode::BAD_REQUEST, e),
         Ok(None) if who == CLUSTER_TENANT => ok(usage
             .all()
             .into_iter()
@@ -181,7 +181,7 @@ async fn upsert(
         return r;
     }
     let tenant = match tenant_param(&p) {
-        Err(r) => return r,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, e),
         Ok(None) => {
             return fail(
                 StatusCode::BAD_REQUEST,
@@ -234,7 +234,7 @@ async fn remove(
         return r;
     }
     let tenant = match tenant_param(&p) {
-        Err(r) => return r,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, e),
         Ok(None) => {
             return fail(
                 StatusCode::BAD_REQUEST,
