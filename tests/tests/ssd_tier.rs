@@ -436,7 +436,12 @@ async fn a_disk_hit_is_promoted_back_into_dram() {
     let t0 = Instant::now();
     loop {
         let q = query(&m, "p-0");
-        if q.contains(r#""medium":"memory""#) {
+        // (/query_key lists the memory replica while the copy is written; the
+        // promotion counts once it is complete.)
+        if q.contains(r#""medium":"memory""#)
+            && metric(&m, "master_tier_promotions_total") >= 1.0
+            && q.contains(r#""complete":true"#)
+        {
             assert!(q.contains(r#""medium":"disk""#), "the disk copy stays: {q}");
             break;
         }
