@@ -9,9 +9,9 @@
 //! The path comes from the master, that is from whoever mounted the segment, so it is
 //! never trusted by itself (else a mount naming `~/.bashrc` would have every client on
 //! the host write put data into it). A file is mapped only when it is a segment file
-//! (regular, not a symlink, named like one) directly inside one of this process's own
-//! segment directories (`/dev/shm` and its configured `MOONCAKE_SHM_DIR`), its owner
-//! holds its lock, and the record beside it (`<file>.gen`, `retain.rs`) names the size
+//! (regular, not a symlink, named like one) inside one of this process's own segment
+//! directories (`/dev/shm` and its configured `MOONCAKE_SHM_DIR`, or a directory below
+//! one), its owner holds its lock, and the record beside it (`<file>.gen`, `retain.rs`) names the size
 //! and generation the descriptor claims. Anything else is refused, logged once, and
 //! the segment is reached through the transfer engine instead.
 
@@ -132,7 +132,7 @@ impl ShmCache {
             return Some("not a segment file's name".into());
         }
         let parent = path.parent().and_then(|p| std::fs::canonicalize(p).ok());
-        if !parent.is_some_and(|p| self.dirs.contains(&p)) {
+        if !parent.is_some_and(|p| self.dirs.iter().any(|d| p.starts_with(d))) {
             return Some(format!(
                 "not inside this process's segment directories ({})",
                 self.dirs
