@@ -190,3 +190,58 @@ async fn engine_routes_registered_memory_over_rdma_and_the_rest_over_tcp() {
     assert_eq!(a.metrics().bytes_served_in, other.len() as u64);
     assert_eq!(&region[..other.len()], &other[..]);
 }
+
+/// With authentication on, the queue-pair exchange (which hands out the keys to the
+/// registered memory) happens only after the peer proved a token: a peer without one
+/// never gets a queue pair, so no RDMA work request of its can reach the memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_pair_exchange_needs_a_proof_of_a_token() {
+    use mooncake_common::auth::{Credential, TokenSet};
+    use mooncake_transfer::rdma::RdmaEngine;
+    use mooncake_transfer::tcp::auth::{DataAuth, LocalVerifier};
+    use mooncake_transfer::{TransferConfig, TransferEngine, TransferRequest};
+    let fabric = FakeFabric::default();
+    let cred = |t: &str| Credential::from_token(t, "test").unwrap();
+    let start = |token: Option<&'static str>, verify: bool| {
+        let v = Arc::new(FakeVerbs::new(&fabric, &["fake0"]));
+        let t = RdmaTransport::new(v, &nics(1), 64 << 10).unwrap();
+        let mut cfg = TransferConfig::new("127.0.0.1");
+        cfg.auth.credential = token.map(cred);
+        if verify {
+            let tokens = TokenSet::parse("tok-rdma\n", "test").unwrap();
+            cfg.auth.verifier = Some(Arc::new(LocalVerifier(tokens)));
+        }
+        TransferEngine::start_with_rdma(cfg, Arc::new(RdmaEngine::new(t)))
+    };
+    let a = start(Some("tok-rdma"), true).await.unwrap();
+    let mut region = vec![0u8; 4 << 20];
+    let base = region.as_mut_ptr() as u64;
+    unsafe { a.register_memory(base as usize, region.len()) }.unwrap();
+    let data = pattern(1 << 20, 3);
+    for (token, ok) in [
+        (None, false),
+        (Some("tok-wrong"), false),
+        (Some("tok-rdma"), true),
+    ] {
+        let b = start(token, false).await.unwrap();
+        unsafe { b.register_memory(data.as_ptr() as usize, data.len()) }.unwrap();
+        let req = TransferRequest {
+            opcode: Opcode::Write,
+            local_addr: data.as_ptr() as usize,
+            length: data.len(),
+            target: a.segment_name().into(),
+            target_endpoint: Some(a.endpoint()),
+            remote_addr: base,
+        };
+        let res = unsafe { b.transfer(&[req]).await };
+        assert_eq!(res[0].is_ok(), ok, "{token:?}: {:?}", res[0]);
+        if !ok {
+            assert!(
+                region.iter().all(|&x| x == 0),
+                "{token:?} reached the memory"
+            );
+        }
+    }
+    assert_eq!(&region[..data.len()], &data[..]);
+    assert_eq!(a.metrics().bytes_served_in, 0, "went over RDMA");
+}
