@@ -198,7 +198,7 @@ async fn engine_routes_registered_memory_over_rdma_and_the_rest_over_tcp() {
 async fn the_queue_pair_exchange_needs_a_proof_of_a_token() {
     use mooncake_common::auth::{Credential, TokenSet};
     use mooncake_transfer::rdma::RdmaEngine;
-    use mooncake_transfer::tcp::auth::{DataAuth, LocalVerifier};
+    use mooncake_transfer::tcp::auth::LocalVerifier;
     use mooncake_transfer::{TransferConfig, TransferEngine, TransferRequest};
     let fabric = FakeFabric::default();
     let cred = |t: &str| Credential::from_token(t, "test").unwrap();
