@@ -304,6 +304,20 @@ impl TokenSet {
         t
     }
 
+    /// A credential for one of `tenant`'s tokens (the first listed): what a master
+    /// proves when it is itself a peer of another master (a standby following its
+    /// leader proves the `cluster` tenant).
+    pub fn credential_for(&self, tenant: &str) -> Option<Credential> {
+        self.entries
+            .iter()
+            .find(|e| &*e.tenant == tenant)
+            .map(|e| Credential {
+                token: e.token.clone(),
+                source: format!("the {tenant} tenant's token"),
+                file: None,
+            })
+    }
+
     /// The tenant whose token `proof` proves, if any. Every token is tried, so the
     /// time taken does not say which one came close.
     pub fn verify(

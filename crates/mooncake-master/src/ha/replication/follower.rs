@@ -8,8 +8,11 @@
 use super::leader::MAX_MESSAGE;
 use super::shadow::Shadow;
 use crate::ha::state::HaState;
+use mooncake_common::auth::{random_bytes, Challenge, TokenSet, CLUSTER_TENANT};
+use mooncake_proto::auth_client::AuthClient;
+use mooncake_proto::handshake::{NONCE_LEN, PURPOSE};
 use mooncake_proto::master_replication_client::MasterReplicationClient;
-use mooncake_proto::FollowAck;
+use mooncake_proto::{AuthenticateRequest, ChallengeRequest, FollowAck};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -56,6 +59,7 @@ async fn follow(state: &HaState, leader: &str) -> Result<(), String> {
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(3));
     let channel = ep.connect().await.map_err(|e| format!("connect: {e}"))?;
+    prove(state, channel.clone()).await?;
     let mut client = MasterReplicationClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
@@ -122,4 +126,43 @@ async fn follow(state: &HaState, leader: &str) -> Result<(), String> {
             }
         }
     }
+}
+
+/// With `--auth_token_file`, proves the `cluster` tenant's token on the connection
+/// before following: the leader serves its replication stream only to a proven peer,
+/// and every master of a group shares the token file. The file is read again at each
+/// connection so a rotated token is used at once.
+async fn prove(state: &HaState, channel: tonic::transport::Channel) -> Result<(), String> {
+    let path = &state.config().auth_token_file;
+    if path.is_empty() {
+        return Ok(());
+    }
+    let tokens = TokenSet::load(std::path::Path::new(path)).map_err(|e| e.to_string())?;
+    let credential = tokens.credential_for(CLUSTER_TENANT).ok_or_else(|| {
+        format!("{path} names no token of the {CLUSTER_TENANT} tenant, which a standby proves to its leader")
+    })?;
+    let mut auth = AuthClient::new(channel);
+    let c = auth
+        .challenge(ChallengeRequest {})
+        .await
+        .map_err(|s| format!("authentication: {}", s.message()))?
+        .into_inner();
+    if !c.required {
+        return Ok(());
+    }
+    let challenge: [u8; 32] = c
+        .challenge
+        .as_slice()
+        .try_into()
+        .map_err(|_| "authentication: the leader's challenge is not 32 bytes".to_string())?;
+    let nonce: [u8; NONCE_LEN] = random_bytes();
+    let proof = credential.prove(PURPOSE, &Challenge(challenge), &nonce);
+    auth.authenticate(AuthenticateRequest {
+        peer_nonce: nonce.to_vec(),
+        proof: proof.to_vec(),
+        tenant_id: CLUSTER_TENANT.to_string(),
+    })
+    .await
+    .map_err(|s| format!("authentication: {}", s.message()))?;
+    Ok(())
 }
