@@ -82,10 +82,16 @@ async fn a_standby_proves_its_token_to_follow_and_keeps_a_tenants_objects() {
     let end = Instant::now() + Duration::from_secs(30);
     loop {
         let workers = admin_get(ms[l].metrics_port, "/workers");
-        if workers.as_ref().is_some_and(|w| w.1.contains("standbys in sync: 1")) {
+        if workers
+            .as_ref()
+            .is_some_and(|w| w.1.contains("standbys in sync: 1"))
+        {
             break;
         }
-        assert!(Instant::now() < end, "the standby never got in sync: {workers:?}");
+        assert!(
+            Instant::now() < end,
+            "the standby never got in sync: {workers:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut env = ha_store_env(&ep, "16mb");
@@ -103,7 +109,9 @@ async fn a_standby_proves_its_token_to_follow_and_keeps_a_tenants_objects() {
     };
     let mut cfg = ClientConfig::new(node);
     cfg.tuning.credential = Some(Credential::from_token(ALPHA, "test").unwrap());
-    let c = Client::connect(cfg).await.expect("alpha connects through etcd");
+    let c = Client::connect(cfg)
+        .await
+        .expect("alpha connects through etcd");
     put_until_ok(&c, "before", Duration::from_secs(20)).await;
 
     ms[l].proc.kill9();

@@ -107,12 +107,24 @@ fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("permission denied"), "{body}");
     assert_eq!(set_quota(&m, "beta", MIB, None).0, 401);
-    let (status, _) = req("DELETE", m.metrics_port, &quota_path("beta"), "", Some(ALPHA));
+    let (status, _) = req(
+        "DELETE",
+        m.metrics_port,
+        &quota_path("beta"),
+        "",
+        Some(ALPHA),
+    );
     assert_eq!(status, 403);
     // Bad requests name the problem.
     assert_eq!(set_quota(&m, "beta", 0, Some(CLUSTER)).0, 400);
     assert_eq!(set_quota(&m, "bad%20name", MIB, Some(CLUSTER)).0, 400);
-    let (status, body) = req("PUT", m.metrics_port, &quota_path("beta"), "{", Some(CLUSTER));
+    let (status, body) = req(
+        "PUT",
+        m.metrics_port,
+        &quota_path("beta"),
+        "{",
+        Some(CLUSTER),
+    );
     assert_eq!(status, 400);
     assert!(body.contains("requested_quota_bytes"), "{body}");
 
@@ -134,7 +146,13 @@ fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
     assert!(out.status.success(), "{out:?}");
 
     // beta sees its own quota, not alpha's.
-    let (status, body) = req("GET", m.metrics_port, "/api/v1/tenant_quotas", "", Some(BETA));
+    let (status, body) = req(
+        "GET",
+        m.metrics_port,
+        "/api/v1/tenant_quotas",
+        "",
+        Some(BETA),
+    );
     assert_eq!(status, 200, "{body}");
     let list = json(&body)["data"].as_array().unwrap().clone();
     assert_eq!(list.len(), 1, "{body}");
@@ -144,7 +162,13 @@ fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
     let (status, _) = req("GET", m.metrics_port, &quota_path("alpha"), "", Some(BETA));
     assert_eq!(status, 403);
     // The cluster tenant sees every tenant.
-    let (_, body) = req("GET", m.metrics_port, "/api/v1/tenant_quotas", "", Some(CLUSTER));
+    let (_, body) = req(
+        "GET",
+        m.metrics_port,
+        "/api/v1/tenant_quotas",
+        "",
+        Some(CLUSTER),
+    );
     let all = json(&body);
     let alpha = all["data"]
         .as_array()
@@ -180,7 +204,10 @@ fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(&format!("master_tenant_bytes{{tenant=\"alpha\"}} {}", 2 * MIB)),
+        metrics.contains(&format!(
+            "master_tenant_bytes{{tenant=\"alpha\"}} {}",
+            2 * MIB
+        )),
         "{metrics}"
     );
     assert!(
@@ -189,10 +216,22 @@ fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
     );
 
     // DELETE lifts the limit; a second DELETE finds none.
-    let (status, body) = req("DELETE", m.metrics_port, &quota_path("beta"), "", Some(CLUSTER));
+    let (status, body) = req(
+        "DELETE",
+        m.metrics_port,
+        &quota_path("beta"),
+        "",
+        Some(CLUSTER),
+    );
     assert_eq!(status, 200, "{body}");
     assert!(put_file(&m, Some(BETA), "big", &two_mib).status.success());
-    let (status, _) = req("DELETE", m.metrics_port, &quota_path("beta"), "", Some(CLUSTER));
+    let (status, _) = req(
+        "DELETE",
+        m.metrics_port,
+        &quota_path("beta"),
+        "",
+        Some(CLUSTER),
+    );
     assert_eq!(status, 404);
 }
 

@@ -192,6 +192,28 @@ impl NodeConfig {
     }
 }
 
+/// The credential this process proves, from `MOONCAKE_AUTH_TOKEN_FILE` (preferred: the
+/// file is read again when the token rotates) or `MOONCAKE_AUTH_TOKEN`; `None` when
+/// neither is set. A set but unreadable or empty file is an error, not "no token".
+pub fn credential_from_env() -> Result<Option<crate::auth::Credential>, crate::auth::AuthError> {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+    if let Some(path) = var("MOONCAKE_AUTH_TOKEN_FILE") {
+        return crate::auth::Credential::from_file(std::path::Path::new(path.trim())).map(Some);
+    }
+    match var("MOONCAKE_AUTH_TOKEN") {
+        Some(t) => crate::auth::Credential::from_token(&t, "MOONCAKE_AUTH_TOKEN").map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The tenant this process declares (`MOONCAKE_TENANT_ID`), if any.
+pub fn tenant_from_env() -> Option<String> {
+    std::env::var("MOONCAKE_TENANT_ID")
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,26 +283,4 @@ mod tests {
         assert_eq!(cfg.protocol, Protocol::Tcp);
         assert_eq!(cfg.local_hostname, "n1");
     }
-}
-
-/// The credential this process proves, from `MOONCAKE_AUTH_TOKEN_FILE` (preferred: the
-/// file is read again when the token rotates) or `MOONCAKE_AUTH_TOKEN`; `None` when
-/// neither is set. A set but unreadable or empty file is an error, not "no token".
-pub fn credential_from_env() -> Result<Option<crate::auth::Credential>, crate::auth::AuthError> {
-    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
-    if let Some(path) = var("MOONCAKE_AUTH_TOKEN_FILE") {
-        return crate::auth::Credential::from_file(std::path::Path::new(path.trim())).map(Some);
-    }
-    match var("MOONCAKE_AUTH_TOKEN") {
-        Some(t) => crate::auth::Credential::from_token(&t, "MOONCAKE_AUTH_TOKEN").map(Some),
-        None => Ok(None),
-    }
-}
-
-/// The tenant this process declares (`MOONCAKE_TENANT_ID`), if any.
-pub fn tenant_from_env() -> Option<String> {
-    std::env::var("MOONCAKE_TENANT_ID")
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
 }

@@ -61,7 +61,9 @@ pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>)
         tracing::info!("REST API listening on {a}");
     }
     // The REST API answers only to the token this store proves to the master.
-    let cred = mooncake_common::config::credential_from_env().ok().flatten();
+    let cred = mooncake_common::config::credential_from_env()
+        .ok()
+        .flatten();
     let app = crate::http::protect(crate::http::router(client.clone()), cred);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
