@@ -115,6 +115,7 @@ master_methods! {
     remount_segment(MountSegmentRequest) -> MountSegmentResponse = "RemountSegment";
     unmount_segment(UnmountSegmentRequest) -> UnmountSegmentResponse = "UnmountSegment";
     heartbeat(HeartbeatRequest) -> HeartbeatResponse = "Heartbeat";
+    verify_proof(VerifyProofRequest) -> VerifyProofResponse = "VerifyProof";
     list_segments(ListSegmentsRequest) -> ListSegmentsResponse = "ListSegments";
     put_start(PutStartRequest) -> PutStartResponse = "PutStart";
     batch_put_start(BatchPutStartRequest) -> BatchPutStartResponse = "BatchPutStart";
