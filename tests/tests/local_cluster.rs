@@ -50,6 +50,16 @@ fn ctrl_c_stops_the_cluster_cleanly_and_quietly() {
     let state = std::env::temp_dir().join(format!("mc-lc-int-{}", std::process::id()));
     let mut cmd = Command::new(root.join("scripts/local-cluster.sh"));
     cmd.args(["--segment", "32mb"]);
+    // A shell cannot trap a signal it was started with ignored, and a runner started in
+    // the background of a non-interactive shell ignores SIGINT: give the script the
+    // default disposition a terminal's Ctrl-C meets.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     if dir.ends_with("debug") {
         cmd.arg("--debug");
     }
