@@ -120,7 +120,24 @@ pub struct Master {
 
 impl Master {
     /// Starts `mooncake_master` on loopback with the embedded metadata server.
+    /// Ports come from [`free_port`], which another test may take before the master
+    /// binds them: a master that exits at once (a port in use) is started again on
+    /// fresh ports, twice at most.
     pub fn start(extra: &[&str]) -> Master {
+        for _ in 0..2 {
+            let mut m = Self::spawn(free_port(), free_port(), extra);
+            let end = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < end {
+                if matches!(m.proc.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                if wait_port(m.rpc_port, Duration::from_millis(100))
+                    && wait_port(m.metrics_port, Duration::from_secs(10))
+                {
+                    return m;
+                }
+            }
+        }
         Self::start_on(free_port(), extra)
     }
 
@@ -132,6 +149,20 @@ impl Master {
     /// Starts a master on RPC port `rpc` and admin (metrics) port `met`, so a
     /// restarted master keeps both.
     pub fn start_on_ports(rpc: u16, met: u16, extra: &[&str]) -> Master {
+        let m = Self::spawn(rpc, met, extra);
+        assert!(
+            wait_port(rpc, Duration::from_secs(20)),
+            "master rpc port never opened"
+        );
+        assert!(
+            wait_port(met, Duration::from_secs(10)),
+            "master metrics port never opened"
+        );
+        m
+    }
+
+    /// Spawns a master on these ports (and a free metadata port) without waiting.
+    fn spawn(rpc: u16, met: u16, extra: &[&str]) -> Master {
         let meta = free_port();
         let name = format!("master-{rpc}");
         let child = Command::new(bin("mooncake_master"))
@@ -149,21 +180,12 @@ impl Master {
             .stderr(log_file(&format!("{name}.err")))
             .spawn()
             .expect("spawn mooncake_master");
-        let m = Master {
+        Master {
             proc: Proc { child, name },
             rpc_port: rpc,
             metrics_port: met,
             meta_port: meta,
-        };
-        assert!(
-            wait_port(rpc, Duration::from_secs(20)),
-            "master rpc port never opened"
-        );
-        assert!(
-            wait_port(met, Duration::from_secs(10)),
-            "master metrics port never opened"
-        );
-        m
+        }
     }
 
     pub fn addr(&self) -> String {
