@@ -259,6 +259,7 @@ mod tests {
         let rep = |seg: Option<SegmentDesc>, at: Option<u32>| Replica {
             segment: seg,
             segment_index: at,
+            generation: None,
             offset: 1,
             size: 2,
         };

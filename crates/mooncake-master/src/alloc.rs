@@ -18,7 +18,9 @@
 //! cap a segment holds at most 2M live objects. Running out of nodes is reported like
 //! running out of space (the caller tries other segments, then evicts).
 
+use crate::generation::Generations;
 use offset_allocator::{Allocation, Allocator};
+use std::sync::Arc;
 
 /// The smallest allocation unit, in bytes.
 pub const MIN_UNIT: u64 = 64;
@@ -36,6 +38,8 @@ pub struct SegmentAllocator {
     unit_shift: u32,
     size: u64,
     used: u64,
+    /// Generations of its allocations (`generation.rs`), read by lookups.
+    gens: Arc<Generations>,
 }
 
 impl std::fmt::Debug for SegmentAllocator {
@@ -67,6 +71,7 @@ impl SegmentAllocator {
             unit_shift,
             size: u64::from(units) << unit_shift,
             used: 0,
+            gens: Arc::new(Generations::new(nodes)),
         })
     }
 
@@ -106,6 +111,18 @@ impl SegmentAllocator {
                 .saturating_sub(u64::from(units) << self.unit_shift);
         }
         self.inner.free(handle);
+        self.gens.freed(handle.offset);
+    }
+
+    /// The generation table of this allocator's allocations.
+    pub fn generations(&self) -> Arc<Generations> {
+        self.gens.clone()
+    }
+
+    /// Makes this allocator use `gens` (its segment's table, when the allocator
+    /// replaced the one the table was made for).
+    pub fn use_generations(&mut self, gens: Arc<Generations>) {
+        self.gens = gens;
     }
 
     /// How many units an allocation of `bytes` takes (None: more than a `u32`).

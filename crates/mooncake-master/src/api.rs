@@ -116,6 +116,9 @@ pub struct ReplicaList {
     pub size: u64,
     pub lease_ttl_ms: u64,
     pub replicas: Vec<Placed>,
+    /// The generation of each replica's allocation (`generation.rs`), in the order of
+    /// `replicas`; shorter (empty for the SSD tier's replicas) where there is none.
+    pub generations: Vec<u64>,
 }
 
 /// The master's answer to a client's heartbeat.

@@ -22,6 +22,7 @@ pub mod drain;
 pub mod errors;
 pub mod eviction;
 pub mod flags;
+pub mod generation;
 pub mod ha;
 pub mod http;
 pub mod index;

@@ -150,15 +150,6 @@ impl Master {
             }
         }
     }
-
-    /// Where a replica is (None if its segment vanished meanwhile).
-    pub(crate) fn placed(&self, r: &Replica) -> Option<Placed> {
-        let segment = self.segments.get(r.seg)?;
-        Some(Placed {
-            offset: segment.offset_of(r.handle),
-            segment,
-        })
-    }
 }
 
 /// The segments one batch's answers refer to, each looked up in the registry once (a

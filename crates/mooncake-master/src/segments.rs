@@ -8,6 +8,7 @@
 //! are skipped (its memory is gone with its owner).
 
 use crate::alloc::{AllocHandle, SegmentAllocator};
+use crate::generation::Generations;
 use crate::placement::SegmentView;
 use mooncake_common::ErrorCode;
 use mooncake_common::SegmentDesc;
@@ -27,6 +28,8 @@ pub struct Segment {
     unit_shift: u32,
     capacity: u64,
     alloc: Mutex<SegmentAllocator>,
+    /// The allocator's generation table, read by lookups without the allocator lock.
+    gens: Arc<Generations>,
     alive: AtomicBool,
     /// Its owner went away without unmounting: kept (objects and all) until this time
     /// (ms on the master clock) for the owner to come back with the same memory; out of
@@ -64,6 +67,11 @@ impl Segment {
     pub fn with_allocator<T>(&self, f: impl FnOnce(&mut SegmentAllocator) -> T) -> T {
         let mut a = self.alloc.lock();
         let out = f(&mut a);
+        if !Arc::ptr_eq(&a.generations(), &self.gens) {
+            // `f` replaced the allocator: its allocations are new ones.
+            self.gens.renew();
+            a.use_generations(self.gens.clone());
+        }
         self.refresh(&a);
         out
     }
@@ -109,6 +117,12 @@ impl Segment {
     /// Byte offset of `handle` in this segment.
     pub fn offset_of(&self, handle: AllocHandle) -> u64 {
         u64::from(handle.offset) << self.unit_shift
+    }
+
+    /// The generation of the live allocation `handle` (`generation.rs`): read under
+    /// the index lock that keeps the object holding it in place.
+    pub fn generation_of(&self, handle: AllocHandle) -> u64 {
+        self.gens.of(handle.offset)
     }
 
     pub fn capacity(&self) -> u64 {
@@ -202,6 +216,7 @@ impl SegmentRegistry {
             capacity: alloc.capacity(),
             largest_free: AtomicU64::new(alloc.largest_free()),
             used: AtomicU64::new(0),
+            gens: alloc.generations(),
             alloc: Mutex::new(alloc),
             alive: AtomicBool::new(true),
             held_until_ms: AtomicU64::new(0),
@@ -270,6 +285,7 @@ impl SegmentRegistry {
             capacity: old.capacity,
             largest_free: AtomicU64::new(alloc.largest_free()),
             used: AtomicU64::new(alloc.used()),
+            gens: alloc.generations(),
             alloc: Mutex::new(alloc),
             alive: AtomicBool::new(true),
             held_until_ms: AtomicU64::new(0),

@@ -468,6 +468,7 @@ impl Drains {
                     offset: dst.offset_of(u.dst),
                     size: u.size,
                     segment_index: None,
+                    generation: None,
                 }),
             });
         }

@@ -415,6 +415,7 @@ impl Tasks {
                         offset: dst.offset_of(u.dst),
                         size: t.size,
                         segment_index: None,
+                        generation: None,
                     }),
                 });
             }

@@ -6,7 +6,7 @@
 //! objects read a few seconds ago stay in the policy's order instead of blocking eviction.
 
 use super::{Master, SegmentCache};
-use crate::api::ReplicaList;
+use crate::api::{Placed, ReplicaList};
 use crate::index::Replicas;
 use crate::lease::read_guard_ms;
 use mooncake_common::ErrorCode;
@@ -30,8 +30,10 @@ impl Master {
         let lease = self.lease_ms();
         let batch = keys.len() as u64;
         let groups = self.index.group(keys);
-        let mut found: Vec<Result<(u64, Replicas), ErrorCode>> = Vec::with_capacity(keys.len());
+        let mut found: Vec<Result<ReplicaList, ErrorCode>> = Vec::with_capacity(keys.len());
         found.resize_with(keys.len(), || Err(ErrorCode::InvalidParams));
+        // Descriptors of the segments this batch touches, looked up once each.
+        let mut segs = SegmentCache::default();
         for (s, positions) in groups.runs() {
             let mut shard = self.index.lock_shard(s);
             for &i in positions {
@@ -47,13 +49,11 @@ impl Master {
                         let bytes = o.size.saturating_mul(batch);
                         o.grant_lease(now + lease, now + read_guard_ms(lease, bytes));
                         self.eviction.read(o, clock, i);
-                        Ok((o.size, o.replicas.clone()))
+                        Ok(self.listed(&mut segs, o.size, &o.replicas, lease))
                     }
                 };
             }
         }
-        // Descriptors of the segments this batch touches, looked up once each.
-        let mut segs = SegmentCache::default();
         found
             .into_iter()
             .enumerate()
@@ -64,16 +64,38 @@ impl Master {
                 Err(ErrorCode::ReplicaIsNotReady) => self
                     .tier_list(keys[i].as_ref(), now, false)
                     .map_err(|_| ErrorCode::ReplicaIsNotReady),
-                f => f.map(|(size, replicas)| ReplicaList {
-                    size,
-                    lease_ttl_ms: lease,
-                    replicas: replicas
-                        .iter()
-                        .filter_map(|r| segs.placed(self, r))
-                        .collect(),
-                }),
+                f => f,
             })
             .collect()
+    }
+
+    /// The answer for a complete object, built under its shard's lock: while the
+    /// object is in the index its allocations are live, so the generations read here
+    /// are theirs (a free after the lock is released changes them for good).
+    fn listed(
+        &self,
+        segs: &mut SegmentCache,
+        size: u64,
+        replicas: &Replicas,
+        lease: u64,
+    ) -> ReplicaList {
+        let mut placed = Vec::with_capacity(replicas.len());
+        let mut generations = Vec::with_capacity(replicas.len());
+        for r in replicas.iter() {
+            if let Some(segment) = segs.get(self, r.seg) {
+                generations.push(segment.generation_of(r.handle));
+                placed.push(Placed {
+                    offset: segment.offset_of(r.handle),
+                    segment,
+                });
+            }
+        }
+        ReplicaList {
+            size,
+            lease_ttl_ms: lease,
+            replicas: placed,
+            generations,
+        }
     }
 
     fn replica_list_in_batch(
@@ -87,8 +109,9 @@ impl Master {
             return Err(ErrorCode::InvalidParams);
         }
         let lease = self.lease_ms();
-        let (size, replicas): (u64, Replicas) = {
-            let mut shard = self.index.lock(key);
+        let mut segs = SegmentCache::default();
+        let mut shard = self.index.lock(key);
+        {
             let Some(o) = shard.touch(key) else {
                 drop(shard);
                 return self.tier_list(key, now, true);
@@ -103,13 +126,8 @@ impl Master {
             let bytes = o.size.saturating_mul(batch);
             o.grant_lease(now + lease, now + read_guard_ms(lease, bytes));
             self.eviction.read(o, clock, 0);
-            (o.size, o.replicas.clone())
-        };
-        Ok(ReplicaList {
-            size,
-            lease_ttl_ms: lease,
-            replicas: replicas.iter().filter_map(|r| self.placed(r)).collect(),
-        })
+            Ok(self.listed(&mut segs, o.size, &o.replicas, lease))
+        }
     }
 
     /// Whether a complete object exists (and leases it); not while it is being
@@ -181,6 +199,9 @@ impl Master {
             size,
             lease_ttl_ms: self.lease_ms(),
             replicas: vec![placed],
+            // The SSD tier's file is rewritten in place: no generation, so clients
+            // never read it speculatively.
+            generations: vec![],
         })
     }
 

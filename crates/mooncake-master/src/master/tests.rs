@@ -4,6 +4,7 @@
 mod batch;
 mod concurrency;
 mod eviction;
+mod generations;
 mod lifecycle;
 mod liveness;
 

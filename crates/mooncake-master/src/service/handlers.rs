@@ -348,6 +348,14 @@ pub(crate) fn batch_write_finish(
     Ok(BatchCodeResponse { codes })
 }
 
+/// `replicas` (the wire form of a lookup's `Placed`) with each one's generation.
+fn with_generations(mut replicas: Vec<Replica>, gens: &[u64]) -> Vec<Replica> {
+    for (r, g) in replicas.iter_mut().zip(gens) {
+        r.generation = Some(*g);
+    }
+    replicas
+}
+
 fn replica_list(
     out: Result<crate::api::ReplicaList, ErrorCode>,
     wire: &mut Replicas,
@@ -355,7 +363,7 @@ fn replica_list(
     match out {
         Ok(l) => GetReplicaListResponse {
             code: 0,
-            replicas: wire.of(&l.replicas, l.size),
+            replicas: with_generations(wire.of(&l.replicas, l.size), &l.generations),
             size: l.size,
             lease_ttl_ms: l.lease_ttl_ms,
         },
@@ -483,6 +491,7 @@ pub(crate) fn query_key(m: &Master, t: &Tenant, r: KeyRequest) -> Result<QueryKe
                 offset: r.offset,
                 size: r.size,
                 segment_index: None,
+                generation: None,
             })
         })
         .collect();
@@ -561,6 +570,7 @@ impl Replicas {
                         offset: p.offset,
                         size,
                         segment_index: None,
+                        generation: None,
                     };
                 };
                 let next = t.descs.len() as u32;
@@ -573,6 +583,7 @@ impl Replicas {
                     offset: p.offset,
                     size,
                     segment_index: Some(at),
+                    generation: None,
                 }
             })
             .collect()
