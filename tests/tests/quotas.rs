@@ -3,9 +3,12 @@
 //! tenant over its quota is refused at put start with TENANT_QUOTA_EXCEEDED (-1700)
 //! while another tenant's put succeeds; a quota below what a tenant holds is accepted
 //! and closes its admission; DELETE lifts the limit; usage and refusals show in the
-//! answers and in the metrics; and a quota survives a restart with `--enable_snapshot`.
+//! answers and in the metrics; a quota survives a restart with `--enable_snapshot`;
+//! and a tenant flooding the pool is evicted before another tenant's objects are.
 
-use mooncake_tests::{bin, store_env, Master, Store};
+use mooncake_client::{Client, ClientConfig, ErrorCode, ReplicateConfig};
+use mooncake_common::auth::Credential;
+use mooncake_tests::{bin, store_env, value_for, Master, Store};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -256,4 +259,76 @@ fn quotas_survive_a_restart_with_the_on_disk_index() {
     let v = json(&body);
     assert_eq!(v["data"]["requested_quota_bytes"], 5 * MIB, "{body}");
     assert_eq!(v["data"]["has_explicit_policy"], true);
+}
+
+/// A client of the tenant `token` names, through the master's metadata server.
+async fn tenant_client(m: &Master, token: &str) -> Client {
+    let node = mooncake_common::config::NodeConfig {
+        master_server_address: m.addr(),
+        metadata_server: m.metadata_url(),
+        global_segment_size: 0,
+        local_buffer_size: 0,
+        local_hostname: "127.0.0.1".into(),
+        ..Default::default()
+    };
+    let mut cfg = ClientConfig::new(node);
+    cfg.tuning.credential = Some(Credential::from_token(token, "test").unwrap());
+    Client::connect(cfg).await.expect("tenant client connects")
+}
+
+/// Puts `key`, waiting out NoAvailableHandle while eviction makes room.
+async fn put_retrying(c: &Client, key: &str, len: usize) {
+    let v = value_for(key, len);
+    for _ in 0..100 {
+        match c.put(key, &v, &ReplicateConfig::default()).await {
+            Ok(()) => return,
+            Err(e) if e.code == ErrorCode::NoAvailableHandle => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("put {key}: {e}"),
+        }
+    }
+    panic!("put {key} never found room");
+}
+
+/// beta writes its hot set first and never reads it (the first objects the eviction
+/// policy alone would take); alpha then writes five times the pool. alpha, over its
+/// equal share, is evicted; every one of beta's objects reads back byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_flooding_the_pool_is_evicted_before_another_tenants_objects() {
+    let dir = Dir::new("fair");
+    let tokens = dir.file("tokens", TOKENS.as_bytes());
+    let m = Master::start(&[&format!("--auth_token_file={}", tokens.display())]);
+    let mut env = store_env(&m, "32MB");
+    env.push(("MOONCAKE_AUTH_TOKEN".into(), CLUSTER.into()));
+    let _store = Store::start(&env);
+    let beta = tenant_client(&m, BETA).await;
+    let alpha = tenant_client(&m, ALPHA).await;
+    let len = MIB as usize;
+    for i in 0..8 {
+        put_retrying(&beta, &format!("hot-{i}"), len).await;
+    }
+    for i in 0..160 {
+        put_retrying(&alpha, &format!("flood-{i}"), len).await;
+    }
+    let evicted = m.metric("master_evicted_objects_total").unwrap_or(0.0);
+    assert!(
+        evicted >= 130.0,
+        "160 MiB through a 32 MiB pool evicted {evicted}"
+    );
+    for i in 0..8 {
+        let k = format!("hot-{i}");
+        let got = beta
+            .get(&k)
+            .await
+            .unwrap_or_else(|e| panic!("beta's {k} was evicted ({e})"));
+        assert!(got == value_for(&k, len), "{k} reads back other bytes");
+    }
+    assert_eq!(
+        alpha.get("flood-0").await.map_err(|e| e.code).err(),
+        Some(ErrorCode::ObjectNotFound),
+        "the flooder's oldest object stays"
+    );
+    let _ = beta.close().await;
+    let _ = alpha.close().await;
 }

@@ -14,6 +14,16 @@
 //! and that are not hard-pinned (soft-pinned objects only in a second pass, and only
 //! when `allow_evict_soft_pinned_objects` is set), the lowest ranks go first.
 //!
+//! *Whose* comes before which: with several tenants (authentication on), the
+//! candidates of tenants that hold more than their share of the pool
+//! ([`crate::index::usage::TenantUsage::over_share`]: their quota, or an equal part
+//! of the pool among the tenants holding anything) go first, each up to its excess
+//! and lowest rank first within it; only what that does not free is taken from
+//! everyone by rank. So one tenant flooding the pool evicts its own objects, not
+//! another tenant's hot set. This holds for the rounds and a put's own eviction; the
+//! per-shard object limit (`make_room_in_shard`) ranks without tenants. With one
+//! tenant nothing changes (no tenant is over an equal share of one).
+//!
 //! A round walks the index twice, one shard at a time and without cloning keys: first
 //! it collects (rank, bytes) of the candidates and finds the rank below which enough
 //! bytes lie (a weighted quickselect, linear in the candidates); then it removes the
@@ -28,8 +38,10 @@ mod two_queue;
 pub use policy::{Clock, EvictState, EvictionPolicy, PolicyKind, Round};
 pub use two_queue::PROTECTED_AGE;
 
+use crate::index::usage::OverShare;
 use crate::index::{Object, Shard, SHARDS};
 use crate::master::Master;
+use mooncake_common::auth::split_key;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How many pools' worth of evictions the memory of evicted keys reaches back (a
@@ -281,27 +293,51 @@ impl Master {
         ev.size_ghosts(population);
         let candidate = |o: &Object| o.evictable(now, soft_ok) && o.evict.clock() < floor;
         let round = Round { population };
-        let mut cands: Vec<(u64, u64)> = Vec::new();
-        for i in 0..SHARDS {
-            let shard = self.index.lock_shard(i);
-            cands.extend(
-                shard
-                    .values()
-                    .filter(|o| candidate(o))
-                    .map(|o| (policy.rank(o.evict, &round), footprint(o))),
-            );
-        }
-        if cands.is_empty() {
-            return EvictionReport::default();
-        }
-        let cutoff = weighted_cutoff(&mut cands, target);
-        drop(cands);
+        let (_, capacity) = self.segments.totals();
+        let over = self.index.usage().over_share(capacity);
+        let cutoffs = if over.is_empty() {
+            let mut cands: Vec<(u64, u64)> = Vec::new();
+            for i in 0..SHARDS {
+                let shard = self.index.lock_shard(i);
+                cands.extend(
+                    shard
+                        .values()
+                        .filter(|o| candidate(o))
+                        .map(|o| (policy.rank(o.evict, &round), footprint(o))),
+                );
+            }
+            if cands.is_empty() {
+                return EvictionReport::default();
+            }
+            Cutoffs {
+                all: Some(weighted_cutoff(&mut cands, target)),
+                tenants: Vec::new(),
+            }
+        } else {
+            // Candidates of each tenant over its share apart, the rest together.
+            let mut groups: Vec<Vec<(u64, u64)>> = vec![Vec::new(); over.len()];
+            let mut rest: Vec<(u64, u64)> = Vec::new();
+            for i in 0..SHARDS {
+                let shard = self.index.lock_shard(i);
+                for (k, o) in shard.iter().filter(|(_, o)| candidate(o)) {
+                    let c = (policy.rank(o.evict, &round), footprint(o));
+                    match tenant_slot(&over, k) {
+                        Some(g) => groups[g].push(c),
+                        None => rest.push(c),
+                    }
+                }
+            }
+            if rest.is_empty() && groups.iter().all(Vec::is_empty) {
+                return EvictionReport::default();
+            }
+            fair_cutoffs(&over, groups, rest, target)
+        };
         let mut report = EvictionReport::default();
         for i in 0..SHARDS {
             let mut shard = self.index.lock_shard(i);
             let doomed: Vec<Box<str>> = shard
                 .iter()
-                .filter(|(_, o)| candidate(o) && policy.rank(o.evict, &round) <= cutoff)
+                .filter(|(k, o)| candidate(o) && cutoffs.takes(k, policy.rank(o.evict, &round)))
                 .map(|(k, _)| k.clone())
                 .collect();
             let removed: Vec<_> = doomed
@@ -322,6 +358,70 @@ impl Master {
         }
         report
     }
+}
+
+/// Which candidates a pass takes: those ranked at or below `all`, and those of a
+/// tenant over its share ranked at or below that tenant's own cutoff.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Cutoffs {
+    all: Option<u64>,
+    tenants: Vec<(Box<str>, u64)>,
+}
+
+impl Cutoffs {
+    fn takes(&self, key: &str, rank: u64) -> bool {
+        if self.all.is_some_and(|c| rank <= c) {
+            return true;
+        }
+        if self.tenants.is_empty() {
+            return false;
+        }
+        let t = split_key(key).0;
+        self.tenants.iter().any(|(n, c)| &**n == t && rank <= *c)
+    }
+}
+
+/// The index in `over` of the tenant of internal key `key`, if it is over its share.
+fn tenant_slot(over: &[OverShare], key: &str) -> Option<usize> {
+    let t = split_key(key).0;
+    over.iter().position(|o| &*o.tenant == t)
+}
+
+/// Cutoffs that free `target` bytes from the tenants over their share first: each
+/// gives up to its excess (all of them in proportion to their excess when together
+/// they are over by more than `target`), lowest rank first within the tenant; what
+/// that does not cover is taken from every remaining candidate by rank alone, as
+/// without tenants. `groups[i]` holds the candidates (rank, bytes) of `over[i]`,
+/// `rest` those of everyone else. Linear in the candidates (weighted quickselects).
+fn fair_cutoffs(
+    over: &[OverShare],
+    mut groups: Vec<Vec<(u64, u64)>>,
+    mut rest: Vec<(u64, u64)>,
+    target: u64,
+) -> Cutoffs {
+    let excess: u128 = over.iter().map(|o| u128::from(o.excess)).sum();
+    let mut taken = 0u64;
+    let mut tenants = Vec::with_capacity(over.len());
+    for (o, group) in over.iter().zip(groups.iter_mut()) {
+        let want = if excess <= u128::from(target) {
+            o.excess
+        } else {
+            (u128::from(o.excess) * u128::from(target) / excess) as u64
+        }
+        .max(1);
+        let cut = weighted_cutoff(group, want);
+        for &(rank, bytes) in group.iter() {
+            if rank <= cut {
+                taken = taken.saturating_add(bytes);
+            } else {
+                rest.push((rank, bytes));
+            }
+        }
+        tenants.push((o.tenant.clone(), cut));
+    }
+    let all =
+        (taken < target && !rest.is_empty()).then(|| weighted_cutoff(&mut rest, target - taken));
+    Cutoffs { all, tenants }
 }
 
 /// Bytes an object holds in the pool (all replicas).
@@ -612,6 +712,45 @@ mod round_tests {
         assert_eq!(m.exist("fits"), Ok(true));
     }
 
+    /// Two tenants: beta's objects, older than all of alpha's and never read (the
+    /// first the policy alone would take), survive while alpha floods the pool; the
+    /// round and the puts' own evictions take alpha's objects instead.
+    #[test]
+    fn a_tenant_over_its_share_is_evicted_first() {
+        use mooncake_common::auth::namespaced_key;
+        let m = pool(1024 * MIB, 0.9);
+        let beta: Vec<String> = (0..10)
+            .map(|i| namespaced_key("beta", &format!("hot-{i}")))
+            .collect();
+        for k in &beta {
+            assert_eq!(put(&m, k, 10 * MIB), Ok(()));
+        }
+        for i in 0..300 {
+            let k = namespaced_key("alpha", &format!("flood-{i}"));
+            assert_eq!(put(&m, &k, 10 * MIB), Ok(()), "put {i}");
+            if i % 20 == 0 {
+                m.run_eviction();
+            }
+        }
+        for k in &beta {
+            assert_eq!(m.exist(k), Ok(true), "{k} evicted");
+        }
+        assert_eq!(
+            m.exist(&namespaced_key("alpha", "flood-0")),
+            Ok(false),
+            "the flooder's oldest stays"
+        );
+        let c = m.counters();
+        assert!(c.evicted_objects.load(std::sync::atomic::Ordering::Relaxed) >= 200);
+        // One tenant alone: eviction by rank as before, its oldest go first.
+        let m = pool(1024 * MIB, 0.9);
+        for i in 0..150 {
+            assert_eq!(put(&m, &format!("solo-{i}"), 10 * MIB), Ok(()));
+        }
+        assert_eq!(m.exist("solo-0"), Ok(false));
+        assert_eq!(m.exist("solo-149"), Ok(true));
+    }
+
     /// The round a put triggers takes older objects, never the put's own, even when
     /// the policy would rank it lowest (nothing else was used after the older ones).
     #[test]
@@ -631,5 +770,45 @@ mod round_tests {
         assert_eq!(put(&m, "tip", 10 * MIB), Ok(()));
         let r = m.run_eviction();
         assert_eq!(m.exist("tip"), Ok(true), "{r:?}");
+    }
+}
+
+#[cfg(test)]
+mod fair_tests {
+    use super::*;
+
+    fn over(t: &str, excess: u64) -> OverShare {
+        OverShare {
+            tenant: t.into(),
+            excess,
+        }
+    }
+
+    /// The tenant over its share gives its excess, lowest rank first; the rest of the
+    /// target comes from everyone by rank.
+    #[test]
+    fn the_excess_goes_first_and_the_remainder_by_rank() {
+        // alpha: ranks 10..20 of 10 bytes each, excess 30; others: ranks 0..5.
+        let alpha: Vec<(u64, u64)> = (10..20).map(|r| (r, 10)).collect();
+        let rest: Vec<(u64, u64)> = (0..5).map(|r| (r, 10)).collect();
+        let c = fair_cutoffs(&[over("alpha", 30)], vec![alpha.clone()], rest.clone(), 30);
+        assert_eq!(c.all, None, "the excess covers the target");
+        assert_eq!(c.tenants, vec![("alpha".into(), 12)]);
+        let k = |t: &str| mooncake_common::auth::namespaced_key(t, "k");
+        assert!(c.takes(&k("alpha"), 12) && !c.takes(&k("alpha"), 13));
+        assert!(!c.takes(&k("beta"), 0) && !c.takes("k", 0));
+        // A target beyond the excess: 30 from alpha, then 20 by rank (ranks 0 and 1).
+        let c = fair_cutoffs(&[over("alpha", 30)], vec![alpha.clone()], rest.clone(), 50);
+        assert_eq!(c.all, Some(1));
+        assert!(c.takes(&k("beta"), 1) && !c.takes(&k("beta"), 2));
+        // Two tenants over, together by more than the target: in proportion.
+        let c = fair_cutoffs(
+            &[over("alpha", 300), over("gamma", 100)],
+            vec![alpha.clone(), (50..60).map(|r| (r, 10)).collect()],
+            rest,
+            40,
+        );
+        assert_eq!(c.all, None);
+        assert_eq!(c.tenants, vec![("alpha".into(), 12), ("gamma".into(), 50)]);
     }
 }

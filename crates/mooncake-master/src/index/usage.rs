@@ -115,6 +115,14 @@ pub struct TenantView {
     pub refused: u64,
 }
 
+/// A tenant that holds more than its share of the pool ([`TenantUsage::over_share`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverShare {
+    pub tenant: Box<str>,
+    /// Bytes it holds beyond its share.
+    pub excess: u64,
+}
+
 /// Every tenant's totals and quotas. The cluster tenant's account (every key without
 /// a tenant prefix) is a field: a deployment without tenants pays one atomic add per
 /// change.
@@ -236,6 +244,58 @@ impl TenantUsage {
             }
         }
         Ok(())
+    }
+
+    /// The tenants whose objects hold more than their share of a pool of `capacity`
+    /// bytes, and by how much: eviction takes from them first (`eviction`), so one
+    /// tenant flooding the pool cannot evict another's hot set.
+    ///
+    /// A tenant's share is its quota when it has one (the operator said how much it
+    /// may hold), else an equal part of the pool among the tenants that hold anything
+    /// now (`capacity / active`): the max-min fair split, which needs no
+    /// configuration and gives every active tenant at least what an even split would.
+    /// Only objects in memory count (bytes of writes in flight included).
+    ///
+    /// Empty while fewer than two tenants hold anything, so a deployment without
+    /// tenants pays one read lock per eviction pass and evicts exactly as before.
+    /// Cost: one pass over the tenants, never over the index.
+    pub fn over_share(&self, capacity: u64) -> Vec<OverShare> {
+        let others = self.others.read();
+        if others.is_empty() {
+            return Vec::new();
+        }
+        let mut held: Vec<(&str, u64)> = Vec::with_capacity(others.len() + 1);
+        let cluster = self.cluster.bytes.load(Ordering::Relaxed);
+        if cluster > 0 {
+            held.push((CLUSTER_TENANT, cluster));
+        }
+        for (t, a) in others.iter() {
+            let b = a.bytes.load(Ordering::Relaxed);
+            // (Wrapping totals may read huge for an instant: not a holder.)
+            if b > 0 && b <= MAX_QUOTA_BYTES {
+                held.push((t, b));
+            }
+        }
+        if held.len() < 2 {
+            return Vec::new();
+        }
+        let equal = capacity / held.len() as u64;
+        let quotas = self
+            .any_quota
+            .load(Ordering::Relaxed)
+            .then(|| self.quotas.read());
+        held.iter()
+            .filter_map(|&(t, bytes)| {
+                let share = quotas
+                    .as_ref()
+                    .and_then(|q| q.get(t).copied())
+                    .unwrap_or(equal);
+                (bytes > share).then(|| OverShare {
+                    tenant: t.into(),
+                    excess: bytes - share,
+                })
+            })
+            .collect()
     }
 
     /// Sets `tenant`'s byte quota (1..=[`MAX_QUOTA_BYTES`]). A quota below what the
