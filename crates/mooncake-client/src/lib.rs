@@ -7,6 +7,8 @@
 //! - `client`: the handle; start-up, identity, health, close, registered buffers.
 //! - `put` / `get` / `admin`: the object operations; `write` / `read`: the
 //!   batched paths behind them.
+//! - `locations`: the bounded cache of object locations that gets read from
+//!   speculatively while their lookup is in flight (`read.rs` checks the answer).
 //! - `io`: the data path; splits a batch between memcpy (same host) and the engine.
 //! - `copy`: the memcpy half of the same-host path (planned and checked, then run).
 //! - `mount`: mounting this process's segment at the master and the heartbeat that
@@ -40,6 +42,7 @@ pub mod framed;
 mod get;
 mod io;
 pub mod key_batch;
+mod locations;
 mod mount;
 mod put;
 mod read;
@@ -49,6 +52,7 @@ pub mod sessions;
 pub mod tasks;
 mod tier;
 pub mod transport;
+mod warm;
 mod write;
 
 pub use client::Client;
@@ -57,6 +61,7 @@ pub use errors::MAX_KEY_LEN;
 pub use framed::CallMode;
 pub use get::Location;
 pub use key_batch::KeyBatch;
+pub use locations::LocationCacheStats;
 pub use mooncake_common::{ErrorCode, MooncakeError, Result};
 /// The memory a process contributes and the mappings of same-host peers' segments,
 /// under the path this crate exported them at before they got a crate of their own.
@@ -64,6 +69,7 @@ pub use mooncake_segment as segment;
 pub use mooncake_tier::TierStats;
 pub use mooncake_transfer::MetricsSnapshot;
 pub use sessions::{GetTicket, PutTicket};
+pub use warm::WarmAhead;
 
 /// This host's identity for the same-host path (kept at its former path).
 pub mod host {

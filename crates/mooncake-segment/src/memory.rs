@@ -258,6 +258,18 @@ impl SegmentMemory {
         self.len
     }
 
+    /// Faults in `[off, off+len)` (clamped to the segment) for writing: its pages are
+    /// allocated and mapped now rather than by the first write into each of them.
+    /// Bytes already there are left as they are, so it may run while peers write.
+    pub fn populate(&self, off: usize, len: usize) -> std::io::Result<()> {
+        let end = off.saturating_add(len).min(self.len);
+        if off >= end {
+            return Ok(());
+        }
+        // Safety: `[off, end)` lies inside our live mapping.
+        unsafe { crate::prefault::populate(self.ptr.add(off), end - off) }
+    }
+
     /// Never true for a created segment (a size of 0 is refused).
     #[inline]
     pub fn is_empty(&self) -> bool {

@@ -48,6 +48,10 @@ pub struct StoreArgs {
     /// Back the segment with transparent huge pages when the kernel allows it.
     #[arg(long)]
     pub hugepages: bool,
+    /// Bytes of the segment kept faulted in ahead of the bytes peers have written
+    /// (`50mb`, `1gb`; 0 = pages fault in on first write).
+    #[arg(long = "warm_ahead", alias = "warm-ahead", default_value = "256mb", value_parser = parse_warm)]
+    pub warm_ahead: u64,
     /// Seconds to keep trying to mount before giving up (0 = forever).
     #[arg(
         long = "max_wait_time",
@@ -101,6 +105,11 @@ impl StoreArgs {
     }
 }
 
+/// `--warm_ahead`'s value: a size (`0` turns warm-ahead off).
+fn parse_warm(v: &str) -> Result<u64, String> {
+    parse_size("--warm_ahead", v).map_err(|e| e.to_string())
+}
+
 /// The file written once the segment is mounted (and removed at exit), for drivers
 /// that wait for the store: `MOONCAKE_READY_FILE`.
 pub fn ready_file() -> Option<PathBuf> {
@@ -146,6 +155,16 @@ mod tests {
         assert_eq!(cfg.master_server_address, "m:2");
         assert_eq!(cfg.global_segment_size, 1 << 30);
         assert_eq!(a.port, 0);
+    }
+
+    #[test]
+    fn warm_ahead_is_a_size() {
+        let a = StoreArgs::parse_from(["mooncake_store"]);
+        assert_eq!(a.warm_ahead, 256 << 20);
+        let a = StoreArgs::parse_from(["mooncake_store", "--warm_ahead", "0"]);
+        assert_eq!(a.warm_ahead, 0);
+        let e = StoreArgs::try_parse_from(["mooncake_store", "--warm_ahead", "lots"]).unwrap_err();
+        assert!(e.to_string().contains("--warm_ahead"), "{e}");
     }
 
     #[test]

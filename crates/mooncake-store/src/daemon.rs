@@ -28,6 +28,9 @@ pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>)
             return 1;
         }
     };
+    // Pages ahead of the writes are faulted in while the store is idle, not inside
+    // the puts (`mooncake_client::WarmAhead`).
+    let _warm = client.spawn_warm_ahead(args.warm_ahead);
     // Copies this store's objects out when the master drains its segment.
     let _drain = client.spawn_drain_worker(&master_addr);
     // The SSD tier, when MOONCAKE_OFFLOAD_FILE_STORAGE_PATH names one: a bad path or
