@@ -100,6 +100,7 @@ impl Client {
     pub async fn remove(&self, key: &str, force: bool) -> Result<()> {
         self.ensure_open()?;
         check_key(key)?;
+        self.inner.locations.forget(key);
         let req = RemoveRequest {
             key: key.to_string(),
             force,
@@ -116,6 +117,7 @@ impl Client {
         if let Err(e) = self.ensure_open() {
             return keys.iter().map(|_| Err(e.clone())).collect();
         }
+        self.inner.locations.forget_all(keys);
         let req = BatchRemoveRequest {
             keys: keys.to_vec(),
             force,
@@ -205,6 +207,7 @@ impl Client {
     /// Removes every object (leased ones only with `force`); returns how many.
     pub async fn remove_all(&self, force: bool) -> Result<u64> {
         self.ensure_open()?;
+        self.inner.locations.clear();
         let req = RemoveAllRequest { force };
         let r = self
             .inner
@@ -217,6 +220,7 @@ impl Client {
     /// Removes objects whose key matches `pattern`; a bad pattern is `INVALID_PARAMS`.
     pub async fn remove_by_regex(&self, pattern: &str, force: bool) -> Result<u64> {
         self.ensure_open()?;
+        self.inner.locations.clear();
         let req = RemoveByRegexRequest {
             pattern: pattern.to_string(),
             force,

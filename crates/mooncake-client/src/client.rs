@@ -6,6 +6,7 @@ use crate::buffers::BufferRegistry;
 use crate::config::{ClientConfig, ClientTuning, Health};
 use crate::errors::{closed, transfer_error};
 use crate::io::DataPath;
+use crate::locations::{LocationCache, LocationCacheStats};
 use crate::mount::{spawn_heartbeat, HeartbeatHost, Liveness, LocalSegment};
 use crate::rpc::MasterRpc;
 use mooncake_common::hostname::{split_host_port, with_port};
@@ -39,6 +40,8 @@ pub(crate) struct Inner {
     pub liveness: Liveness,
     pub closed: AtomicBool,
     pub rotation: AtomicU64,
+    /// Where lookups found objects, for speculative reads (`locations.rs`).
+    pub locations: LocationCache,
     /// This process's SSD tier, once started (`tier.rs`).
     pub tier: parking_lot::Mutex<Option<Arc<mooncake_tier::DiskTier>>>,
     heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -207,6 +210,7 @@ impl Client {
         tc.protocol = node.protocol;
         tc.devices = node.device_name.clone();
         tc.auth = crate::data_auth::data_auth(tuning.credential.as_ref(), &rpc_async);
+        tc.tls = mooncake_transfer::config::data_tls_from_env().map_err(|e| transfer_error(&e))?;
         let engine = match port {
             Some(p) => {
                 tc.port = p;
@@ -273,13 +277,14 @@ impl Client {
                 shm: ShmCache::new(host_id, tuning.shm, tuning.shm_prefault)
                     .with_dir(tuning.shm_dir.as_deref()),
             },
-            tuning,
             buffers: BufferRegistry::default(),
             segment,
             liveness: Liveness::default(),
             closed: AtomicBool::new(false),
             rotation: AtomicU64::new(0),
+            locations: LocationCache::new(tuning.location_cache),
             tier: parking_lot::Mutex::new(None),
+            tuning,
             heartbeat: Mutex::new(None),
             close_lock: tokio::sync::Mutex::new(()),
         });
@@ -316,6 +321,12 @@ impl Client {
     /// Same-host peers copy through the shared-memory file and are not counted.
     pub fn transfer_metrics(&self) -> MetricsSnapshot {
         self.inner.data.engine.metrics()
+    }
+
+    /// How the location cache did: speculative reads kept and thrown away, and how
+    /// many locations it holds.
+    pub fn location_cache_stats(&self) -> LocationCacheStats {
+        self.inner.locations.stats()
     }
 
     /// Heartbeats that did not reach the master since this client started.

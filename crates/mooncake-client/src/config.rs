@@ -21,6 +21,11 @@ pub const SHM_DIR_ENV: &str = "MOONCAKE_SHM_DIR";
 pub const HUGEPAGES_ENV: &str = "MOONCAKE_HUGEPAGES";
 /// The transfer engine's listen address.
 pub const TCP_BIND_ADDRESS_ENV: &str = "MC_TCP_BIND_ADDRESS";
+/// `MOONCAKE_LOCATION_CACHE=<entries>`: how many object locations a client remembers
+/// for speculative reads (0 turns them off).
+pub const LOCATION_CACHE_ENV: &str = "MOONCAKE_LOCATION_CACHE";
+/// The default bound of the location cache (a few hundred bytes per entry).
+pub const DEFAULT_LOCATION_CACHE: usize = 65536;
 /// The cluster named in etcd (the masters' `--cluster_id`).
 pub const CLUSTER_ID_ENV: &str = "MOONCAKE_CLUSTER_ID";
 /// The masters' default `--cluster_id`.
@@ -133,6 +138,14 @@ pub struct ClientTuning {
     /// The tenant this process declares (`MOONCAKE_TENANT_ID`, or Python's
     /// `tenant_id`): a master with authentication refuses it unless it is the token's.
     pub tenant_id: Option<String>,
+    /// How many object locations are remembered for speculative reads
+    /// (`MOONCAKE_LOCATION_CACHE`, default [`DEFAULT_LOCATION_CACHE`]; 0: none): a get
+    /// of a remembered key reads from there while its lookup is in flight and keeps
+    /// the bytes when the lookup names the same allocation.
+    pub location_cache: usize,
+    /// Why `MOONCAKE_LOCATION_CACHE` could not be read (reported by
+    /// [`ClientTuning::validate`]).
+    pub location_cache_error: Option<String>,
 }
 
 impl Default for ClientTuning {
@@ -153,6 +166,8 @@ impl Default for ClientTuning {
             credential: None,
             credential_error: None,
             tenant_id: None,
+            location_cache: DEFAULT_LOCATION_CACHE,
+            location_cache_error: None,
         }
     }
 }
@@ -193,6 +208,16 @@ impl ClientTuning {
         if let Some(v) = set(CLUSTER_ID_ENV) {
             t.cluster_id = v;
         }
+        if let Some(v) = set(LOCATION_CACHE_ENV) {
+            match v.parse::<usize>() {
+                Ok(n) => t.location_cache = n,
+                Err(_) => {
+                    t.location_cache_error = Some(format!(
+                        "location_cache ({LOCATION_CACHE_ENV}): {v:?} is not a number of entries"
+                    ))
+                }
+            }
+        }
         t
     }
 
@@ -200,6 +225,9 @@ impl ClientTuning {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(e) = &self.credential_error {
             return Err(ConfigError(format!("authentication: {e}")));
+        }
+        if let Some(e) = &self.location_cache_error {
+            return Err(ConfigError(e.clone()));
         }
         if self.master_spin > MAX_SPIN {
             return Err(ConfigError(format!(
@@ -278,6 +306,14 @@ mod tests {
         let t = tuning(&[(DISABLE_SHM_ENV, "0"), (CLUSTER_ID_ENV, " ")]);
         assert!(t.shm);
         assert_eq!(t.cluster_id, DEFAULT_CLUSTER_ID);
+        assert_eq!(t.location_cache, DEFAULT_LOCATION_CACHE);
+        let t = tuning(&[(LOCATION_CACHE_ENV, " 0 ")]);
+        assert_eq!(t.location_cache, 0);
+        t.validate().unwrap();
+        let e = tuning(&[(LOCATION_CACHE_ENV, "lots")])
+            .validate()
+            .unwrap_err();
+        assert!(e.0.starts_with("location_cache"), "{e}");
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The get forms of the API: values, sizes, zero-copy and scatter reads into
 //! registered memory (checked here), and ranged reads. All of them locate objects and
-//! read them through `read.rs`.
+//! read them through `read.rs`; the whole-object forms read remembered objects
+//! speculatively while the lookup runs (`Client::locate_guessing`).
 
 use crate::client::Client;
 use crate::io::{layout, truncate};
-use crate::read::{Located, ReadItem};
+use crate::read::{Found, Guess, Located, ReadItem};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 
 fn mismatch<T>(n: usize, what: &str) -> Vec<Result<T>> {
@@ -46,6 +47,46 @@ impl Client {
             .map(|located| Location { located })
     }
 
+    /// The size the location cache remembers for `key`'s object, if any: a caller
+    /// that allocates the destination itself can allocate this much before the lookup
+    /// and pass it to [`Client::locate_one_reading`].
+    pub fn remembered_size(&self, key: &str) -> Option<u64> {
+        self.inner.locations.get(key).map(|l| l.size)
+    }
+
+    /// [`Client::locate_one`] that also reads the object speculatively into
+    /// `[addr, addr + len)` when the location cache remembers it with exactly `len`
+    /// bytes. `Ok(None)`: the bytes are there (the lookup named the allocation they
+    /// were read from); `Ok(Some(loc))`: they are not, read `loc` as usual.
+    ///
+    /// # Safety
+    /// `[addr, addr + len)` is valid for writes for the whole call; its contents are
+    /// unspecified unless the answer is `Ok(None)`.
+    pub async unsafe fn locate_one_reading(
+        &self,
+        key: &str,
+        addr: usize,
+        len: usize,
+    ) -> Result<Option<Location>> {
+        let keys = [key.to_string()];
+        let guesses: Vec<Guess> = self
+            .remembered(&keys)
+            .into_iter()
+            .flatten()
+            .filter(|loc| loc.size == len as u64)
+            .map(|loc| Guess {
+                index: 0,
+                pieces: layout(&[(addr, len)], 0),
+                loc,
+            })
+            .collect();
+        // Safety: forwarded.
+        let f = unsafe { self.locate_guessing(&keys, &guesses).await }
+            .pop()
+            .unwrap_or_else(|| Err(MooncakeError::new(ErrorCode::InternalError, "no result")))?;
+        Ok((!f.read).then_some(Location { located: f.located }))
+    }
+
     /// Reads the object `loc` describes into `[addr, addr + loc.size())`.
     ///
     /// # Safety
@@ -67,14 +108,40 @@ impl Client {
     }
 
     pub async fn get_batch(&self, keys: &[String]) -> Vec<Result<Vec<u8>>> {
-        let located = self.locate(keys).await;
+        // Remembered objects are read speculatively into a vector of the remembered
+        // size while the lookup runs.
+        let mut bufs: Vec<Vec<u8>> = keys.iter().map(|_| Vec::new()).collect();
+        let mut guesses = Vec::new();
+        for (i, r) in self.remembered(keys).into_iter().enumerate() {
+            let Some(loc) = r else { continue };
+            let Ok(n) = usize::try_from(loc.size) else {
+                continue;
+            };
+            bufs[i] = Vec::with_capacity(n);
+            guesses.push(Guess {
+                index: i,
+                pieces: layout(&[(bufs[i].as_mut_ptr() as usize, n)], 0),
+                loc,
+            });
+        }
+        // Safety: each guessed vector's capacity covers its pieces and is neither
+        // touched nor moved until the call returns.
+        let found = unsafe { self.locate_guessing(keys, &guesses).await };
+        drop(guesses);
         let mut out: Vec<Result<Vec<u8>>> = Vec::with_capacity(keys.len());
         let mut items = Vec::new();
         let mut pos = Vec::new();
-        for (i, l) in located.into_iter().enumerate() {
-            match l {
-                Ok(l) => {
-                    let mut v = Vec::<u8>::with_capacity(l.size as usize);
+        for ((i, f), mut v) in found.into_iter().enumerate().zip(bufs) {
+            match f {
+                Ok(f) if f.read => {
+                    // Safety: the kept speculative read filled exactly `size` bytes.
+                    unsafe { v.set_len(f.located.size as usize) };
+                    out.push(Ok(v));
+                }
+                Ok(Found { located: l, .. }) => {
+                    if v.capacity() < l.size as usize {
+                        v = Vec::with_capacity(l.size as usize);
+                    }
                     let pieces = layout(&[(v.as_mut_ptr() as usize, l.size as usize)], 0);
                     items.push(ReadItem {
                         replicas: l.replicas,
@@ -86,7 +153,8 @@ impl Client {
                 Err(e) => out.push(Err(e)),
             }
         }
-        // Safety: each vector's capacity covers its pieces and is not touched meanwhile.
+        // Safety: each vector's capacity covers its pieces and is not touched meanwhile
+        // (moving a vector into `out` does not move its heap buffer).
         let read = unsafe { self.read_objects(&items).await };
         for ((i, r), item) in pos.into_iter().zip(read).zip(&items) {
             match r {
@@ -166,15 +234,35 @@ impl Client {
             }
         }
         let ask_keys: Vec<String> = ask.iter().map(|i| keys[*i].clone()).collect();
-        let located = self.locate(&ask_keys).await;
+        // Remembered objects that fit their buffers are read speculatively.
+        let mut guesses = Vec::new();
+        for (j, r) in self.remembered(&ask_keys).into_iter().enumerate() {
+            let Some(loc) = r else { continue };
+            let b = &bufs[ask[j]];
+            let cap: usize = b.iter().map(|(_, n)| *n).sum();
+            if (cap as u64) < loc.size {
+                continue;
+            }
+            guesses.push(Guess {
+                index: j,
+                pieces: layout(&truncate(b, loc.size as usize), 0),
+                loc,
+            });
+        }
+        // Safety: forwarded from the caller.
+        let located = unsafe { self.locate_guessing(&ask_keys, &guesses).await };
         let mut items = Vec::new();
         let mut pos = Vec::new();
         for (i, l) in ask.into_iter().zip(located) {
             match l {
-                Ok(l) => {
+                Ok(Found { located: l, read }) => {
                     let cap: usize = bufs[i].iter().map(|(_, n)| *n).sum();
                     if (cap as u64) < l.size {
                         out[i] = Err(too_small(&keys[i], cap, l.size));
+                        continue;
+                    }
+                    out[i] = Ok(l.size as usize);
+                    if read {
                         continue;
                     }
                     let pieces = layout(&truncate(&bufs[i], l.size as usize), 0);
@@ -183,7 +271,6 @@ impl Client {
                         pieces,
                     });
                     pos.push(i);
-                    out[i] = Ok(l.size as usize);
                 }
                 Err(e) => out[i] = Err(e),
             }

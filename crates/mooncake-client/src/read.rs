@@ -1,5 +1,7 @@
 //! The read path behind every get form: `Client::locate` (one
-//! `BatchGetReplicaList`, which also grants the lease) and `Client::read_objects`,
+//! `BatchGetReplicaList`, which also grants the lease), `Client::locate_guessing` (the
+//! same lookup with speculative reads from the location cache beside it) and
+//! `Client::read_objects`,
 //! which reads each object from one replica (same-host replicas first, the others in
 //! rotating order to spread load) and retries the objects whose read failed on their
 //! next replica.
@@ -7,15 +9,34 @@
 use crate::client::Client;
 use crate::errors::{check_code, check_key};
 use crate::io::{Job, Piece};
+use crate::locations::{same_allocation, Remembered};
+use crate::rpc::MasterRpc;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::{BatchKeyRequest, Replica};
 use mooncake_transfer::Opcode;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Where an object lives.
 pub(crate) struct Located {
     pub replicas: Vec<Replica>,
     pub size: u64,
+}
+
+/// One object read speculatively: its position in the batch, where the cache
+/// remembered it, and the local pieces its bytes go to (laid out for the remembered
+/// size).
+pub(crate) struct Guess {
+    pub index: usize,
+    pub loc: Arc<Remembered>,
+    pub pieces: Vec<Piece>,
+}
+
+/// A lookup's answer, and whether the object's bytes are already in place (a kept
+/// speculative read).
+pub(crate) struct Found {
+    pub located: Located,
+    pub read: bool,
 }
 
 /// One object to read: its replicas (in preference order) and the local pieces.
@@ -25,8 +46,107 @@ pub(crate) struct ReadItem {
 }
 
 impl Client {
-    /// One `BatchGetReplicaList` for `keys`; bad keys are answered locally.
+    /// One `BatchGetReplicaList` for `keys`; bad keys are answered locally. Each
+    /// answer refreshes the location cache.
     pub(crate) async fn locate(&self, keys: &[String]) -> Vec<Result<Located>> {
+        let out = self.locate_via(&self.inner.rpc, keys).await;
+        self.remember(keys, &out);
+        out
+    }
+
+    /// What the location cache knows of each key.
+    pub(crate) fn remembered(&self, keys: &[String]) -> Vec<Option<Arc<Remembered>>> {
+        let cache = &self.inner.locations;
+        if !cache.enabled() {
+            return keys.iter().map(|_| None).collect();
+        }
+        keys.iter().map(|k| cache.get(k)).collect()
+    }
+
+    /// The location cache keeps what each lookup answered (a miss forgets the key).
+    fn remember(&self, keys: &[String], located: &[Result<Located>]) {
+        let cache = &self.inner.locations;
+        if !cache.enabled() {
+            return;
+        }
+        for (k, l) in keys.iter().zip(located) {
+            match l {
+                Ok(l) => match l.replicas.first() {
+                    Some(r) if r.generation.is_some() => cache.put(k, r, l.size),
+                    _ => cache.forget(k),
+                },
+                Err(_) => cache.forget(k),
+            }
+        }
+    }
+
+    /// The lookup of `keys` and, at the same time, the speculative reads of `guesses`
+    /// (objects whose location the cache remembered, each read into its pieces). A
+    /// guess's bytes are kept (`Found::read`) only when the lookup names the same
+    /// allocation it read from: same segment, offset, size and generation. The
+    /// allocation's generation changes whenever it is freed, so the same one at the
+    /// lookup means it held this complete object from the moment the cache learnt of
+    /// it until the lookup, and the lease the lookup granted covers the rest of the
+    /// read, as for any read. Anything else (moved, replaced, removed, the read
+    /// failed) leaves `read` false: the caller reads again from what the lookup named.
+    /// The master still sees every lookup, so leases and eviction order are unchanged.
+    ///
+    /// # Safety
+    /// Every guess's pieces are valid for writes for the whole call; what the caller
+    /// finds there when `read` is false is unspecified.
+    pub(crate) async unsafe fn locate_guessing(
+        &self,
+        keys: &[String],
+        guesses: &[Guess],
+    ) -> Vec<Result<Found>> {
+        let found = |l: Result<Located>| {
+            l.map(|located| Found {
+                located,
+                read: false,
+            })
+        };
+        if guesses.is_empty() {
+            return self.locate(keys).await.into_iter().map(found).collect();
+        }
+        let jobs: Vec<Job> = guesses
+            .iter()
+            .map(|g| Job {
+                replica: &g.loc.replica,
+                pieces: g.pieces.clone(),
+            })
+            .collect();
+        // The asynchronous connections: a blocking call would run the lookup before
+        // the reads instead of beside them.
+        let (located, reads) = tokio::join!(self.locate_via(&self.inner.rpc_async, keys), async {
+            // Safety: forwarded from the caller.
+            unsafe { self.inner.data.run(Opcode::Read, &jobs).await }
+        });
+        self.remember(keys, &located);
+        let mut out: Vec<Result<Found>> = located.into_iter().map(found).collect();
+        let cache = &self.inner.locations;
+        for (g, read) in guesses.iter().zip(reads) {
+            let Some(Ok(f)) = out.get_mut(g.index) else {
+                cache.stale();
+                continue;
+            };
+            let same = read.is_ok()
+                && f.located.size == g.loc.size
+                && f.located
+                    .replicas
+                    .iter()
+                    .any(|r| same_allocation(r, &g.loc.replica));
+            if same {
+                f.read = true;
+                cache.hit();
+            } else {
+                cache.stale();
+            }
+        }
+        out
+    }
+
+    /// [`Client::locate`] over `rpc`, without touching the cache.
+    async fn locate_via(&self, rpc: &MasterRpc, keys: &[String]) -> Vec<Result<Located>> {
         let mut out: Vec<Result<Located>> = Vec::with_capacity(keys.len());
         let mut ask = Vec::new();
         for (i, k) in keys.iter().enumerate() {
@@ -47,9 +167,7 @@ impl Client {
         let req = BatchKeyRequest {
             keys: ask.iter().map(|i| keys[*i].clone()).collect(),
         };
-        let resp = self
-            .inner
-            .rpc
+        let resp = rpc
             .call("batch_get_replica_list", |mut c| async move {
                 c.batch_get_replica_list(req).await
             })

@@ -32,6 +32,9 @@ impl Client {
         rc: &ReplicateConfig,
         upsert: bool,
     ) -> Vec<Result<()>> {
+        // This process replaces what it remembers of these keys: skip the wasted
+        // speculative read of the old location.
+        self.inner.locations.forget_all(keys);
         let mut results: Vec<Result<()>> = Vec::with_capacity(keys.len());
         let mut todo = Vec::new(); // indices going to the master
         for (i, (key, item)) in keys.iter().zip(items).enumerate() {
