@@ -49,8 +49,14 @@ pub struct StoreArgs {
     #[arg(long)]
     pub hugepages: bool,
     /// Bytes of the segment kept faulted in ahead of the bytes peers have written
-    /// (`50mb`, `1gb`; 0 = pages fault in on first write).
-    #[arg(long = "warm_ahead", alias = "warm-ahead", default_value = "256mb", value_parser = parse_warm)]
+    /// (`50mb`, `1gb`; 0 = pages fault in on first write). Also MOONCAKE_WARM_AHEAD.
+    #[arg(
+        long = "warm_ahead",
+        alias = "warm-ahead",
+        env = "MOONCAKE_WARM_AHEAD",
+        default_value = "256mb",
+        value_parser = parse_warm
+    )]
     pub warm_ahead: u64,
     /// Seconds to keep trying to mount before giving up (0 = forever).
     #[arg(
