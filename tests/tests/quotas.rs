@@ -4,7 +4,8 @@
 //! while another tenant's put succeeds; a quota below what a tenant holds is accepted
 //! and closes its admission; DELETE lifts the limit; usage and refusals show in the
 //! answers and in the metrics; a quota survives a restart with `--enable_snapshot`;
-//! and a tenant flooding the pool is evicted before another tenant's objects are.
+//! a tenant's concurrent puts never pass its quota together; and a tenant flooding
+//! the pool is evicted before another tenant's objects are.
 
 use mooncake_client::{Client, ClientConfig, ErrorCode, ReplicateConfig};
 use mooncake_common::auth::Credential;
@@ -331,4 +332,54 @@ async fn a_tenant_flooding_the_pool_is_evicted_before_another_tenants_objects() 
     );
     let _ = beta.close().await;
     let _ = alpha.close().await;
+}
+
+/// Twelve 1 MiB puts of one tenant started at once against a 4 MiB quota: exactly
+/// four are stored, the others refused with TENANT_QUOTA_EXCEEDED, and the tenant
+/// holds no more than its quota (check and charge are one step).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_puts_of_a_tenant_never_pass_its_quota_together() {
+    let dir = Dir::new("race");
+    let tokens = dir.file("tokens", TOKENS.as_bytes());
+    let m = Master::start(&[&format!("--auth_token_file={}", tokens.display())]);
+    let mut env = store_env(&m, "64MB");
+    env.push(("MOONCAKE_AUTH_TOKEN".into(), CLUSTER.into()));
+    let _store = Store::start(&env);
+    let (status, body) = set_quota(&m, "beta", 4 * MIB, Some(CLUSTER));
+    assert_eq!(status, 200, "{body}");
+    let beta = tenant_client(&m, BETA).await;
+    let mut puts = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let c = beta.clone();
+        puts.spawn(async move {
+            let k = format!("race-{i}");
+            c.put(
+                &k,
+                &value_for(&k, MIB as usize),
+                &ReplicateConfig::default(),
+            )
+            .await
+            .map_err(|e| e.code)
+        });
+    }
+    let (mut stored, mut refused) = (0, 0);
+    while let Some(r) = puts.join_next().await {
+        match r.unwrap() {
+            Ok(()) => stored += 1,
+            Err(ErrorCode::TenantQuotaExceeded) => refused += 1,
+            Err(e) => panic!("put failed with {e:?}"),
+        }
+    }
+    assert_eq!((stored, refused), (4, 8));
+    let (_, body) = req(
+        "GET",
+        m.metrics_port,
+        &quota_path("beta"),
+        "",
+        Some(CLUSTER),
+    );
+    let v = json(&body);
+    assert_eq!(v["data"]["charged_bytes"], 4 * MIB, "{body}");
+    assert_eq!(v["data"]["refused_puts"], 8, "{body}");
+    let _ = beta.close().await;
 }

@@ -20,8 +20,11 @@
 //!
 //! A key longer than [`MAX_INTERNAL_KEY_LEN`] is refused there too (INVALID_PARAMS).
 //!
-//! Admission and the charge are not one atomic step: puts of one tenant starting at
-//! the same instant may pass its quota by what they add together.
+//! Admission against a quota reserves the put's bytes in the same step as the check
+//! (one tenant's admissions take turns on a lock of its own), and the
+//! [`Reservation`] holds them until the put's object is in the index, which charges
+//! them, or the start fails: puts of one tenant that start together never pass its
+//! quota together.
 
 use super::Object;
 use mooncake_common::auth::{split_key, CLUSTER_TENANT};
@@ -86,6 +89,43 @@ pub struct Account {
     inflight: AtomicU64,
     /// Puts refused for this tenant's quota or in-flight bound.
     refused: AtomicU64,
+    /// Bytes of puts admitted against the quota and not yet charged to `bytes`.
+    reserved: AtomicU64,
+    /// Taken by admissions against a quota, so that check and reservation are one step.
+    admission: Mutex<()>,
+}
+
+/// Bytes a put admitted against its tenant's quota holds until its object is in the
+/// index (which charges them); given back when dropped. Empty for a tenant without a
+/// quota.
+#[must_use = "the reservation ends when dropped"]
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    usage: Option<&'a TenantUsage>,
+    tenant: &'a str,
+    bytes: u64,
+}
+
+impl Reservation<'_> {
+    fn none() -> Self {
+        Reservation {
+            usage: None,
+            tenant: "",
+            bytes: 0,
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some(u) = self.usage {
+            // Release: whoever reads the smaller reservation (Acquire) also sees the
+            // charge the index made before it.
+            u.with_account(self.tenant, |a| {
+                a.reserved.fetch_sub(self.bytes, Ordering::Release)
+            });
+        }
+    }
 }
 
 impl Account {
@@ -200,8 +240,15 @@ impl TenantUsage {
 
     /// Whether a write of `bytes` for internal key `key` by the client with `tag`
     /// may start; TENANT_QUOTA_EXCEEDED when the tenant's quota or the in-flight
-    /// bounds say no (counted against the tenant).
-    pub fn admit(&self, key: &str, bytes: u64, tag: u64) -> Result<(), ErrorCode> {
+    /// bounds say no (counted against the tenant). Against a quota, the bytes are
+    /// reserved until the returned [`Reservation`] is dropped: keep it until the
+    /// write's object is in the index.
+    pub fn admit<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: u64,
+        tag: u64,
+    ) -> Result<Reservation<'a>, ErrorCode> {
         if key.len() > MAX_INTERNAL_KEY_LEN {
             tracing::debug!(
                 len = key.len(),
@@ -219,16 +266,11 @@ impl TenantUsage {
             });
             Err(ErrorCode::TenantQuotaExceeded)
         };
-        if self.any_quota.load(Ordering::Relaxed) {
-            if let Some(&q) = self.quotas.read().get(tenant) {
-                let used = self.bytes(tenant);
-                if used.saturating_add(bytes) > q {
-                    return refuse(format_args!(
-                        "tenant {tenant} holds {used} bytes of its {q}-byte quota and the put needs {bytes}"
-                    ));
-                }
-            }
-        }
+        let quota = self
+            .any_quota
+            .load(Ordering::Relaxed)
+            .then(|| self.quotas.read().get(tenant).copied())
+            .flatten();
         let inflight = self.inflight(tenant);
         if inflight >= MAX_INFLIGHT_PER_TENANT {
             return refuse(format_args!(
@@ -243,7 +285,31 @@ impl TenantUsage {
                 ));
             }
         }
-        Ok(())
+        let Some(q) = quota else {
+            return Ok(Reservation::none());
+        };
+        let admitted = self.with_account(tenant, |a| {
+            let _turn = a.admission.lock();
+            // The reservations first: an admitted put is charged to `bytes` before it
+            // leaves `reserved`, so this sum counts it at least once, never not at all.
+            let reserved = a.reserved.load(Ordering::Acquire);
+            let used = a.bytes.load(Ordering::Relaxed).saturating_add(reserved);
+            if used.saturating_add(bytes) > q {
+                return Err(used);
+            }
+            a.reserved.fetch_add(bytes, Ordering::Relaxed);
+            Ok(())
+        });
+        match admitted {
+            Ok(()) => Ok(Reservation {
+                usage: Some(self),
+                tenant,
+                bytes,
+            }),
+            Err(used) => refuse(format_args!(
+                "tenant {tenant} holds or is writing {used} bytes of its {q}-byte quota and the put needs {bytes}"
+            )),
+        }
     }
 
     /// The tenants whose objects hold more than their share of a pool of `capacity`
@@ -385,17 +451,23 @@ mod tests {
     fn quotas_refuse_at_the_bound_and_count_refusals() {
         let u = TenantUsage::default();
         let k = namespaced_key("beta", "k");
-        u.admit(&k, 1 << 30, 3).unwrap();
+        drop(u.admit(&k, 1 << 30, 3).unwrap());
         u.set_quota("beta", 1 << 20);
-        assert_eq!(u.admit(&k, 2 << 20, 3), Err(ErrorCode::TenantQuotaExceeded));
-        u.admit(&k, 1 << 20, 3).unwrap();
+        assert_eq!(
+            u.admit(&k, 2 << 20, 3).err(),
+            Some(ErrorCode::TenantQuotaExceeded)
+        );
+        drop(u.admit(&k, 1 << 20, 3).unwrap());
         // Another tenant is not bound by beta's quota.
-        u.admit(&namespaced_key("alpha", "k"), 2 << 20, 3).unwrap();
+        drop(u.admit(&namespaced_key("alpha", "k"), 2 << 20, 3).unwrap());
         u.change(&k, Charge::default(), c(1 << 20, 0, 0));
-        assert_eq!(u.admit(&k, 1, 3), Err(ErrorCode::TenantQuotaExceeded));
+        assert_eq!(
+            u.admit(&k, 1, 3).err(),
+            Some(ErrorCode::TenantQuotaExceeded)
+        );
         assert_eq!(u.view("beta").refused, 2);
         assert_eq!(u.remove_quota("beta"), Some(1 << 20));
-        u.admit(&k, 1, 3).unwrap();
+        drop(u.admit(&k, 1, 3).unwrap());
         assert!(u
             .all()
             .iter()
@@ -406,8 +478,8 @@ mod tests {
     fn keys_are_bounded() {
         let u = TenantUsage::default();
         let long = "k".repeat(MAX_INTERNAL_KEY_LEN + 1);
-        assert_eq!(u.admit(&long, 1, 1), Err(ErrorCode::InvalidParams));
-        u.admit(&"k".repeat(4096), 1, 1).unwrap();
+        assert_eq!(u.admit(&long, 1, 1).err(), Some(ErrorCode::InvalidParams));
+        drop(u.admit(&"k".repeat(4096), 1, 1).unwrap());
     }
 
     #[test]
@@ -416,9 +488,51 @@ mod tests {
         for i in 0..MAX_INFLIGHT_PER_CLIENT {
             u.change(&format!("k{i}"), Charge::default(), c(1, 1, 9));
         }
-        assert_eq!(u.admit("x", 1, 9), Err(ErrorCode::TenantQuotaExceeded));
-        u.admit("x", 1, 11).unwrap();
+        assert_eq!(
+            u.admit("x", 1, 9).err(),
+            Some(ErrorCode::TenantQuotaExceeded)
+        );
+        drop(u.admit("x", 1, 11).unwrap());
         u.change("k0", c(1, 1, 9), Charge::default());
-        u.admit("x", 1, 9).unwrap();
+        drop(u.admit("x", 1, 9).unwrap());
+    }
+
+    /// Puts of one tenant admitted at once never pass its quota together: each
+    /// reservation counts until it is dropped (its object charged by the index).
+    #[test]
+    fn concurrent_admissions_reserve_within_the_quota() {
+        let u = std::sync::Arc::new(TenantUsage::default());
+        u.set_quota("beta", 10 << 20);
+        let k = namespaced_key("beta", "k");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(16));
+        let admitted: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| {
+                    let (u, k, barrier) = (&u, &k, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        let r = u.admit(k, 1 << 20, 0);
+                        let ok = r.is_ok();
+                        // Held until every thread tried.
+                        barrier.wait();
+                        drop(r);
+                        u64::from(ok)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(admitted, 10);
+        assert_eq!(u.view("beta").refused, 6);
+        // Dropped reservations are given back; a charge counts like one.
+        drop(u.admit(&k, 10 << 20, 0).unwrap());
+        let r = u.admit(&k, 4 << 20, 0).unwrap();
+        u.change(&k, Charge::default(), c(4 << 20, 1, 0));
+        drop(r);
+        assert_eq!(
+            u.admit(&k, 7 << 20, 0).err(),
+            Some(ErrorCode::TenantQuotaExceeded)
+        );
+        drop(u.admit(&k, 6 << 20, 0).unwrap());
     }
 }

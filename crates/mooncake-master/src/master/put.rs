@@ -197,12 +197,15 @@ impl Master {
             return Err(ErrorCode::NoAvailableHandle);
         }
         // The tenant's quota and the bounds on writes in flight, before anything is
-        // allocated (a promotion from the SSD tier is the master's own copy).
-        if kind != WriteKind::Promote {
-            self.index
-                .usage()
-                .admit(key, size.saturating_mul(want as u64), setup.client)?;
-        }
+        // allocated (a promotion from the SSD tier is the master's own copy). The
+        // quota's bytes stay reserved until this returns: charged by the index then,
+        // or given back on failure.
+        let _reserved = if kind != WriteKind::Promote {
+            let usage = self.index.usage();
+            Some(usage.admit(key, size.saturating_mul(want as u64), setup.client)?)
+        } else {
+            None
+        };
         let evict = (
             crate::eviction::Eviction::write_clock(setup.clock, setup.batch, position),
             position,
