@@ -93,6 +93,8 @@ pub struct TransferConfig {
     /// peers and how its listener checks theirs. Default: none, and the listener serves
     /// whoever connects.
     pub auth: crate::tcp::auth::DataAuth,
+    /// TLS on the data port (`tcp::tls`, [`data_tls_from_env`]); `None`: plaintext.
+    pub tls: Option<crate::tcp::tls::DataTls>,
 }
 
 impl TransferConfig {
@@ -109,6 +111,7 @@ impl TransferConfig {
             rdma_fallback_to_tcp: false,
             advertise: Vec::new(),
             auth: Default::default(),
+            tls: None,
         }
     }
 
@@ -165,6 +168,42 @@ impl TransferConfig {
     }
 }
 
+/// `MOONCAKE_TRANSFER_TLS=1`: data connections run TLS (see `tcp::tls`).
+pub const TRANSFER_TLS_ENV: &str = "MOONCAKE_TRANSFER_TLS";
+
+/// Whether a `MOONCAKE_TRANSFER_TLS` value turns TLS on; anything but a yes or a no
+/// is an error naming the variable (a typo must not silently mean plaintext).
+pub fn parse_transfer_tls(value: Option<&str>) -> Result<bool, TransferError> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "0" | "false" | "no" | "off") => Ok(false),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some(other) => Err(TransferError::Config(format!(
+            "{TRANSFER_TLS_ENV}={other:?}: expected 1 or 0"
+        ))),
+    }
+}
+
+/// The data port's TLS as the environment asks for it: `Ok(None)` unless
+/// `MOONCAKE_TRANSFER_TLS` is on; then this engine's certificate and key
+/// (`MOONCAKE_TLS_CERT_FILE`, `MOONCAKE_TLS_KEY_FILE`) and the CA file peers'
+/// certificates must chain to (`MOONCAKE_TLS_CA_FILE`), all three required.
+pub fn data_tls_from_env() -> Result<Option<crate::tcp::tls::DataTls>, TransferError> {
+    let on = parse_transfer_tls(std::env::var(TRANSFER_TLS_ENV).ok().as_deref())?;
+    if !on {
+        return Ok(None);
+    }
+    let files = mooncake_tls::config::ClientFiles::from_env();
+    match (&files.cert, &files.key, &files.ca) {
+        (Some(cert), Some(key), Some(ca)) => crate::tcp::tls::DataTls::new(cert, key, ca).map(Some),
+        _ => Err(TransferError::Config(format!(
+            "{TRANSFER_TLS_ENV}=1 needs {} and {} (this process's certificate and key, which its data port presents) and {} (what peers' certificates must chain to)",
+            mooncake_tls::config::CERT_FILE_ENV,
+            mooncake_tls::config::KEY_FILE_ENV,
+            mooncake_tls::config::CA_FILE_ENV,
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +224,18 @@ mod tests {
         assert_eq!(cfg.devices, "mlx5_0");
         assert_eq!(cfg.port, 0);
         assert_eq!(cfg.bind_ip, "0.0.0.0");
+    }
+
+    #[test]
+    fn transfer_tls_values() {
+        for v in [None, Some(""), Some("0"), Some(" off ")] {
+            assert!(!parse_transfer_tls(v).unwrap(), "{v:?}");
+        }
+        for v in ["1", "true", "YES"] {
+            assert!(parse_transfer_tls(Some(v)).unwrap(), "{v}");
+        }
+        let e = parse_transfer_tls(Some("tls")).unwrap_err().to_string();
+        assert!(e.contains(TRANSFER_TLS_ENV), "{e}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::metadata::{self, MetadataStore};
 use crate::metrics::MetricsSnapshot;
 use crate::nic;
 use crate::segment::{new_generation, ram_key, rpc_meta_key, NicEndpoint, RpcMeta};
-use crate::tcp::describe::describe;
+use crate::tcp::describe::describe_with;
 use crate::tcp::pool::Peer;
 use crate::TransferRequest;
 
@@ -68,6 +68,7 @@ impl TransferEngine {
         let mut eng = Self::start_inner(cfg, Protocol::Rdma).await?;
         let e = Arc::get_mut(&mut eng).ok_or(TransferError::Shutdown)?;
         path.set_credential(e.seg.auth.credential.clone());
+        path.set_tls(e.seg.tls.clone());
         let p = path.clone();
         e.seg
             .control
@@ -101,6 +102,7 @@ impl TransferEngine {
         let name = mooncake_common::hostname::with_port(&cfg.local_hostname, port);
         let mut seg = LocalSegment::new(name, new_generation(), protocol.as_str());
         seg.auth = cfg.auth.clone();
+        seg.tls = cfg.tls.clone();
         let seg = Arc::new(seg);
         *seg.endpoints.write() = endpoints;
         let endpoint = seg.endpoints.read()[0].addr.clone();
@@ -113,7 +115,7 @@ impl TransferEngine {
             stop_rx,
         ));
         let budget_units = (cfg.tcp.max_inflight_bytes / BUDGET_UNIT).max(1);
-        tracing::info!(segment = %seg.name, %endpoint, nics = ?selected, "transfer engine started");
+        tracing::info!(segment = %seg.name, %endpoint, nics = ?selected, tls = seg.tls.is_some(), "transfer engine started");
         Ok(Arc::new(TransferEngine {
             budget: Arc::new(Semaphore::new(budget_units)),
             budget_units,
@@ -294,10 +296,11 @@ impl TransferEngine {
                 _ => {}
             }
         }
-        describe(
+        describe_with(
             hint.unwrap_or(target),
             timeout,
             self.seg.auth.credential.as_ref(),
+            self.seg.tls.as_ref(),
         )
         .await
     }

@@ -37,6 +37,8 @@ pub struct LocalSegment {
     pub source: RwLock<Option<Arc<dyn ReadSource>>>,
     /// The token this engine proves and how its listener checks peers (`tcp::auth`).
     pub auth: crate::tcp::auth::DataAuth,
+    /// TLS on the data port (`tcp::tls`); `None`: plaintext.
+    pub tls: Option<crate::tcp::tls::DataTls>,
 }
 
 impl LocalSegment {
@@ -52,6 +54,7 @@ impl LocalSegment {
             control: RwLock::new(None),
             source: RwLock::new(None),
             auth: Default::default(),
+            tls: None,
         }
     }
 

@@ -20,6 +20,9 @@ pub trait RdmaPath: Send + Sync {
     fn deregister(&self, addr: u64) -> Result<(), TransferError>;
     /// The token proved to peers' listeners before a queue-pair handshake.
     fn set_credential(&self, credential: Option<Credential>);
+    /// TLS for the queue-pair exchange on a data port with `MOONCAKE_TRANSFER_TLS=1`
+    /// (the RDMA transfers themselves are not encrypted).
+    fn set_tls(&self, tls: Option<crate::tcp::tls::DataTls>);
     /// Whether `[addr, addr+len)` is registered locally (RDMA needs both ends registered).
     fn covers_local(&self, addr: u64, len: u64) -> bool;
     /// Answers a peer's queue-pair handshake (JSON in, JSON out).
@@ -45,6 +48,7 @@ pub struct RdmaEngine<V: Verbs> {
     /// Proved to a peer's listener before its queue-pair handshake (`tcp::auth`):
     /// the handshake hands out keys to registered memory.
     credential: parking_lot::Mutex<Option<Credential>>,
+    tls: parking_lot::Mutex<Option<crate::tcp::tls::DataTls>>,
 }
 
 impl<V: Verbs> RdmaEngine<V> {
@@ -53,6 +57,7 @@ impl<V: Verbs> RdmaEngine<V> {
             transport,
             peers: tokio::sync::Mutex::default(),
             credential: parking_lot::Mutex::new(None),
+            tls: parking_lot::Mutex::new(None),
         }
     }
 
@@ -68,16 +73,18 @@ impl<V: Verbs> RdmaEngine<V> {
         }
         let ep = endpoint.to_string();
         let cred = self.credential.lock().clone();
+        let tls = self.tls.lock().clone();
         let peer = self
             .transport
             .connect(target, remote_nics, |req| async move {
                 let body =
                     serde_json::to_vec(&req).map_err(|e| TransferError::Rdma(e.to_string()))?;
-                let resp = crate::tcp::describe::control(
+                let resp = crate::tcp::describe::control_with(
                     &ep,
                     &body,
                     Duration::from_secs(5),
                     cred.as_ref(),
+                    tls.as_ref(),
                 )
                 .await?;
                 serde_json::from_slice::<ConnectResponse>(&resp)
@@ -102,6 +109,10 @@ impl<V: Verbs> RdmaPath for RdmaEngine<V> {
 
     fn deregister(&self, addr: u64) -> Result<(), TransferError> {
         self.transport.deregister(addr)
+    }
+
+    fn set_tls(&self, tls: Option<crate::tcp::tls::DataTls>) {
+        *self.tls.lock() = tls;
     }
 
     fn set_credential(&self, credential: Option<Credential>) {

@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::frame::{status, Header, Op};
-use super::io::{drain, read_control, read_header, write_frame};
+use super::io::{drain, flush, read_control, read_header, write_frame};
 use crate::errors::TransferError;
 
 /// The purpose proofs on the data port are made for (a proof made for another
@@ -107,6 +107,13 @@ impl DataAuth {
     }
 }
 
+/// Writes a frame and flushes it (what a TLS stream buffered goes out; a no-op in
+/// plaintext).
+async fn send<W: AsyncWrite + Unpin>(w: &mut W, h: &Header, payload: &[u8]) -> std::io::Result<()> {
+    write_frame(w, h, payload).await?;
+    flush(w).await
+}
+
 /// The answer opcode to a request opcode (where a refusal is sent).
 fn answer_op(op: Op) -> Op {
     match op {
@@ -141,7 +148,7 @@ where
     let challenge = Challenge::random();
     let run = async {
         let h = Header::new(Op::Challenge, 0, 0, CHALLENGE_LEN as u64);
-        write_frame(wr, &h, &challenge.0)
+        send(wr, &h, &challenge.0)
             .await
             .map_err(|e| TransferError::io("sending the challenge", e))?;
         let mut early: Option<Early> = None;
@@ -199,7 +206,7 @@ where
         &[]
     };
     let h = Header::new(op, id, 0, body.len() as u64).with_status(status::UNAUTHENTICATED);
-    let _ = tokio::time::timeout(Duration::from_secs(1), write_frame(wr, &h, body)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), send(wr, &h, body)).await;
     Err(TransferError::Unauthenticated(why))
 }
 
@@ -216,7 +223,7 @@ pub(super) async fn request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    write_frame(s, first, payload)
+    send(s, first, payload)
         .await
         .map_err(|e| TransferError::io(&format!("sending {:?} to {remote}", first.op), e))?;
     let closed = || TransferError::Io(format!("{remote} closed the connection"));
@@ -245,7 +252,7 @@ where
         body.extend_from_slice(&nonce);
         body.extend_from_slice(&proof);
         let ph = Header::new(Op::Proof, 0, 0, PROOF_FRAME_LEN);
-        write_frame(s, &ph, &body)
+        send(s, &ph, &body)
             .await
             .map_err(|e| TransferError::io(&format!("sending a proof to {remote}"), e))?;
         h = read_header(s).await?.ok_or_else(closed)?;

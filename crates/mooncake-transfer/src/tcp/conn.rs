@@ -13,12 +13,14 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
 use super::frame::{status, Header, Op};
 use super::io::tune;
 use super::slice::Job;
+use super::tls::{DataTls, Sniff, WireRead, WireWrite};
 use crate::config::TcpTuning;
 use crate::errors::TransferError;
 use crate::local::LocalSegment;
@@ -127,10 +129,24 @@ impl Conn {
         seg: Arc<LocalSegment>,
     ) -> Result<(Arc<Conn>, u64), TransferError> {
         let fut = async {
-            let mut stream = open(local_ip, remote, tuning.socket_buffer).await?;
+            let mut tcp = open(local_ip, remote, tuning.socket_buffer).await?;
             let cred = seg.auth.credential.as_ref();
-            let peer_gen = hello(&mut stream, segment, generation, cred).await?;
-            Ok::<_, TransferError>((stream, peer_gen))
+            match &seg.tls {
+                None => {
+                    let mut sniff = Sniff::new(&mut tcp);
+                    let peer_gen = hello(&mut sniff, remote, segment, generation, cred)
+                        .await
+                        .map_err(|e| sniff.explain(remote, e))?;
+                    Ok::<_, TransferError>((Wire::Plain(tcp), peer_gen))
+                }
+                Some(tls) => {
+                    let mut s = tls.connect(tcp, remote).await?;
+                    let peer_gen = hello(&mut s, remote, segment, generation, cred)
+                        .await
+                        .map_err(|e| DataTls::explain(remote, e))?;
+                    Ok((Wire::Tls(s), peer_gen))
+                }
+            }
         };
         let (stream, peer_gen) = tokio::time::timeout(tuning.connect_timeout, fut)
             .await
@@ -147,15 +163,16 @@ impl Conn {
             segment: segment.to_string(),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
-        let (rd, wr) = stream.into_split();
-        tokio::spawn(super::conn_tasks::writer(
-            rx,
-            wr,
-            shared.clone(),
-            tuning.crc,
-            seg.clone(),
-        ));
-        tokio::spawn(super::conn_tasks::reader(rd, shared.clone(), seg));
+        match stream {
+            Wire::Plain(s) => {
+                let (rd, wr) = s.into_split();
+                spawn_tasks(rd, wr, rx, &shared, tuning.crc, seg);
+            }
+            Wire::Tls(s) => {
+                let (rd, wr) = tokio::io::split(s);
+                spawn_tasks(rd, wr, rx, &shared, tuning.crc, seg);
+            }
+        }
         let conn = Conn {
             tx,
             shared,
@@ -195,6 +212,30 @@ impl Conn {
     }
 }
 
+/// A connected, greeted stream: plaintext, or TLS when this engine requires it.
+enum Wire {
+    Plain(TcpStream),
+    Tls(mooncake_tls::Stream),
+}
+
+fn spawn_tasks<R: WireRead, W: WireWrite>(
+    rd: R,
+    wr: W,
+    rx: mpsc::Receiver<Job>,
+    shared: &Arc<Shared>,
+    crc: bool,
+    seg: Arc<LocalSegment>,
+) {
+    tokio::spawn(super::conn_tasks::writer(
+        rx,
+        wr,
+        shared.clone(),
+        crc,
+        seg.clone(),
+    ));
+    tokio::spawn(super::conn_tasks::reader(rd, shared.clone(), seg));
+}
+
 async fn open(
     local_ip: Option<IpAddr>,
     remote: SocketAddr,
@@ -225,17 +266,15 @@ async fn open(
 /// The handshake: names the segment and generation we expect; the listener answers
 /// with its own generation. A listener that requires authentication is sent a proof
 /// of `credential` in between (`tcp::auth`).
-async fn hello(
-    stream: &mut TcpStream,
+async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    remote: SocketAddr,
     segment: &str,
     generation: u64,
     credential: Option<&mooncake_common::auth::Credential>,
 ) -> Result<u64, TransferError> {
     let h = Header::new(Op::Hello, 0, generation, segment.len() as u64);
-    let remote = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| segment.to_string());
+    let remote = remote.to_string();
     let ack = super::auth::request(stream, &h, segment.as_bytes(), credential, &remote).await?;
     if ack.op != Op::HelloAck {
         return Err(TransferError::Frame(format!(
@@ -246,13 +285,7 @@ async fn hello(
     if ack.status == status::WRONG_SEGMENT {
         return Err(TransferError::SegmentNotFound(
             segment.to_string(),
-            format!(
-                "the listener at {} serves another segment",
-                stream
-                    .peer_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default()
-            ),
+            format!("the listener at {remote} serves another segment"),
         ));
     }
     if generation != 0 && ack.addr != generation {

@@ -3,23 +3,23 @@
 //! requests by id and lands Read payloads straight in the caller's memory.
 
 use std::sync::Arc;
-use tokio::io::BufReader;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::conn::Shared;
 use super::frame::{crc, status, Header, Op, FLAG_CRC};
-use super::guarded::{read_into, write_from, CallerMem, MemAccess};
+use super::guarded::{CallerMem, MemAccess};
 use super::io::{read_header, write_frame, READ_BUF};
 use super::slice::Job;
+use super::tls::{WireRead, WireWrite};
 use crate::errors::TransferError;
 use crate::local::LocalSegment;
 use crate::metrics::Metrics;
 use crate::Opcode;
 
-pub(super) async fn writer(
+pub(super) async fn writer<W: WireWrite>(
     mut rx: mpsc::Receiver<Job>,
-    mut wr: OwnedWriteHalf,
+    mut wr: W,
     sh: Arc<Shared>,
     crc_on: bool,
     seg: Arc<LocalSegment>,
@@ -55,7 +55,7 @@ pub(super) async fn writer(
                     sh.finish(job, Err(e));
                     continue;
                 }
-                let r = write_from(&mut wr, &h, len, &mem, None).await;
+                let r = wr.write_from(&h, len, &mem, None).await;
                 sh.written(id);
                 if r.is_ok() {
                     Metrics::add(&seg.metrics.bytes_written, len as u64);
@@ -71,7 +71,11 @@ pub(super) async fn writer(
                     sh.finish(job, Err(e));
                     continue;
                 }
-                write_frame(&mut wr, &h, &[]).await
+                // The flush sends what a TLS stream buffered (a no-op in plaintext).
+                match write_frame(&mut wr, &h, &[]).await {
+                    Ok(()) => wr.flush().await,
+                    Err(e) => Err(e),
+                }
             }
         };
         if let Err(e) = result {
@@ -86,7 +90,7 @@ pub(super) async fn writer(
     }
 }
 
-pub(super) async fn reader(rd: OwnedReadHalf, sh: Arc<Shared>, seg: Arc<LocalSegment>) {
+pub(super) async fn reader<R: WireRead>(rd: R, sh: Arc<Shared>, seg: Arc<LocalSegment>) {
     let mut rd = BufReader::with_capacity(READ_BUF, rd);
     let err = loop {
         let h = match read_header(&mut rd).await {
@@ -115,7 +119,7 @@ pub(super) async fn reader(rd: OwnedReadHalf, sh: Arc<Shared>, seg: Arc<LocalSeg
                     ctl: &job.ctl,
                     ptr: job.local,
                 };
-                let r = read_into(&mut rd, job.len, &mem, None)
+                let r = R::read_into(&mut rd, job.len, &mem, None)
                     .await
                     .map(|delivered| {
                         if !delivered {

@@ -12,3 +12,4 @@ pub mod io;
 pub mod pool;
 pub mod server;
 pub mod slice;
+pub mod tls;

@@ -20,14 +20,15 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::admit::{descriptor_limit, effective_cap, ConnTable, Slot};
 use super::frame::{crc, status, Header, Op, HEADER_LEN, MAX_CONTROL_LEN, MAX_DATA_LEN};
-use super::guarded::{read_into, write_from, MemAccess, RegionMem};
+use super::guarded::{MemAccess, RegionMem};
 use super::io::{drain, read_control, tune, within, write_frame, READ_BUF};
+use super::tls::{WireRead, WireWrite};
 use crate::config::TcpTuning;
 use crate::errors::TransferError;
 use crate::local::LocalSegment;
@@ -192,20 +193,33 @@ async fn next_header<R: AsyncRead + Unpin>(
         }
         got += n;
     }
-    let h = Header::decode(&b)?;
+    let h = Header::decode(&b).map_err(|e| {
+        if mooncake_tls::looks_like_tls(&b) {
+            TransferError::Config(
+                "a TLS client on this plaintext data port (set MOONCAKE_TRANSFER_TLS=1 here too, or unset it on the peer)".into(),
+            )
+        } else {
+            e
+        }
+    })?;
     slot.in_frame();
     Ok(Some(h))
 }
 
 /// Writes a small answer (ack, refusal, descriptor) whole within the stall bound: a
-/// peer that stops reading answers holds its slot no longer than that.
+/// peer that stops reading answers holds its slot no longer than that. The flush
+/// sends what a TLS stream buffered (a no-op on a plaintext socket).
 async fn answer<W: AsyncWrite + Unpin>(
     wr: &mut W,
     h: &Header,
     payload: &[u8],
     stall: Option<Duration>,
 ) -> std::io::Result<()> {
-    within(stall, "writing an answer", write_frame(wr, h, payload)).await
+    within(stall, "writing an answer", async {
+        write_frame(wr, h, payload).await?;
+        wr.flush().await
+    })
+    .await
 }
 
 /// The answer to a Hello, Describe or Control request whose payload is `req`.
@@ -244,13 +258,33 @@ fn control_answer(seg: &LocalSegment, h: &Header, req: &[u8]) -> (Header, Vec<u8
     }
 }
 
+/// One connection: TLS first when this data port requires it, then the frames.
 async fn serve(
     stream: TcpStream,
     seg: &LocalSegment,
     slot: &Slot,
     limits: &ListenerLimits,
 ) -> Result<(), TransferError> {
-    let (rd, mut wr) = stream.into_split();
+    match &seg.tls {
+        None => {
+            let (rd, wr) = stream.into_split();
+            serve_on(rd, wr, seg, slot, limits).await
+        }
+        Some(tls) => {
+            let s = tls.accept(stream, limits.auth_timeout).await?;
+            let (rd, wr) = tokio::io::split(s);
+            serve_on(rd, wr, seg, slot, limits).await
+        }
+    }
+}
+
+async fn serve_on<R: WireRead, W: WireWrite>(
+    rd: R,
+    mut wr: W,
+    seg: &LocalSegment,
+    slot: &Slot,
+    limits: &ListenerLimits,
+) -> Result<(), TransferError> {
     let mut rd = BufReader::with_capacity(READ_BUF, rd);
     let stall = Some(limits.stall_timeout);
     if let Some(v) = &seg.auth.verifier {
@@ -321,7 +355,7 @@ async fn serve(
                                 (true, false)
                             }
                         } else {
-                            let delivered = read_into(&mut rd, h.len as usize, &mem, stall)
+                            let delivered = R::read_into(&mut rd, h.len as usize, &mem, stall)
                                 .await
                                 .map_err(io("write payload"))?;
                             (delivered, true)
@@ -404,7 +438,7 @@ async fn serve(
                         addr: h.addr,
                         len: h.len,
                     };
-                    write_from(&mut wr, &resp, h.len as usize, &mem, stall)
+                    wr.write_from(&resp, h.len as usize, &mem, stall)
                         .await
                         .map_err(io("read payload"))?;
                     Metrics::add(&seg.metrics.bytes_served_out, h.len);
