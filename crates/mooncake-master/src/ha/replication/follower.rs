@@ -17,11 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 
 /// Pause between attempts (no leader known, connection refused, stream broke).
 const RETRY: Duration = Duration::from_millis(200);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Follows the leader until `shutdown` resolves.
 pub async fn run(state: Arc<HaState>, shutdown: impl std::future::Future<Output = ()>) {
@@ -52,13 +50,7 @@ async fn follow_forever(state: &HaState) {
 }
 
 async fn follow(state: &HaState, leader: &str) -> Result<(), String> {
-    let ep = Endpoint::from_shared(format!("http://{leader}"))
-        .map_err(|e| format!("bad leader address: {e}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(1))
-        .keep_alive_timeout(Duration::from_secs(3));
-    let channel = ep.connect().await.map_err(|e| format!("connect: {e}"))?;
+    let channel = super::dial::connect(state.config(), leader).await?;
     prove(state, channel.clone()).await?;
     let mut client = MasterReplicationClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)

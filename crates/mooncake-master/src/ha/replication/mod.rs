@@ -7,8 +7,10 @@
 //! - `leader`: the `Follow` RPC: a snapshot, then the op stream.
 //! - `shadow`: the standby's copy of the leader's state.
 //! - `follower`: the standby's task that follows the leader into a shadow.
+//! - `dial`: how the standby reaches the leader (TLS with `--tls_cert_file`).
 //! - `rebuild`: a new term's master built from a shadow.
 
+mod dial;
 pub mod follower;
 pub mod leader;
 pub mod log;
