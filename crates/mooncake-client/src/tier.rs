@@ -36,6 +36,13 @@ impl ReadSource for TierSource {
             .read(addr - DISK_BASE, buf)
             .map_err(|e| e.to_string())
     }
+
+    fn read_bytes(&self, addr: u64, len: usize) -> Result<Box<dyn AsRef<[u8]> + Send>, String> {
+        self.0
+            .read_bytes(addr - DISK_BASE, len as u64)
+            .map(|b| Box::new(b) as Box<dyn AsRef<[u8]> + Send>)
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl Client {

@@ -9,10 +9,12 @@
 //!   `MOONCAKE_ENABLE_SSD_OFFLOAD`.
 //! - [`record`]: the on-disk record format.
 //! - [`store`]: [`DiskTier`], the files, reads, writes and recovery.
+//! - [`io`]: how the file is read (page cache when it holds the bytes, else O_DIRECT).
 //! - [`errors`], [`metrics`].
 
 pub mod config;
 pub mod errors;
+pub mod io;
 pub mod metrics;
 pub mod record;
 pub mod store;
@@ -25,4 +27,4 @@ pub use config::TierConfig;
 pub use errors::TierError;
 pub use metrics::{TierMetrics, TierStats};
 pub use record::{record_len, BLOCK};
-pub use store::{DiskTier, RecordInfo};
+pub use store::{DiskTier, RecordInfo, TierBytes};

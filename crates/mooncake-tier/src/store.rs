@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use crate::config::TierConfig;
 use crate::errors::TierError;
+use crate::io;
 use crate::metrics::{TierMetrics, TierStats};
 use crate::record::{Header, BLOCK};
 
@@ -32,6 +33,19 @@ const INDEX: &str = "tier.index";
 const INDEX_ENTRY: usize = 24;
 /// The length bit of an index entry that says the extent was discarded.
 const TOMBSTONE: u64 = 1 << 63;
+
+/// Bytes read from the tier and checked: a view into the buffer they were read into.
+pub struct TierBytes {
+    buf: io::AlignedBuf,
+    start: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for TierBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf.as_slice(self.start + self.len)[self.start..]
+    }
+}
 
 /// A record the tier holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +97,9 @@ pub struct DiskTier {
     id: String,
     data_path: PathBuf,
     data: File,
+    /// `tier.data` opened with O_DIRECT for reads the page cache cannot serve; `None`
+    /// where the file system refuses O_DIRECT (tmpfs): plain reads then.
+    direct: Option<File>,
     index: Mutex<File>,
     capacity: u64,
     /// Records by start offset.
@@ -129,6 +146,7 @@ impl DiskTier {
         let tier = DiskTier {
             dir: dir.clone(),
             id,
+            direct: io::open_direct(&data_path),
             data_path,
             data,
             index: Mutex::new(
@@ -231,7 +249,15 @@ impl DiskTier {
     /// Fills `buf` with the value bytes at `value_offset` (an address inside one
     /// record's value), checking every block it touches.
     pub fn read(&self, value_offset: u64, buf: &mut [u8]) -> Result<(), TierError> {
-        let len = buf.len() as u64;
+        let b = self.read_bytes(value_offset, buf.len() as u64)?;
+        buf.copy_from_slice(b.as_ref());
+        Ok(())
+    }
+
+    /// The `len` value bytes at `value_offset` (an address inside one record's value),
+    /// every block they touch checked, in a buffer of the tier's (read once, from the
+    /// page cache when it holds them whole, else with O_DIRECT; see [`crate::io`]).
+    pub fn read_bytes(&self, value_offset: u64, len: u64) -> Result<TierBytes, TierError> {
         let missing = TierError::Missing {
             offset: value_offset,
             len,
@@ -241,7 +267,9 @@ impl DiskTier {
             let Some((_, r)) = map.range(..=value_offset).next_back() else {
                 return Err(missing);
             };
-            if value_offset < r.value_offset() || value_offset + len > r.end() {
+            if value_offset < r.value_offset()
+                || value_offset.checked_add(len).is_none_or(|e| e > r.end())
+            {
                 return Err(missing);
             }
             r.clone()
@@ -255,12 +283,24 @@ impl DiskTier {
         };
         let span_start = first * BLOCK;
         let span_end = ((last + 1) * BLOCK).min(rec.value_len);
-        let mut span = vec![0u8; (span_end - span_start) as usize];
-        if let Err(e) = self
-            .data
-            .read_exact_at(&mut span, rec.value_offset() + span_start)
-        {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        let span_len = (span_end - span_start) as usize;
+        let at = rec.value_offset() + span_start;
+        let mut buf = io::AlignedBuf::take(span_len);
+        let read = match io::read_cached(&self.data, &mut buf, at, span_len) {
+            Some(n) if n == span_len => Ok(0),
+            _ => match &self.direct {
+                Some(d) => match io::read_direct(d, &mut buf, at, span_len) {
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        io::read_buffered(&self.data, &mut buf, at, span_len).map(|_| 0)
+                    }
+                    r => r,
+                },
+                None => io::read_buffered(&self.data, &mut buf, at, span_len).map(|_| 0),
+            },
+        };
+        let from = match read {
+            Ok(from) => from,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 // The file was cut short under the record: it is torn for good.
                 TierMetrics::add(&self.metrics.checksum_failures, 1);
                 self.drop_record(rec.offset);
@@ -269,8 +309,9 @@ impl DiskTier {
                     offset: rec.offset,
                 });
             }
-            return Err(TierError::io("read", &self.data_path)(e));
-        }
+            Err(e) => return Err(TierError::io("read", &self.data_path)(e)),
+        };
+        let span = &buf.as_slice(from + span_len)[from..];
         for (i, chunk) in span.chunks(BLOCK as usize).enumerate() {
             if crc32c::crc32c(chunk) != rec.crcs[first as usize + i] {
                 TierMetrics::add(&self.metrics.checksum_failures, 1);
@@ -281,11 +322,13 @@ impl DiskTier {
                 });
             }
         }
-        let from = (rel - span_start) as usize;
-        buf.copy_from_slice(&span[from..from + len as usize]);
         TierMetrics::add(&self.metrics.reads, 1);
         TierMetrics::add(&self.metrics.read_bytes, len);
-        Ok(())
+        Ok(TierBytes {
+            buf,
+            start: from + (rel - span_start) as usize,
+            len: len as usize,
+        })
     }
 
     /// Reads a whole value, checked.

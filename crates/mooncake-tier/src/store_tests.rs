@@ -244,3 +244,54 @@ fn a_discarded_record_stays_gone_after_a_restart_even_with_its_bytes_intact() {
     assert!(t.record_at(a.value_offset).is_none());
     assert_eq!(t.records(), vec![b]);
 }
+
+/// Pushes the file's pages out of the page cache, so that the next read needs the
+/// device (the O_DIRECT path).
+fn drop_cached(t: &DiskTier) {
+    use std::os::fd::AsRawFd;
+    t.data.sync_all().unwrap();
+    // SAFETY: plain syscall on an open fd.
+    let rc = unsafe { libc::posix_fadvise(t.data.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn records_out_of_the_page_cache_read_back_in_any_range_and_stay_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let t = DiskTier::open(&cfg(d.path(), 8 << 20)).unwrap();
+    // Odd offsets and lengths: the value starts and ends off O_DIRECT's alignment.
+    let v = value(1_000_003, 5);
+    let r = t.write(4096 * 3 + 8, "k/odd", 1, &v).unwrap();
+    let w = value(5, 6);
+    let r2 = t.write(r.offset + r.len, "tiny", 2, &w).unwrap();
+    for (from, len) in [
+        (0usize, v.len()),
+        (1, 70_000),
+        (65_536, 4096),
+        (999_000, 1003),
+    ] {
+        drop_cached(&t);
+        let b = t
+            .read_bytes(r.value_offset + from as u64, len as u64)
+            .unwrap();
+        assert_eq!(b.as_ref(), &v[from..from + len], "range {from}+{len}");
+    }
+    drop_cached(&t);
+    assert_eq!(t.read_value(r2.value_offset, 5).unwrap(), w);
+    // Warm: the same bytes again, now from wherever the read found them.
+    assert_eq!(t.read_value(r.value_offset, v.len() as u64).unwrap(), v);
+    // A byte changed behind the tier's back is caught on the device path too.
+    let f = OpenOptions::new()
+        .write(true)
+        .open(d.path().join(DATA))
+        .unwrap();
+    f.write_all_at(&[0x5a ^ v[500_000]], r.value_offset + 500_000)
+        .unwrap();
+    drop_cached(&t);
+    assert!(matches!(
+        t.read_bytes(r.value_offset + 499_000, 2000),
+        Err(TierError::Checksum { .. })
+    ));
+    assert_eq!(t.stats().checksum_failures, 1);
+    assert_eq!(t.read_value(r2.value_offset, 5).unwrap(), w);
+}

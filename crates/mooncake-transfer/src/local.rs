@@ -17,6 +17,14 @@ pub trait ReadSource: Send + Sync {
     /// Fills `buf` with the bytes at `addr`. An error refuses the read; bytes that
     /// cannot be vouched for are never returned.
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), String>;
+    /// The `len` bytes at `addr` in a buffer of the source's, sent from there (a
+    /// source that reads into buffers of its own saves a copy); by default read into
+    /// a fresh one with [`read`](Self::read).
+    fn read_bytes(&self, addr: u64, len: usize) -> Result<Box<dyn AsRef<[u8]> + Send>, String> {
+        let mut b = vec![0u8; len];
+        self.read(addr, &mut b)?;
+        Ok(Box::new(b))
+    }
 }
 
 use crate::memory::MemoryRegistry;

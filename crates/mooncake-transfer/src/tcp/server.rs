@@ -378,20 +378,20 @@ async fn serve_on<R: WireRead, W: WireWrite>(
                 let (addr, len) = (h.addr, h.len as usize);
                 let got = tokio::task::spawn_blocking(move || {
                     let src = src.ok_or_else(|| "read source removed".to_string())?;
-                    let mut b = vec![0u8; len];
-                    src.read(addr, &mut b).map(|_| b)
+                    src.read_bytes(addr, len)
                 })
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
                 let resp = Header::new(Op::ReadData, h.id, h.addr, h.len);
                 match got {
                     Ok(b) => {
+                        let b: &[u8] = (*b).as_ref();
                         let resp = if h.has_crc() {
-                            resp.with_crc(crc(&b))
+                            resp.with_crc(crc(b))
                         } else {
                             resp
                         };
-                        answer(&mut wr, &resp, &b, stall)
+                        answer(&mut wr, &resp, b, stall)
                             .await
                             .map_err(io("read payload"))?;
                         Metrics::add(&seg.metrics.bytes_served_out, h.len);

@@ -1,0 +1,217 @@
+//! How the tier reads its file: page cache first, without waiting; O_DIRECT otherwise.
+//!
+//! A read first asks the page cache for the bytes with `preadv2(RWF_NOWAIT)`: a range
+//! the cache holds whole (a record written or read lately) is a memory copy, faster
+//! than any disk read. A range it does not hold is read with O_DIRECT into an aligned
+//! buffer: no readahead of bytes nobody asked for, no copy through the page cache, and
+//! no filling the cache (and pushing DRAM objects' memory out) with records that are
+//! read once. The buffer is kept for the next read (no page faults on a fresh
+//! allocation per read), and what the transfer engine sends is a view into it: the
+//! bytes are read once, checked in place and sent from there.
+
+use parking_lot::Mutex;
+use std::alloc::Layout;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+/// O_DIRECT's alignment of offsets, lengths and buffers (the largest logical block
+/// size in use; 512-byte devices accept it too).
+pub const ALIGN: u64 = 4096;
+/// Buffers kept for reuse, and the largest kept.
+const POOL_BUFFERS: usize = 16;
+const POOL_MAX_BYTES: usize = 8 << 20;
+
+static POOL: Mutex<Vec<AlignedBuf>> = Mutex::new(Vec::new());
+
+/// Heap bytes aligned to [`ALIGN`], of a fixed capacity.
+pub struct AlignedBuf {
+    ptr: *mut u8,
+    cap: usize,
+}
+
+// SAFETY: the buffer is plain heap memory owned by this value.
+unsafe impl Send for AlignedBuf {}
+unsafe impl Sync for AlignedBuf {}
+
+impl AlignedBuf {
+    /// A buffer of at least `len` bytes, from the pool when one fits.
+    pub fn take(len: usize) -> AlignedBuf {
+        let cap = (len.max(1) as u64).div_ceil(ALIGN) as usize * ALIGN as usize;
+        {
+            let mut pool = POOL.lock();
+            if let Some(i) = pool.iter().position(|b| b.cap >= cap && b.cap <= 2 * cap) {
+                return pool.swap_remove(i);
+            }
+        }
+        let layout = Layout::from_size_align(cap, ALIGN as usize).expect("aligned layout");
+        // SAFETY: the layout has a non-zero size. Zeroed (fresh pages from the
+        // kernel, no cost to speak of) so that every byte is initialized.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        AlignedBuf { ptr, cap }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The first `len` bytes (at most the capacity).
+    pub fn as_slice(&self, len: usize) -> &[u8] {
+        assert!(len <= self.cap);
+        // SAFETY: within the allocation, all of it initialized (zeroed or read into).
+        unsafe { std::slice::from_raw_parts(self.ptr, len) }
+    }
+
+    pub fn as_mut_slice(&mut self, len: usize) -> &mut [u8] {
+        assert!(len <= self.cap);
+        // SAFETY: as `as_slice`, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, len) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        if self.cap <= POOL_MAX_BYTES {
+            let mut pool = POOL.lock();
+            if pool.len() < POOL_BUFFERS {
+                pool.push(AlignedBuf {
+                    ptr: self.ptr,
+                    cap: self.cap,
+                });
+                return;
+            }
+        }
+        let layout = Layout::from_size_align(self.cap, ALIGN as usize).expect("aligned layout");
+        // SAFETY: allocated in `take` with this layout, and not kept by the pool.
+        unsafe { std::alloc::dealloc(self.ptr, layout) }
+    }
+}
+
+/// What a read did, for the metrics and the measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// The page cache held the whole range.
+    Cached,
+    /// Read from the device with O_DIRECT.
+    Direct,
+    /// A plain `pread` (O_DIRECT unavailable on this file system, or refused).
+    Buffered,
+}
+
+/// Reads `len` bytes at `offset` of the file into `buf` (at least `len` bytes) from
+/// the page cache only; `Some(n)` bytes read when it held them (a short count at the
+/// end of the file), `None` when any of them would need the device.
+pub fn read_cached(f: &File, buf: &mut AlignedBuf, offset: u64, len: usize) -> Option<usize> {
+    debug_assert!(len <= buf.cap);
+    let mut done = 0usize;
+    while done < len {
+        let iov = libc::iovec {
+            // SAFETY: within the buffer's capacity.
+            iov_base: unsafe { buf.ptr.add(done) } as *mut libc::c_void,
+            iov_len: len - done,
+        };
+        // SAFETY: one iovec into memory we own, on an open fd.
+        let n = unsafe {
+            libc::preadv2(
+                f.as_raw_fd(),
+                &iov,
+                1,
+                (offset + done as u64) as libc::off_t,
+                libc::RWF_NOWAIT,
+            )
+        };
+        match n {
+            n if n > 0 => done += n as usize,
+            0 => return Some(done),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // EAGAIN: not cached; EOPNOTSUPP/EINVAL: no NOWAIT reads here.
+                return None;
+            }
+        }
+        // A short read without an error: the rest is not cached (or the file ends;
+        // the caller's slower read tells which).
+        if done < len {
+            return None;
+        }
+    }
+    Some(done)
+}
+
+/// Reads `[offset, offset+len)` of the file with O_DIRECT (`direct` opened with it):
+/// the aligned span around it goes into `buf`; the bytes wanted start at the returned
+/// index. Fewer bytes than wanted (the file ends) is `UnexpectedEof`.
+pub fn read_direct(
+    direct: &File,
+    buf: &mut AlignedBuf,
+    offset: u64,
+    len: usize,
+) -> std::io::Result<usize> {
+    let start = offset / ALIGN * ALIGN;
+    let end = (offset + len as u64).div_ceil(ALIGN) * ALIGN;
+    let span = (end - start) as usize;
+    if span > buf.cap {
+        *buf = AlignedBuf::take(span);
+    }
+    let mut done = 0usize;
+    while done < span {
+        // SAFETY: within the buffer's capacity; offsets and lengths stay aligned
+        // until a short read at the end of the file.
+        let n = unsafe {
+            libc::pread(
+                direct.as_raw_fd(),
+                buf.ptr.add(done) as *mut libc::c_void,
+                span - done,
+                (start + done as u64) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        done += n as usize;
+        if !done.is_multiple_of(ALIGN as usize) {
+            break; // the end of the file
+        }
+    }
+    let from = (offset - start) as usize;
+    if done < from + len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(from)
+}
+
+/// Reads `len` bytes at `offset` into `buf` with a plain `pread`.
+pub fn read_buffered(
+    f: &File,
+    buf: &mut AlignedBuf,
+    offset: u64,
+    len: usize,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    if len > buf.cap {
+        *buf = AlignedBuf::take(len);
+    }
+    f.read_exact_at(buf.as_mut_slice(len), offset)
+}
+
+/// Opens `path` for O_DIRECT reads; `None` where the file system refuses it (tmpfs).
+pub fn open_direct(path: &std::path::Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .ok()
+}
