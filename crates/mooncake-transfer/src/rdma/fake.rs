@@ -31,6 +31,8 @@ pub struct FakeVerbs {
     cqs: Vec<Mutex<VecDeque<Completion>>>,
     fail_next: Vec<Mutex<usize>>,
     regs: Mutex<HashMap<(DeviceId, u64), MrKeys>>,
+    /// Every work request posted here, in order (for tests that check what went out).
+    posted: Mutex<Vec<WorkRequest>>,
 }
 
 impl FakeVerbs {
@@ -41,7 +43,13 @@ impl FakeVerbs {
             cqs: names.iter().map(|_| Mutex::default()).collect(),
             fail_next: names.iter().map(|_| Mutex::new(0)).collect(),
             regs: Mutex::default(),
+            posted: Mutex::default(),
         }
+    }
+
+    /// The work requests posted on this host's devices so far, in order.
+    pub fn posted(&self) -> Vec<WorkRequest> {
+        self.posted.lock().clone()
     }
 
     /// The next `n` work requests posted on `dev` complete with an error.
@@ -139,6 +147,7 @@ impl Verbs for FakeVerbs {
 
     fn post(&self, dev: DeviceId, qpn: u32, wr: &WorkRequest) -> Result<(), TransferError> {
         self.dev(dev)?;
+        self.posted.lock().push(*wr);
         let result = {
             let f = self.fabric.0.lock();
             let inside = |key: u32, addr: u64| {
