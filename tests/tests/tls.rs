@@ -147,6 +147,8 @@ fn cli_env(master: &str, env: &[(&str, String)], args: &[&str]) -> Output {
         "MOONCAKE_TLS_KEY_FILE",
         "MOONCAKE_MASTER_PROTOCOL",
         "MOONCAKE_TE_META_DATA_SERVER",
+        "MOONCAKE_TRANSFER_TLS",
+        "MOONCAKE_DISABLE_SHM",
     ] {
         cmd.env_remove(k);
     }
@@ -419,4 +421,67 @@ fn bad_tls_files_stop_the_master_and_the_client_naming_the_file() {
         assert!(err.contains(want), "{env:?}: wanted {want:?} in {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+#[test]
+fn data_port_tls_carries_puts_and_gets_and_refuses_plaintext_by_name() {
+    let d = Dir::new("data");
+    d.self_signed("srv");
+    let (cert, key) = (d.path("srv.pem"), d.path("srv.key"));
+    let m = Master::start(&[
+        "--tls_cert_file",
+        &cert,
+        "--tls_key_file",
+        &key,
+        "--enable_http_metadata_server",
+    ]);
+    let a = m.addr();
+    // One certificate for the whole cluster, pinned by every process.
+    let files = || {
+        vec![
+            ("MOONCAKE_TLS_CA_FILE", cert.clone()),
+            ("MOONCAKE_TLS_CERT_FILE", cert.clone()),
+            ("MOONCAKE_TLS_KEY_FILE", key.clone()),
+            ("MOONCAKE_TE_META_DATA_SERVER", https_metadata(&m)),
+        ]
+    };
+    let mut env = store_env(&m, "16mb");
+    env.retain(|(k, _)| k != "MOONCAKE_TE_META_DATA_SERVER");
+    env.extend(files().into_iter().map(|(k, v)| (k.to_string(), v)));
+    env.push(("MOONCAKE_TRANSFER_TLS".into(), "1".into()));
+    let _store = Store::start(&env);
+
+    // Through the data port (no same-host mapping), both ends with TLS.
+    let mut tls = files();
+    tls.push(("MOONCAKE_TRANSFER_TLS", "1".into()));
+    tls.push(("MOONCAKE_DISABLE_SHM", "1".into()));
+    let value: String = (0..100_000u32)
+        .map(|i| (b'a' + (i * 7 % 26) as u8) as char)
+        .collect();
+    let o = cli_env(&a, &tls, &["put", "k-data", "--value", &value]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = cli_env(&a, &tls, &["get", "k-data"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout) == value, "the value read back over TLS");
+
+    // A client whose data port is plaintext: refused at once, naming TLS.
+    let mut plain = files();
+    plain.push(("MOONCAKE_DISABLE_SHM", "1".into()));
+    let t = std::time::Instant::now();
+    let o = cli_env(&a, &plain, &["get", "k-data"]);
+    assert!(!o.status.success());
+    assert!(t.elapsed() < Duration::from_secs(20), "no hang");
+    let err = text(&o.stderr);
+    assert!(err.contains("MOONCAKE_TRANSFER_TLS"), "{err}");
+
+    // MOONCAKE_TRANSFER_TLS=1 without this process's certificate: a clear error.
+    let mut half = vec![
+        ("MOONCAKE_TLS_CA_FILE", cert.clone()),
+        ("MOONCAKE_TE_META_DATA_SERVER", https_metadata(&m)),
+    ];
+    half.push(("MOONCAKE_TRANSFER_TLS", "1".into()));
+    let o = cli_env(&a, &half, &["get", "k-data"]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains("MOONCAKE_TLS_CERT_FILE"), "{err}");
 }
