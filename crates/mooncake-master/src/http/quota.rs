@@ -206,12 +206,9 @@ async fn upsert(
         );
     }
     let m = s.master();
-    let usage = m.index.usage();
-    usage.set_quota(&tenant, b.requested_quota_bytes);
-    if let Err(e) = crate::quota::save(&m) {
-        tracing::error!("tenant quota of {tenant} set but not saved: {e}");
-    }
-    let v = usage.view(&tenant);
+    crate::quota::change(&m, &tenant, Some(b.requested_quota_bytes));
+    synced(&m).await;
+    let v = m.index.usage().view(&tenant);
     if v.bytes > b.requested_quota_bytes {
         tracing::warn!(
             "tenant {tenant}'s quota set to {} bytes, below the {} it holds: its puts are refused until it is under",
@@ -244,16 +241,23 @@ async fn remove(
         Ok(Some(t)) => t.to_string(),
     };
     let m = s.master();
-    let usage = m.index.usage();
-    let before = usage.view(&tenant);
-    if usage.remove_quota(&tenant).is_none() {
+    let before = m.index.usage().view(&tenant);
+    if before.quota.is_none() || crate::quota::change(&m, &tenant, None).is_none() {
         return fail(
             StatusCode::NOT_FOUND,
             format!("tenant {tenant} has no quota"),
         );
     }
-    if let Err(e) = crate::quota::save(&m) {
-        tracing::error!("tenant quota of {tenant} removed but not saved: {e}");
-    }
+    synced(&m).await;
     ok(Snapshot::from(before))
+}
+
+/// With an HA standby following (or the on-disk index), the answer waits until it
+/// has the change, as for every other mutation.
+async fn synced(m: &crate::master::Master) {
+    let log = m.index.log();
+    if log.is_active() {
+        log.wait_synced(log.head(), crate::ha::replication::log::SYNC_BOUND)
+            .await;
+    }
 }

@@ -178,7 +178,7 @@ fn batch(m: &Master, ops: Vec<ReplicationOp>, head: u64, end: bool) -> Replicati
 fn write_snapshot(m: &Master, dir: &Path, n: u64) -> std::io::Result<PathBuf> {
     let tmp = dir.join(format!("snapshot-{n:010}.tmp"));
     let mut out = Appender::create(&tmp)?;
-    let segs: Vec<ReplicationOp> = m
+    let mut segs: Vec<ReplicationOp> = m
         .segments
         .list()
         .iter()
@@ -187,6 +187,7 @@ fn write_snapshot(m: &Master, dir: &Path, n: u64) -> std::io::Result<PathBuf> {
             op: Some(Op::SegmentMounted(log::segment_record(s))),
         })
         .collect();
+    segs.extend(crate::quota::snapshot_ops(m));
     out.append(&file::frame(&batch(m, segs, 0, false)))?;
     let mut cur = Vec::with_capacity(SNAPSHOT_CHUNK);
     for i in 0..SHARDS {

@@ -124,10 +124,10 @@ fn batch(m: &Master, ops: Vec<ReplicationOp>, head: u64, end: bool) -> Replicati
     }
 }
 
-/// The snapshot as batches: segments first, then objects by shard.
+/// The snapshot as batches: segments and tenant quotas first, then objects by shard.
 fn snapshot(m: &Master) -> Vec<Vec<ReplicationOp>> {
     let mut out = Vec::new();
-    let segs: Vec<ReplicationOp> = m
+    let mut segs: Vec<ReplicationOp> = m
         .segments
         .list()
         .iter()
@@ -136,6 +136,7 @@ fn snapshot(m: &Master) -> Vec<Vec<ReplicationOp>> {
             op: Some(Op::SegmentMounted(log::segment_record(s))),
         })
         .collect();
+    segs.extend(crate::quota::snapshot_ops(m));
     out.push(segs);
     let mut cur = Vec::with_capacity(SNAPSHOT_CHUNK);
     for i in 0..SHARDS {

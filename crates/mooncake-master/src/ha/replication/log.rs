@@ -21,7 +21,7 @@
 use crate::index::{Object, Replica, SoftPinChange};
 use crate::segments::Segment;
 use mooncake_proto::replication_op::Op;
-use mooncake_proto::{ObjectRecord, ReplicaLoc, ReplicationOp, SegmentRecord};
+use mooncake_proto::{ObjectRecord, ReplicaLoc, ReplicationOp, SegmentRecord, TenantQuota};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -155,6 +155,13 @@ impl ReplLog {
     pub fn segment_unmounted(&self, id: u32) {
         if self.is_active() {
             self.append(Op::SegmentUnmounted(id));
+        }
+    }
+
+    /// `tenant`'s byte quota is now `bytes` (None: lifted).
+    pub fn tenant_quota(&self, tenant: &str, bytes: Option<u64>) {
+        if self.is_active() {
+            self.append(Op::TenantQuota(quota_record(tenant, bytes)));
         }
     }
 
@@ -364,6 +371,14 @@ pub fn object_record(key: &str, o: &Object) -> ObjectRecord {
         };
     }
     r
+}
+
+/// The record of `tenant`'s quota (`None`: it has none).
+pub fn quota_record(tenant: &str, bytes: Option<u64>) -> TenantQuota {
+    TenantQuota {
+        tenant: tenant.to_string(),
+        bytes: bytes.unwrap_or(0),
+    }
 }
 
 pub fn segment_record(seg: &Segment) -> SegmentRecord {

@@ -54,6 +54,7 @@ struct Slot {
 pub fn master_from(cfg: MasterConfig, shadow: Shadow) -> (Arc<Master>, RebuildReport) {
     let m = Master::with_view_id(cfg, shadow.view_id);
     m.advance_put_ids(shadow.next_put_id.saturating_add(PUT_ID_GAP));
+    crate::quota::restore(&m, &shadow.quotas);
     let mut report = RebuildReport::default();
     let now = m.now_ms();
     // Segments, by the old leader's id.

@@ -26,6 +26,8 @@ pub struct Shadow {
     pub next_put_id: u64,
     /// The head of the last batch applied.
     pub applied: u64,
+    /// Tenant byte quotas (`/api/v1/tenant_quotas`).
+    pub quotas: BTreeMap<String, u64>,
 }
 
 impl Shadow {
@@ -44,6 +46,12 @@ impl Shadow {
                 }
                 Some(Op::SegmentUnmounted(id)) => {
                     self.segments.remove(&id);
+                }
+                Some(Op::TenantQuota(q)) if q.bytes == 0 => {
+                    self.quotas.remove(&q.tenant);
+                }
+                Some(Op::TenantQuota(q)) => {
+                    self.quotas.insert(q.tenant, q.bytes);
                 }
                 None => {}
             }
@@ -173,6 +181,32 @@ mod tests {
         assert_eq!(s.objects.len(), 1);
         assert_eq!(s.objects["b"].size, 3);
         assert_eq!((s.view_id, s.applied), (7, 4));
+    }
+
+    /// Quota ops carry the quota as it is now: the last one of a tenant wins, a zero
+    /// lifts it, and a master rebuilt from the shadow enforces them.
+    #[test]
+    fn quota_ops_set_and_lift_and_a_rebuilt_master_has_them() {
+        use super::super::log::quota_record;
+        let q = |seq, t: &str, b| op(seq, Op::TenantQuota(quota_record(t, b)));
+        let mut s = Shadow::default();
+        s.apply(ReplicationBatch {
+            ops: vec![
+                q(1, "beta", Some(100)),
+                q(2, "gamma", Some(5)),
+                q(3, "beta", Some(200)),
+                q(4, "gamma", None),
+            ],
+            head_seq: 4,
+            ..Default::default()
+        });
+        assert_eq!(s.quotas.len(), 1);
+        assert_eq!(s.quotas["beta"], 200);
+        let (m, _) = super::super::rebuild::master_from(Default::default(), s);
+        assert_eq!(m.index.usage().quota("beta"), Some(200));
+        assert_eq!(m.index.usage().quota("gamma"), None);
+        let k = mooncake_common::auth::namespaced_key("beta", "k");
+        assert!(m.index.usage().admit(&k, 201, 0).is_err());
     }
 
     #[test]
