@@ -150,26 +150,37 @@ impl NativeStore {
             return Ok(PyBytes::new(py, &v));
         }
         let s = self.session()?;
-        let loc = s.run(py, s.client.locate_one(key))?;
+        // A remembered object is read speculatively into a `bytes` of the remembered
+        // size while its lookup runs; kept when the lookup names the same allocation.
+        let mut spare = None;
+        let guess = s
+            .client
+            .remembered_size(key)
+            .and_then(|n| isize::try_from(n).ok());
+        let loc = match guess {
+            Some(size) => {
+                let (obj, buf) = new_bytes(py, key, size)?;
+                // SAFETY: `buf` holds `size` writable bytes while `obj` lives; with the
+                // GIL released nobody else can reach the object.
+                let found = s.run(py, unsafe {
+                    s.client.locate_one_reading(key, buf, size as usize)
+                })?;
+                match found {
+                    None => return Ok(obj),
+                    Some(loc) => {
+                        spare = Some((obj, buf, size));
+                        loc
+                    }
+                }
+            }
+            None => s.run(py, s.client.locate_one(key))?,
+        };
         let size = isize::try_from(loc.size()).map_err(|_| {
             MooncakeError::invalid(format!("get {key:?}: {} bytes do not fit", loc.size()))
         })?;
-        // SAFETY: a new, uninitialised bytes object of `size` bytes that nobody else
-        // sees until we return it; it is filled completely before that (or dropped).
-        let (obj, buf) = unsafe {
-            let ptr = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
-            if ptr.is_null() {
-                let _ = PyErr::take(py);
-                return Err(MooncakeError::new(
-                    ErrorCode::InternalError,
-                    format!("get {key:?}: cannot allocate {size} bytes"),
-                ));
-            }
-            let buf = pyo3::ffi::PyBytes_AsString(ptr) as usize;
-            (
-                Bound::from_owned_ptr(py, ptr).cast_into_unchecked::<PyBytes>(),
-                buf,
-            )
+        let (obj, buf) = match spare {
+            Some((obj, buf, n)) if n == size => (obj, buf),
+            _ => new_bytes(py, key, size)?,
         };
         // SAFETY: `buf` holds `size` writable bytes while `obj` lives (it outlives the
         // call); with the GIL released nobody else can reach the object.
@@ -207,4 +218,30 @@ impl NativeStore {
 /// A get result as a handle, or `None` on any failure.
 pub(super) fn handle_of(r: Result<Vec<u8>, MooncakeError>) -> Option<BufferHandle> {
     r.ok().map(BufferHandle::new)
+}
+
+/// A new, uninitialised `bytes` of `size` bytes and the address of its buffer. Nobody
+/// else sees it until the caller returns it, filled completely (or drops it).
+fn new_bytes<'py>(
+    py: Python<'py>,
+    key: &str,
+    size: isize,
+) -> Result<(Bound<'py, PyBytes>, usize), MooncakeError> {
+    // SAFETY: a fresh object owned by the returned handle; its buffer is written only
+    // by our reads before anyone else can see it.
+    unsafe {
+        let ptr = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
+        if ptr.is_null() {
+            let _ = PyErr::take(py);
+            return Err(MooncakeError::new(
+                ErrorCode::InternalError,
+                format!("get {key:?}: cannot allocate {size} bytes"),
+            ));
+        }
+        let buf = pyo3::ffi::PyBytes_AsString(ptr) as usize;
+        Ok((
+            Bound::from_owned_ptr(py, ptr).cast_into_unchecked::<PyBytes>(),
+            buf,
+        ))
+    }
 }
