@@ -143,7 +143,7 @@ async fn evicted_objects_read_as_missing_or_as_themselves() {
     let m = Master::start(&["--default_kv_lease_ttl=50", "--eviction_policy=lru"]);
     let _s = Store::start(&store_env(&m, "8mb"));
     let w = client(&m).await;
-    let (r, mut buf) = reader(&m).await;
+    let (r, _buf) = reader(&m).await;
     let keys: Vec<String> = (0..4).map(|i| format!("cold-{i}")).collect();
     for k in &keys {
         put(&w, k, &value_for(k, 256 << 10)).await;
