@@ -2,6 +2,7 @@
 //! that names it; nothing here panics on bad input.
 
 use crate::errors::TlsError;
+use crate::reload::ReloadingIdentity;
 use crate::verify::{ClientVerifier, ServerVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -82,17 +83,15 @@ fn roots(path: &Path) -> Result<(Arc<RootCertStore>, Vec<CertificateDer<'static>
 }
 
 /// A certificate chain with its key, checked to match.
-fn identity(
-    cert: &Path,
-    key: &Path,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+fn identity(cert: &Path, key: &Path) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
     let chain = certificates("certificate", cert)?;
     let key_der = private_key(key)?;
     let signing = provider()
         .key_provider
-        .load_private_key(key_der.clone_key())
+        .load_private_key(key_der)
         .map_err(|e| content("key", key, format!("unusable private key: {e}")))?;
-    rustls::sign::CertifiedKey::new(chain.clone(), signing)
+    let certified = rustls::sign::CertifiedKey::new(chain, signing);
+    certified
         .keys_match()
         .or_else(|e| match e {
             rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown) => Ok(()),
@@ -105,18 +104,19 @@ fn identity(
                 format!("does not match the certificate in {}: {e}", cert.display()),
             )
         })?;
-    Ok((chain, key_der))
+    Ok(Arc::new(certified))
 }
 
-/// A server's configuration: its certificate chain and key, and with `client_ca` a
-/// requirement that clients present a certificate that CA signed. The server sends
-/// no session tickets: a client's idle check looks for bytes nobody asked for.
+/// A server's configuration: its certificate chain and key (read again when the
+/// files change, see `reload`), and with `client_ca` a requirement that clients
+/// present a certificate that CA signed. The server sends no session tickets: a
+/// client's idle check looks for bytes nobody asked for.
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let (chain, key_der) = identity(cert, key)?;
+    let resolver = Arc::new(ReloadingIdentity::new(cert, key, identity)?);
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Settings(e.to_string()))?;
@@ -130,15 +130,14 @@ pub fn server_config(
             builder.with_client_cert_verifier(Arc::new(ClientVerifier { inner, trusted }))
         }
     };
-    let mut cfg = builder
-        .with_single_cert(chain, key_der)
-        .map_err(|e| content("key", key, e))?;
+    let mut cfg = builder.with_cert_resolver(resolver);
     cfg.send_tls13_tickets = 0;
     Ok(Arc::new(cfg))
 }
 
 /// A client's configuration: the CA the server's certificate must chain to, and
-/// optionally the client's own certificate and key (`(cert, key)`) for mutual TLS.
+/// optionally the client's own certificate and key (`(cert, key)`) for mutual TLS,
+/// read again when their files change.
 pub fn client_config(
     ca: &Path,
     identity_files: Option<(&Path, &Path)>,
@@ -154,12 +153,8 @@ pub fn client_config(
         .with_custom_certificate_verifier(Arc::new(ServerVerifier { inner, trusted }));
     let cfg = match identity_files {
         None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let (chain, key_der) = identity(cert, key)?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| content("key", key, e))?
-        }
+        Some((cert, key)) => builder
+            .with_client_cert_resolver(Arc::new(ReloadingIdentity::new(cert, key, identity)?)),
     };
     Ok(Arc::new(cfg))
 }
