@@ -1,21 +1,33 @@
 //! `mooncake_http_metadata_server`: the HTTP metadata server (CONTRACT §6) on its own,
 //! for deployments that keep it apart from the master.
 //!
-//! `mooncake_http_metadata_server [--host 0.0.0.0] [--port 8080]` (also `--name=value`).
-//! Serves until SIGTERM/SIGINT; a bad flag or a port that cannot be bound exits 1
-//! naming the flag.
+//! `mooncake_http_metadata_server [--host 0.0.0.0] [--port 8080] [--auth_token_file F]`
+//! (also `--name=value`). Serves until SIGTERM/SIGINT; a bad flag, a token file that
+//! cannot be read or holds no token, or a port that cannot be bound exits 1 naming the
+//! flag.
+//!
+//! With `--auth_token_file` (the master's format and flag: `tenant:token` or bare
+//! tokens, one per line) every request but `/health` needs `Authorization: Bearer
+//! <token>` with a token of the file (401 otherwise), exactly as the master's embedded
+//! metadata server; the file is re-read when it changes, so tokens rotate without a
+//! restart.
 
+use mooncake_http::auth::protect_if;
 use mooncake_master::app::stop_signal;
-use mooncake_master::http::metadata::{router, MetadataStore};
+use mooncake_master::auth::MasterAuth;
+use mooncake_master::config::MasterConfig;
+use mooncake_master::http::metadata::{router, MetadataStore, OPEN_PATHS};
 use std::process::ExitCode;
 
-const USAGE: &str = "Usage: mooncake_http_metadata_server [--host <addr>] [--port <port>]\n\
-  --host  bind address (default: \"0.0.0.0\")\n\
-  --port  port (default: \"8080\")\n";
+const USAGE: &str = "Usage: mooncake_http_metadata_server [--host <addr>] [--port <port>] [--auth_token_file <file>]\n\
+  --host             bind address (default: \"0.0.0.0\")\n\
+  --port             port (default: \"8080\")\n\
+  --auth_token_file  tokens a request must bear (one per line, or tenant:token; default: none, no authentication)\n";
 
 struct Args {
     host: String,
     port: u16,
+    auth_token_file: String,
 }
 
 /// Parses `--host`/`--port` in the gflags forms the master accepts.
@@ -23,6 +35,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut out = Args {
         host: "0.0.0.0".into(),
         port: 8080,
+        auth_token_file: String::new(),
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -34,14 +47,19 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
         if matches!(name, "help" | "h") {
             return Ok(None);
         }
-        if !arg.starts_with('-') || !matches!(name, "host" | "port") {
+        if !arg.starts_with('-') || !matches!(name, "host" | "port" | "auth_token_file") {
             return Err(format!("unknown argument {arg:?}\n{USAGE}"));
         }
         let value = match inline.or_else(|| args.next()) {
             Some(v) => v,
             None => return Err(format!("flag --{name} needs a value")),
         };
-        if name == "host" {
+        if name == "auth_token_file" {
+            if value.trim().is_empty() {
+                return Err("invalid value for --auth_token_file: empty path".into());
+            }
+            out.auth_token_file = value.trim().to_string();
+        } else if name == "host" {
             if value.trim().is_empty() {
                 return Err("invalid value for --host: empty address".into());
             }
@@ -84,6 +102,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let auth = match MasterAuth::open(&MasterConfig {
+        auth_token_file: args.auth_token_file.clone(),
+        ..Default::default()
+    }) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mooncake_http_metadata_server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     rt.block_on(async move {
         let addr = if args.host.contains(':') && !args.host.starts_with('[') {
             format!("[{}]:{}", args.host, args.port)
@@ -99,7 +127,14 @@ fn main() -> ExitCode {
         };
         let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
         tracing::info!("metadata server listening on http://{bound}/metadata");
-        let app = router(MetadataStore::new());
+        let app = protect_if(
+            router(MetadataStore::new()),
+            auth.as_ref()
+                .map(|a| a.bearer("metadata server", OPEN_PATHS)),
+        );
+        if let Some(a) = auth {
+            tokio::spawn(a.run_reloader(stop_signal()));
+        }
         match mooncake_master::http::serve(listener, app, stop_signal(), None).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
