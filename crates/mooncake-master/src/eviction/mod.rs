@@ -361,7 +361,8 @@ impl Master {
 }
 
 /// Which candidates a pass takes: those ranked at or below `all`, and those of a
-/// tenant over its share ranked at or below that tenant's own cutoff.
+/// tenant over its share ranked at or below that tenant's own cutoff (`tenants` is
+/// sorted by tenant, as [`OverShare`]s are).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Cutoffs {
     all: Option<u64>,
@@ -377,14 +378,17 @@ impl Cutoffs {
             return false;
         }
         let t = split_key(key).0;
-        self.tenants.iter().any(|(n, c)| &**n == t && rank <= *c)
+        self.tenants
+            .binary_search_by(|(n, _)| (**n).cmp(t))
+            .is_ok_and(|i| rank <= self.tenants[i].1)
     }
 }
 
-/// The index in `over` of the tenant of internal key `key`, if it is over its share.
+/// The index in `over` (sorted by tenant) of the tenant of internal key `key`, if it
+/// is over its share.
 fn tenant_slot(over: &[OverShare], key: &str) -> Option<usize> {
     let t = split_key(key).0;
-    over.iter().position(|o| &*o.tenant == t)
+    over.binary_search_by(|o| (*o.tenant).cmp(t)).ok()
 }
 
 /// Cutoffs that free `target` bytes from the tenants over their share first: each

@@ -324,7 +324,8 @@ impl TenantUsage {
     ///
     /// Empty while fewer than two tenants hold anything, so a deployment without
     /// tenants pays one read lock per eviction pass and evicts exactly as before.
-    /// Cost: one pass over the tenants, never over the index.
+    /// Cost: one pass over the tenants, never over the index. Sorted by tenant, so an
+    /// eviction pass finds a key's tenant in it by binary search.
     pub fn over_share(&self, capacity: u64) -> Vec<OverShare> {
         let others = self.others.read();
         if others.is_empty() {
@@ -350,7 +351,8 @@ impl TenantUsage {
             .any_quota
             .load(Ordering::Relaxed)
             .then(|| self.quotas.read());
-        held.iter()
+        let mut over: Vec<OverShare> = held
+            .iter()
             .filter_map(|&(t, bytes)| {
                 let share = quotas
                     .as_ref()
@@ -361,7 +363,9 @@ impl TenantUsage {
                     excess: bytes - share,
                 })
             })
-            .collect()
+            .collect();
+        over.sort_unstable_by(|a, b| a.tenant.cmp(&b.tenant));
+        over
     }
 
     /// Sets `tenant`'s byte quota (1..=[`MAX_QUOTA_BYTES`]). A quota below what the
