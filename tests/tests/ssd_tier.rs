@@ -471,3 +471,75 @@ async fn a_disk_hit_is_promoted_back_into_dram() {
     assert_eq!(metric(&m, "master_tier_objects"), demoted - 1.0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--offload_on_evict=true`: a key being demoted stays readable. Gets run in a loop
+/// over every key put so far while puts past the high watermark make eviction demote
+/// the oldest ones; the memory replica a demotion writes from is given to readers
+/// until the disk record is complete and registered, so no get ever misses (the
+/// writer is paced so that eviction never has to drop an object).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_being_demoted_never_misses() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let m = Master::start(&[
+        "--enable_offload=true",
+        "--offload_on_evict=true",
+        "--eviction_high_watermark_ratio=0.9",
+        // Short leases: the reader's gets would otherwise keep every key it reads
+        // out of eviction's reach.
+        "--default_kv_lease_ttl=5",
+    ]);
+    let dir = scratch("demote-reads");
+    let env = tier_env(&m, &dir, "32mb", "256mb");
+    let _store = start_store(&m, &env, free_port(), "");
+    let c = client(&m).await;
+    let all = keys("g", 64);
+    put_all(&c, &all[..24]).await;
+    let written = Arc::new(AtomicUsize::new(24));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (r, all, written, stop) =
+            (client(&m).await, all.clone(), written.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut reads, mut misses) = (0usize, Vec::new());
+            while !stop.load(Ordering::Acquire) {
+                let n = written.load(Ordering::Acquire);
+                // Newest first: the oldest keys are the next victims, read last.
+                for k in all[..n].iter().rev() {
+                    match r.get(k).await {
+                        Ok(v) => assert!(v == value_for(k, MIB), "wrong bytes for {k}"),
+                        Err(e) => misses.push(format!("{k}: {e}")),
+                    }
+                    reads += 1;
+                }
+            }
+            (reads, misses)
+        })
+    };
+    for i in 24..all.len() {
+        put_all(&c, std::slice::from_ref(&all[i])).await;
+        written.store(i + 1, Ordering::Release);
+        demotions_settle(&m).await;
+    }
+    // One more pass of the reader over everything, then stop it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Release);
+    let (reads, misses) = reader.await.unwrap();
+    let demoted = metric(&m, "master_tier_demotions_total");
+    let hits = metric(&m, "master_tier_demoting_hits_total");
+    eprintln!("{reads} gets, {demoted} demotions, {hits} gets of a key being demoted");
+    assert_eq!(
+        metric(&m, "master_tier_evict_drops_total"),
+        0.0,
+        "a paced writer lost objects"
+    );
+    assert!(demoted >= 25.0, "64 MiB into 32 MiB demoted only {demoted}");
+    assert!(
+        misses.is_empty(),
+        "{} of {reads} gets missed a key that was in DRAM or on disk: {:?}",
+        misses.len(),
+        &misses[..misses.len().min(5)]
+    );
+    assert_eq!(read_all(&c, &all, Duration::from_secs(10)).await, all.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}

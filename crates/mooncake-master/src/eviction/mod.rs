@@ -348,11 +348,15 @@ impl Master {
                     Some((k, o))
                 })
                 .collect();
-            drop(shard);
+            // A victim goes to the tier before the shard's lock is released: a
+            // reader finds it in one index or the other, never in neither.
             for (k, o) in &removed {
+                self.tier_evicted(k, o, demote);
+            }
+            drop(shard);
+            for (_, o) in &removed {
                 report.objects += 1;
                 report.bytes += footprint(o);
-                self.tier_evicted(k, o, demote);
                 self.free_object(o);
             }
         }

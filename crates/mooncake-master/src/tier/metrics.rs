@@ -51,6 +51,11 @@ const COUNTERS: &[(&str, &str, CounterFn)] = &[
         |t| &t.stats.demotions,
     ),
     (
+        "demoting_hits",
+        "reads of a key being demoted, answered with the memory replica its owner is writing from",
+        |t| &t.stats.demoting_hits,
+    ),
+    (
         "evict_drops",
         "objects evicted from DRAM without a demotion under --offload_on_evict (a put needed their memory at once)",
         |t| &t.stats.evict_drops,

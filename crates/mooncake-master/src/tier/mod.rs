@@ -58,6 +58,8 @@ pub struct TierStats {
     pub disk_hit_bytes: AtomicU64,
     pub disk_evictions: AtomicU64,
     pub demotions: AtomicU64,
+    /// Reads of a key being demoted, given the memory replica being written from.
+    pub demoting_hits: AtomicU64,
     /// Objects eviction dropped under `--offload_on_evict` without writing them: a
     /// put needed their memory at once (the rounds' demotions lagged behind).
     pub evict_drops: AtomicU64,
@@ -141,13 +143,29 @@ struct DiskEntry {
     task: u64,
     lease_until_ms: u64,
     last_used_ms: u64,
+    /// While a demotion writes the record: the memory replica it reads from (pinned
+    /// until the owner answers), which readers are given meanwhile, so that a key
+    /// being demoted is never a miss.
+    demoting: Option<DemotingMem>,
 }
 
-/// A memory replica a persist task reads: its free waits for the task.
+/// The memory replica of a key being demoted.
+struct DemotingMem {
+    seg: Arc<Segment>,
+    /// Offset in `seg` (as memory replicas are placed).
+    offset: u64,
+    /// Its pin (segment id, unit), which a reader's lease extends.
+    pin: (u32, u32),
+}
+
+/// A memory replica a persist task reads: its free waits for the task, and for the
+/// leases of readers that were given it while it was being demoted.
 #[derive(Default)]
 struct Pin {
     tasks: u32,
     deferred: Option<(u32, AllocHandle, u64)>,
+    /// The last lease a reader of the demoting replica holds (0: none given).
+    lease_until_ms: u64,
 }
 
 /// All tiers and disk entries.

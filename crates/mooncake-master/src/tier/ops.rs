@@ -2,12 +2,14 @@
 //! removing, and the owners' reports.
 
 use super::{
-    add, DiskEntry, Inflight, TierOwner, Tiers, DISK_BASE, PROMOTIONS_IN_FLIGHT, TASKS_PER_ANSWER,
+    add, DemotingMem, DiskEntry, Inflight, TierOwner, Tiers, DISK_BASE, PROMOTIONS_IN_FLIGHT,
+    TASKS_PER_ANSWER,
 };
 use crate::alloc::AllocHandle;
 use crate::api::Placed;
 use crate::index::{Object, Replica, Replicas};
 use crate::master::{Master, WriteKind};
+use crate::segments::Segment;
 use mooncake_common::{ErrorCode, ReplicateConfig, SegmentDesc};
 use mooncake_proto::{TierRecord, TierTask, TierTaskKind, TierTaskResult, TierWorkRequest};
 use std::collections::HashMap;
@@ -27,7 +29,7 @@ impl Tiers {
             return false;
         }
         match pins.get_mut(&(r.seg, r.handle.offset)) {
-            Some(p) if p.tasks > 0 => {
+            Some(p) if p.tasks > 0 || p.lease_until_ms > 0 => {
                 p.deferred = Some((r.seg, r.handle, size));
                 true
             }
@@ -39,15 +41,39 @@ impl Tiers {
         self.pins.lock().entry(key).or_default().tasks += 1;
     }
 
-    /// Ends a task's pin; the free it held back, if it was the last.
-    fn unpin(&self, key: (u32, u32)) -> Option<(u32, AllocHandle, u64)> {
+    /// Ends a task's pin; the free it held back, if it was the last and no reader's
+    /// lease on the replica runs on (then [`expired_pins`](Self::expired_pins) frees it).
+    fn unpin(&self, key: (u32, u32), now: u64) -> Option<(u32, AllocHandle, u64)> {
         let mut pins = self.pins.lock();
         let p = pins.get_mut(&key)?;
         p.tasks = p.tasks.saturating_sub(1);
-        if p.tasks > 0 {
+        if p.tasks > 0 || p.lease_until_ms > now {
             return None;
         }
         pins.remove(&key).and_then(|p| p.deferred)
+    }
+
+    /// Lets a reader's lease on a demoting memory replica hold back its free.
+    fn lease_pin(&self, key: (u32, u32), until: u64) {
+        if let Some(p) = self.pins.lock().get_mut(&key) {
+            p.lease_until_ms = p.lease_until_ms.max(until);
+        }
+    }
+
+    /// The frees held back only by readers' leases that have ended.
+    fn expired_pins(&self, now: u64) -> Vec<(u32, AllocHandle, u64)> {
+        let mut pins = self.pins.lock();
+        if pins.is_empty() {
+            return Vec::new();
+        }
+        let done: Vec<(u32, u32)> = pins
+            .iter()
+            .filter(|(_, p)| p.tasks == 0 && p.lease_until_ms <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        done.iter()
+            .filter_map(|k| pins.remove(k).and_then(|p| p.deferred))
+            .collect()
     }
 
     /// Frees an entry's extent and tells its owner to discard the record.
@@ -130,11 +156,11 @@ impl Tiers {
         key: &str,
         size: u64,
         owner: &Arc<TierOwner>,
-        pin: (u32, u32),
-        mem_offset: u64,
+        mem: (&Arc<Segment>, (u32, u32), u64),
         now: u64,
         demotion: bool,
     ) -> bool {
+        let (mem_seg, pin, mem_offset) = mem;
         let disk_len = mooncake_tier::record_len(key.len(), size);
         let Some(handle) = self.allocate(owner, disk_len, now) else {
             add(&self.stats.skipped_full, 1);
@@ -158,6 +184,11 @@ impl Tiers {
                 task: id,
                 lease_until_ms: 0,
                 last_used_ms: now,
+                demoting: demotion.then(|| DemotingMem {
+                    seg: mem_seg.clone(),
+                    offset: mem_offset,
+                    pin,
+                }),
             },
         );
         if let Some(old) = old {
@@ -263,8 +294,7 @@ impl Master {
                 key,
                 size,
                 &owner,
-                (r.seg, r.handle.offset),
-                mem_offset,
+                (&seg, (r.seg, r.handle.offset), mem_offset),
                 self.now_ms(),
                 demotion,
             );
@@ -282,7 +312,24 @@ impl Master {
             return None;
         }
         let mut entries = self.tiers.entries.lock();
-        let e = entries.get_mut(key).filter(|e| e.ready)?;
+        let e = entries.get_mut(key)?;
+        if !e.ready {
+            // Being demoted: the memory replica the owner writes from still holds
+            // the bytes, and its free waits for this reader's lease.
+            let m = e.demoting.as_ref()?;
+            let until = now + self.lease_ms();
+            self.tiers.lease_pin(m.pin, until);
+            e.lease_until_ms = e.lease_until_ms.max(until);
+            e.last_used_ms = now;
+            add(&self.tiers.stats.demoting_hits, 1);
+            return Some((
+                e.size,
+                Placed {
+                    segment: m.seg.clone(),
+                    offset: m.offset,
+                },
+            ));
+        }
         e.lease_until_ms = e.lease_until_ms.max(now + self.lease_ms());
         e.last_used_ms = now;
         let offset = e.disk_offset + mooncake_tier::record::header_len(key.len(), e.size);
@@ -426,7 +473,10 @@ impl Master {
             return false;
         }
         let mut entries = self.tiers.entries.lock();
-        match entries.get_mut(key).filter(|e| e.ready) {
+        match entries
+            .get_mut(key)
+            .filter(|e| e.ready || e.demoting.is_some())
+        {
             Some(e) => {
                 e.lease_until_ms = e.lease_until_ms.max(now + self.lease_ms());
                 e.last_used_ms = now;
@@ -483,7 +533,16 @@ impl Master {
 
     /// Frees a memory replica whose free a finished task held back.
     fn tier_unpin(&self, pin: (u32, u32)) {
-        if let Some((seg, handle, size)) = self.tiers.unpin(pin) {
+        if let Some((seg, handle, size)) = self.tiers.unpin(pin, self.now_ms()) {
+            if let Some(s) = self.segments.get(seg) {
+                s.free(handle, size);
+            }
+        }
+    }
+
+    /// Frees the demoted memory replicas whose readers' leases have ended.
+    fn tier_free_expired(&self) {
+        for (seg, handle, size) in self.tiers.expired_pins(self.now_ms()) {
             if let Some(s) = self.segments.get(seg) {
                 s.free(handle, size);
             }
@@ -517,18 +576,33 @@ impl Master {
         if demotion {
             self.tiers.demoting.fetch_sub(size, Ordering::Relaxed);
         }
+        // The entry is settled before the pin ends: a reader that finds it still
+        // being demoted (and is given the memory replica) has leased the pin.
+        self.tier_settle(owner, task, code, &key, size, demotion);
         self.tier_unpin(pin);
+    }
+
+    fn tier_settle(
+        &self,
+        owner: &Arc<TierOwner>,
+        task: u64,
+        code: i32,
+        key: &str,
+        size: u64,
+        demotion: bool,
+    ) {
         let mut entries = self.tiers.entries.lock();
         let mine = entries
-            .get(&*key)
+            .get(key)
             .is_some_and(|e| e.task == task && Arc::ptr_eq(&e.owner, owner));
         if !mine {
             return; // replaced or removed meanwhile; its extent went back then
         }
         let stats = &self.tiers.stats;
         if code == 0 {
-            if let Some(e) = entries.get_mut(&*key) {
+            if let Some(e) = entries.get_mut(key) {
                 e.ready = true;
+                e.demoting = None;
             }
             add(&stats.persisted, 1);
             add(&stats.persisted_bytes, size);
@@ -536,7 +610,7 @@ impl Master {
                 add(&stats.demotions, 1);
             }
         } else {
-            let e = entries.remove(&*key);
+            let e = entries.remove(key);
             drop(entries);
             if let Some(e) = e {
                 self.tiers.release(e);
@@ -574,6 +648,18 @@ impl Master {
     /// Takes an owner's report of every record its tier holds.
     fn tier_reconcile(&self, owner: &Arc<TierOwner>, fresh: bool, records: &[TierRecord]) {
         let seg = owner.segment();
+        // Looked up before the entries' lock is taken: eviction takes that lock
+        // under a shard's (a victim is handed to the tier before it leaves the
+        // index), so the two are never taken the other way round.
+        let in_dram: std::collections::HashSet<&str> = if fresh {
+            records
+                .iter()
+                .filter(|r| self.index.lock(&r.key).contains_key(r.key.as_str()))
+                .map(|r| r.key.as_str())
+                .collect()
+        } else {
+            Default::default()
+        };
         let mut entries = self.tiers.entries.lock();
         let reported: HashMap<u64, &TierRecord> = records.iter().map(|r| (r.offset, r)).collect();
         // Entries whose record the owner no longer has.
@@ -610,8 +696,8 @@ impl Master {
             let unit = 1u64 << shift;
             let mut take: Vec<&TierRecord> = Vec::new();
             for r in records {
-                let taken = entries.contains_key(r.key.as_str())
-                    || self.index.lock(&r.key).contains_key(r.key.as_str());
+                let taken =
+                    entries.contains_key(r.key.as_str()) || in_dram.contains(r.key.as_str());
                 if taken || r.offset % unit != 0 || overlaps_known(r.offset, r.len) {
                     discards.push((r.offset, r.len));
                 } else {
@@ -645,6 +731,7 @@ impl Master {
                                 task: 0,
                                 lease_until_ms: 0,
                                 last_used_ms: now,
+                                demoting: None,
                             },
                         );
                     }
@@ -775,6 +862,7 @@ impl Master {
             self.tier_owner_restarted(&owner);
         }
         self.tier_done(&owner, &req.done);
+        self.tier_free_expired();
         let report_needed = if req.report {
             self.tier_reconcile(&owner, fresh, &req.records);
             if fresh {

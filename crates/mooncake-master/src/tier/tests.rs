@@ -271,3 +271,44 @@ async fn a_disk_hit_is_promoted_on_the_owners_next_call_and_read_from_disk_meanw
     let l = m.get_replica_list("k").unwrap();
     assert_eq!(l.replicas[0].segment.desc.base, DISK_BASE);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_key_being_demoted_is_read_from_its_memory_replica_which_outlives_the_readers_lease() {
+    let m = master_with(MasterConfig {
+        enable_offload: true,
+        offload_on_evict: true,
+        default_kv_lease_ttl: std::time::Duration::from_millis(50),
+        ..Default::default()
+    });
+    m.tier_work(call(true, vec![])).await.unwrap();
+    put(&m, "a");
+    put(&m, "b");
+    let used = m.segments.totals().0;
+    assert_eq!(m.evict_bytes(1).objects, 1, "one victim");
+    // Out of the memory index, its record not written yet: the reader is given the
+    // memory replica the owner writes from (and `exist` sees the key).
+    let l = m.get_replica_list("a").unwrap();
+    assert_eq!(l.size, 1 << 20);
+    assert_eq!(l.replicas.len(), 1);
+    assert_eq!(l.replicas[0].segment.desc.base, 0x1000_0000);
+    assert_eq!(m.get_replica_list("b").unwrap().replicas[0].offset, 1 << 20);
+    assert_eq!(l.replicas[0].offset, 0, "the victim is the first put, \"a\"");
+    assert_eq!(m.exist("a"), Ok(true));
+    assert_eq!(stat(&m.tiers().stats.demoting_hits), 1);
+    let t = m.tier_work(call(false, vec![])).await.unwrap().tasks[0].clone();
+    assert!(t.demotion);
+    m.tier_work(call(false, ok(t.task_id))).await.unwrap();
+    // Written: readers get the disk replica now, but the memory the last reader was
+    // given stays allocated until its lease ends.
+    let l = m.get_replica_list("a").unwrap();
+    assert_eq!(l.replicas[0].segment.desc.base, DISK_BASE);
+    assert_eq!(m.segments.totals().0, used, "freed under a reader's lease");
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    m.tier_work(call(false, vec![])).await.unwrap();
+    assert_eq!(
+        m.segments.totals().0,
+        used - (1 << 20),
+        "freed once the lease ended"
+    );
+    assert_eq!(stat(&m.tiers().stats.demotions), 1);
+}
