@@ -115,12 +115,17 @@ impl Client {
                 pieces: g.pieces.clone(),
             })
             .collect();
-        // The asynchronous connections: a blocking call would run the lookup before
-        // the reads instead of beside them.
-        let (located, reads) = tokio::join!(self.locate_via(&self.inner.rpc_async, keys), async {
-            // Safety: forwarded from the caller.
-            unsafe { self.inner.data.run(Opcode::Read, &jobs).await }
-        });
+        // The reads are polled first, so their requests are on the wire before the
+        // lookup goes out; the lookup then runs in the caller's call mode (a blocking
+        // call waits for its answer on this thread while the transfer engine's tasks
+        // take the reads' answers), and the reads are collected after it.
+        let (reads, located) = tokio::join!(
+            async {
+                // Safety: forwarded from the caller.
+                unsafe { self.inner.data.run(Opcode::Read, &jobs).await }
+            },
+            self.locate_via(&self.inner.rpc, keys)
+        );
         self.remember(keys, &located);
         let mut out: Vec<Result<Found>> = located.into_iter().map(found).collect();
         let cache = &self.inner.locations;
