@@ -202,22 +202,31 @@ impl FramedChannel {
         }
         let addr = &self.inner.addr;
         let tls = self.inner.tls.as_ref().map_err(|e| unavailable(addr, e))?;
-        let dial = async {
-            let s = tokio::net::TcpStream::connect(addr.as_str()).await?;
-            // Control-plane messages are small and latency-bound: no Nagle delay.
-            s.set_nodelay(true)?;
-            match tls {
-                None => Ok(Stream::from(s)),
-                Some(c) => {
-                    let host = mooncake_common::hostname::split_host_port(addr).0;
-                    c.connect(host, s).await
-                }
+        let failed = |e: io::Error| Status::unavailable(format!("cannot connect to {addr}: {e}"));
+        // The connect bound is what makes an unreachable master fail fast; the TLS
+        // handshake that follows is CPU work on both sides and gets the call's bound
+        // too, so a loaded host does not turn a slow handshake into "unreachable".
+        let s = tokio::time::timeout(
+            self.inner.cfg.connect_timeout,
+            tokio::net::TcpStream::connect(addr.as_str()),
+        )
+        .await
+        .map_err(|_| self.dial_timeout())?
+        .map_err(failed)?;
+        // Control-plane messages are small and latency-bound: no Nagle delay.
+        s.set_nodelay(true).map_err(failed)?;
+        let s = match tls {
+            None => Stream::from(s),
+            Some(c) => {
+                let host = mooncake_common::hostname::split_host_port(addr).0;
+                let bound =
+                    self.inner.cfg.connect_timeout + self.inner.cfg.timeout.unwrap_or_default();
+                tokio::time::timeout(bound, c.connect(host, s))
+                    .await
+                    .map_err(|_| self.dial_timeout())?
+                    .map_err(failed)?
             }
         };
-        let s = tokio::time::timeout(self.inner.cfg.connect_timeout, dial)
-            .await
-            .map_err(|_| self.dial_timeout())?
-            .map_err(|e| Status::unavailable(format!("cannot connect to {addr}: {e}")))?;
         let mut s = tokio::io::BufReader::with_capacity(4096, s);
         if let Some(auth) = &self.inner.cfg.auth {
             // Proven before the first request: the connection needs no magic after.
