@@ -216,3 +216,30 @@ async fn a_store_killed_and_replaced_never_serves_old_bytes() {
     check(&r, "k", Some(&new), &mut buf).await;
     check(&r, "k", Some(&new), &mut buf).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_master_protocols_carry_the_generation() {
+    use mooncake_client::transport::Protocol;
+    tcp_only();
+    let m = Master::start(&[]);
+    let _s = Store::start(&store_env(&m, "4mb"));
+    let w = client(&m).await;
+    let v = value_for("both", 4096);
+    put(&w, "k", &v).await;
+    for protocol in [Protocol::Framed, Protocol::Grpc] {
+        let node = mooncake_common::config::NodeConfig {
+            master_server_address: m.addr(),
+            metadata_server: m.metadata_url(),
+            local_hostname: "127.0.0.1".into(),
+            ..Default::default()
+        };
+        let mut cfg = mooncake_client::ClientConfig::new(node);
+        cfg.tuning.master_protocol = protocol;
+        let r = Client::connect(cfg).await.unwrap();
+        for _ in 0..3 {
+            assert!(r.get("k").await.unwrap() == v);
+        }
+        let s = r.location_cache_stats();
+        assert_eq!((s.hits, s.stale), (2, 0), "{protocol:?}: {s:?}");
+    }
+}
