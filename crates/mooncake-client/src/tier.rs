@@ -12,10 +12,13 @@ use mooncake_proto::{
     TierCounters, TierRecord, TierTask, TierTaskKind, TierTaskResult, TierWorkRequest,
 };
 use mooncake_tier::{DiskTier, TierConfig, DISK_BASE};
-use mooncake_transfer::ReadSource;
+use mooncake_transfer::{ReadSource, SourceBytes};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The largest read served on the connection's task when the page cache holds it.
+const AT_HAND_MAX: usize = 256 << 10;
 
 /// Pause after a failed call.
 const RETRY: Duration = Duration::from_secs(1);
@@ -37,11 +40,25 @@ impl ReadSource for TierSource {
             .map_err(|e| e.to_string())
     }
 
-    fn read_bytes(&self, addr: u64, len: usize) -> Result<Box<dyn AsRef<[u8]> + Send>, String> {
+    fn read_bytes(&self, addr: u64, len: usize) -> Result<SourceBytes, String> {
         self.0
             .read_bytes(addr - DISK_BASE, len as u64)
-            .map(|b| Box::new(b) as Box<dyn AsRef<[u8]> + Send>)
+            .map(|b| Box::new(b) as SourceBytes)
             .map_err(|e| e.to_string())
+    }
+
+    fn read_at_hand(&self, addr: u64, len: usize) -> Option<Result<SourceBytes, String>> {
+        // Small ranges only: a check and copy of a few hundred KiB is shorter than
+        // the hop to a blocking thread; a larger one would hold up the connection.
+        if len > AT_HAND_MAX {
+            return None;
+        }
+        self.0
+            .read_bytes_cached(addr - DISK_BASE, len as u64)
+            .map(|r| {
+                r.map(|b| Box::new(b) as SourceBytes)
+                    .map_err(|e| e.to_string())
+            })
     }
 }
 

@@ -258,6 +258,36 @@ impl DiskTier {
     /// every block they touch checked, in a buffer of the tier's (read once, from the
     /// page cache when it holds them whole, else with O_DIRECT; see [`crate::io`]).
     pub fn read_bytes(&self, value_offset: u64, len: u64) -> Result<TierBytes, TierError> {
+        // Never `Err(None)`: that is a cached-only read's "not cached".
+        self.read_span(value_offset, len, false).map_err(|e| {
+            e.unwrap_or(TierError::Missing {
+                offset: value_offset,
+                len,
+            })
+        })
+    }
+
+    /// As [`read_bytes`](Self::read_bytes) if the page cache holds the bytes (no
+    /// blocking I/O: fit for an async task); `None` when the device would be read.
+    pub fn read_bytes_cached(
+        &self,
+        value_offset: u64,
+        len: u64,
+    ) -> Option<Result<TierBytes, TierError>> {
+        match self.read_span(value_offset, len, true) {
+            Ok(b) => Some(Ok(b)),
+            Err(Some(e)) => Some(Err(e)),
+            Err(None) => None,
+        }
+    }
+
+    /// The checked bytes; `Err(None)`: not in the page cache (only when `cached_only`).
+    fn read_span(
+        &self,
+        value_offset: u64,
+        len: u64,
+        cached_only: bool,
+    ) -> Result<TierBytes, Option<TierError>> {
         let missing = TierError::Missing {
             offset: value_offset,
             len,
@@ -265,12 +295,12 @@ impl DiskTier {
         let rec = {
             let map = self.records.read();
             let Some((_, r)) = map.range(..=value_offset).next_back() else {
-                return Err(missing);
+                return Err(Some(missing));
             };
             if value_offset < r.value_offset()
                 || value_offset.checked_add(len).is_none_or(|e| e > r.end())
             {
-                return Err(missing);
+                return Err(Some(missing));
             }
             r.clone()
         };
@@ -288,6 +318,7 @@ impl DiskTier {
         let mut buf = io::AlignedBuf::take(span_len);
         let read = match io::read_cached(&self.data, &mut buf, at, span_len) {
             Some(n) if n == span_len => Ok(0),
+            _ if cached_only => return Err(None),
             _ => match &self.direct {
                 Some(d) => match io::read_direct(d, &mut buf, at, span_len) {
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -304,22 +335,22 @@ impl DiskTier {
                 // The file was cut short under the record: it is torn for good.
                 TierMetrics::add(&self.metrics.checksum_failures, 1);
                 self.drop_record(rec.offset);
-                return Err(TierError::Checksum {
+                return Err(Some(TierError::Checksum {
                     key: rec.key.clone(),
                     offset: rec.offset,
-                });
+                }));
             }
-            Err(e) => return Err(TierError::io("read", &self.data_path)(e)),
+            Err(e) => return Err(Some(TierError::io("read", &self.data_path)(e))),
         };
         let span = &buf.as_slice(from + span_len)[from..];
         for (i, chunk) in span.chunks(BLOCK as usize).enumerate() {
             if crc32c::crc32c(chunk) != rec.crcs[first as usize + i] {
                 TierMetrics::add(&self.metrics.checksum_failures, 1);
                 self.drop_record(rec.offset);
-                return Err(TierError::Checksum {
+                return Err(Some(TierError::Checksum {
                     key: rec.key.clone(),
                     offset: rec.offset,
-                });
+                }));
             }
         }
         TierMetrics::add(&self.metrics.reads, 1);

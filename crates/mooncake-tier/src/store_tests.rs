@@ -295,3 +295,24 @@ fn records_out_of_the_page_cache_read_back_in_any_range_and_stay_checked() {
     assert_eq!(t.stats().checksum_failures, 1);
     assert_eq!(t.read_value(r2.value_offset, 5).unwrap(), w);
 }
+
+#[test]
+fn a_cached_only_read_answers_from_the_page_cache_or_not_at_all() {
+    let d = tempfile::tempdir().unwrap();
+    let t = DiskTier::open(&cfg(d.path(), 8 << 20)).unwrap();
+    let v = value(200_000, 9);
+    let r = t.write(0, "c", 1, &v).unwrap();
+    // Just written: in the page cache.
+    let b = t
+        .read_bytes_cached(r.value_offset + 10, 100_000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.as_ref(), &v[10..100_010]);
+    drop_cached(&t);
+    assert!(t.read_bytes_cached(r.value_offset, 1000).is_none());
+    assert!(matches!(
+        t.read_bytes_cached(r.value_offset + 199_999, 2),
+        Some(Err(TierError::Missing { .. }))
+    ));
+    assert_eq!(t.read_value(r.value_offset, v.len() as u64).unwrap(), v);
+}

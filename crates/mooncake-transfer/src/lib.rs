@@ -33,7 +33,7 @@ pub use batch::{Batch, RequestStatus};
 pub use config::{TcpTuning, TransferConfig};
 pub use engine::TransferEngine;
 pub use errors::TransferError;
-pub use local::{ControlHandler, ReadSource};
+pub use local::{ControlHandler, ReadSource, SourceBytes};
 pub use metrics::MetricsSnapshot;
 pub use segment::SegmentDescriptor;
 

@@ -7,6 +7,9 @@ use std::sync::Arc;
 /// Answers Control frames (transport handshakes such as RDMA queue-pair setup).
 pub type ControlHandler = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
 
+/// Bytes a [`ReadSource`] read, in a buffer of its own.
+pub type SourceBytes = Box<dyn AsRef<[u8]> + Send>;
+
 /// Serves reads of an address range that is not memory: an SSD tier's records, which
 /// peers read like any replica (`[addr, addr+len)` in this engine's address space) and
 /// which the source reads from its files, checked, on each request. Reads only: a
@@ -20,10 +23,16 @@ pub trait ReadSource: Send + Sync {
     /// The `len` bytes at `addr` in a buffer of the source's, sent from there (a
     /// source that reads into buffers of its own saves a copy); by default read into
     /// a fresh one with [`read`](Self::read).
-    fn read_bytes(&self, addr: u64, len: usize) -> Result<Box<dyn AsRef<[u8]> + Send>, String> {
+    fn read_bytes(&self, addr: u64, len: usize) -> Result<SourceBytes, String> {
         let mut b = vec![0u8; len];
         self.read(addr, &mut b)?;
         Ok(Box::new(b))
+    }
+    /// As [`read_bytes`](Self::read_bytes) when the source can answer without
+    /// blocking I/O (bytes in memory, a small range): served on the connection's task
+    /// instead of a blocking thread. `None`: use `read_bytes`.
+    fn read_at_hand(&self, _addr: u64, _len: usize) -> Option<Result<SourceBytes, String>> {
+        None
     }
 }
 

@@ -376,12 +376,17 @@ async fn serve_on<R: WireRead, W: WireWrite>(
             Op::Read if seg.source_for(h.addr, h.len).is_some() => {
                 let src = seg.source_for(h.addr, h.len);
                 let (addr, len) = (h.addr, h.len as usize);
-                let got = tokio::task::spawn_blocking(move || {
-                    let src = src.ok_or_else(|| "read source removed".to_string())?;
-                    src.read_bytes(addr, len)
-                })
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+                // Bytes the source has at hand (no blocking I/O) are served inline;
+                // the rest on a blocking thread.
+                let got = match src.as_ref().and_then(|s| s.read_at_hand(addr, len)) {
+                    Some(got) => got,
+                    None => tokio::task::spawn_blocking(move || {
+                        let src = src.ok_or_else(|| "read source removed".to_string())?;
+                        src.read_bytes(addr, len)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string())),
+                };
                 let resp = Header::new(Op::ReadData, h.id, h.addr, h.len);
                 match got {
                     Ok(b) => {
