@@ -252,7 +252,7 @@ impl FramedChannel {
             let len = answer_len(head)?;
             out.clear();
             out.resize(len, 0);
-            s.read_exact(&mut out).await?;
+            s.read_exact(&mut out).await.map_err(|e| tls_or(head, e))?;
             io::Result::Ok(())
         };
         match self.inner.cfg.timeout {
@@ -351,7 +351,8 @@ impl FramedChannel {
         }
         out.resize(total.max(out.len()), 0);
         while got < total {
-            got += read_some(&mut c, &mut out[got..total], deadline, false).map_err(fail)?;
+            got += read_some(&mut c, &mut out[got..total], deadline, false)
+                .map_err(|e| fail(tls_or(head, e)))?;
         }
         out.truncate(total);
         check_answer(&out[frame::LEN_BYTES..], addr)?;
@@ -488,14 +489,11 @@ fn decode_answer<U: prost::Message + Default>(frame: &[u8]) -> Result<U, Status>
 /// an HTTP server (the master's admin or metadata port, a store's REST port) answers
 /// the frame magic with a status line, whose first four bytes would otherwise read as
 /// a frame of over a gigabyte.
+///
+/// A TLS server's first bytes (a record header) are also a valid frame length (789 or
+/// 790 bytes, plus multiples of 64 KiB), which a real answer can have, so TLS is named
+/// only when such a frame does not arrive ([`tls_or`]) or its length is impossible.
 fn answer_len(head: [u8; frame::LEN_BYTES]) -> io::Result<usize> {
-    if mooncake_tls::looks_like_tls(&head) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "this port answers with TLS: set MOONCAKE_TLS_CA_FILE to the CA file that \
-             signed the master's certificate",
-        ));
-    }
     if &head == b"HTTP" {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -504,7 +502,22 @@ fn answer_len(head: [u8; frame::LEN_BYTES]) -> io::Result<usize> {
              (--rpc_port, default 50051)",
         ));
     }
-    Ok(frame::frame_len(head)?)
+    frame::frame_len(head).map_err(|e| tls_or(head, e.into()))
+}
+
+/// `e`, or the TLS explanation when the answer began like a TLS record (a TLS server
+/// sends a few bytes, an alert, and closes: the frame they seem to announce never
+/// completes).
+fn tls_or(head: [u8; frame::LEN_BYTES], e: io::Error) -> io::Error {
+    if mooncake_tls::looks_like_tls(&head) {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "this port answers with TLS: set MOONCAKE_TLS_CA_FILE to the CA file that \
+             signed the master's certificate",
+        )
+    } else {
+        e
+    }
 }
 
 #[cfg(test)]
@@ -686,6 +699,99 @@ mod tests {
             let st = rt.block_on(heartbeat(ch, "a")).unwrap_err();
             assert!(
                 st.message().contains("answers HTTP") && st.message().contains("--rpc_port"),
+                "{}",
+                st.message()
+            );
+        }
+    }
+
+    /// A server that reads the magic and then answers every request frame with
+    /// `answer`; with `close`, it closes after the first answer.
+    fn answering(answer: Vec<u8>, close: bool) -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut s) = conn else { continue };
+                let answer = answer.clone();
+                std::thread::spawn(move || {
+                    let mut magic = [0u8; MAGIC.len()];
+                    if s.read_exact(&mut magic).is_err() {
+                        return;
+                    }
+                    let mut buf = Vec::new();
+                    while frame::read_frame_sync(&mut s, &mut buf).is_ok() {
+                        if s.write_all(&answer).is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn both_modes(addr: &str) -> [FramedChannel; 2] {
+        let cfg = DirectConfig {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Some(Duration::from_secs(5)),
+            keep_alive: None,
+            auth: None,
+        };
+        let ch = FramedChannel::new(addr, cfg);
+        [ch.clone(), ch.with_mode(CallMode::Blocking)]
+    }
+
+    /// An answer whose length's bytes read like a TLS record header (790 bytes:
+    /// `16 03 00 00`) is an answer: a batch's put start answered with it once failed
+    /// as "this port answers with TLS".
+    #[test]
+    fn an_answer_whose_length_looks_like_tls_is_an_answer() {
+        let resp = HeartbeatResponse {
+            view_id: 7,
+            ..Default::default()
+        };
+        let mut msg = prost::Message::encode_to_vec(&resp);
+        // Padding as a field the message does not have (number 15, bytes): decoders
+        // skip it.
+        let pad = 790 - frame::ANSWER_MIN_PREFIX - msg.len() - 3;
+        msg.push(15 << 3 | 2);
+        msg.extend_from_slice(&[(pad as u8 & 0x7f) | 0x80, (pad >> 7) as u8]);
+        msg.resize(msg.len() + pad, 0xab);
+        let mut out = Vec::new();
+        frame::encode_answer(0, 0, "", &msg, &mut out).unwrap();
+        assert_eq!(
+            &out[..4],
+            &[0x16, 0x03, 0x00, 0x00],
+            "the length reads as TLS"
+        );
+        let addr = answering(out, false);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for ch in both_modes(&addr) {
+            for _ in 0..2 {
+                let r = rt.block_on(heartbeat(ch.clone(), "a")).unwrap();
+                assert_eq!(r.view_id, 7);
+            }
+        }
+    }
+
+    /// A TLS server's alert (a record header, two bytes, then the connection closed)
+    /// is named as TLS, in both call modes.
+    #[test]
+    fn a_tls_alert_is_named_as_tls() {
+        let addr = answering(vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32], true);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for ch in both_modes(&addr) {
+            let st = rt.block_on(heartbeat(ch, "a")).unwrap_err();
+            assert!(
+                st.message().contains("answers with TLS")
+                    && st.message().contains("MOONCAKE_TLS_CA_FILE"),
                 "{}",
                 st.message()
             );
