@@ -85,7 +85,10 @@ impl Client {
                 );
                 return fill(results, &todo, e);
             }
-            Err(e) => return fill(results, &todo, e),
+            Err(e) => {
+                tracing::debug!(error = %e, keys = todo.len(), "put_start failed");
+                return fill(results, &todo, e);
+            }
         };
         // Plan the writes of every replica of every started object.
         let mut jobs = Vec::new();
@@ -202,6 +205,7 @@ impl Client {
                     }
                 }
                 Err(e) => {
+                    tracing::warn!(error = %e, keys = n, "put_end failed; the master frees the space after its put timeout");
                     for pos in end_pos {
                         results[pos] = Err(e.clone());
                     }

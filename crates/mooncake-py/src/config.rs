@@ -11,6 +11,19 @@ pub const MALLOC_TUNING_ENV: &str = "MOONCAKE_PY_MALLOC_TUNING";
 /// glibc's own variables: set, they mean the user tunes malloc already.
 const GLIBC_MALLOC_ENV: [&str; 2] = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"];
 
+/// Log filter for the package's own messages (`warn`, `mooncake_client=debug`, the
+/// `tracing` filter syntax), written to stderr. Unset: the package logs nothing, as an
+/// extension module must not install a global logger its host did not ask for.
+pub const LOG_ENV: &str = "MOONCAKE_PY_LOG";
+
+/// The filter `MOONCAKE_PY_LOG` asks for, when set and not empty.
+pub fn log_filter() -> Option<String> {
+    std::env::var(LOG_ENV)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
 /// The runtime's worker count `MOONCAKE_PY_RUNTIME_THREADS` asks for; `None` when it
 /// is unset or not a positive integer.
 pub fn runtime_threads() -> Option<usize> {

@@ -28,9 +28,31 @@ mod store;
 
 use pyo3::prelude::*;
 
+/// Sends the package's log lines to stderr when `MOONCAKE_PY_LOG` asks for them (a
+/// failed call's reason beyond its code: a warning the client logged on the way).
+fn init_logging() {
+    let Some(filter) = config::log_filter() else {
+        return;
+    };
+    match tracing_subscriber::EnvFilter::try_new(&filter) {
+        Ok(f) => {
+            // Another library of the process may have installed one already: keep it.
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(f)
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+        Err(e) => eprintln!(
+            "mooncake: {}={filter:?} is not a log filter ({e}); logging stays off",
+            config::LOG_ENV
+        ),
+    }
+}
+
 #[pymodule]
 fn _mooncake(m: &Bound<'_, PyModule>) -> PyResult<()> {
     malloc_tuning::apply();
+    init_logging();
     m.add_class::<store::NativeStore>()?;
     m.add_class::<replicate::ReplicateConfig>()?;
     m.add_class::<replicate::SoftPinAction>()?;
