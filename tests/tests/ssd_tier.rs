@@ -516,8 +516,8 @@ async fn a_key_being_demoted_never_misses() {
             (reads, misses)
         })
     };
-    for i in 24..all.len() {
-        put_all(&c, std::slice::from_ref(&all[i])).await;
+    for (i, one) in all.iter().enumerate().skip(24) {
+        put_all(&c, std::slice::from_ref(one)).await;
         written.store(i + 1, Ordering::Release);
         demotions_settle(&m).await;
     }

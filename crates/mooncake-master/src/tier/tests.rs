@@ -292,7 +292,10 @@ async fn a_key_being_demoted_is_read_from_its_memory_replica_which_outlives_the_
     assert_eq!(l.replicas.len(), 1);
     assert_eq!(l.replicas[0].segment.desc.base, 0x1000_0000);
     assert_eq!(m.get_replica_list("b").unwrap().replicas[0].offset, 1 << 20);
-    assert_eq!(l.replicas[0].offset, 0, "the victim is the first put, \"a\"");
+    assert_eq!(
+        l.replicas[0].offset, 0,
+        "the victim is the first put, \"a\""
+    );
     assert_eq!(m.exist("a"), Ok(true));
     assert_eq!(stat(&m.tiers().stats.demoting_hits), 1);
     let t = m.tier_work(call(false, vec![])).await.unwrap().tasks[0].clone();
