@@ -36,10 +36,14 @@ export MOONCAKE_BIN_DIR=$ROOT/target/release
 
 step "pytest: the Python package against real master and store processes"
 # A failed test is run once more on a fresh cluster and the first failure stays in the
-# log: one full run (of many) failed 12 puts with SEGMENT_NOT_FOUND (-101) right after
-# the Rust tests, and passed whole when repeated; its cause is still being looked for.
-if ! "$VENV/bin/python" -m pytest -q crates/mooncake-py/tests; then
-  echo "pytest: FAILURES ABOVE; running the failed tests once more"
+# log, with what the session cluster's master and stores logged (target/pytest-cluster)
+# and the package's own warnings (MOONCAKE_PY_LOG), so the cause can be read from CI.
+if ! MOONCAKE_PY_LOG=warn "$VENV/bin/python" -m pytest -q crates/mooncake-py/tests; then
+  echo "pytest: FAILURES ABOVE; the session cluster's logs:"
+  for f in target/pytest-cluster/*.log; do
+    echo "--- $f (last 60 lines)"; tail -n 60 "$f"
+  done
+  echo "pytest: running the failed tests once more"
   "$VENV/bin/python" -m pytest -q --lf crates/mooncake-py/tests
 fi
 

@@ -171,12 +171,18 @@ def start_cluster(workdir: Path, stores: int = 2, segment: str = "256mb",
     return c
 
 
+# Where the session cluster writes its logs. They stay after the run (a fresh directory
+# each time) so that a failure can be read against what the master and stores said;
+# ``MOONCAKE_PYTEST_LOGS`` moves them.
+SESSION_LOGS = Path(os.environ.get("MOONCAKE_PYTEST_LOGS", REPO / "target" / "pytest-cluster"))
+
+
 @pytest.fixture(scope="session")
 def cluster():
-    with tempfile.TemporaryDirectory(prefix="mooncake-py-") as d:
-        c = start_cluster(Path(d))
-        yield c
-        c.stop()
+    shutil.rmtree(SESSION_LOGS, ignore_errors=True)
+    c = start_cluster(SESSION_LOGS)
+    yield c
+    c.stop()
 
 
 @pytest.fixture
