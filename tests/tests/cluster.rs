@@ -92,3 +92,60 @@ async fn replicas_survive_kill_and_sigterm_unmounts() {
     );
     c.close().await.unwrap();
 }
+
+/// Puts made while a killed store is still mounted (its heartbeats have not run out)
+/// land on the live stores: a write that cannot reach its segment is put again away
+/// from it, single puts and batches alike, and every value reads back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_right_after_a_kill_go_to_the_live_stores() {
+    // A long TTL: the dead store stays in placement for the whole test.
+    let m = Master::start(&["--client_ttl=60"]);
+    let mut stores: Vec<Store> = (0..2)
+        .map(|_| Store::start(&store_env(&m, "64mb")))
+        .collect();
+    assert_eq!(
+        m.wait_metric(
+            "master_total_capacity_bytes",
+            (2 * SEG) as f64,
+            Duration::from_secs(5)
+        ),
+        Some((2 * SEG) as f64)
+    );
+    let c = client(&m).await;
+    stores[0].proc.kill9();
+    let _ = stores[0].proc.wait_exit(Duration::from_secs(5));
+    // Half the placements go to the dead store's (equally free) segment: with 64 single
+    // puts and 4 batches of 32, a put that was not retried would fail many times over.
+    for i in 0..64 {
+        let k = format!("single-{i}");
+        c.put(&k, &value_for(&k, 4096), &ReplicateConfig::default())
+            .await
+            .unwrap_or_else(|e| panic!("put {k} with a dead store mounted: {e}"));
+    }
+    for b in 0..4 {
+        let keys: Vec<String> = (0..32).map(|i| format!("batch-{b}-{i}")).collect();
+        let values: Vec<Vec<u8>> = keys.iter().map(|k| value_for(k, 8192)).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        for (k, r) in keys
+            .iter()
+            .zip(c.put_batch(&keys, &refs, &ReplicateConfig::default()).await)
+        {
+            r.unwrap_or_else(|e| panic!("batch put {k} with a dead store mounted: {e}"));
+        }
+    }
+    for i in 0..64 {
+        let k = format!("single-{i}");
+        assert_eq!(c.get(&k).await.unwrap(), value_for(&k, 4096), "{k}");
+    }
+    for b in 0..4 {
+        for i in 0..32 {
+            let k = format!("batch-{b}-{i}");
+            assert_eq!(c.get(&k).await.unwrap(), value_for(&k, 8192), "{k}");
+        }
+    }
+    // The dead store is still mounted: the retries avoided it, nothing removed it.
+    assert_eq!(
+        m.metric("master_total_capacity_bytes"),
+        Some((2 * SEG) as f64)
+    );
+}

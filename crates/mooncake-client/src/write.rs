@@ -20,7 +20,11 @@ pub(crate) type Bufs = Vec<(usize, usize)>;
 
 impl Client {
     /// The one write path. `items[i]` is the source of `keys[i]` (or its validation
-    /// error); the master calls go through `rpc`.
+    /// error); the master calls go through `rpc`. Keys whose writes could not reach a
+    /// replica's segment are put once more, placed away from those segments: an owner
+    /// killed without unmounting stays in placement until its heartbeats run out
+    /// (seconds), and every put placed on it meanwhile would fail. (A retry that fails
+    /// too keeps the first error, which names the unreachable segment.)
     ///
     /// # Safety
     /// Every source range is valid for reads for the whole call.
@@ -31,6 +35,60 @@ impl Client {
         items: Vec<Result<Bufs>>,
         rc: &ReplicateConfig,
         upsert: bool,
+    ) -> Vec<Result<()>> {
+        let sources: Vec<Option<Bufs>> = items.iter().map(|i| i.as_ref().ok().cloned()).collect();
+        let mut unreachable = Vec::new();
+        // Safety: forwarded from the caller.
+        let mut results =
+            unsafe { self.write_once(rpc, keys, items, rc, upsert, &mut unreachable) }.await;
+        if unreachable.is_empty() {
+            return results;
+        }
+        let again: Vec<(usize, Bufs)> = results
+            .iter()
+            .zip(sources)
+            .enumerate()
+            .filter_map(|(i, (r, src))| match r {
+                Err(e) if unreachable_code(e.code) => src.map(|b| (i, b)),
+                _ => None,
+            })
+            .collect();
+        if again.is_empty() {
+            return results;
+        }
+        unreachable.sort();
+        unreachable.dedup();
+        tracing::warn!(segments = ?unreachable, keys = again.len(), "put: segments unreachable; putting those keys elsewhere");
+        let mut avoid = rc.clone();
+        avoid.avoid_segments.extend(unreachable);
+        let keys2: Vec<String> = again.iter().map(|(i, _)| keys[*i].clone()).collect();
+        let (pos, items2): (Vec<usize>, Vec<Result<Bufs>>) =
+            again.into_iter().map(|(i, b)| (i, Ok(b))).unzip();
+        let mut ignored = Vec::new();
+        // Safety: forwarded from the caller.
+        let retried =
+            unsafe { self.write_once(rpc, &keys2, items2, &avoid, upsert, &mut ignored) }.await;
+        for (i, r) in pos.into_iter().zip(retried) {
+            if r.is_ok() {
+                results[i] = r;
+            }
+        }
+        results
+    }
+
+    /// One pass of the write path; the names of segments a write could not reach go
+    /// to `unreachable`.
+    ///
+    /// # Safety
+    /// As for [`Self::write_objects`].
+    async unsafe fn write_once(
+        &self,
+        rpc: &MasterRpc,
+        keys: &[String],
+        items: Vec<Result<Bufs>>,
+        rc: &ReplicateConfig,
+        upsert: bool,
+        unreachable: &mut Vec<String>,
     ) -> Vec<Result<()>> {
         // This process replaces what it remembers of these keys: skip the wasted
         // speculative read of the old location.
@@ -124,6 +182,11 @@ impl Client {
         let mut write_err: Vec<Option<MooncakeError>> = vec![None; todo.len()];
         for (j, r) in outcome.into_iter().enumerate() {
             if let Err(e) = r {
+                if unreachable_code(e.code) {
+                    if let Some(seg) = &jobs[j].replica.segment {
+                        unreachable.push(seg.name.clone());
+                    }
+                }
                 write_err[job_owner[j]].get_or_insert(e);
             }
         }
@@ -214,6 +277,12 @@ impl Client {
         }
         results
     }
+}
+
+/// A write that failed this way may succeed on another segment: its owner did not
+/// answer (refused, reset, gone from the metadata server).
+fn unreachable_code(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::SegmentNotFound | ErrorCode::TransferFail)
 }
 
 fn fill(

@@ -49,6 +49,9 @@ pub struct ReplicateConfig {
     /// Segment names tried first, in order.
     pub preferred_segments: Vec<String>,
     pub soft_pin: SoftPin,
+    /// Segment names never placed on: set by a writer retrying writes that could not
+    /// reach them (an owner that died is still mounted until its heartbeats run out).
+    pub avoid_segments: Vec<String>,
 }
 
 impl Default for ReplicateConfig {
@@ -58,6 +61,7 @@ impl Default for ReplicateConfig {
             with_hard_pin: false,
             preferred_segments: Vec::new(),
             soft_pin: SoftPin::Preserve,
+            avoid_segments: Vec::new(),
         }
     }
 }

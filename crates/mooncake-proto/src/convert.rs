@@ -57,6 +57,7 @@ impl From<&ReplicateConfig> for v1::ReplicateConfig {
             preferred_segments: rc.preferred_segments.clone(),
             soft_pin_action: action as i32,
             soft_pin_ttl_ms: ttl,
+            avoid_segments: rc.avoid_segments.clone(),
         }
     }
 }
@@ -81,6 +82,7 @@ impl TryFrom<&v1::ReplicateConfig> for ReplicateConfig {
             with_hard_pin: rc.with_hard_pin,
             preferred_segments: rc.preferred_segments.clone(),
             soft_pin,
+            avoid_segments: rc.avoid_segments.clone(),
         })
     }
 }
@@ -107,6 +109,7 @@ mod tests {
                 with_hard_pin: true,
                 preferred_segments: vec!["a".into(), "b".into()],
                 soft_pin,
+                avoid_segments: vec!["c".into()],
             };
             let wire = v1::ReplicateConfig::from(&rc);
             assert_eq!(ReplicateConfig::try_from(&wire).unwrap(), rc);

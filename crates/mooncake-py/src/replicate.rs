@@ -214,6 +214,7 @@ impl ReplicateConfig {
             with_hard_pin: self.with_hard_pin,
             preferred_segments: preferred,
             soft_pin,
+            avoid_segments: Vec::new(),
         })
     }
 }

@@ -78,6 +78,8 @@ pub fn get_rc(d: &mut Dec<'_>) -> Result<ReplicateConfig, WireError> {
         with_hard_pin,
         preferred_segments,
         soft_pin,
+        // The dummy protocol does not carry it: only a writer's own retry sets it.
+        avoid_segments: Vec::new(),
     })
 }
 
@@ -147,6 +149,7 @@ mod tests {
                 with_hard_pin: true,
                 preferred_segments: vec!["a:1".into()],
                 soft_pin,
+                avoid_segments: Vec::new(),
             };
             let mut e = Enc::default();
             put_rc(&mut e, &rc);

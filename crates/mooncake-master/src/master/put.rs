@@ -38,6 +38,8 @@ struct StartSetup {
     /// `Master::keepable_bytes`).
     keepable: Option<u64>,
     preferred: Vec<u32>,
+    /// Segments the writer could not reach (`ReplicateConfig::avoid_segments`).
+    avoid: Vec<u32>,
     /// The eviction clock reserved for the batch's writes, and the batch's length.
     clock: crate::eviction::Clock,
     batch: usize,
@@ -164,6 +166,11 @@ impl Master {
             largest: self.segments.largest_capacity(),
             keepable: self.keepable_bytes(),
             preferred,
+            avoid: rc
+                .avoid_segments
+                .iter()
+                .filter_map(|n| self.segments.by_name(n).map(|s| s.id))
+                .collect(),
             clock: self.eviction.reserve(batch),
             batch,
             client: crate::index::usage::client_tag(client_id),
@@ -212,10 +219,7 @@ impl Master {
         );
         // Authentication on and a tenant's own segment mounted: this key's objects go
         // only to segments that may hold them (`tenancy`).
-        let mut own_views = self
-            .segment_tenants
-            .any()
-            .then(|| self.segment_tenants.allowed(views, key));
+        let mut own_views = self.placeable(views, key, &setup.avoid);
         for attempt in 0..=EVICT_RETRIES {
             let here: &mut Vec<SegmentView> = match own_views.as_mut() {
                 Some(v) => v,
@@ -265,7 +269,7 @@ impl Master {
                     }
                     *views = self.segments.views();
                     if own_views.is_some() {
-                        own_views = Some(self.segment_tenants.allowed(views, key));
+                        own_views = self.placeable(views, key, &setup.avoid);
                     }
                 }
                 Err(e) => return Err(e),
@@ -388,5 +392,28 @@ impl Master {
         } else {
             Ok(out.into_boxed_slice())
         }
+    }
+
+    /// The segments a start for `key` may use when that is not all of `views`: only
+    /// those that may hold the key's tenant's objects (`tenancy`), and none the writer
+    /// could not reach (`avoid`: a retry after a write to a dead owner, which stays
+    /// mounted until its heartbeats run out). `None`: all of them.
+    fn placeable(
+        &self,
+        views: &[SegmentView],
+        key: &str,
+        avoid: &[u32],
+    ) -> Option<Vec<SegmentView>> {
+        let tenants = self.segment_tenants.any();
+        if !tenants && avoid.is_empty() {
+            return None;
+        }
+        let mut v = if tenants {
+            self.segment_tenants.allowed(views, key)
+        } else {
+            views.to_vec()
+        };
+        v.retain(|s| !avoid.contains(&s.id));
+        Some(v)
     }
 }
