@@ -231,26 +231,75 @@ impl Master {
         (hwm > 0.0 && cap > 0).then_some((cap as f64 * hwm) as u64)
     }
 
+    /// Whether a put that finds no space makes room by demoting (`demote_for`)
+    /// rather than dropping (`evict_for`).
+    pub(crate) fn puts_demote(&self) -> bool {
+        let cfg = self.config();
+        cfg.enable_offload && cfg.offload_on_evict && self.tiers.has_owners()
+    }
+
     /// For a put that found no space: evicts at least `bytes` (or the usual round's
-    /// share, if larger). Whether anything was evicted.
-    ///
-    /// With `--offload_on_evict` these victims are dropped, not demoted: a demoted
-    /// object's memory is freed only once its owner has written it to disk, and the
-    /// put needs the space now. This happens only when the rounds' demotions lag
-    /// behind the puts (they run at the high watermark, before the pool is full).
-    /// So it drops no more than the put needs (not the round's share), and wakes the
-    /// round, whose demotions make the room the next puts take.
+    /// share, if larger). Whether anything was evicted. (Without a tier to demote to;
+    /// with one, see [`Master::demote_for`].)
     pub(crate) fn evict_for(&self, bytes: u64) -> bool {
         let (_, cap) = self.segments.totals();
-        let cfg = self.config();
-        let share = (cap as f64 * cfg.eviction_ratio) as u64;
-        let demoting = cfg.enable_offload && cfg.offload_on_evict && self.tiers.has_owners();
-        let target = if demoting { bytes } else { bytes.max(share) };
-        let r = self.evict_bytes_below(target.max(1), u64::MAX, false);
-        if demoting {
-            self.evict_wakeup.notify_one();
-        }
+        let share = (cap as f64 * self.config().eviction_ratio) as u64;
+        let r = self.evict_bytes_below(bytes.max(share).max(1), u64::MAX, false);
         r.objects > 0
+    }
+
+    /// For a put that found no space under `--offload_on_evict`: demotes the
+    /// policy's next victims, `bytes` worth (less what demotions in flight will free
+    /// anyway), and waits, until `deadline` at most, for demoted memory to come back.
+    /// Whether the put should try again (false: nothing can be freed, or the time is
+    /// up, and the put answers -200).
+    ///
+    /// Why wait rather than drop: a demoted object's memory can be freed only once
+    /// its owner has written it to disk (it is the source of the write), so a put
+    /// that needs memory now can only drop victims (losing objects the tier had room
+    /// for) or wait for the write. The wait is one owner round trip plus the write
+    /// (milliseconds: the owner's long poll is woken by the task), while a dropped
+    /// object is lost to every later reader; and the puts this happens to are those
+    /// that outran the rounds (a burst, or a pool kept full), which the wait paces to
+    /// the tier's write rate instead of failing them. Victims that already have a
+    /// disk record are dropped from DRAM without loss and free at once; a victim the
+    /// tier has no room for (or whose owner has no tier) is dropped, as without a
+    /// tier. Only a put whose wait runs out (an owner that stopped answering) fails,
+    /// with -200, and loses nothing.
+    pub(crate) fn demote_for(&self, bytes: u64, deadline: std::time::Instant) -> bool {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        let epoch = self.tiers.freed_epoch();
+        let pending = self.tiers.demoting_bytes();
+        let used = self.segments.totals().0;
+        let r = if pending < bytes {
+            self.evict_bytes_below(bytes - pending, u64::MAX, true)
+        } else {
+            EvictionReport::default()
+        };
+        self.evict_wakeup.notify_one();
+        if self.segments.totals().0 < used {
+            return true; // some victims were freed at once: try them first
+        }
+        if r.objects == 0 && self.tiers.demoting_bytes() == 0 {
+            return false; // nothing evictable, nothing on its way back
+        }
+        // The put's thread blocks here. On the async runtime it first hands its
+        // other tasks to another thread (the owner's answer, which ends the wait,
+        // is served by this same runtime); on a single-threaded runtime nothing
+        // could answer meanwhile, so it does not wait at all.
+        let wait = || self.tiers.wait_freed(epoch, deadline);
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Err(_) => {
+                wait();
+            }
+            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => return false,
+            Ok(_) => {
+                tokio::task::block_in_place(wait);
+            }
+        }
+        true
     }
 
     /// Evicts lowest rank first until `target` bytes are freed or no candidate is left

@@ -50,6 +50,12 @@ struct StartSetup {
 /// How many times a start evicts and retries before answering -200.
 const EVICT_RETRIES: usize = 3;
 
+/// How long a start that found no space may wait for the memory of the objects it
+/// demotes to the SSD tier (`Master::demote_for`) before answering -200. Normally
+/// one owner round trip plus a write (milliseconds); this bounds the wait on an
+/// owner that stopped answering.
+pub(crate) const DEMOTION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Master {
     /// Starts a put: allocates replicas and records the object as in progress.
     pub fn put_start(
@@ -220,7 +226,10 @@ impl Master {
         // Authentication on and a tenant's own segment mounted: this key's objects go
         // only to segments that may hold them (`tenancy`).
         let mut own_views = self.placeable(views, key, &setup.avoid);
-        for attempt in 0..=EVICT_RETRIES {
+        // Set on the first eviction: under `--offload_on_evict` the start retries
+        // until then (each retry waits for demoted memory), else EVICT_RETRIES times.
+        let mut demote_until: Option<std::time::Instant> = None;
+        for attempt in 0.. {
             let here: &mut Vec<SegmentView> = match own_views.as_mut() {
                 Some(v) => v,
                 None => &mut *views,
@@ -260,11 +269,17 @@ impl Master {
                 // (Not when the index is full of unevictable objects: freeing space
                 // would not help.)
                 Err(ErrorCode::NoAvailableHandle)
-                    if attempt < EVICT_RETRIES
-                        && kind != WriteKind::Promote
-                        && self.shard_has_room(key) =>
+                    if kind != WriteKind::Promote && self.shard_has_room(key) =>
                 {
-                    if !self.evict_for(size.saturating_mul(want as u64)) {
+                    let bytes = size.saturating_mul(want as u64);
+                    let more = if self.puts_demote() {
+                        let until = *demote_until
+                            .get_or_insert_with(|| std::time::Instant::now() + DEMOTION_WAIT);
+                        self.demote_for(bytes, until)
+                    } else {
+                        attempt < EVICT_RETRIES && self.evict_for(bytes)
+                    };
+                    if !more {
                         break;
                     }
                     *views = self.segments.views();

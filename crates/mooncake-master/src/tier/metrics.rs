@@ -57,7 +57,7 @@ const COUNTERS: &[(&str, &str, CounterFn)] = &[
     ),
     (
         "evict_drops",
-        "objects evicted from DRAM without a demotion under --offload_on_evict (a put needed their memory at once)",
+        "objects evicted from DRAM without a demotion under --offload_on_evict (their tier was full, or their owner has none)",
         |t| &t.stats.evict_drops,
     ),
     (

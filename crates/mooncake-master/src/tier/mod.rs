@@ -32,7 +32,7 @@ use crate::alloc::AllocHandle;
 use crate::segments::{Mounted, Segment, SegmentRegistry};
 use mooncake_common::SegmentDesc;
 use mooncake_proto::{TierCounters, TierTask};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -60,8 +60,8 @@ pub struct TierStats {
     pub demotions: AtomicU64,
     /// Reads of a key being demoted, given the memory replica being written from.
     pub demoting_hits: AtomicU64,
-    /// Objects eviction dropped under `--offload_on_evict` without writing them: a
-    /// put needed their memory at once (the rounds' demotions lagged behind).
+    /// Objects eviction dropped under `--offload_on_evict` without writing them: their
+    /// tier had no room and could evict nothing, or their owner has no tier.
     pub evict_drops: AtomicU64,
     pub promotions: AtomicU64,
     /// Disk hits that did not start a promotion: too many in flight.
@@ -180,6 +180,10 @@ pub struct Tiers {
     demoting: AtomicU64,
     /// Keys being promoted (asked for or running), at most [`PROMOTIONS_IN_FLIGHT`].
     promoting: Mutex<std::collections::HashSet<Box<str>>>,
+    /// How many times memory held back for a demotion went back (puts waiting for
+    /// the memory of their own demotions watch it, `wait_freed`).
+    freed: Mutex<u64>,
+    freed_cv: Condvar,
     pub stats: TierStats,
 }
 
@@ -222,6 +226,30 @@ impl Tiers {
     /// Bytes of DRAM that demotions are writing out (freed when they end).
     pub fn demoting_bytes(&self) -> u64 {
         self.demoting.load(Ordering::Relaxed)
+    }
+
+    /// A mark to hand [`Tiers::wait_freed`]: read it before the demotions whose
+    /// memory one waits for are started, so that no free is missed.
+    pub(crate) fn freed_epoch(&self) -> u64 {
+        *self.freed.lock()
+    }
+
+    /// Memory held back for a demotion went back.
+    fn note_freed(&self) {
+        *self.freed.lock() += 1;
+        self.freed_cv.notify_all();
+    }
+
+    /// Blocks until memory held back for a demotion has gone back since `epoch`
+    /// was read, or until `deadline`; whether any did.
+    pub(crate) fn wait_freed(&self, epoch: u64, deadline: std::time::Instant) -> bool {
+        let mut g = self.freed.lock();
+        while *g == epoch {
+            if self.freed_cv.wait_until(&mut g, deadline).timed_out() {
+                break;
+            }
+        }
+        *g != epoch
     }
 
     /// Promotions asked for or running.

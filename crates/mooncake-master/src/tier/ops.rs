@@ -256,8 +256,9 @@ impl Master {
     /// An object eviction took out of DRAM (its memory is freed right after). Under
     /// `--offload_on_evict`, one without a disk replica is demoted when `demote`: its
     /// owner writes it to its tier, and the free of the memory replica it reads from
-    /// waits for that (`defer_free`). Otherwise (a put needs the memory at once) it
-    /// is dropped, and counted.
+    /// waits for that (`defer_free`). When its tier has no room (or its owner has no
+    /// tier) it is dropped, and counted. (A put that finds no space demotes too and
+    /// waits for the memory: `Master::demote_for`.)
     pub(crate) fn tier_evicted(&self, key: &str, o: &Object, demote: bool) {
         let cfg = self.config();
         if !cfg.enable_offload
@@ -537,16 +538,22 @@ impl Master {
             if let Some(s) = self.segments.get(seg) {
                 s.free(handle, size);
             }
+            self.tiers.note_freed();
         }
     }
 
     /// Frees the demoted memory replicas whose readers' leases have ended.
     fn tier_free_expired(&self) {
-        for (seg, handle, size) in self.tiers.expired_pins(self.now_ms()) {
+        let expired = self.tiers.expired_pins(self.now_ms());
+        if expired.is_empty() {
+            return;
+        }
+        for (seg, handle, size) in expired {
             if let Some(s) = self.segments.get(seg) {
                 s.free(handle, size);
             }
         }
+        self.tiers.note_freed();
     }
 
     /// The owner's answers to the tasks it was handed.
