@@ -243,3 +243,108 @@ async fn both_master_protocols_carry_the_generation() {
         assert_eq!((s.hits, s.stale), (2, 0), "{protocol:?}: {s:?}");
     }
 }
+
+/// The change in the counters from `a` to `b`: (hits, misses, stale).
+fn delta(
+    a: mooncake_client::LocationCacheStats,
+    b: mooncake_client::LocationCacheStats,
+) -> (u64, u64, u64) {
+    (b.hits - a.hits, b.misses - a.misses, b.stale - a.stale)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_right_after_a_put_reads_where_the_put_wrote_and_never_old_bytes() {
+    tcp_only();
+    let m = Master::start(&["--default_kv_lease_ttl=50"]);
+    // A small segment: a value put again lands where the old one was.
+    let _s = Store::start(&store_env(&m, "4mb"));
+    let (w, mut buf) = reader(&m).await;
+    let other = client(&m).await;
+    let rc = ReplicateConfig::default();
+    let old = value_for("old", 4096);
+    let new = value_for("new", 4096);
+
+    // The put remembers where it wrote: its first get is speculative and kept.
+    put(&w, "k", &old).await;
+    assert_eq!(w.location_cache_stats().entries, 1);
+    let s0 = w.location_cache_stats();
+    assert!(w.get("k").await.unwrap() == old);
+    let s1 = w.location_cache_stats();
+    assert_eq!(delta(s0, s1), (1, 0, 0), "{s1:?}");
+
+    // Another client removes the key and puts other bytes of the same size in the
+    // same place: the location the put remembered is refused, the new bytes come back.
+    let before = offset(&w, "k").await;
+    other.remove("k", true).await.unwrap();
+    put(&other, "k", &new).await;
+    assert_eq!(
+        offset(&other, "k").await,
+        before,
+        "the new value did not land at the old offset: this case tests nothing"
+    );
+    let s0 = w.location_cache_stats();
+    assert!(w.get("k").await.unwrap() == new, "old bytes after a re-put");
+    let s1 = w.location_cache_stats();
+    assert_eq!(delta(s0, s1), (0, 0, 1), "{s1:?}");
+    check(&w, "k", Some(&new), &mut buf).await;
+
+    // Again with the writer's own get first after its put, then the other client's
+    // re-put under it.
+    w.remove("k", true).await.unwrap();
+    put(&w, "k", &old).await;
+    other.remove("k", true).await.unwrap();
+    put(&other, "k", &new).await;
+    check(&w, "k", Some(&new), &mut buf).await;
+
+    // An upsert remembers its new allocation: the next get reads from there (kept,
+    // or refused when a free elsewhere shared its generation slot; never a miss).
+    w.upsert("k", &old, &rc).await.unwrap();
+    let s0 = w.location_cache_stats();
+    check(&w, "k", Some(&old), &mut buf).await;
+    let (hits, misses, stale) = delta(s0, w.location_cache_stats());
+    assert_eq!((hits + stale, misses), (3, 0));
+
+    // Batch puts remember every key they wrote.
+    let keys: Vec<String> = (0..4).map(|i| format!("b{i}")).collect();
+    let vals: Vec<Vec<u8>> = keys.iter().map(|k| value_for(k, 4096)).collect();
+    let refs: Vec<&[u8]> = vals.iter().map(|v| v.as_slice()).collect();
+    for r in w.put_batch(&keys, &refs, &rc).await {
+        r.unwrap();
+    }
+    let s0 = w.location_cache_stats();
+    for (got, want) in w.get_batch(&keys).await.into_iter().zip(&vals) {
+        assert!(&got.unwrap() == want);
+    }
+    let s1 = w.location_cache_stats();
+    assert_eq!(delta(s0, s1), (4, 0, 0), "{s1:?}");
+
+    // And so do zero-copy batch puts from registered memory.
+    let zkeys: Vec<String> = (0..2).map(|i| format!("z{i}")).collect();
+    let zvals: Vec<Vec<u8>> = zkeys.iter().map(|k| value_for(k, 4096)).collect();
+    for (i, v) in zvals.iter().enumerate() {
+        buf[i * 4096..(i + 1) * 4096].copy_from_slice(v);
+    }
+    let base = buf.as_ptr() as usize;
+    let bufs: Vec<(usize, usize)> = (0..2).map(|i| (base + i * 4096, 4096)).collect();
+    // Safety: `buf` is registered and outlives the call.
+    for r in unsafe { w.batch_put_from(&zkeys, &bufs, &rc).await } {
+        r.unwrap();
+    }
+    let s0 = w.location_cache_stats();
+    for (k, want) in zkeys.iter().zip(&zvals) {
+        assert!(&w.get(k).await.unwrap() == want);
+    }
+    let s1 = w.location_cache_stats();
+    assert_eq!(delta(s0, s1), (2, 0, 0), "{s1:?}");
+
+    // A put-if-absent of an existing key writes nothing and remembers nothing new:
+    // the next get still returns the stored bytes.
+    put(&w, "b0", &value_for("other", 4096)).await;
+    assert!(w.get("b0").await.unwrap() == vals[0]);
+
+    // A client that never wrote a key misses first.
+    let (r, _rbuf) = reader(&m).await;
+    assert!(r.get("b1").await.unwrap() == vals[1]);
+    let s = r.location_cache_stats();
+    assert_eq!((s.hits, s.misses, s.stale), (0, 1, 0), "{s:?}");
+}

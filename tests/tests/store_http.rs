@@ -144,4 +144,36 @@ fn metrics_report_segment_mount_and_transfer_bytes() {
     };
     assert!(bytes_in >= 100_000.0, "{t}");
     assert!(bytes_out >= 100_000.0, "{t}");
+
+    // The store's own REST get right after its REST put reads from where the put
+    // wrote (the put filled the location cache): a hit, no miss.
+    let t = metrics();
+    let (hits, misses) = (
+        sample(&t, "store_location_cache_hits_total").unwrap(),
+        sample(&t, "store_location_cache_misses_total").unwrap(),
+    );
+    assert!(
+        sample(&t, "store_location_cache_stale_total").is_some(),
+        "{t}"
+    );
+    let p = s.http_port;
+    let (st, _) = http("PUT", p, "/api/put", br#"{"key":"hk","value":"warm"}"#).unwrap();
+    assert_eq!(st, 200);
+    let (st, body) = http("GET", p, "/api/get/hk", b"").unwrap();
+    assert_eq!((st, body.as_slice()), (200, b"warm".as_slice()));
+    let t = metrics();
+    assert_eq!(
+        sample(&t, "store_location_cache_hits_total"),
+        Some(hits + 1.0),
+        "{t}"
+    );
+    assert_eq!(
+        sample(&t, "store_location_cache_misses_total"),
+        Some(misses),
+        "{t}"
+    );
+    assert!(
+        sample(&t, "store_location_cache_entries").unwrap() >= 1.0,
+        "{t}"
+    );
 }

@@ -323,8 +323,8 @@ impl Client {
         self.inner.data.engine.metrics()
     }
 
-    /// How the location cache did: speculative reads kept and thrown away, and how
-    /// many locations it holds.
+    /// How the location cache did: speculative reads kept and thrown away, gets with
+    /// nothing to read speculatively, and how many locations it holds.
     pub fn location_cache_stats(&self) -> LocationCacheStats {
         self.inner.locations.stats()
     }

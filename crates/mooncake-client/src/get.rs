@@ -39,7 +39,10 @@ impl Location {
 
 impl Client {
     /// One lookup for a read into memory allocated afterwards ([`Client::read_location`]).
+    /// Counted as a location cache miss: the caller had no remembered size to read
+    /// into meanwhile ([`Client::remembered_size`]).
     pub async fn locate_one(&self, key: &str) -> Result<Location> {
+        self.inner.locations.missed(1);
         self.locate(std::slice::from_ref(&key.to_string()))
             .await
             .pop()

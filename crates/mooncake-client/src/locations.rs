@@ -3,6 +3,10 @@
 //! evicted in CLOCK order (a hit sets the entry's bit; the hand clears bits and takes
 //! the first entry without one).
 //!
+//! Lookups fill it, and so do writes that ended well (the write start named the
+//! allocations with their generations), so the first get after a put is speculative
+//! too.
+//!
 //! Entries are only hints. A get of a cached key reads from the remembered replica
 //! while its lookup is in flight and keeps those bytes only when the lookup names the
 //! same allocation (`read.rs`); everything else (moved, replaced, removed, evicted,
@@ -35,11 +39,15 @@ struct Clock {
     hand: usize,
 }
 
-/// How the cache did: speculative reads kept, speculative reads thrown away (the
-/// lookup named another allocation, or none), entries now.
+/// How the cache did, per key of a whole-object get: its speculative read was kept
+/// (`hits`: one round trip), thrown away because the lookup named another allocation
+/// or none (`stale`: the read is done again, so two round trips), or there was nothing
+/// usable to read speculatively (`misses`: the read waits for the lookup, two round
+/// trips). `entries`: locations remembered now.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LocationCacheStats {
     pub hits: u64,
+    pub misses: u64,
     pub stale: u64,
     pub entries: u64,
 }
@@ -48,6 +56,7 @@ pub(crate) struct LocationCache {
     cap: usize,
     inner: Mutex<Clock>,
     hits: AtomicU64,
+    misses: AtomicU64,
     stale: AtomicU64,
 }
 
@@ -70,6 +79,7 @@ impl LocationCache {
             cap,
             inner: Mutex::new(Clock::default()),
             hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             stale: AtomicU64::new(0),
         }
     }
@@ -176,6 +186,13 @@ impl LocationCache {
         self.hits.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// `n` keys were looked up with nothing remembered to read meanwhile.
+    pub fn missed(&self, n: usize) {
+        if n > 0 && self.cap > 0 {
+            self.misses.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
     pub fn stale(&self) {
         self.stale.fetch_add(1, Ordering::Relaxed);
     }
@@ -183,6 +200,7 @@ impl LocationCache {
     pub fn stats(&self) -> LocationCacheStats {
         LocationCacheStats {
             hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
             stale: self.stale.load(Ordering::Relaxed),
             entries: self.inner.lock().slots.len() as u64,
         }

@@ -80,6 +80,29 @@ impl Client {
         }
     }
 
+    /// A write of `key` (`size` bytes to `replicas`, as its start answered) ended
+    /// well: the cache remembers where, so the next get reads it speculatively. The
+    /// same-host replica is preferred, as a get would. Replicas without a generation
+    /// (a master that predates them) are not remembered.
+    pub(crate) fn remember_written(&self, key: &str, replicas: &[Replica], size: u64) {
+        let cache = &self.inner.locations;
+        if !cache.enabled() {
+            return;
+        }
+        let shm = &self.inner.data.shm;
+        let r = replicas
+            .iter()
+            .find(|r| r.segment.as_ref().is_some_and(|s| shm.is_local(s)))
+            .or_else(|| replicas.first());
+        if let Some(r) = r.filter(|r| r.generation.is_some()) {
+            let r = Replica {
+                segment_index: None,
+                ..r.clone()
+            };
+            cache.put(key, &r, size);
+        }
+    }
+
     /// The lookup of `keys` and, at the same time, the speculative reads of `guesses`
     /// (objects whose location the cache remembered, each read into its pieces). A
     /// guess's bytes are kept (`Found::read`) only when the lookup names the same
@@ -105,6 +128,9 @@ impl Client {
                 read: false,
             })
         };
+        self.inner
+            .locations
+            .missed(keys.len().saturating_sub(guesses.len()));
         if guesses.is_empty() {
             return self.locate(keys).await.into_iter().map(found).collect();
         }

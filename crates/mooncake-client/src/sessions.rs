@@ -250,7 +250,14 @@ impl Client {
             Ok(r) if r.codes.len() == tickets.len() => tickets
                 .iter()
                 .zip(r.codes)
-                .map(|(t, c)| check_code(c, &format!("put_session_end {:?}", t.key)))
+                .map(|(t, c)| {
+                    let done = check_code(c, &format!("put_session_end {:?}", t.key));
+                    if done.is_ok() && !revoke {
+                        // Written and complete: the next get reads it speculatively.
+                        self.remember_written(&t.key, &t.replicas, t.size);
+                    }
+                    done
+                })
                 .collect(),
             Ok(_) => tickets
                 .iter()

@@ -2,7 +2,9 @@
 //! `BatchUpsertStart`) for the whole batch, every replica written through the data
 //! path in one go, then one `BatchPutEnd` for the keys whose replicas all landed and
 //! one `BatchPutRevoke` for the rest. `OBJECT_ALREADY_EXISTS` from a put start is
-//! put-if-absent success: nothing is written.
+//! put-if-absent success: nothing is written. A key whose end succeeded is
+//! remembered in the location cache where its start placed it (with the
+//! allocations' generations), so the next get of it is speculative.
 
 use crate::client::Client;
 use crate::config::ReplicateConfig;
@@ -205,7 +207,7 @@ impl Client {
             } else {
                 end_keys.push(keys[*i].clone());
                 end_ids.push(starts[t].put_id);
-                end_pos.push(*i);
+                end_pos.push((*i, t));
             }
         }
         let client_id = self.inner.client_id.clone();
@@ -250,17 +252,19 @@ impl Client {
             };
             match r {
                 Ok(r) if r.codes.len() == n => {
-                    for (pos, code) in end_pos.iter().zip(r.codes) {
+                    for (&(pos, t), code) in end_pos.iter().zip(r.codes) {
                         // (The message is built only for failures: this loop runs
                         // once per object of every batch.)
                         if code != 0 {
-                            results[*pos] =
-                                Err(code_error(code, &format!("put_end {:?}", keys[*pos])));
+                            results[pos] =
+                                Err(code_error(code, &format!("put_end {:?}", keys[pos])));
+                        } else {
+                            self.remember_written(&keys[pos], &starts[t].replicas, todo[t].2);
                         }
                     }
                 }
                 Ok(_) => {
-                    for pos in end_pos {
+                    for (pos, _) in end_pos {
                         results[pos] = Err(MooncakeError::new(
                             ErrorCode::InternalError,
                             "put_end: wrong number of results",
@@ -269,7 +273,7 @@ impl Client {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, keys = n, "put_end failed; the master frees the space after its put timeout");
-                    for pos in end_pos {
+                    for (pos, _) in end_pos {
                         results[pos] = Err(e.clone());
                     }
                 }

@@ -108,6 +108,10 @@ pub struct WriteStart {
     pub put_id: u64,
     pub size: u64,
     pub replicas: Vec<Placed>,
+    /// The generation of each replica's allocation (`generation.rs`), in the order of
+    /// `replicas`: a client whose write ends well may read the object from there
+    /// speculatively, as after a lookup naming these allocations.
+    pub generations: Vec<u64>,
 }
 
 /// Where a complete object can be read, and for how long it is leased.

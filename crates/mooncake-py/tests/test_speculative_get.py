@@ -30,3 +30,45 @@ def test_get_with_a_warm_cache_never_returns_old_bytes(make_cluster, monkeypatch
     finally:
         w.close()
         r.close()
+
+
+def test_location_cache_stats_count_hits_misses_and_stale_reads(make_cluster, monkeypatch):
+    monkeypatch.setenv("MOONCAKE_DISABLE_SHM", "1")
+    c = make_cluster(stores=1, segment="16mb")
+    w, r = c.new_store(), c.new_store()
+    try:
+        old, new = os.urandom(4096), os.urandom(4096)
+        assert set(r.location_cache_stats()) == {"hits", "misses", "stale", "entries"}
+
+        # The writer's first get reads where its own put wrote: a hit, not a miss.
+        assert w.put("k", old) == 0
+        w0 = w.location_cache_stats()
+        assert w0["entries"] == 1
+        assert w.get("k") == old
+        w1 = w.location_cache_stats()
+        assert (w1["hits"], w1["misses"]) == (w0["hits"] + 1, w0["misses"])
+
+        # Another client misses once, then hits on every repeat.
+        assert r.get("k") == old
+        s0 = r.location_cache_stats()
+        assert (s0["hits"], s0["misses"], s0["entries"]) == (0, 1, 1)
+        for _ in range(3):
+            assert r.get("k") == old
+        s1 = r.location_cache_stats()
+        assert s1["hits"] == s0["hits"] + 3
+        assert s1["misses"] == s0["misses"]
+
+        # Removed and put again with other bytes: the remembered location is
+        # refused (counted stale) and the new bytes come back.
+        assert w.remove("k", True) == 0
+        assert w.put("k", new) == 0
+        assert r.get("k") == new
+        s2 = r.location_cache_stats()
+        assert s2["stale"] == s1["stale"] + 1
+        assert s2["hits"] == s1["hits"]
+        assert r.get("k") == new
+        assert r.location_cache_stats()["hits"] == s2["hits"] + 1
+    finally:
+        w.close()
+        r.close()
+    assert w.location_cache_stats() == {}, "closed: no counters"

@@ -19,11 +19,34 @@ pub struct StoreMetrics {
     /// The SSD tier's gauges and counters (0 without a tier).
     tier_gauges: Vec<(IntGauge, TierField)>,
     tier_counters: Vec<(IntCounter, TierField)>,
+    /// The location cache of this store's client (the REST gets): a low hit rate
+    /// means gets pay two round trips.
+    cache_entries: IntGauge,
+    cache_counters: Vec<(IntCounter, CacheField)>,
     /// Serialises scrapes so two of them never add the same delta twice.
     update: Mutex<()>,
 }
 
 type TierField = fn(&mooncake_client::TierStats) -> u64;
+type CacheField = fn(&mooncake_client::LocationCacheStats) -> u64;
+
+const CACHE_COUNTERS: &[(&str, &str, CacheField)] = &[
+    (
+        "store_location_cache_hits_total",
+        "Gets served by a speculative read from a remembered location (one round trip)",
+        |s| s.hits,
+    ),
+    (
+        "store_location_cache_misses_total",
+        "Gets with no remembered location, read after their lookup (two round trips)",
+        |s| s.misses,
+    ),
+    (
+        "store_location_cache_stale_total",
+        "Speculative reads thrown away: the lookup named another allocation or none",
+        |s| s.stale,
+    ),
+];
 
 const TIER_GAUGES: &[(&str, &str, TierField)] = &[
     (
@@ -149,6 +172,23 @@ impl StoreMetrics {
                 .register(Box::new(c.clone()))
                 .expect("distinct metric names");
         }
+        let cache_entries = IntGauge::new(
+            "store_location_cache_entries",
+            "Object locations this store's client remembers",
+        )
+        .unwrap();
+        registry
+            .register(Box::new(cache_entries.clone()))
+            .expect("distinct metric names");
+        let cache_counters: Vec<(IntCounter, CacheField)> = CACHE_COUNTERS
+            .iter()
+            .map(|(name, help, f)| (IntCounter::new(*name, *help).unwrap(), *f))
+            .collect();
+        for (c, _) in &cache_counters {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("distinct metric names");
+        }
         // Both directions exist from the first scrape on, at 0.
         transfer_bytes.with_label_values(&["in"]);
         transfer_bytes.with_label_values(&["out"]);
@@ -161,6 +201,8 @@ impl StoreMetrics {
             heartbeat_failures,
             tier_gauges,
             tier_counters,
+            cache_entries,
+            cache_counters,
             update: Mutex::new(()),
         }
     }
@@ -184,6 +226,12 @@ impl StoreMetrics {
             );
             catch_up(&self.requests_failed, t.requests_failed);
             catch_up(&self.heartbeat_failures, c.heartbeat_failures());
+            let lc = c.location_cache_stats();
+            self.cache_entries
+                .set(i64::try_from(lc.entries).unwrap_or(i64::MAX));
+            for (ctr, f) in &self.cache_counters {
+                catch_up(ctr, f(&lc));
+            }
             if let Some(s) = c.tier_stats() {
                 for (g, f) in &self.tier_gauges {
                     g.set(i64::try_from(f(&s)).unwrap_or(i64::MAX));

@@ -257,13 +257,24 @@ impl Master {
                     if attempt > 0 {
                         super::counters::add(&self.counters().sync_evictions, 1);
                     }
+                    // The generations are read after the shard lock is released:
+                    // only a write that ends well uses them, and one that does held
+                    // its allocations from the start to its end (a taken-over or
+                    // timed-out write fails its end), so a later lookup naming one
+                    // with the same generation means it was not freed in between.
+                    let mut placed = Vec::with_capacity(replicas.len());
+                    let mut generations = Vec::with_capacity(replicas.len());
+                    for r in replicas.iter() {
+                        if let Some(p) = segs.placed(self, r) {
+                            generations.push(p.segment.generation_of(r.handle));
+                            placed.push(p);
+                        }
+                    }
                     return Ok(WriteStart {
                         put_id,
                         size,
-                        replicas: replicas
-                            .iter()
-                            .filter_map(|r| segs.placed(self, r))
-                            .collect(),
+                        replicas: placed,
+                        generations,
                     });
                 }
                 // (Not when the index is full of unevictable objects: freeing space

@@ -216,7 +216,7 @@ pub(crate) fn write_start(
     Ok(match out {
         Ok(w) => PutStartResponse {
             code: 0,
-            replicas: Replicas::plain().of(&w.replicas, w.size),
+            replicas: with_generations(Replicas::plain().of(&w.replicas, w.size), &w.generations),
             put_id: w.put_id,
         },
         Err(e) => PutStartResponse {
@@ -265,7 +265,10 @@ pub(crate) fn batch_write_start(
                     .map(|s| match s {
                         Ok(w) => PutStartResponse {
                             code: 0,
-                            replicas: wire.of(&w.replicas, w.size),
+                            replicas: with_generations(
+                                wire.of(&w.replicas, w.size),
+                                &w.generations,
+                            ),
                             put_id: w.put_id,
                         },
                         Err(e) => PutStartResponse {
@@ -348,7 +351,8 @@ pub(crate) fn batch_write_finish(
     Ok(BatchCodeResponse { codes })
 }
 
-/// `replicas` (the wire form of a lookup's `Placed`) with each one's generation.
+/// `replicas` (the wire form of a lookup's or a write start's `Placed`) with each
+/// one's generation.
 fn with_generations(mut replicas: Vec<Replica>, gens: &[u64]) -> Vec<Replica> {
     for (r, g) in replicas.iter_mut().zip(gens) {
         r.generation = Some(*g);

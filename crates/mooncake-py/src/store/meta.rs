@@ -9,6 +9,7 @@ use mooncake_realclient::ops::{replica_view, ReplicaView};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
+use std::collections::HashMap;
 
 /// 1 / 0 / negative: never positive on error, since LMCache uses it as a truth value.
 fn exist_code(r: Result<bool, MooncakeError>) -> i32 {
@@ -153,6 +154,25 @@ impl NativeStore {
             Ok(s) if !s.is_closed() => s.run(py, s.client.health()) as i32,
             _ => Health::NotSetUp as i32,
         }
+    }
+
+    /// The location cache's counters (`hits`, `misses`, `stale`, `entries`); empty
+    /// before `setup()`, after `close()`, and for a dummy store (the cache lives in
+    /// the real client it forwards to).
+    pub(super) fn location_cache_stats_impl(&self) -> HashMap<&'static str, u64> {
+        if self.dummy().is_some() {
+            return HashMap::new();
+        }
+        let Ok(s) = self.session() else {
+            return HashMap::new();
+        };
+        let st = s.client.location_cache_stats();
+        HashMap::from([
+            ("hits", st.hits),
+            ("misses", st.misses),
+            ("stale", st.stale),
+            ("entries", st.entries),
+        ])
     }
 
     pub(super) fn hostname_impl(&self) -> String {

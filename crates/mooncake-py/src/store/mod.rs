@@ -513,6 +513,14 @@ impl NativeStore {
         self.hostname_impl()
     }
 
+    /// How this client's location cache did: `hits` (gets served by a speculative
+    /// read, one round trip), `misses` (nothing remembered: the read waited for the
+    /// lookup), `stale` (the remembered location was refused and read again) and
+    /// `entries` (locations remembered now).
+    fn location_cache_stats(&self) -> std::collections::HashMap<&'static str, u64> {
+        self.location_cache_stats_impl()
+    }
+
     fn health_check(&self, py: Python<'_>) -> i32 {
         self.health_impl(py)
     }
