@@ -3,7 +3,8 @@
 //! Objects evicted from DRAM are read back from the tier byte for byte, across SIGTERM
 //! and kill -9 restarts of the store; remove frees them; a record changed on disk is
 //! a miss, never wrong bytes; a bad path or capacity stops the store with the reason;
-//! a full disk keeps every object in DRAM.
+//! a full disk keeps every object in DRAM; a tenant's records on the tier are counted
+//! apart from the memory its quota caps.
 
 use mooncake_client::{Client, ReplicateConfig};
 use mooncake_tests::{bin, client, free_port, http, store_env, value_for, Master, Proc, Store};
@@ -608,5 +609,223 @@ async fn a_key_being_demoted_never_misses() {
         &misses[..misses.len().min(5)]
     );
     assert_eq!(read_all(&c, &all, Duration::from_secs(10)).await, all.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const TIER_TOKENS: &str = "cluster:tok-tier-cluster-1111\nalpha:tok-tier-alpha-2222\n";
+const TIER_CLUSTER: &str = "tok-tier-cluster-1111";
+const TIER_ALPHA: &str = "tok-tier-alpha-2222";
+
+/// One request to the master's admin port with a bearer token; status and body.
+fn admin(m: &Master, method: &str, path: &str, body: &str, token: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", m.metrics_port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// The quota snapshot of `alpha` (asked with the cluster token).
+fn alpha_snapshot(m: &Master) -> serde_json::Value {
+    let (status, body) = admin(
+        m,
+        "GET",
+        "/api/v1/tenant_quotas?tenant_id=alpha",
+        "",
+        TIER_CLUSTER,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    v["data"].clone()
+}
+
+/// How many of `keys` have a memory replica and how many a disk one (alpha's view).
+fn media(m: &Master, keys: &[String]) -> (u64, u64) {
+    let (mut mem, mut disk) = (0, 0);
+    for k in keys {
+        let (_, q) = admin(m, "GET", &format!("/query_key?key={k}"), "", TIER_ALPHA);
+        mem += u64::from(q.contains(r#""medium":"memory""#));
+        disk += u64::from(q.contains(r#""medium":"disk""#));
+    }
+    (mem, disk)
+}
+
+/// `master_tenant_disk_bytes{tenant="alpha"}`.
+fn alpha_disk_metric(m: &Master) -> Option<f64> {
+    let (_, body) = http("GET", m.metrics_port, "/metrics", b"").ok()?;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find(|l| l.starts_with(r#"master_tenant_disk_bytes{tenant="alpha"}"#))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+}
+
+/// With tenants, an object the SSD tier holds is counted in its tenant's `disk_bytes`
+/// (quota answers and metrics), apart from `charged_bytes`, the memory the quota caps:
+/// demotion moves an object's bytes from the one to the other, a disk-only object does
+/// not close a quota that its memory alone leaves open, a promotion charges memory
+/// again and keeps the record, and removing a disk-only object gives its disk bytes
+/// back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_objects_on_ssd_are_its_disk_bytes_apart_from_its_memory_quota() {
+    let dir = scratch("tenant");
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, TIER_TOKENS).unwrap();
+    let m = Master::start(&[
+        "--enable_offload=true",
+        "--offload_on_evict=true",
+        "--promotion_on_hit=true",
+        &format!("--auth_token_file={}", tokens.display()),
+    ]);
+    let mut env = tier_env(&m, &dir, "16mb", "256mb");
+    env.push(("MOONCAKE_AUTH_TOKEN".into(), TIER_CLUSTER.into()));
+    let _store = start_store(&m, &env, free_port(), "");
+    let c = {
+        let node = mooncake_common::config::NodeConfig {
+            master_server_address: m.addr(),
+            metadata_server: m.metadata_url(),
+            global_segment_size: 0,
+            local_buffer_size: 0,
+            local_hostname: "127.0.0.1".into(),
+            ..Default::default()
+        };
+        let mut cfg = mooncake_client::ClientConfig::new(node);
+        cfg.tuning.credential =
+            Some(mooncake_common::auth::Credential::from_token(TIER_ALPHA, "test").unwrap());
+        Client::connect(cfg).await.expect("alpha's client connects")
+    };
+    let mib = MIB as u64;
+    let ks = keys("q", 24);
+    for k in &ks {
+        put_all(&c, std::slice::from_ref(k)).await;
+        demotions_settle(&m).await;
+    }
+    // Demoted: q-0 lives only on disk; every object is counted once, by where it is.
+    let q0 = admin(&m, "GET", "/query_key?key=q-0", "", TIER_ALPHA).1;
+    assert!(
+        q0.contains(r#""medium":"disk""#) && !q0.contains(r#""medium":"memory""#),
+        "q-0 should live only on disk: {q0}"
+    );
+    let (mem, disk) = media(&m, &ks);
+    eprintln!("after the demotions: {mem} objects in memory, {disk} on disk");
+    assert!(
+        disk >= 8,
+        "24 MiB into 16 MiB put only {disk} objects on disk"
+    );
+    let s = alpha_snapshot(&m);
+    assert_eq!(s["charged_bytes"], mem * mib, "{s}");
+    assert_eq!(s["disk_bytes"], disk * mib, "{s}");
+    assert_eq!(alpha_disk_metric(&m), Some((disk * mib) as f64));
+    // The cluster tenant (the store) holds nothing.
+    let (_, body) = admin(
+        &m,
+        "GET",
+        "/api/v1/tenant_quotas?tenant_id=cluster",
+        "",
+        TIER_CLUSTER,
+    );
+    assert!(body.contains(r#""disk_bytes":0"#), "{body}");
+
+    // A quota two objects above the memory alpha holds: alpha holds far more than
+    // that with its disk records, and its puts are still admitted.
+    let quota = (mem + 2) * mib;
+    let body = format!(r#"{{"requested_quota_bytes": {quota}}}"#);
+    let (status, answer) = admin(
+        &m,
+        "PUT",
+        "/api/v1/tenant_quotas?tenant_id=alpha",
+        &body,
+        TIER_CLUSTER,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let s = alpha_snapshot(&m);
+    assert_eq!(s["over_quota"], false, "{s}");
+    assert_eq!(s["admission_closed"], false, "{s}");
+    c.put(
+        "extra",
+        &value_for("extra", MIB),
+        &ReplicateConfig::default(),
+    )
+    .await
+    .expect("a put within the memory quota");
+    c.remove("extra", true).await.expect("remove extra");
+    let (status, answer) = admin(
+        &m,
+        "DELETE",
+        "/api/v1/tenant_quotas?tenant_id=alpha",
+        "",
+        TIER_CLUSTER,
+    );
+    assert_eq!(status, 200, "{answer}");
+    demotions_settle(&m).await;
+
+    // Promoted: q-0 is back in memory and keeps its record, counted in both.
+    let v = c.get("q-0").await.expect("get q-0 from disk");
+    assert!(v == value_for("q-0", MIB), "wrong bytes from disk");
+    let t0 = Instant::now();
+    loop {
+        let q = admin(&m, "GET", "/query_key?key=q-0", "", TIER_ALPHA).1;
+        if q.contains(r#""medium":"memory""#)
+            && q.contains(r#""complete":true"#)
+            && metric(&m, "master_tier_promotions_total") >= 1.0
+        {
+            assert!(q.contains(r#""medium":"disk""#), "the disk copy stays: {q}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "q-0 never came back into DRAM: {q}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    demotions_settle(&m).await;
+    let (mem, disk) = media(&m, &ks);
+    eprintln!("after the promotion: {mem} objects in memory, {disk} on disk");
+    let s = alpha_snapshot(&m);
+    assert_eq!(s["charged_bytes"], mem * mib, "after the promotion: {s}");
+    assert_eq!(s["disk_bytes"], disk * mib, "after the promotion: {s}");
+
+    // Removed while only on disk: its disk bytes go, the memory charge stays.
+    let gone = ks
+        .iter()
+        .find(|k| {
+            let q = admin(&m, "GET", &format!("/query_key?key={k}"), "", TIER_ALPHA).1;
+            q.contains(r#""medium":"disk""#) && !q.contains(r#""medium":"memory""#)
+        })
+        .expect("a disk-only object")
+        .clone();
+    let before = alpha_snapshot(&m);
+    c.remove(&gone, true)
+        .await
+        .expect("remove a disk-only object");
+    let s = alpha_snapshot(&m);
+    assert_eq!(s["charged_bytes"], before["charged_bytes"], "{s}");
+    assert_eq!(
+        s["disk_bytes"].as_u64(),
+        before["disk_bytes"].as_u64().map(|b| b - mib),
+        "{s}"
+    );
+    assert_eq!(
+        alpha_disk_metric(&m),
+        s["disk_bytes"].as_u64().map(|b| b as f64)
+    );
+    // Everything removed: nothing is charged anywhere.
+    c.remove_all(true).await.expect("remove_all");
+    let s = alpha_snapshot(&m);
+    assert_eq!(
+        (s["charged_bytes"].as_u64(), s["disk_bytes"].as_u64()),
+        (Some(0), Some(0)),
+        "{s}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -65,13 +65,16 @@ impl Master {
     /// replicated state: clients keep their mounts).
     pub fn with_view_id(cfg: MasterConfig, view_id: u64) -> Arc<Master> {
         let clock = Clock::default();
+        let index = Index::default();
+        // Records on the SSD tiers are counted per tenant beside the memory charge.
+        let tiers = crate::tier::Tiers::with_usage(index.usage().clone());
         Arc::new(Master {
             liveness: Liveness::new(clock.now_ms()),
             index_limit: IndexLimit::resolve(cfg.index_memory_limit),
             eviction: crate::eviction::Eviction::new(cfg.eviction_policy),
             cfg,
             clock,
-            index: Index::default(),
+            index,
             segments: SegmentRegistry::default(),
             counters: MasterCounters::default(),
             view_id,
@@ -80,7 +83,7 @@ impl Master {
             evict_wakeup: tokio::sync::Notify::new(),
             worker_status: Mutex::new(Vec::new()),
             deferred: Mutex::new(Vec::new()),
-            tiers: crate::tier::Tiers::default(),
+            tiers,
             segment_tenants: Default::default(),
         })
     }

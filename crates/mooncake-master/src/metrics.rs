@@ -51,6 +51,7 @@ pub struct MasterMetrics {
     tenant_quota: IntGaugeVec,
     tenant_inflight: IntGaugeVec,
     tenant_refused: IntCounterVec,
+    tenant_disk_bytes: IntGaugeVec,
     /// Serialises refreshes: counters advance by the difference to the master's atomics,
     /// which two concurrent scrapes would otherwise both add.
     refresh: Mutex<()>,
@@ -164,6 +165,10 @@ impl MasterMetrics {
             "master_tenant_quota_bytes",
             "a tenant's byte quota (absent without one)",
         )?;
+        let tenant_disk_bytes = tenant_gauge(
+            "master_tenant_disk_bytes",
+            "bytes of a tenant's records on SSD tiers (not charged to its quota)",
+        )?;
         let tenant_inflight = tenant_gauge(
             "master_tenant_inflight_puts",
             "a tenant's writes started and not yet ended or revoked",
@@ -182,6 +187,7 @@ impl MasterMetrics {
             tenant_quota,
             tenant_inflight,
             tenant_refused,
+            tenant_disk_bytes,
             registry,
             gauges,
             segment_allocated,
@@ -224,6 +230,9 @@ impl MasterMetrics {
         for t in master.index.usage().all() {
             let l = [t.tenant.as_str()];
             self.tenant_bytes.with_label_values(&l).set(clamp(t.bytes));
+            self.tenant_disk_bytes
+                .with_label_values(&l)
+                .set(clamp(t.disk_bytes));
             self.tenant_inflight
                 .with_label_values(&l)
                 .set(clamp(t.inflight));

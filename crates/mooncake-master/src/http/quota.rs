@@ -60,6 +60,8 @@ struct Snapshot {
     charged_bytes: u64,
     inflight_puts: u64,
     refused_puts: u64,
+    /// Bytes of the tenant's records on SSD tiers: reported, not charged to the quota.
+    disk_bytes: u64,
     admission_closed: bool,
     over_quota: bool,
     has_explicit_policy: bool,
@@ -76,6 +78,7 @@ impl From<TenantView> for Snapshot {
             charged_bytes: v.bytes,
             inflight_puts: v.inflight,
             refused_puts: v.refused,
+            disk_bytes: v.disk_bytes,
             admission_closed: v.quota.is_some_and(|q| v.bytes >= q),
             over_quota: over,
             has_explicit_policy: v.quota.is_some(),

@@ -20,6 +20,13 @@
 //!
 //! A key longer than [`MAX_INTERNAL_KEY_LEN`] is refused there too (INVALID_PARAMS).
 //!
+//! Records on the SSD tier are a second figure per tenant ([`TenantUsage::disk_bytes`]),
+//! kept by the tier's disk index (`tier`) as its entries come and go: the value's size
+//! of every record, whether the object is also in memory or only on disk. It is
+//! reported next to the memory charge and does not count against the byte quota,
+//! which caps memory: demotion is how eviction makes room in DRAM, and a quota that
+//! counted the disk copy would stay full after it.
+//!
 //! Admission against a quota reserves the put's bytes in the same step as the check
 //! (one tenant's admissions take turns on a lock of its own), and the
 //! [`Reservation`] holds them until the put's object is in the index, which charges
@@ -91,6 +98,8 @@ pub struct Account {
     refused: AtomicU64,
     /// Bytes of puts admitted against the quota and not yet charged to `bytes`.
     reserved: AtomicU64,
+    /// Bytes of this tenant's records on SSD tiers (not part of `bytes`).
+    disk: AtomicU64,
     /// Taken by admissions against a quota, so that check and reservation are one step.
     admission: Mutex<()>,
 }
@@ -153,6 +162,8 @@ pub struct TenantView {
     pub inflight: u64,
     pub quota: Option<u64>,
     pub refused: u64,
+    /// Bytes of its records on SSD tiers (not charged to the quota).
+    pub disk_bytes: u64,
 }
 
 /// A tenant that holds more than its share of the pool ([`TenantUsage::over_share`]).
@@ -226,6 +237,26 @@ impl TenantUsage {
     /// Bytes `tenant`'s objects hold.
     pub fn bytes(&self, tenant: &str) -> u64 {
         self.read(tenant, |a| a.bytes.load(Ordering::Relaxed), 0)
+    }
+
+    /// Bytes of `tenant`'s records on SSD tiers.
+    pub fn disk_bytes(&self, tenant: &str) -> u64 {
+        self.read(tenant, |a| a.disk.load(Ordering::Relaxed), 0)
+    }
+
+    /// A record of `bytes` for internal key `key` was added to an SSD tier (`added`)
+    /// or dropped from one.
+    pub fn disk_change(&self, key: &str, bytes: u64, added: bool) {
+        if bytes == 0 {
+            return;
+        }
+        self.with_account(split_key(key).0, |a| {
+            if added {
+                a.disk.fetch_add(bytes, Ordering::Relaxed);
+            } else {
+                a.disk.fetch_sub(bytes, Ordering::Relaxed);
+            }
+        });
     }
 
     /// `tenant`'s writes in flight (put started, not ended or revoked).
@@ -405,6 +436,7 @@ impl TenantUsage {
             inflight: self.inflight(tenant),
             quota: self.quota(tenant),
             refused: self.read(tenant, |a| a.refused.load(Ordering::Relaxed), 0),
+            disk_bytes: self.disk_bytes(tenant),
         }
     }
 
@@ -476,6 +508,33 @@ mod tests {
             .all()
             .iter()
             .any(|v| v.tenant == "beta" && v.bytes == 1 << 20));
+    }
+
+    /// Disk records are a figure of their own: reported per tenant, never part of
+    /// the memory charge a quota is checked against.
+    #[test]
+    fn disk_records_are_counted_apart_from_the_quota() {
+        let u = TenantUsage::default();
+        let k = namespaced_key("beta", "k");
+        u.set_quota("beta", 1 << 20);
+        u.disk_change(&k, 8 << 20, true);
+        u.disk_change("plain", 3, true);
+        assert_eq!(u.disk_bytes("beta"), 8 << 20);
+        assert_eq!(u.disk_bytes(CLUSTER_TENANT), 3);
+        assert_eq!(u.bytes("beta"), 0);
+        drop(u.admit(&k, 1 << 20, 3).unwrap());
+        let v = u.view("beta");
+        assert_eq!((v.bytes, v.disk_bytes), (0, 8 << 20));
+        // A tenant holding only disk records is listed.
+        u.disk_change(&namespaced_key("gamma", "x"), 5, true);
+        assert!(u
+            .all()
+            .iter()
+            .any(|v| v.tenant == "gamma" && v.disk_bytes == 5));
+        u.disk_change(&k, 8 << 20, false);
+        assert_eq!(u.disk_bytes("beta"), 0);
+        u.disk_change(&k, 0, true);
+        assert_eq!(u.disk_bytes("beta"), 0);
     }
 
     #[test]

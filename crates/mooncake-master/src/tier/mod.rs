@@ -29,6 +29,7 @@ pub mod service;
 mod tests;
 
 use crate::alloc::AllocHandle;
+use crate::index::TenantUsage;
 use crate::segments::{Mounted, Segment, SegmentRegistry};
 use mooncake_common::SegmentDesc;
 use mooncake_proto::{TierCounters, TierTask};
@@ -168,12 +169,69 @@ struct Pin {
     lease_until_ms: u64,
 }
 
+/// The disk entries by internal key. Every entry added or dropped moves its size to
+/// or from its tenant's disk figure (`index::usage`), so the figures are exact without
+/// a walk. Entries change only through these methods; the size of an entry in the map
+/// never changes.
+#[derive(Default)]
+struct DiskEntries {
+    map: HashMap<Box<str>, DiskEntry>,
+    usage: Arc<TenantUsage>,
+}
+
+impl std::ops::Deref for DiskEntries {
+    type Target = HashMap<Box<str>, DiskEntry>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl DiskEntries {
+    fn with_usage(usage: Arc<TenantUsage>) -> Self {
+        DiskEntries {
+            map: HashMap::new(),
+            usage,
+        }
+    }
+
+    fn insert(&mut self, key: Box<str>, e: DiskEntry) -> Option<DiskEntry> {
+        if let Some(o) = self.map.get(&key) {
+            self.usage.disk_change(&key, o.size, false);
+        }
+        self.usage.disk_change(&key, e.size, true);
+        self.map.insert(key, e)
+    }
+
+    fn remove(&mut self, key: &str) -> Option<DiskEntry> {
+        let e = self.map.remove(key)?;
+        self.usage.disk_change(key, e.size, false);
+        Some(e)
+    }
+
+    /// The entry of `key` to change in place (its size must stay as it is).
+    fn get_mut(&mut self, key: &str) -> Option<&mut DiskEntry> {
+        self.map.get_mut(key)
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Box<str>, &mut DiskEntry) -> bool) {
+        let usage = &self.usage;
+        self.map.retain(|k, e| {
+            let kept = keep(k, e);
+            if !kept {
+                usage.disk_change(k, e.size, false);
+            }
+            kept
+        });
+    }
+}
+
 /// All tiers and disk entries.
 #[derive(Default)]
 pub struct Tiers {
     segs: SegmentRegistry,
     owners: RwLock<HashMap<String, Arc<TierOwner>>>,
-    entries: Mutex<HashMap<Box<str>, DiskEntry>>,
+    entries: Mutex<DiskEntries>,
     pins: Mutex<HashMap<(u32, u32), Pin>>,
     next_task: AtomicU64,
     /// Bytes of memory replicas being demoted (freed when their writes end).
@@ -206,6 +264,14 @@ pub struct TierView {
 }
 
 impl Tiers {
+    /// Tiers whose records are counted in `usage` (the index's tenant figures).
+    pub fn with_usage(usage: Arc<TenantUsage>) -> Self {
+        Tiers {
+            entries: Mutex::new(DiskEntries::with_usage(usage)),
+            ..Default::default()
+        }
+    }
+
     fn task_id(&self) -> u64 {
         self.next_task.fetch_add(1, Ordering::Relaxed) + 1
     }

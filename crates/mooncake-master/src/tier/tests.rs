@@ -371,3 +371,63 @@ async fn a_key_being_demoted_is_read_from_its_memory_replica_which_outlives_the_
     );
     assert_eq!(stat(&m.tiers().stats.demotions), 1);
 }
+
+/// A tenant's records on the tier are its disk figure, apart from the memory its
+/// quota caps: a demotion moves the object's bytes from the one to the other, a
+/// promotion charges memory again while the record stays, a remove gives back both.
+#[tokio::test(start_paused = true)]
+async fn a_tenants_disk_records_are_counted_apart_from_its_memory_charge() {
+    let m = master_with(MasterConfig {
+        enable_offload: true,
+        offload_on_evict: true,
+        promotion_on_hit: true,
+        ..Default::default()
+    });
+    let usage = m.index.usage().clone();
+    let figures = || {
+        let v = usage.view("beta");
+        (v.bytes, v.disk_bytes)
+    };
+    const MIB: u64 = 1 << 20;
+    m.tier_work(call(true, vec![])).await.unwrap();
+    let k = mooncake_common::auth::namespaced_key("beta", "k");
+    put(&m, &k);
+    assert_eq!(figures(), (MIB, 0));
+    // Demoted: out of memory at once (its record is being written), on disk.
+    assert_eq!(m.evict_bytes(1).objects, 1);
+    assert_eq!(figures(), (0, MIB));
+    let t = m.tier_work(call(false, vec![])).await.unwrap().tasks[0].clone();
+    assert!(t.demotion);
+    m.tier_work(call(false, ok(t.task_id))).await.unwrap();
+    assert_eq!(figures(), (0, MIB), "disk only");
+    assert_eq!(usage.disk_bytes(mooncake_common::auth::CLUSTER_TENANT), 0);
+    // The disk-only object does not count against a memory quota of one object.
+    usage.set_quota("beta", MIB);
+    let k2 = mooncake_common::auth::namespaced_key("beta", "k2");
+    put(&m, &k2);
+    assert_eq!(figures(), (MIB, MIB));
+    // Memory is what the quota caps: a second object in DRAM would pass it.
+    let k3 = mooncake_common::auth::namespaced_key("beta", "k3");
+    assert_eq!(
+        m.put_start("c", &k3, MIB, &ReplicateConfig::default())
+            .err(),
+        Some(ErrorCode::TenantQuotaExceeded)
+    );
+    m.remove(&k2, true).unwrap();
+    assert_eq!(figures(), (0, MIB));
+    usage.remove_quota("beta");
+    // Promoted: memory is charged again (from the copy's start), the record stays.
+    m.get_replica_list(&k).unwrap();
+    let p = m.tier_work(call(false, vec![])).await.unwrap().tasks[0].clone();
+    assert_eq!(p.kind, TierTaskKind::TierPromote as i32);
+    m.tier_work(call(false, ok(p.task_id))).await.unwrap();
+    assert_eq!(stat(&m.tiers().stats.promotions), 1);
+    assert_eq!(figures(), (MIB, MIB));
+    // Evicted again: its record is current, so memory alone goes.
+    assert_eq!(m.evict_bytes(u64::MAX).objects, 1);
+    assert_eq!(figures(), (0, MIB));
+    // Removed while disk-only: both figures are back to zero.
+    m.remove(&k, true).unwrap();
+    assert_eq!(figures(), (0, 0));
+    assert_eq!(usage.view("beta").inflight, 0);
+}
