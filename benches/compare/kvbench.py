@@ -15,6 +15,10 @@ Workload groups (``--workloads``, comma-separated):
   (a put of a stored key writes nothing in either implementation, so every key is new),
   then ``get`` of those keys round-robin; every result's length is checked and the
   first one's bytes.
+- ``putget``: for each ``--sizes`` value, for ``--phase-seconds``: a put of a fresh
+  key, then at once a get of it (the writer reading back what it just wrote; only the
+  get is timed, ``ops_per_s`` counts the pairs). Where the store answers
+  ``location_cache_stats()`` the line carries the change in its counters.
 - ``batch``: ``batch_put_from`` / ``batch_get_into`` of 32 keys x 512 KiB from and into
   a registered buffer (one op = one batch call).
 - ``meta``: ``batch_is_exist`` of 1024 stored keys (``ops_per_s`` counts keys),
@@ -148,6 +152,31 @@ def single(store, a, tag):
         remove_all(store, keys)
 
 
+def cache_stats(store):
+    f = getattr(store, "location_cache_stats", None)
+    return f() if f else {}
+
+
+def putget(store, a, tag):
+    for text in a.sizes.split(","):
+        n = size(text)
+        value = os.urandom(min(n, 4096)) * (n // min(n, 4096)) + os.urandom(n % min(n, 4096))
+        keys = []
+        before = cache_stats(store)
+        rec = Recorder(a.impl, "putget", n)
+        deadline = time.perf_counter() + a.phase_seconds
+        while time.perf_counter() < deadline and len(keys) * n < a.budget:
+            k = f"{tag}-pg{n}-{len(keys)}"
+            keys.append(k)
+            if store.put(k, value) != 0:
+                rec.errors += 1
+                continue
+            rec.timed(lambda: store.get(k) == value)
+        after = cache_stats(store)
+        rec.emit(**{f"cache_{c}": after[c] - before.get(c, 0) for c in after if c != "entries"})
+        remove_all(store, keys)
+
+
 class Registered:
     """An anonymous mapping registered with the store for the zero-copy calls."""
 
@@ -243,7 +272,7 @@ def main(argv=None):
         return 1
     tag = f"kvb{os.getpid()}-{int(time.time())}"
     groups = [w.strip() for w in a.workloads.split(",") if w.strip()]
-    unknown = set(groups) - {"single", "batch", "meta", "conc"}
+    unknown = set(groups) - {"single", "putget", "batch", "meta", "conc"}
     if unknown:
         print(f"kvbench: unknown workloads {sorted(unknown)}", file=sys.stderr)
         return 2
@@ -251,6 +280,8 @@ def main(argv=None):
     for g in groups:
         if g == "single":
             single(store, a, tag)
+        elif g == "putget":
+            putget(store, a, tag)
         elif g == "batch":
             batch(store, a, tag, reg)
         elif g == "meta":
