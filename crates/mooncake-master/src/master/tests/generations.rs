@@ -47,3 +47,37 @@ async fn a_remount_starts_above_every_earlier_generation() {
     assert_eq!(again, at);
     assert!(g2 > g);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_write_start_names_the_generations_a_later_lookup_reports() {
+    let m = master(MasterConfig::default());
+    mount(&m, "c", "a:1", 1 << 20);
+    mount(&m, "d", "b:1", 1 << 20);
+    let rc = ReplicateConfig {
+        replica_num: 2,
+        ..no_rc()
+    };
+    let w = m.put_start("c", "k", 4096, &rc).unwrap();
+    assert_eq!(w.generations.len(), w.replicas.len());
+    assert_eq!(w.replicas.len(), 2);
+    assert_eq!(m.write_end("c", "k", w.put_id), Ok(()));
+    let l = m.get_replica_list("k").unwrap();
+    let named: Vec<_> = locs(&w.replicas).into_iter().zip(w.generations).collect();
+    let mut looked: Vec<_> = locs(&l.replicas).into_iter().zip(l.generations).collect();
+    looked.sort();
+    let mut named_sorted = named.clone();
+    named_sorted.sort();
+    assert_eq!(named_sorted, looked);
+
+    // An upsert's start names its new allocation; once it ends, lookups agree.
+    let u = m.upsert_start("c", "k", 4096, &no_rc()).unwrap();
+    assert_eq!(m.write_end("c", "k", u.put_id), Ok(()));
+    let (at, g) = one(&m, "k");
+    assert_eq!((locs(&u.replicas)[0].clone(), u.generations[0]), (at, g));
+    // The replaced allocations were freed: their generations changed.
+    for (loc, gen) in &named {
+        if *loc == locs(&u.replicas)[0] {
+            assert_ne!(*gen, g);
+        }
+    }
+}
