@@ -95,7 +95,8 @@ fn keys(prefix: &str, n: usize) -> Vec<String> {
 }
 
 /// Puts each key. DRAM whose objects are all still being written to the tier cannot
-/// be evicted yet: a put meeting that answers -200 and is retried after a pause.
+/// be freed yet: a put meeting that waits for the writes, and answers -200 only when
+/// they take longer than the master waits; it is retried after a pause.
 async fn put_all(c: &Client, keys: &[String]) {
     for k in keys {
         let mut tries = 0;

@@ -231,11 +231,11 @@ impl Master {
         (hwm > 0.0 && cap > 0).then_some((cap as f64 * hwm) as u64)
     }
 
-    /// Whether a put that finds no space makes room by demoting (`demote_for`)
-    /// rather than dropping (`evict_for`).
-    pub(crate) fn puts_demote(&self) -> bool {
-        let cfg = self.config();
-        cfg.enable_offload && cfg.offload_on_evict && self.tiers.has_owners()
+    /// Whether a put that finds no space makes room with `demote_for` (an SSD tier
+    /// is in use: evicted memory may be held back for a tier write) rather than
+    /// `evict_for`.
+    pub(crate) fn puts_wait_for_tier(&self) -> bool {
+        self.config().enable_offload && self.tiers.has_owners()
     }
 
     /// For a put that found no space: evicts at least `bytes` (or the usual round's
@@ -248,11 +248,14 @@ impl Master {
         r.objects > 0
     }
 
-    /// For a put that found no space under `--offload_on_evict`: demotes the
-    /// policy's next victims, `bytes` worth (less what demotions in flight will free
-    /// anyway), and waits, until `deadline` at most, for demoted memory to come back.
+    /// For a put that found no space with an SSD tier in use: evicts the policy's
+    /// next victims, `bytes` worth (less what evictions waiting for a tier write will
+    /// free anyway), demoting them under `--offload_on_evict`, and waits, until
+    /// `deadline` at most, for memory held back for a tier write to come back.
     /// Whether the put should try again (false: nothing can be freed, or the time is
-    /// up, and the put answers -200).
+    /// up, and the put answers -200). (Persisting after put, the victims are on disk
+    /// already or being written, and their memory is held back the same way until
+    /// the write ends: the put waits for it too, rather than failing.)
     ///
     /// Why wait rather than drop: a demoted object's memory can be freed only once
     /// its owner has written it to disk (it is the source of the write), so a put
@@ -271,7 +274,7 @@ impl Master {
             return false;
         }
         let epoch = self.tiers.freed_epoch();
-        let pending = self.tiers.demoting_bytes();
+        let pending = self.tiers.held_back_bytes();
         let used = self.segments.totals().0;
         let r = if pending < bytes {
             self.evict_bytes_below(bytes - pending, u64::MAX, true)
@@ -282,7 +285,7 @@ impl Master {
         if self.segments.totals().0 < used {
             return true; // some victims were freed at once: try them first
         }
-        if r.objects == 0 && self.tiers.demoting_bytes() == 0 {
+        if r.objects == 0 && self.tiers.held_back_bytes() == 0 {
             return false; // nothing evictable, nothing on its way back
         }
         // The put's thread blocks here. On the async runtime it first hands its

@@ -51,7 +51,8 @@ struct StartSetup {
 const EVICT_RETRIES: usize = 3;
 
 /// How long a start that found no space may wait for the memory of the objects it
-/// demotes to the SSD tier (`Master::demote_for`) before answering -200. Normally
+/// evicted while the SSD tier writes them (`Master::demote_for`) before answering
+/// -200. Normally
 /// one owner round trip plus a write (milliseconds); this bounds the wait on an
 /// owner that stopped answering.
 pub(crate) const DEMOTION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -226,8 +227,9 @@ impl Master {
         // Authentication on and a tenant's own segment mounted: this key's objects go
         // only to segments that may hold them (`tenancy`).
         let mut own_views = self.placeable(views, key, &setup.avoid);
-        // Set on the first eviction: under `--offload_on_evict` the start retries
-        // until then (each retry waits for demoted memory), else EVICT_RETRIES times.
+        // Set on the first eviction: with an SSD tier the start retries until then
+        // (each retry waits for memory held back for a tier write), else
+        // EVICT_RETRIES times.
         let mut demote_until: Option<std::time::Instant> = None;
         for attempt in 0.. {
             let here: &mut Vec<SegmentView> = match own_views.as_mut() {
@@ -283,7 +285,7 @@ impl Master {
                     if kind != WriteKind::Promote && self.shard_has_room(key) =>
                 {
                     let bytes = size.saturating_mul(want as u64);
-                    let more = if self.puts_demote() {
+                    let more = if self.puts_wait_for_tier() {
                         let until = *demote_until
                             .get_or_insert_with(|| std::time::Instant::now() + DEMOTION_WAIT);
                         self.demote_for(bytes, until)

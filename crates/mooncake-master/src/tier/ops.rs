@@ -37,6 +37,17 @@ impl Tiers {
         }
     }
 
+    /// Bytes of memory replicas already evicted whose free waits for a tier write
+    /// still running (a demotion's, or a persist's): memory on its way back.
+    pub(crate) fn held_back_bytes(&self) -> u64 {
+        self.pins
+            .lock()
+            .values()
+            .filter(|p| p.tasks > 0)
+            .filter_map(|p| p.deferred.as_ref().map(|d| d.2))
+            .sum()
+    }
+
     fn pin(&self, key: (u32, u32)) {
         self.pins.lock().entry(key).or_default().tasks += 1;
     }

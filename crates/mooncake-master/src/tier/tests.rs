@@ -220,48 +220,65 @@ async fn offload_on_evict_demotes_the_rounds_victims_and_frees_them_once_written
 /// On the multi-threaded runtime (the master's), a put that finds DRAM full of
 /// objects the rounds have not demoted yet demotes them itself and waits for their
 /// memory: it succeeds once the owner has written them, and nothing is dropped.
+/// Persisting after put, a put that finds DRAM full of objects still being written
+/// waits for those writes the same way instead of failing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_put_that_finds_dram_full_waits_for_its_demotions_and_drops_nothing() {
-    let m = master_with(MasterConfig {
-        enable_offload: true,
-        offload_on_evict: true,
-        // No round ever runs: every eviction is a put's own.
-        eviction_high_watermark_ratio: 1.0,
-        ..Default::default()
-    });
-    m.tier_work(call(true, vec![])).await.unwrap();
-    // The owner: answers every task it is handed.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let owner = {
-        let (m, stop) = (m.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut done = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let tasks = m
-                    .tier_work(call(false, std::mem::take(&mut done)))
-                    .await
-                    .unwrap()
-                    .tasks;
-                done = tasks.iter().flat_map(|t| ok(t.task_id)).collect();
+async fn a_put_that_finds_dram_full_waits_for_the_tier_writes_and_drops_nothing() {
+    for offload_on_evict in [true, false] {
+        let m = master_with(MasterConfig {
+            enable_offload: true,
+            offload_on_evict,
+            // No round ever runs: every eviction is a put's own.
+            eviction_high_watermark_ratio: 1.0,
+            ..Default::default()
+        });
+        m.tier_work(call(true, vec![])).await.unwrap();
+        // The owner: answers every task it is handed.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let owner = {
+            let (m, stop) = (m.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut done = Vec::new();
+                // Once stopped: until every task handed out is answered.
+                loop {
+                    let stopped = stop.load(std::sync::atomic::Ordering::Relaxed);
+                    let tasks = m
+                        .tier_work(call(false, std::mem::take(&mut done)))
+                        .await
+                        .unwrap()
+                        .tasks;
+                    if stopped && tasks.is_empty() {
+                        break;
+                    }
+                    done = tasks.iter().flat_map(|t| ok(t.task_id)).collect();
+                }
+            })
+        };
+        // 40 MiB into 16 MiB, from a blocking thread (as the rpc handlers' puts
+        // block their thread); `put` panics on a failed put.
+        let m2 = m.clone();
+        tokio::task::spawn_blocking(move || {
+            for i in 0..40 {
+                put(&m2, &format!("k{i}"));
             }
         })
-    };
-    // 40 MiB into 16 MiB, from a blocking thread (as the rpc handlers' puts block
-    // their thread).
-    let m2 = m.clone();
-    tokio::task::spawn_blocking(move || {
-        for i in 0..40 {
-            put(&m2, &format!("k{i}"));
+        .await
+        .unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        owner.await.unwrap();
+        let stats = &m.tiers().stats;
+        assert_eq!(stat(&stats.evict_drops), 0, "{offload_on_evict}");
+        if offload_on_evict {
+            assert!(stat(&stats.demotions) >= 24);
+        } else {
+            assert!(stat(&stats.persisted) >= 24);
         }
-    })
-    .await
-    .unwrap();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    owner.await.unwrap();
-    assert_eq!(stat(&m.tiers().stats.evict_drops), 0);
-    assert!(stat(&m.tiers().stats.demotions) >= 24);
-    for i in 0..40 {
-        assert!(m.get_replica_list(&format!("k{i}")).is_ok(), "k{i} lost");
+        for i in 0..40 {
+            assert!(
+                m.get_replica_list(&format!("k{i}")).is_ok(),
+                "k{i} lost ({offload_on_evict})"
+            );
+        }
     }
 }
 
