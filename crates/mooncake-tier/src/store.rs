@@ -19,6 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::config::TierConfig;
@@ -104,6 +105,11 @@ pub struct DiskTier {
     capacity: u64,
     /// Records by start offset.
     records: RwLock<BTreeMap<u64, Arc<Record>>>,
+    /// The value bytes of `records`, changed under its write lock with every record
+    /// added or dropped: the owner reports its tier's figures on every call to the
+    /// master (one per batch of demotions), and summing them there walked every
+    /// record under the lock that writes and reads of records wait for.
+    value_bytes: AtomicU64,
     metrics: TierMetrics,
 }
 
@@ -158,6 +164,7 @@ impl DiskTier {
             ),
             capacity: cfg.capacity,
             records: RwLock::new(BTreeMap::new()),
+            value_bytes: AtomicU64::new(0),
             metrics: TierMetrics::default(),
         };
         let mut dropped = 0u64;
@@ -398,7 +405,7 @@ impl DiskTier {
         let map = self.records.read();
         self.metrics.snapshot(
             map.len() as u64,
-            map.values().map(|r| r.value_len).sum(),
+            self.value_bytes.load(Ordering::Relaxed),
             self.capacity,
         )
     }
@@ -410,7 +417,13 @@ impl DiskTier {
     fn insert(&self, r: Record) {
         let (start, len) = (r.offset, r.header_len + r.value_len);
         self.remove_range(start, len);
-        self.records.write().insert(start, Arc::new(r));
+        let added = r.value_len;
+        let mut map = self.records.write();
+        let old = map.insert(start, Arc::new(r));
+        self.value_bytes.fetch_add(added, Ordering::Relaxed);
+        if let Some(o) = old {
+            self.value_bytes.fetch_sub(o.value_len, Ordering::Relaxed);
+        }
     }
 
     /// Drops records overlapping the range; returns how many.
@@ -426,13 +439,17 @@ impl DiskTier {
         // `take_while` stops at the first record ending before `offset`: records do not
         // overlap each other, so none further left can reach into the range.
         for k in &doomed {
-            map.remove(k);
+            if let Some(r) = map.remove(k) {
+                self.value_bytes.fetch_sub(r.value_len, Ordering::Relaxed);
+            }
         }
         doomed.len()
     }
 
     fn drop_record(&self, offset: u64) {
-        self.records.write().remove(&offset);
+        if let Some(r) = self.records.write().remove(&offset) {
+            self.value_bytes.fetch_sub(r.value_len, Ordering::Relaxed);
+        }
     }
 
     fn load_header(&self, offset: u64, len: u64) -> Result<Record, TierError> {

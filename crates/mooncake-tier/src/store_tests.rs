@@ -316,3 +316,32 @@ fn a_cached_only_read_answers_from_the_page_cache_or_not_at_all() {
     ));
     assert_eq!(t.read_value(r.value_offset, v.len() as u64).unwrap(), v);
 }
+
+/// The figures an owner reports (objects, value bytes) follow every write, overwrite,
+/// discard and reopen without a walk over the records.
+#[test]
+fn the_reported_bytes_follow_writes_overwrites_discards_and_reopens() {
+    let d = tempfile::tempdir().unwrap();
+    let sum = |t: &DiskTier| -> (u64, u64) {
+        let s = t.stats();
+        let walked: u64 = t.records().iter().map(|r| r.value_len).sum();
+        assert_eq!(s.bytes, walked, "running count against a walk");
+        (s.objects, s.bytes)
+    };
+    {
+        let t = DiskTier::open(&cfg(d.path(), 4 << 20)).unwrap();
+        let a = t.write(0, "a", 1, &value(70_000, 1)).unwrap();
+        t.write(200_000, "b", 2, &value(10, 2)).unwrap();
+        t.write(400_000, "c", 3, &value(5_000, 3)).unwrap();
+        assert_eq!(sum(&t), (3, 75_010));
+        // Over "b" and "c": both go, the new record counts.
+        t.write(150_000, "d", 4, &value(300_000, 4)).unwrap();
+        assert_eq!(sum(&t), (2, 370_000));
+        t.discard(a.offset, a.len);
+        assert_eq!(sum(&t), (1, 300_000));
+        t.discard(a.offset, a.len);
+        assert_eq!(sum(&t), (1, 300_000), "a second discard changes nothing");
+    }
+    let t = DiskTier::open(&cfg(d.path(), 4 << 20)).unwrap();
+    assert_eq!(sum(&t), (1, 300_000), "after a reopen");
+}
