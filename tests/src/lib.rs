@@ -52,6 +52,60 @@ pub fn wait_port(port: u16, within: Duration) -> bool {
     false
 }
 
+/// A directory of one test's files under the temp dir (`mc-<tag>-<pid>`), emptied
+/// when made and removed when dropped.
+pub struct TestDir(pub PathBuf);
+
+impl TestDir {
+    pub fn new(tag: &str) -> TestDir {
+        let d = std::env::temp_dir().join(format!("mc-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("a test directory");
+        TestDir(d)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `contents` to `name` in the directory; its path.
+    pub fn file(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, contents).expect("a test file");
+        p
+    }
+
+    /// A self-signed certificate for 127.0.0.1 (as `openssl req -x509` makes it: also
+    /// a CA): `<name>.pem` and `<name>.key`, their paths in that order.
+    pub fn self_signed(&self, name: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+        let o = Command::new("openssl")
+            .current_dir(&self.0)
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes"])
+            .args(["-keyout", &key, "-out", &cert, "-days", "2"])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .output()
+            .expect("run openssl");
+        assert!(
+            o.status.success(),
+            "openssl req -x509: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (self.0.join(cert), self.0.join(key))
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A child process killed (SIGKILL) when dropped.
 pub struct Proc {
     pub child: Child,
@@ -316,10 +370,52 @@ impl Store {
 
 /// One HTTP/1.1 request to 127.0.0.1:`port`; returns status and body.
 pub fn http(method: &str, port: u16, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    http_with_headers(method, port, path, &[], body)
+}
+
+/// [`http`] with `Authorization: Bearer <token>` when a token is given.
+pub fn http_bearer(
+    method: &str,
+    port: u16,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    http_with_headers(method, port, path, &headers, body)
+}
+
+/// [`http_bearer`] with a text body and answer, panicking when the port does not
+/// answer (for calls that must reach a running process).
+pub fn http_text(
+    method: &str,
+    port: u16,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let (status, body) = http_bearer(method, port, path, token, body.as_bytes())
+        .unwrap_or_else(|e| panic!("{method} {path} on port {port}: {e}"));
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// [`http`] with extra request headers (name, value).
+pub fn http_with_headers(
+    method: &str,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Content-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes())?;

@@ -13,9 +13,9 @@ use mooncake_proto::frame::{self, MAGIC};
 use mooncake_proto::handshake::{self as hs, AUTH_MAGIC};
 use mooncake_proto::status::from_status;
 use mooncake_proto::{GetStatsRequest, UnmountSegmentRequest};
-use mooncake_tests::{store_env, Master, Store};
+use mooncake_tests::{store_env, Master, Store, TestDir};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const TOKENS: &str =
@@ -23,30 +23,6 @@ const TOKENS: &str =
 const CLUSTER: &str = "tok-cluster-5555555555";
 const ALPHA: &str = "tok-alpha-0123456789";
 const BETA: &str = "tok-beta-9876543210";
-
-/// A directory of this test's files, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("mc-auth-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -113,7 +89,7 @@ fn code_of_stats(c: &mut MasterCalls, rt: &tokio::runtime::Runtime) -> ErrorCode
 
 #[test]
 fn unproven_peers_are_refused_on_both_protocols() {
-    let dir = Dir::new("refuse");
+    let dir = TestDir::new("auth-refuse");
     let m = master_with(&dir.file("tokens", TOKENS));
     let rt = runtime();
     for protocol in [Protocol::Framed, Protocol::Grpc] {
@@ -174,7 +150,7 @@ fn closed(s: &mut std::net::TcpStream) -> bool {
 
 #[test]
 fn raw_sockets_that_skip_or_fake_the_handshake_get_nothing() {
-    let dir = Dir::new("raw");
+    let dir = TestDir::new("auth-raw");
     let m = master_with(&dir.file("tokens", TOKENS));
     // RemoveAllRequest { force: true }
     let remove_all = [0x08u8, 0x01];
@@ -242,9 +218,9 @@ fn raw_sockets_that_skip_or_fake_the_handshake_get_nothing() {
 
 #[test]
 fn tenants_see_only_their_own_keys_and_the_cluster_sees_all() {
-    let dir = Dir::new("tenants");
+    let dir = TestDir::new("auth-tenants");
     let m = master_with(&dir.file("tokens", TOKENS));
-    let cluster_file = dir.file("cluster", &format!("{CLUSTER}\n"));
+    let cluster_file = dir.file("cluster", format!("{CLUSTER}\n"));
     let mut env = store_env(&m, "64mb");
     env.push((
         "MOONCAKE_AUTH_TOKEN_FILE".into(),
@@ -317,9 +293,9 @@ fn tenants_see_only_their_own_keys_and_the_cluster_sees_all() {
 
 #[test]
 fn a_tenants_own_segment_holds_only_its_objects() {
-    let dir = Dir::new("segments");
+    let dir = TestDir::new("auth-segments");
     let m = master_with(&dir.file("tokens", TOKENS));
-    let cluster_file = dir.file("cluster", &format!("{CLUSTER}\n"));
+    let cluster_file = dir.file("cluster", format!("{CLUSTER}\n"));
     let mut env = store_env(&m, "64mb");
     env.push((
         "MOONCAKE_AUTH_TOKEN_FILE".into(),
@@ -385,7 +361,7 @@ fn a_tenants_own_segment_holds_only_its_objects() {
 
 #[test]
 fn tokens_rotate_without_a_restart() {
-    let dir = Dir::new("rotate");
+    let dir = TestDir::new("auth-rotate");
     let tokens = dir.file("tokens", "alpha:old-token-1111\n");
     let m = master_with(&tokens);
     let rt = runtime();
@@ -436,7 +412,7 @@ fn tokens_rotate_without_a_restart() {
 
 #[test]
 fn a_bad_token_file_stops_the_master_naming_the_file_and_line() {
-    let dir = Dir::new("badfile");
+    let dir = TestDir::new("auth-badfile");
     let tokens = dir.file("tokens", "alpha:ok-token\nbad tenant:x\n");
     let out = std::process::Command::new(mooncake_tests::bin("mooncake_master"))
         .args(["--rpc_port", "0", "--metrics_port", "0"])

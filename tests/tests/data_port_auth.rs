@@ -11,10 +11,9 @@ use mooncake_client::{Client, ClientConfig, ReplicateConfig};
 use mooncake_common::auth::{Challenge, Credential};
 use mooncake_common::config::NodeConfig;
 use mooncake_proto::{MountSegmentRequest, SegmentDesc};
-use mooncake_tests::{store_env, value_for, Master, Store};
+use mooncake_tests::{store_env, value_for, Master, Store, TestDir};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const TOKENS: &str = "cluster:tok-cluster-5555555555\nalpha:tok-alpha-0123456789\n";
@@ -94,23 +93,6 @@ fn crc32c(data: &[u8]) -> u32 {
     !c
 }
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("mc-dataport-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -168,10 +150,10 @@ fn prove(s: &mut TcpStream, token: &str) -> bool {
 
 #[test]
 fn the_transfer_port_serves_only_peers_that_proved_a_token() {
-    let dir = Dir::new("auth");
-    let tokens = dir.0.join("tokens");
+    let dir = TestDir::new("dataport-auth");
+    let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, TOKENS).unwrap();
-    let store_token = dir.0.join("store-token");
+    let store_token = dir.path().join("store-token");
     std::fs::write(&store_token, CLUSTER).unwrap();
     let m = Master::start(&[&format!("--auth_token_file={}", tokens.display())]);
     let mut env = store_env(&m, "64mb");
@@ -269,8 +251,8 @@ fn a_write_that_fails_its_crc_is_never_served() {
 
 #[test]
 fn a_mount_naming_a_file_outside_the_segment_directories_is_never_mapped() {
-    let dir = Dir::new("shm");
-    let victim = dir.0.join("victim.conf");
+    let dir = TestDir::new("dataport-shm");
+    let victim = dir.path().join("victim.conf");
     let original = vec![b'#'; 32 << 20];
     std::fs::write(&victim, &original).unwrap();
     // The attacker holds the file's lock, as a live segment owner would.

@@ -5,12 +5,8 @@
 //! keys and may not drain; refusals are logged once per peer address; and a master
 //! without a token file serves everything as before.
 
-use mooncake_tests::{bin, bin_dir, store_env, Master, Store};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
+use mooncake_tests::{bin, bin_dir, http_text, store_env, Master, Store, TestDir};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 const TOKENS: &str =
     "cluster:tok-cluster-http-1111\nalpha:tok-alpha-http-2222\nbeta:tok-beta-http-3333\n";
@@ -18,57 +14,13 @@ const CLUSTER: &str = "tok-cluster-http-1111";
 const ALPHA: &str = "tok-alpha-http-2222";
 const BETA: &str = "tok-beta-http-3333";
 
-/// A directory of this test's files, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("mc-http-auth-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// One HTTP/1.1 request to 127.0.0.1:`port`, with `Authorization: Bearer <token>` when
-/// given; the status and the body as text.
-fn req(method: &str, port: u16, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
-}
-
 /// The three answers a protected route gives: without a token, with a wrong one, and
 /// with `good`.
 fn three(method: &str, port: u16, path: &str, body: &str, good: &str) -> [(u16, String); 3] {
     [
-        req(method, port, path, body, None),
-        req(method, port, path, body, Some("not-a-token")),
-        req(method, port, path, body, Some(good)),
+        http_text(method, port, path, body, None),
+        http_text(method, port, path, body, Some("not-a-token")),
+        http_text(method, port, path, body, Some(good)),
     ]
 }
 
@@ -82,7 +34,7 @@ fn cli_as(m: &Master, token: &str, args: &[&str]) -> Output {
         .expect("run mooncake_cli")
 }
 
-fn master_with_tokens(dir: &Dir) -> Master {
+fn master_with_tokens(dir: &TestDir) -> Master {
     let tokens = dir.file("tokens", TOKENS);
     Master::start(&[&format!("--auth_token_file={}", tokens.display())])
 }
@@ -95,13 +47,13 @@ fn store_as(m: &Master, token: &str) -> Store {
 
 #[test]
 fn every_http_surface_refuses_a_missing_or_wrong_token_and_serves_the_right_one() {
-    let dir = Dir::new("surfaces");
+    let dir = TestDir::new("http-auth-surfaces");
     let m = master_with_tokens(&dir);
     let store = store_as(&m, CLUSTER);
 
     // Admin port: probes and scrapes stay open.
     for path in ["/health", "/metrics"] {
-        let (status, _) = req("GET", m.metrics_port, path, "", None);
+        let (status, _) = http_text("GET", m.metrics_port, path, "", None);
         assert_eq!(status, 200, "{path} must stay open");
     }
     for path in [
@@ -120,7 +72,7 @@ fn every_http_surface_refuses_a_missing_or_wrong_token_and_serves_the_right_one(
         assert_ne!(right.0, 403, "{path} with the cluster token: {right:?}");
     }
     // A route that does not exist is not a way around the check either.
-    let (status, _) = req("POST", m.metrics_port, "/api/v1/remove_all", "", None);
+    let (status, _) = http_text("POST", m.metrics_port, "/api/v1/remove_all", "", None);
     assert_eq!(status, 401);
 
     // Metadata server: writes and reads of descriptors.
@@ -136,12 +88,12 @@ fn every_http_surface_refuses_a_missing_or_wrong_token_and_serves_the_right_one(
     assert_eq!(right.1, "x");
     let [none, wrong, right] = three("DELETE", meta, "/metadata?key=evil", "", CLUSTER);
     assert_eq!((none.0, wrong.0, right.0), (401, 401, 200));
-    assert_eq!(req("GET", meta, "/health", "", None).0, 200);
+    assert_eq!(http_text("GET", meta, "/health", "", None).0, 200);
 
     // Store REST API: the token the store was started with.
     let sp = store.http_port;
-    assert_eq!(req("GET", sp, "/health", "", None).0, 200);
-    assert_eq!(req("GET", sp, "/metrics", "", None).0, 200);
+    assert_eq!(http_text("GET", sp, "/health", "", None).0, 200);
+    assert_eq!(http_text("GET", sp, "/metrics", "", None).0, 200);
     let put = r#"{"key":"rest-k","value":"v"}"#;
     let [none, wrong, right] = three("PUT", sp, "/api/put", put, CLUSTER);
     assert_eq!((none.0, wrong.0, right.0), (401, 401, 200), "{right:?}");
@@ -149,26 +101,29 @@ fn every_http_surface_refuses_a_missing_or_wrong_token_and_serves_the_right_one(
     assert_eq!((none.0, wrong.0, right.0), (401, 401, 200));
     assert_eq!(right.1, "v");
     // A tenant's token is not the store's.
-    assert_eq!(req("GET", sp, "/api/get/rest-k", "", Some(ALPHA)).0, 401);
+    assert_eq!(
+        http_text("GET", sp, "/api/get/rest-k", "", Some(ALPHA)).0,
+        401
+    );
     let put2 = r#"{"key":"rest-k2","value":"v"}"#;
-    assert_eq!(req("PUT", sp, "/api/put", put2, Some(CLUSTER)).0, 200);
+    assert_eq!(http_text("PUT", sp, "/api/put", put2, Some(CLUSTER)).0, 200);
     let [none, wrong, right] = three("DELETE", sp, "/api/remove_all", "", CLUSTER);
     assert_eq!((none.0, wrong.0, right.0), (401, 401, 200), "{right:?}");
     // (rest-k was just read, so its lease keeps it; rest-k2 was not.)
-    let (_, exists) = req("GET", sp, "/api/exist/rest-k2", "", Some(CLUSTER));
+    let (_, exists) = http_text("GET", sp, "/api/exist/rest-k2", "", Some(CLUSTER));
     assert!(exists.contains("false"), "removed: {exists}");
 }
 
 #[test]
 fn tenants_see_their_own_keys_and_may_not_drain() {
-    let dir = Dir::new("tenants");
+    let dir = TestDir::new("http-auth-tenants");
     let m = master_with_tokens(&dir);
     let _store = store_as(&m, CLUSTER);
     for (token, key) in [(ALPHA, "a-key"), (BETA, "b-key"), (CLUSTER, "c-key")] {
         let out = cli_as(&m, token, &["put", key, "--value", "v"]);
         assert!(out.status.success(), "{key}: {out:?}");
     }
-    let keys = |token| req("GET", m.metrics_port, "/get_all_keys", "", Some(token)).1;
+    let keys = |token| http_text("GET", m.metrics_port, "/get_all_keys", "", Some(token)).1;
     assert_eq!(
         keys(ALPHA),
         "a-key\n",
@@ -180,7 +135,7 @@ fn tenants_see_their_own_keys_and_may_not_drain() {
         all.contains("c-key") && all.contains("a-key") && all.contains("b-key"),
         "{all}"
     );
-    let (status, body) = req(
+    let (status, body) = http_text(
         "GET",
         m.metrics_port,
         "/query_key?key=a-key",
@@ -188,7 +143,7 @@ fn tenants_see_their_own_keys_and_may_not_drain() {
         Some(ALPHA),
     );
     assert_eq!(status, 200, "{body}");
-    let (status, _) = req(
+    let (status, _) = http_text(
         "GET",
         m.metrics_port,
         "/query_key?key=a-key",
@@ -199,7 +154,7 @@ fn tenants_see_their_own_keys_and_may_not_drain() {
 
     // Drains reach every tenant's objects: the cluster tenant's only.
     let body = r#"{"segments": ["nope"]}"#;
-    let (status, text) = req(
+    let (status, text) = http_text(
         "POST",
         m.metrics_port,
         "/api/v1/drain_jobs",
@@ -208,7 +163,7 @@ fn tenants_see_their_own_keys_and_may_not_drain() {
     );
     assert_eq!(status, 403, "{text}");
     assert!(text.contains("permission denied"), "{text}");
-    let (status, _) = req(
+    let (status, _) = http_text(
         "POST",
         m.metrics_port,
         "/api/v1/drain_jobs",
@@ -227,12 +182,15 @@ fn tenants_see_their_own_keys_and_may_not_drain() {
 
 #[test]
 fn refusals_are_logged_once_per_peer_address() {
-    let dir = Dir::new("log");
+    let dir = TestDir::new("http-auth-log");
     let m = master_with_tokens(&dir);
     for _ in 0..20 {
-        assert_eq!(req("GET", m.metrics_port, "/get_all_keys", "", None).0, 401);
         assert_eq!(
-            req("GET", m.metrics_port, "/workers", "", Some("bad")).0,
+            http_text("GET", m.metrics_port, "/get_all_keys", "", None).0,
+            401
+        );
+        assert_eq!(
+            http_text("GET", m.metrics_port, "/workers", "", Some("bad")).0,
             401
         );
     }
@@ -260,9 +218,9 @@ fn without_a_token_file_everything_is_served_as_before() {
         "/get_all_segments",
         "/api/v1/tenant_quotas",
     ] {
-        let (status, body) = req("GET", m.metrics_port, path, "", None);
+        let (status, body) = http_text("GET", m.metrics_port, path, "", None);
         assert_eq!(status, 200, "{path}: {body}");
     }
-    let (status, _) = req("PUT", m.meta_port, "/metadata?key=k", "v", None);
+    let (status, _) = http_text("PUT", m.meta_port, "/metadata?key=k", "v", None);
     assert_eq!(status, 200);
 }

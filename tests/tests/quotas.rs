@@ -9,9 +9,7 @@
 
 use mooncake_client::{Client, ClientConfig, ErrorCode, ReplicateConfig};
 use mooncake_common::auth::Credential;
-use mooncake_tests::{bin, store_env, value_for, Master, Store};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use mooncake_tests::{bin, http_text, store_env, value_for, Master, Store, TestDir};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -23,47 +21,6 @@ const ALPHA: &str = "tok-alpha-quota-2222";
 const BETA: &str = "tok-beta-quota-3333";
 const MIB: u64 = 1 << 20;
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("mc-quotas-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn req(method: &str, port: u16, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
-}
-
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
@@ -74,7 +31,7 @@ fn quota_path(tenant: &str) -> String {
 
 fn set_quota(m: &Master, tenant: &str, bytes: u64, token: Option<&str>) -> (u16, String) {
     let body = format!(r#"{{"requested_quota_bytes": {bytes}}}"#);
-    req("PUT", m.metrics_port, &quota_path(tenant), &body, token)
+    http_text("PUT", m.metrics_port, &quota_path(tenant), &body, token)
 }
 
 /// `mooncake_cli put KEY --file F` proving `token` (none: no credential).
@@ -97,21 +54,21 @@ fn refused_for_quota(out: &Output) -> bool {
 
 #[test]
 fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
-    let dir = Dir::new("enforce");
+    let dir = TestDir::new("quotas-enforce");
     let tokens = dir.file("tokens", TOKENS.as_bytes());
     let m = Master::start(&[&format!("--auth_token_file={}", tokens.display())]);
     let mut env = store_env(&m, "64MB");
     env.push(("MOONCAKE_AUTH_TOKEN".into(), CLUSTER.into()));
     let _store = Store::start(&env);
-    let two_mib = dir.file("two", &vec![7u8; 2 * MIB as usize]);
-    let half_mib = dir.file("half", &vec![5u8; (MIB / 2) as usize]);
+    let two_mib = dir.file("two", vec![7u8; 2 * MIB as usize]);
+    let half_mib = dir.file("half", vec![5u8; (MIB / 2) as usize]);
 
     // Only the cluster tenant may set or remove quotas.
     let (status, body) = set_quota(&m, "beta", MIB, Some(BETA));
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("permission denied"), "{body}");
     assert_eq!(set_quota(&m, "beta", MIB, None).0, 401);
-    let (status, _) = req(
+    let (status, _) = http_text(
         "DELETE",
         m.metrics_port,
         &quota_path("beta"),
@@ -122,7 +79,7 @@ fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
     // Bad requests name the problem.
     assert_eq!(set_quota(&m, "beta", 0, Some(CLUSTER)).0, 400);
     assert_eq!(set_quota(&m, "bad%20name", MIB, Some(CLUSTER)).0, 400);
-    let (status, body) = req(
+    let (status, body) = http_text(
         "PUT",
         m.metrics_port,
         &quota_path("beta"),
@@ -150,7 +107,7 @@ fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
     assert!(out.status.success(), "{out:?}");
 
     // beta sees its own quota, not alpha's.
-    let (status, body) = req(
+    let (status, body) = http_text(
         "GET",
         m.metrics_port,
         "/api/v1/tenant_quotas",
@@ -163,10 +120,10 @@ fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
     assert_eq!(list[0]["tenant_id"], "beta");
     assert_eq!(list[0]["charged_bytes"], MIB / 2);
     assert_eq!(list[0]["refused_puts"], 1);
-    let (status, _) = req("GET", m.metrics_port, &quota_path("alpha"), "", Some(BETA));
+    let (status, _) = http_text("GET", m.metrics_port, &quota_path("alpha"), "", Some(BETA));
     assert_eq!(status, 403);
     // The cluster tenant sees every tenant.
-    let (_, body) = req(
+    let (_, body) = http_text(
         "GET",
         m.metrics_port,
         "/api/v1/tenant_quotas",
@@ -202,7 +159,7 @@ fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
     assert_eq!(got.stdout.len(), (MIB / 2) as usize);
 
     // Per-tenant metrics.
-    let (_, metrics) = req("GET", m.metrics_port, "/metrics", "", None);
+    let (_, metrics) = http_text("GET", m.metrics_port, "/metrics", "", None);
     assert!(
         metrics.contains("master_tenant_refused_puts_total{tenant=\"beta\"} 2"),
         "{metrics}"
@@ -220,7 +177,7 @@ fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
     );
 
     // DELETE lifts the limit; a second DELETE finds none.
-    let (status, body) = req(
+    let (status, body) = http_text(
         "DELETE",
         m.metrics_port,
         &quota_path("beta"),
@@ -229,7 +186,7 @@ fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
     );
     assert_eq!(status, 200, "{body}");
     assert!(put_file(&m, Some(BETA), "big", &two_mib).status.success());
-    let (status, _) = req(
+    let (status, _) = http_text(
         "DELETE",
         m.metrics_port,
         &quota_path("beta"),
@@ -241,8 +198,8 @@ fn quotas_are_set_by_the_cluster_tenant_and_enforced_at_put_start() {
 
 #[test]
 fn quotas_survive_a_restart_with_the_on_disk_index() {
-    let dir = Dir::new("restart");
-    let snap = dir.0.join("snap");
+    let dir = TestDir::new("quotas-restart");
+    let snap = dir.path().join("snap");
     let flags = [
         "--enable_snapshot".to_string(),
         format!("--snapshot_backup_dir={}", snap.display()),
@@ -255,7 +212,7 @@ fn quotas_survive_a_restart_with_the_on_disk_index() {
     m.proc.signal(libc::SIGTERM);
     assert_eq!(m.proc.wait_exit(Duration::from_secs(10)), Some(0));
     let m = Master::start_on_ports(rpc, met, &args);
-    let (status, body) = req("GET", m.metrics_port, &quota_path("gamma"), "", None);
+    let (status, body) = http_text("GET", m.metrics_port, &quota_path("gamma"), "", None);
     assert_eq!(status, 200, "{body}");
     let v = json(&body);
     assert_eq!(v["data"]["requested_quota_bytes"], 5 * MIB, "{body}");
@@ -297,7 +254,7 @@ async fn put_retrying(c: &Client, key: &str, len: usize) {
 /// equal share, is evicted; every one of beta's objects reads back byte for byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_flooding_the_pool_is_evicted_before_another_tenants_objects() {
-    let dir = Dir::new("fair");
+    let dir = TestDir::new("quotas-fair");
     let tokens = dir.file("tokens", TOKENS.as_bytes());
     let m = Master::start(&[&format!("--auth_token_file={}", tokens.display())]);
     let mut env = store_env(&m, "32MB");
@@ -339,7 +296,7 @@ async fn a_tenant_flooding_the_pool_is_evicted_before_another_tenants_objects() 
 /// holds no more than its quota (check and charge are one step).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_puts_of_a_tenant_never_pass_its_quota_together() {
-    let dir = Dir::new("race");
+    let dir = TestDir::new("quotas-race");
     let tokens = dir.file("tokens", TOKENS.as_bytes());
     let m = Master::start(&[&format!("--auth_token_file={}", tokens.display())]);
     let mut env = store_env(&m, "64MB");
@@ -371,7 +328,7 @@ async fn concurrent_puts_of_a_tenant_never_pass_its_quota_together() {
         }
     }
     assert_eq!((stored, refused), (4, 8));
-    let (_, body) = req(
+    let (_, body) = http_text(
         "GET",
         m.metrics_port,
         &quota_path("beta"),
