@@ -144,9 +144,9 @@ struct DiskEntry {
     task: u64,
     lease_until_ms: u64,
     last_used_ms: u64,
-    /// While a demotion writes the record: the memory replica it reads from (pinned
+    /// While the record is written: the memory replica the write reads from (pinned
     /// until the owner answers), which readers are given meanwhile, so that a key
-    /// being demoted is never a miss.
+    /// being demoted, or evicted while it is persisted, is never a miss.
     demoting: Option<DemotingMem>,
 }
 

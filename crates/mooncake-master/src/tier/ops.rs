@@ -195,7 +195,9 @@ impl Tiers {
                 task: id,
                 lease_until_ms: 0,
                 last_used_ms: now,
-                demoting: demotion.then(|| DemotingMem {
+                // (A persist's too: eviction may take the object out of DRAM
+                // before the owner has written it.)
+                demoting: Some(DemotingMem {
                     seg: mem_seg.clone(),
                     offset: mem_offset,
                     pin,
@@ -326,8 +328,9 @@ impl Master {
         let mut entries = self.tiers.entries.lock();
         let e = entries.get_mut(key)?;
         if !e.ready {
-            // Being demoted: the memory replica the owner writes from still holds
-            // the bytes, and its free waits for this reader's lease.
+            // Being demoted (or persisted, and evicted meanwhile): the memory
+            // replica the owner writes from still holds the bytes, and its free
+            // waits for this reader's lease.
             let m = e.demoting.as_ref()?;
             let until = now + self.lease_ms();
             self.tiers.lease_pin(m.pin, until);

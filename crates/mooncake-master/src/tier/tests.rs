@@ -89,6 +89,26 @@ async fn a_write_pins_its_memory_until_the_owner_answers() {
     );
 }
 
+/// Persisting after put, an object eviction takes out of DRAM before the owner has
+/// written it is read from the memory replica the write reads from, then from disk.
+#[tokio::test(start_paused = true)]
+async fn a_key_evicted_while_its_persist_runs_is_read_from_its_memory_replica() {
+    let m = offload_master();
+    m.tier_work(call(true, vec![])).await.unwrap();
+    put(&m, "k");
+    let t = m.tier_work(call(false, vec![])).await.unwrap().tasks[0].clone();
+    assert_eq!(m.evict_bytes(u64::MAX).objects, 1);
+    let l = m.get_replica_list("k").unwrap();
+    assert_ne!(l.replicas[0].segment.desc.base, DISK_BASE, "memory");
+    assert_eq!(m.exist("k"), Ok(true));
+    m.tier_work(call(false, ok(t.task_id))).await.unwrap();
+    let l = m.get_replica_list("k").unwrap();
+    assert_eq!(
+        l.replicas[0].segment.desc.base, DISK_BASE,
+        "disk once written"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_object_evicted_from_dram_is_read_from_its_disk_replica() {
     let m = offload_master();
