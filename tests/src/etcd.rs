@@ -320,11 +320,17 @@ pub fn running(ms: &[Option<Master>]) -> Vec<Option<&Master>> {
 /// Polls until exactly one of `ms` (None = down) answers 200; its index. Panics if
 /// two answer 200 at the same time or none does within `within`.
 pub fn wait_one_leader(ms: &[Option<&Master>], within: Duration) -> usize {
+    wait_one_leader_by(ms.len(), within, |i| {
+        ms[i].is_some_and(|m| master_health(m) == Some(200))
+    })
+}
+
+/// [`wait_one_leader`] over `n` masters, `leads(i)` telling whether master `i`
+/// answers as the leader now (for admin ports that want a token or speak HTTPS).
+pub fn wait_one_leader_by(n: usize, within: Duration, leads: impl Fn(usize) -> bool) -> usize {
     let end = Instant::now() + within;
     loop {
-        let ok: Vec<usize> = (0..ms.len())
-            .filter(|&i| ms[i].is_some_and(|m| master_health(m) == Some(200)))
-            .collect();
+        let ok: Vec<usize> = (0..n).filter(|&i| leads(i)).collect();
         assert!(
             ok.len() <= 1,
             "two masters answer as leader at once: {ok:?}"
@@ -368,18 +374,47 @@ pub fn ha_store_env(endpoints: &str, segment: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-/// A pure client (no segment) following the leader through etcd.
-pub async fn ha_client(endpoints: &str) -> mooncake_client::Client {
-    let node = mooncake_common::config::NodeConfig {
-        master_server_address: format!("etcd://{endpoints}"),
+/// A pure client's settings (no segment, TCP, peers met by handshake) for the master
+/// at `master_server_address` (`etcd://...` or one address).
+pub fn ha_node(master_server_address: &str) -> mooncake_common::config::NodeConfig {
+    mooncake_common::config::NodeConfig {
+        master_server_address: master_server_address.to_string(),
         metadata_server: "P2PHANDSHAKE".into(),
         global_segment_size: 0,
         local_buffer_size: 0,
         local_hostname: "127.0.0.1".into(),
         protocol: mooncake_common::config::Protocol::Tcp,
         ..Default::default()
-    };
+    }
+}
+
+/// A pure client (no segment) following the leader through etcd.
+pub async fn ha_client(endpoints: &str) -> mooncake_client::Client {
+    let node = ha_node(&format!("etcd://{endpoints}"));
     mooncake_client::Client::connect(mooncake_client::ClientConfig::new(node))
         .await
         .expect("client connects through etcd")
+}
+
+/// Puts `key` (`value_for(key, len)`) until the master accepts it, `pause` apart (the
+/// client may be between leaders for a moment); how long that took.
+pub async fn put_until_ok(
+    c: &mooncake_client::Client,
+    key: &str,
+    len: usize,
+    within: Duration,
+    pause: Duration,
+) -> Duration {
+    let t0 = Instant::now();
+    let v = crate::value_for(key, len);
+    loop {
+        match c
+            .put(key, &v, &mooncake_client::ReplicateConfig::default())
+            .await
+        {
+            Ok(()) => return t0.elapsed(),
+            Err(e) => assert!(t0.elapsed() < within, "put {key} never succeeded: {e}"),
+        }
+        tokio::time::sleep(pause).await;
+    }
 }

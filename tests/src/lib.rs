@@ -7,6 +7,7 @@
 //! with a message saying so.
 
 pub mod etcd;
+pub mod ha;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
