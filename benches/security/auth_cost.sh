@@ -95,6 +95,16 @@ CLIENT_TENANT=${CLIENT_TENANT:-alpha}
 SEGMENT=${SEGMENT:-2gb}
 OUT=${OUT:-$ROOT/target/auth-cost/$(date +%Y%m%d-%H%M%S)}
 RPC=${RPC:-50361} META=${META:-18390} METRICS=${METRICS:-19313} STORE_PORT=${STORE_PORT:-18491}
+for b in mooncake_master mooncake_store; do
+  [ -x "$BIN/$b" ] || { echo "auth_cost: $BIN/$b is missing (cargo build --release --workspace --bins)" >&2; exit 2; }
+done
+case " $DRIVERS " in *" kv_ops "*)
+  [ -x "$BIN/kv_ops" ] || { echo "auth_cost: $BIN/kv_ops is missing (cargo build --release -p mooncake-benches)" >&2; exit 2; } ;;
+esac
+case " $DRIVERS " in *" kvbench "*)
+  "$VENV/bin/python" -c "import mooncake.store" 2>/dev/null \
+    || { echo "auth_cost: no mooncake wheel in $VENV (pip install crates/mooncake-py), or set DRIVERS=kv_ops" >&2; exit 2; } ;;
+esac
 SHM=/dev/shm/mc-auth-cost-$$
 PIDS=()
 mkdir -p "$OUT/logs" "$SHM"
