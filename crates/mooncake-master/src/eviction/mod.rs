@@ -3,7 +3,8 @@
 //! *When* is the rounds' business and the same for every policy: a background round
 //! runs when usage is above `eviction_high_watermark_ratio` and frees
 //! `eviction_ratio` of the capacity (or down to the watermark, if more); a put that
-//! finds no space evicts at once on its own behalf (`evict_for`); a put of a new key
+//! finds no space evicts at once on its own behalf (`evict_for`; with an SSD tier,
+//! `demote_for`, which waits for the tier's writes); a put of a new key
 //! into an index shard at its share of `--index_memory_limit` evicts in that shard.
 //! A write that takes usage over the watermark wakes the round at once and marks the
 //! clock: the round it triggers never takes an object used at or after that mark, so
