@@ -9,12 +9,14 @@
 use mooncake_client::{Client, ReplicateConfig};
 use mooncake_common::ErrorCode;
 use mooncake_tests::etcd::{
-    etcd_available, ha_client, ha_store_env, running, start_ha_master, wait_one_leader, EtcdCluster,
+    etcd_available, ha_client, ha_store_env, put_until_ok, running, start_ha_master,
+    wait_one_leader, EtcdCluster,
 };
 use mooncake_tests::{free_port, value_for, Store};
 use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_secs(1);
+const PAUSE: Duration = Duration::from_millis(50);
 const LEN: usize = 4_000;
 
 /// Latencies of failed calls, and how many there were.
@@ -77,19 +79,6 @@ async fn all_fail_fast(c: &Client, key: &str, f: &mut Failures) {
     let (r, took) = timed(c.put("nowhere", &v, &ReplicateConfig::default())).await;
     f.record("put", took, r.expect_err("put with no master").code);
 }
-
-async fn put_until_ok(c: &Client, key: &str, within: Duration) -> Duration {
-    let t0 = Instant::now();
-    let v = value_for(key, LEN);
-    loop {
-        match c.put(key, &v, &ReplicateConfig::default()).await {
-            Ok(()) => return t0.elapsed(),
-            Err(e) => assert!(t0.elapsed() < within, "put {key} never succeeded: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_reachable_master_fails_fast_and_service_resumes() {
     if !etcd_available() {
@@ -104,7 +93,7 @@ async fn no_reachable_master_fails_fast_and_service_resumes() {
     let l = wait_one_leader(&running(&ms), Duration::from_secs(30));
     let _store = Store::start(&ha_store_env(&eps, "16mb"));
     let c = ha_client(&eps).await;
-    put_until_ok(&c, "k0", Duration::from_secs(30)).await;
+    put_until_ok(&c, "k0", LEN, Duration::from_secs(30), PAUSE).await;
 
     // 1. The leader dies; until the standby leads, calls fail fast with RPC_FAIL
     // (exist is the probe: on the new leader it answers without needing a segment).
@@ -129,7 +118,7 @@ async fn no_reachable_master_fails_fast_and_service_resumes() {
     }
     f.report("leader killed, standby not yet leader");
     assert!(f.count > 0, "no call ever saw the gap between the leaders");
-    put_until_ok(&c, "k1", Duration::from_secs(30)).await;
+    put_until_ok(&c, "k1", LEN, Duration::from_secs(30), PAUSE).await;
 
     // 2. Every master down, through the dead leader's lease (its key still names
     // it) and past it (no key at all): every call fails fast, none hangs.
@@ -146,7 +135,7 @@ async fn no_reachable_master_fails_fast_and_service_resumes() {
 
     // 3. A master comes back: the same client resumes by itself.
     ms[l] = Some(start_ha_master(free_port(), &eps, &[]));
-    let took = put_until_ok(&c, "k2", Duration::from_secs(30)).await;
+    let took = put_until_ok(&c, "k2", LEN, Duration::from_secs(30), PAUSE).await;
     eprintln!("master restarted -> first client put after {took:?}");
     assert_eq!(c.get("k2").await.unwrap(), value_for("k2", LEN));
     let _ = c.close().await;

@@ -6,28 +6,16 @@
 //! object written so far still reads back. Then, with one member still down, the
 //! master leader is killed: the standby takes over with 2 of 3 members.
 
-use mooncake_client::{Client, ReplicateConfig};
+use mooncake_client::Client;
 use mooncake_tests::etcd::{
-    etcd_available, ha_client, ha_store_env, master_health, running, start_ha_master,
+    etcd_available, ha_client, ha_store_env, master_health, put_until_ok, running, start_ha_master,
     wait_one_leader, EtcdCluster,
 };
 use mooncake_tests::{free_port, value_for, Store};
 use std::time::{Duration, Instant};
 
+const PAUSE: Duration = Duration::from_millis(50);
 const LEN: usize = 8_000;
-
-/// Retries `put` until it succeeds (the client may be between leaders for a moment).
-async fn put_until_ok(c: &Client, key: &str, within: Duration) -> Duration {
-    let t0 = Instant::now();
-    let v = value_for(key, LEN);
-    loop {
-        match c.put(key, &v, &ReplicateConfig::default()).await {
-            Ok(()) => return t0.elapsed(),
-            Err(e) => assert!(t0.elapsed() < within, "put {key} never succeeded: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Reads `key` until the master answers; the bytes must be exactly what was written.
 async fn get_until_answered(c: &Client, key: &str, within: Duration) {
@@ -63,7 +51,7 @@ async fn losing_any_one_etcd_member_keeps_the_store_serving() {
     let mut written = Vec::new();
     for j in 0..3 {
         let k = format!("start-{j}");
-        put_until_ok(&c, &k, window).await;
+        put_until_ok(&c, &k, LEN, window, PAUSE).await;
         written.push(k);
     }
 
@@ -80,7 +68,7 @@ async fn losing_any_one_etcd_member_keeps_the_store_serving() {
         eprintln!("killed etcd member {i} (round {round})");
         for j in 0..3 {
             let k = format!("r{round}-{j}");
-            let took = put_until_ok(&c, &k, window).await;
+            let took = put_until_ok(&c, &k, LEN, window, PAUSE).await;
             eprintln!("  put {k} after {took:?}");
             written.push(k);
         }
@@ -111,7 +99,7 @@ async fn losing_any_one_etcd_member_keeps_the_store_serving() {
         1 - l
     );
     let elected = killed.elapsed();
-    put_until_ok(&c, "after-failover", Duration::from_secs(40)).await;
+    put_until_ok(&c, "after-failover", LEN, Duration::from_secs(40), PAUSE).await;
     eprintln!(
         "etcd member {down} down; kill -9 of the leader -> standby leads {elected:?}, first client put {:?}",
         killed.elapsed()

@@ -5,28 +5,15 @@
 //! `HA_TRIALS=N` repeats the kill N times (the killed master restarts as the standby)
 //! and prints the median and max: docs/benchmarks/ha.md. Nothing asserts on speed.
 
-use mooncake_client::{Client, ReplicateConfig};
 use mooncake_tests::etcd::{
-    etcd_available, ha_client, ha_store_env, running, start_ha_master_on, wait_one_leader,
-    wait_standby_in_sync, EtcdCluster,
+    etcd_available, ha_client, ha_store_env, put_until_ok, running, start_ha_master_on,
+    wait_one_leader, wait_standby_in_sync, EtcdCluster,
 };
 use mooncake_tests::{free_port, value_for, Store};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+const PAUSE: Duration = Duration::from_millis(20);
 const LEN: usize = 10_000;
-
-async fn put_until_ok(c: &Client, key: &str, within: Duration) -> Duration {
-    let t0 = Instant::now();
-    let v = value_for(key, LEN);
-    loop {
-        match c.put(key, &v, &ReplicateConfig::default()).await {
-            Ok(()) => return t0.elapsed(),
-            Err(e) => assert!(t0.elapsed() < within, "put {key} never succeeded: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_leader_to_the_first_client_put() {
     if !etcd_available() {
@@ -51,10 +38,17 @@ async fn kill_9_of_the_leader_to_the_first_client_put() {
             "the standby never got in sync"
         );
         let before = format!("before-{t}");
-        put_until_ok(&c, &before, Duration::from_secs(30)).await;
+        put_until_ok(&c, &before, LEN, Duration::from_secs(30), PAUSE).await;
 
         ms[l].take().unwrap().proc.kill9();
-        let took = put_until_ok(&c, &format!("after-{t}"), Duration::from_secs(30)).await;
+        let took = put_until_ok(
+            &c,
+            &format!("after-{t}"),
+            LEN,
+            Duration::from_secs(30),
+            PAUSE,
+        )
+        .await;
         eprintln!("trial {t}: kill -9 of the leader -> first successful client put {took:?}");
         times.push(took);
         assert_eq!(

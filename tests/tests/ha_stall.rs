@@ -8,7 +8,7 @@
 use mooncake_client::{Client, ClientConfig, ReplicateConfig};
 use mooncake_common::ErrorCode;
 use mooncake_tests::etcd::{
-    etcd_available, ha_client, ha_store_env, master_health, running, start_ha_master,
+    etcd_available, ha_client, ha_node, ha_store_env, master_health, running, start_ha_master,
     wait_one_leader, wait_standby_in_sync, EtcdCluster,
 };
 use mooncake_tests::{free_port, value_for, Store};
@@ -20,16 +20,7 @@ const CLIENT_TTL: u64 = 3;
 
 /// A client pinned to one master address (no etcd): what a stale caller would use.
 async fn pinned_client(addr: &str) -> Client {
-    let node = mooncake_common::config::NodeConfig {
-        master_server_address: addr.to_string(),
-        metadata_server: "P2PHANDSHAKE".into(),
-        global_segment_size: 0,
-        local_buffer_size: 0,
-        local_hostname: "127.0.0.1".into(),
-        protocol: mooncake_common::config::Protocol::Tcp,
-        ..Default::default()
-    };
-    Client::start(ClientConfig::new(node))
+    Client::start(ClientConfig::new(ha_node(addr)))
         .await
         .expect("pinned client")
 }

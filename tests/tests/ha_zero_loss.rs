@@ -10,13 +10,22 @@
 //!    before (and after) the kill reads back byte-identical, and no get ever returns
 //!    wrong bytes.
 
-use mooncake_client::{Client, ClientConfig, ReplicateConfig};
-use mooncake_tests::etcd::{etcd_available, wait_standby_in_sync, EtcdCluster};
+use mooncake_client::{Client, ReplicateConfig};
+use mooncake_tests::etcd::{
+    etcd_available, ha_client, ha_master_flags, ha_store_env, master_health, wait_one_leader,
+    wait_standby_in_sync, EtcdCluster,
+};
 use mooncake_tests::{free_port, http, value_for, Master, Store};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Polls until exactly one of the masters answers /health 200; returns its index.
+fn wait_leader(ms: &[Master], within: Duration) -> usize {
+    let ms: Vec<Option<&Master>> = ms.iter().map(Some).collect();
+    wait_one_leader(&ms, within)
+}
 
 struct Cluster {
     dir: PathBuf,
@@ -35,43 +44,6 @@ impl Drop for Cluster {
     }
 }
 
-fn health(m: &Master) -> Option<u16> {
-    http("GET", m.metrics_port, "/health", b"")
-        .ok()
-        .map(|r| r.0)
-}
-
-/// Polls until exactly one of the masters answers /health 200; returns its index.
-fn wait_leader(ms: &[Master], within: Duration) -> usize {
-    let end = Instant::now() + within;
-    loop {
-        let ok: Vec<usize> = (0..ms.len())
-            .filter(|&i| health(&ms[i]) == Some(200))
-            .collect();
-        assert!(ok.len() <= 1, "two leaders at once");
-        if let [i] = ok[..] {
-            return i;
-        }
-        assert!(Instant::now() < end, "no leader within {within:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn store_env(etcd: &str) -> Vec<(String, String)> {
-    [
-        ("MOONCAKE_MASTER", format!("etcd://{etcd}")),
-        ("MOONCAKE_TE_META_DATA_SERVER", "P2PHANDSHAKE".to_string()),
-        ("MOONCAKE_GLOBAL_SEGMENT_SIZE", "64mb".to_string()),
-        ("MOONCAKE_LOCAL_BUFFER_SIZE", "4194304".to_string()),
-        ("MOONCAKE_PROTOCOL", "tcp".to_string()),
-        ("MOONCAKE_DEVICE", String::new()),
-        ("MOONCAKE_LOCAL_HOSTNAME", "127.0.0.1".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
 /// etcd, an HA master leading and two stores mounted on it; with `standby`, a second
 /// HA master (the standby) too.
 fn cluster(tag: &str, standby: bool) -> Option<(Cluster, usize)> {
@@ -83,11 +55,7 @@ fn cluster(tag: &str, standby: bool) -> Option<(Cluster, usize)> {
     std::fs::create_dir_all(&dir).unwrap();
     let etcd_proc = EtcdCluster::start(1, &format!("zero-{tag}"));
     let ep = etcd_proc.endpoints();
-    let flags = [
-        "--enable_ha".to_string(),
-        format!("--etcd_endpoints={ep}"),
-        "--enable_metric_reporting=false".to_string(),
-    ];
+    let flags = ha_master_flags(&ep, &[]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut masters = vec![Master::start_on(free_port(), &flags)];
     let l = wait_leader(&masters, Duration::from_secs(30));
@@ -95,7 +63,7 @@ fn cluster(tag: &str, standby: bool) -> Option<(Cluster, usize)> {
         masters.push(Master::start_on(free_port(), &flags));
     }
     // Each test has its own etcd, so the default cluster id is never shared.
-    let env = store_env(&ep);
+    let env = ha_store_env(&ep, "64mb");
     let stores = vec![Store::start(&env), Store::start(&env)];
     let c = Cluster {
         dir,
@@ -107,22 +75,6 @@ fn cluster(tag: &str, standby: bool) -> Option<(Cluster, usize)> {
     };
     Some((c, l))
 }
-
-async fn client(c: &Cluster) -> Client {
-    let node = mooncake_common::config::NodeConfig {
-        master_server_address: format!("etcd://{}", c.etcd),
-        metadata_server: "P2PHANDSHAKE".into(),
-        global_segment_size: 0,
-        local_buffer_size: 0,
-        local_hostname: "127.0.0.1".into(),
-        protocol: mooncake_common::config::Protocol::Tcp,
-        ..Default::default()
-    };
-    Client::connect(ClientConfig::new(node))
-        .await
-        .expect("client connects through etcd")
-}
-
 fn size_of(i: usize) -> usize {
     1000 + (i * 7919) % 60_000
 }
@@ -182,7 +134,7 @@ async fn objects_survive_a_leader_kill_9_byte_identical() {
     let Some((mut cl, l)) = cluster("kill", false) else {
         return;
     };
-    let c = client(&cl).await;
+    let c = ha_client(&cl.etcd).await;
     // Half before the standby starts (they reach it in the snapshot), half after it
     // is in sync (through the stream, each put answered once the standby has it).
     put_range(&c, 0..250).await;
@@ -203,7 +155,7 @@ async fn objects_survive_a_leader_kill_9_byte_identical() {
     let killed = Instant::now();
     let s = 1 - l;
     let end = Instant::now() + Duration::from_secs(40);
-    while health(&cl.masters[s]) != Some(200) {
+    while master_health(&cl.masters[s]) != Some(200) {
         assert!(Instant::now() < end, "the standby never took over");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -235,7 +187,7 @@ async fn puts_acknowledged_under_load_survive_a_leader_kill_9() {
     let Some((mut cl, l)) = cluster("load", true) else {
         return;
     };
-    let c = Arc::new(client(&cl).await);
+    let c = Arc::new(ha_client(&cl.etcd).await);
     assert!(
         wait_standby_in_sync(&cl.masters[l], Duration::from_secs(30)),
         "the standby never got in sync"
@@ -305,7 +257,11 @@ async fn puts_acknowledged_under_load_survive_a_leader_kill_9() {
         "{} puts acknowledged in all, {puts_failed} failed during the failover, {gets_ok} verified gets",
         keys.len()
     );
-    assert_eq!(health(&cl.masters[1 - l]), Some(200), "the standby leads");
+    assert_eq!(
+        master_health(&cl.masters[1 - l]),
+        Some(200),
+        "the standby leads"
+    );
     let lost = read_back(&c, &keys, Duration::from_secs(30)).await;
     assert!(
         lost.is_empty(),
@@ -328,7 +284,7 @@ async fn a_stopped_standby_is_dropped_then_resyncs_and_takes_over_losslessly() {
         return;
     };
     let s = 1 - l;
-    let c = client(&cl).await;
+    let c = ha_client(&cl.etcd).await;
     assert!(
         wait_standby_in_sync(&cl.masters[l], Duration::from_secs(30)),
         "the standby never got in sync"
@@ -350,7 +306,7 @@ async fn a_stopped_standby_is_dropped_then_resyncs_and_takes_over_losslessly() {
     put_range(&c, 200..300).await;
     cl.masters[l].proc.kill9();
     let end = Instant::now() + Duration::from_secs(40);
-    while health(&cl.masters[s]) != Some(200) {
+    while master_health(&cl.masters[s]) != Some(200) {
         assert!(Instant::now() < end, "the standby never took over");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -370,7 +326,7 @@ async fn a_leader_restarted_at_once_lets_the_standby_with_the_state_win() {
     let Some((mut cl, mut l)) = cluster("restart", true) else {
         return;
     };
-    let c = client(&cl).await;
+    let c = ha_client(&cl.etcd).await;
     let flags = cl.flags.clone();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut n = 0;
