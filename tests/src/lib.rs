@@ -456,6 +456,15 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A two-thread tokio runtime, for tests that drive async calls from plain `#[test]`s.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Runs `mooncake_cli --master <addr> args...`.
 pub fn cli(master: &str, args: &[&str]) -> Output {
     Command::new(bin("mooncake_cli"))
@@ -465,17 +474,22 @@ pub fn cli(master: &str, args: &[&str]) -> Output {
         .expect("run mooncake_cli")
 }
 
-/// A Rust client (pure: contributes no memory) connected to `m`.
-pub async fn client(m: &Master) -> mooncake_client::Client {
-    let node = mooncake_common::config::NodeConfig {
+/// A pure client's settings (contributes no memory) for master `m`, through its
+/// metadata server.
+pub fn node_for(m: &Master) -> mooncake_common::config::NodeConfig {
+    mooncake_common::config::NodeConfig {
         master_server_address: m.addr(),
         metadata_server: m.metadata_url(),
         global_segment_size: 0,
         local_buffer_size: 0,
         local_hostname: "127.0.0.1".into(),
         ..Default::default()
-    };
-    mooncake_client::Client::connect(mooncake_client::ClientConfig::new(node))
+    }
+}
+
+/// A Rust client (pure: contributes no memory) connected to `m`.
+pub async fn client(m: &Master) -> mooncake_client::Client {
+    mooncake_client::Client::connect(mooncake_client::ClientConfig::new(node_for(m)))
         .await
         .expect("client connects")
 }

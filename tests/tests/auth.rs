@@ -13,7 +13,7 @@ use mooncake_proto::frame::{self, MAGIC};
 use mooncake_proto::handshake::{self as hs, AUTH_MAGIC};
 use mooncake_proto::status::from_status;
 use mooncake_proto::{GetStatsRequest, UnmountSegmentRequest};
-use mooncake_tests::{store_env, Master, Store, TestDir};
+use mooncake_tests::{node_for, runtime, store_env, Master, Store, TestDir};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,14 +23,6 @@ const TOKENS: &str =
 const CLUSTER: &str = "tok-cluster-5555555555";
 const ALPHA: &str = "tok-alpha-0123456789";
 const BETA: &str = "tok-beta-9876543210";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn master_with(tokens: &Path) -> Master {
     let flag = format!("--auth_token_file={}", tokens.display());
@@ -66,12 +58,8 @@ async fn client_of(
     segment: u64,
 ) -> mooncake_client::Result<Client> {
     let node = NodeConfig {
-        master_server_address: m.addr(),
-        metadata_server: m.metadata_url(),
         global_segment_size: segment,
-        local_buffer_size: 0,
-        local_hostname: "127.0.0.1".into(),
-        ..Default::default()
+        ..node_for(m)
     };
     let mut cfg = ClientConfig::new(node);
     cfg.tuning.credential = token.map(cred);

@@ -9,9 +9,8 @@ use mooncake_client::calls::MasterCalls;
 use mooncake_client::transport::{DirectConfig, MasterChannel, Protocol};
 use mooncake_client::{Client, ClientConfig, ReplicateConfig};
 use mooncake_common::auth::{Challenge, Credential};
-use mooncake_common::config::NodeConfig;
 use mooncake_proto::{MountSegmentRequest, SegmentDesc};
-use mooncake_tests::{store_env, value_for, Master, Store, TestDir};
+use mooncake_tests::{node_for, runtime, store_env, value_for, Master, Store, TestDir};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -93,24 +92,8 @@ fn crc32c(data: &[u8]) -> u32 {
     !c
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 async fn client_of(m: &Master, token: Option<&str>, shm: bool) -> Client {
-    let node = NodeConfig {
-        master_server_address: m.addr(),
-        metadata_server: m.metadata_url(),
-        global_segment_size: 0,
-        local_buffer_size: 0,
-        local_hostname: "127.0.0.1".into(),
-        ..Default::default()
-    };
-    let mut cfg = ClientConfig::new(node);
+    let mut cfg = ClientConfig::new(node_for(m));
     cfg.tuning.credential = token.map(|t| Credential::from_token(t, "test").unwrap());
     cfg.tuning.shm = shm;
     Client::connect(cfg).await.expect("client connects")
@@ -212,14 +195,7 @@ fn the_transfer_port_serves_only_peers_that_proved_a_token() {
     assert!(r.payload.is_empty());
 
     // A peer without a token cannot use the store either (and is told why).
-    let mut cfg = ClientConfig::new(NodeConfig {
-        master_server_address: m.addr(),
-        metadata_server: m.metadata_url(),
-        global_segment_size: 0,
-        local_buffer_size: 0,
-        local_hostname: "127.0.0.1".into(),
-        ..Default::default()
-    });
+    let mut cfg = ClientConfig::new(node_for(&m));
     cfg.tuning.credential = None;
     assert!(rt.block_on(Client::connect(cfg)).is_err());
 }

@@ -8,7 +8,7 @@ use mooncake_client::calls::MasterCalls;
 use mooncake_client::transport::{CallMode, DirectConfig, MasterChannel, Protocol};
 use mooncake_proto::frame::{self, MAGIC, MAX_FRAME};
 use mooncake_proto::{GetStatsRequest, HeartbeatRequest, ListSegmentsRequest};
-use mooncake_tests::Master;
+use mooncake_tests::{runtime, Master};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -41,14 +41,6 @@ fn client_in(port: u16, protocol: Protocol, timeout: Duration, mode: CallMode) -
     )
     .with_mode(mode);
     MasterCalls::new(ch).unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

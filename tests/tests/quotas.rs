@@ -9,7 +9,7 @@
 
 use mooncake_client::{Client, ClientConfig, ErrorCode, ReplicateConfig};
 use mooncake_common::auth::Credential;
-use mooncake_tests::{bin, http_text, store_env, value_for, Master, Store, TestDir};
+use mooncake_tests::{bin, http_text, node_for, store_env, value_for, Master, Store, TestDir};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -221,15 +221,7 @@ fn quotas_survive_a_restart_with_the_on_disk_index() {
 
 /// A client of the tenant `token` names, through the master's metadata server.
 async fn tenant_client(m: &Master, token: &str) -> Client {
-    let node = mooncake_common::config::NodeConfig {
-        master_server_address: m.addr(),
-        metadata_server: m.metadata_url(),
-        global_segment_size: 0,
-        local_buffer_size: 0,
-        local_hostname: "127.0.0.1".into(),
-        ..Default::default()
-    };
-    let mut cfg = ClientConfig::new(node);
+    let mut cfg = ClientConfig::new(node_for(m));
     cfg.tuning.credential = Some(Credential::from_token(token, "test").unwrap());
     Client::connect(cfg).await.expect("tenant client connects")
 }
