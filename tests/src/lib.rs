@@ -322,7 +322,12 @@ impl Store {
     /// (plus, when `env` has no `MOONCAKE_SHM_DIR`, a directory of its own for its
     /// segment file, removed when the `Store` is dropped).
     pub fn spawn(env: &[(String, String)]) -> Store {
-        let port = free_port();
+        Store::spawn_on(free_port(), env)
+    }
+
+    /// [`Store::spawn`] on HTTP port `port` (to start a store again as "the same
+    /// store", with the same port and `MOONCAKE_SHM_DIR`).
+    pub fn spawn_on(port: u16, env: &[(String, String)]) -> Store {
         let name = format!("store-{port}");
         let shm_dir = (!env.iter().any(|(k, _)| k == "MOONCAKE_SHM_DIR")).then(|| {
             let d = harness_shm_dir(port);
@@ -349,7 +354,12 @@ impl Store {
 
     /// Spawns and waits until `/health` answers 200 (segment mounted).
     pub fn start(env: &[(String, String)]) -> Store {
-        let s = Store::spawn(env);
+        Store::start_on(free_port(), env)
+    }
+
+    /// [`Store::start`] on HTTP port `port`.
+    pub fn start_on(port: u16, env: &[(String, String)]) -> Store {
+        let s = Store::spawn_on(port, env);
         assert!(
             s.wait_healthy(Duration::from_secs(20)),
             "store never became healthy"

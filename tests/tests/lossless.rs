@@ -7,40 +7,17 @@
 //! compared byte for byte.
 
 use mooncake_client::{Client, ReplicateConfig};
-use mooncake_tests::{bin, client, free_port, http, store_env, value_for, Master, Proc, Store};
+use mooncake_tests::{bin, client, free_port, http, store_env, value_for, Master, Store};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A store on a fixed HTTP port and shared-memory directory, so that it can be
 /// started again as "the same store".
 fn spawn_store(m: &Master, port: u16, shm: &Path, segment: &str) -> Store {
-    let name = format!("lossless-store-{port}");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(std::env::temp_dir().join(format!("{name}.log")))
-        .unwrap();
-    let child = Command::new(bin("mooncake_store"))
-        .args(["--port", &port.to_string(), "--http_host", "127.0.0.1"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .envs(store_env(m, segment))
-        .env("MOONCAKE_SHM_DIR", shm)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn mooncake_store");
-    let s = Store {
-        proc: Proc { child, name },
-        http_port: port,
-    };
-    assert!(
-        s.wait_healthy(Duration::from_secs(20)),
-        "store never became healthy"
-    );
-    s
+    let mut env = store_env(m, segment);
+    env.push(("MOONCAKE_SHM_DIR".into(), shm.display().to_string()));
+    Store::start_on(port, &env)
 }
 
 /// A segment directory that is removed when the test ends, passed or failed (the

@@ -6,9 +6,8 @@
 //! per step are printed (they are figures, not assertions).
 
 use mooncake_client::ReplicateConfig;
-use mooncake_tests::{bin, client, free_port, store_env, value_for, Master, Proc, Store};
+use mooncake_tests::{client, free_port, store_env, value_for, Master, Store};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,27 +17,12 @@ const LEN: usize = 16 * 1024;
 /// takes an acknowledged one.
 const MAX_PUTS: u64 = 2000;
 
+/// A store on a fixed HTTP port and shared-memory directory, so that it can be
+/// started again as "the same store".
 fn spawn_store(m: &Master, port: u16, shm: &Path) -> Store {
-    let name = format!("rolling-store-{port}");
-    let child = Command::new(bin("mooncake_store"))
-        .args(["--port", &port.to_string(), "--http_host", "127.0.0.1"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(store_env(m, "48mb"))
-        .env("MOONCAKE_SHM_DIR", shm)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn mooncake_store");
-    let s = Store {
-        proc: Proc { child, name },
-        http_port: port,
-    };
-    assert!(
-        s.wait_healthy(Duration::from_secs(20)),
-        "store never became healthy"
-    );
-    s
+    let mut env = store_env(m, "48mb");
+    env.push(("MOONCAKE_SHM_DIR".into(), shm.display().to_string()));
+    Store::start_on(port, &env)
 }
 
 fn dir(tag: &str) -> PathBuf {
