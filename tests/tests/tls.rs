@@ -4,9 +4,9 @@
 //! TLS files stopping the master and the client with the file named. Certificates are
 //! made with the `openssl` command in a temporary directory.
 
-use mooncake_tests::{bin, free_port, store_env, Master, Store};
+use mooncake_tests::{bin, free_port, store_env, Master, Store, TestDir};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -23,56 +23,28 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
 }
 
-/// A directory removed at drop.
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// A directory removed at drop, with the certificates a test makes in it.
+struct Dir(TestDir);
 
 impl Dir {
     fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("mc-tls-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
+        Dir(TestDir::new(&format!("tls-{tag}")))
     }
 
     fn path(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
+        self.0.path().join(name).to_string_lossy().into_owned()
     }
 
     /// A self-signed certificate for 127.0.0.1 (as `openssl req -x509` makes it: also
     /// a CA): `<name>.pem`, `<name>.key`.
     fn self_signed(&self, name: &str) {
-        openssl(
-            &self.0,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "2",
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-            ],
-        );
+        self.0.self_signed(name);
     }
 
     /// A CA: `<name>.pem`, `<name>.key`.
     fn ca(&self, name: &str) {
         openssl(
-            &self.0,
+            self.0.path(),
             &[
                 "req",
                 "-x509",
@@ -98,9 +70,9 @@ impl Dir {
         } else {
             "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n"
         };
-        std::fs::write(self.0.join(format!("{name}.ext")), ext).unwrap();
+        std::fs::write(self.0.path().join(format!("{name}.ext")), ext).unwrap();
         openssl(
-            &self.0,
+            self.0.path(),
             &[
                 "req",
                 "-newkey",
@@ -115,7 +87,7 @@ impl Dir {
             ],
         );
         openssl(
-            &self.0,
+            self.0.path(),
             &[
                 "x509",
                 "-req",
@@ -358,7 +330,7 @@ fn bad_tls_files_stop_the_master_and_the_client_naming_the_file() {
     let d = Dir::new("bad");
     d.self_signed("a");
     d.self_signed("b");
-    std::fs::write(d.0.join("empty.pem"), "no certificates here\n").unwrap();
+    std::fs::write(d.0.path().join("empty.pem"), "no certificates here\n").unwrap();
     let (a_pem, a_key, b_key) = (d.path("a.pem"), d.path("a.key"), d.path("b.key"));
     let missing = d.path("missing.pem");
     let empty = d.path("empty.pem");
