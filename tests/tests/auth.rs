@@ -29,6 +29,20 @@ fn master_with(tokens: &Path) -> Master {
     Master::start(&[&flag])
 }
 
+/// A master with [`TOKENS`] and a 64 MiB store proving the cluster token (read from a
+/// file in `dir`).
+fn master_and_store(dir: &TestDir) -> (Master, Store) {
+    let m = master_with(&dir.file("tokens", TOKENS));
+    let cluster_file = dir.file("cluster", format!("{CLUSTER}\n"));
+    let mut env = store_env(&m, "64mb");
+    env.push((
+        "MOONCAKE_AUTH_TOKEN_FILE".into(),
+        cluster_file.display().to_string(),
+    ));
+    let store = Store::start(&env);
+    (m, store)
+}
+
 fn cred(token: &str) -> Credential {
     Credential::from_token(token, "test").unwrap()
 }
@@ -207,14 +221,7 @@ fn raw_sockets_that_skip_or_fake_the_handshake_get_nothing() {
 #[test]
 fn tenants_see_only_their_own_keys_and_the_cluster_sees_all() {
     let dir = TestDir::new("auth-tenants");
-    let m = master_with(&dir.file("tokens", TOKENS));
-    let cluster_file = dir.file("cluster", format!("{CLUSTER}\n"));
-    let mut env = store_env(&m, "64mb");
-    env.push((
-        "MOONCAKE_AUTH_TOKEN_FILE".into(),
-        cluster_file.display().to_string(),
-    ));
-    let _store = Store::start(&env);
+    let (m, _store) = master_and_store(&dir);
     let rt = runtime();
     rt.block_on(async {
         let rc = ReplicateConfig::default();
@@ -282,14 +289,7 @@ fn tenants_see_only_their_own_keys_and_the_cluster_sees_all() {
 #[test]
 fn a_tenants_own_segment_holds_only_its_objects() {
     let dir = TestDir::new("auth-segments");
-    let m = master_with(&dir.file("tokens", TOKENS));
-    let cluster_file = dir.file("cluster", format!("{CLUSTER}\n"));
-    let mut env = store_env(&m, "64mb");
-    env.push((
-        "MOONCAKE_AUTH_TOKEN_FILE".into(),
-        cluster_file.display().to_string(),
-    ));
-    let _store = Store::start(&env);
+    let (m, _store) = master_and_store(&dir);
     let rt = runtime();
     rt.block_on(async {
         let rc = ReplicateConfig::default();
