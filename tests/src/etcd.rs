@@ -360,18 +360,11 @@ pub fn wait_standby_in_sync(leader: &Master, within: Duration) -> bool {
 
 /// A store's `MOONCAKE_*` settings following the leader through etcd.
 pub fn ha_store_env(endpoints: &str, segment: &str) -> Vec<(String, String)> {
-    [
-        ("MOONCAKE_MASTER", format!("etcd://{endpoints}")),
-        ("MOONCAKE_TE_META_DATA_SERVER", "P2PHANDSHAKE".to_string()),
-        ("MOONCAKE_GLOBAL_SEGMENT_SIZE", segment.to_string()),
-        ("MOONCAKE_LOCAL_BUFFER_SIZE", "4194304".to_string()),
-        ("MOONCAKE_PROTOCOL", "tcp".to_string()),
-        ("MOONCAKE_DEVICE", String::new()),
-        ("MOONCAKE_LOCAL_HOSTNAME", "127.0.0.1".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    crate::store_env_with(
+        format!("etcd://{endpoints}"),
+        "P2PHANDSHAKE".to_string(),
+        segment,
+    )
 }
 
 /// A pure client's settings (no segment, TCP, peers met by handshake) for the master

@@ -277,9 +277,19 @@ impl Master {
 
 /// The seed's store environment for a master (sizes as strings, like the manifests).
 pub fn store_env(m: &Master, segment: &str) -> Vec<(String, String)> {
+    store_env_with(m.addr(), m.metadata_url(), segment)
+}
+
+/// A store's environment for master address `master` (an address or `etcd://...`)
+/// and metadata server `metadata`.
+pub(crate) fn store_env_with(
+    master: String,
+    metadata: String,
+    segment: &str,
+) -> Vec<(String, String)> {
     [
-        ("MOONCAKE_MASTER", m.addr()),
-        ("MOONCAKE_TE_META_DATA_SERVER", m.metadata_url()),
+        ("MOONCAKE_MASTER", master),
+        ("MOONCAKE_TE_META_DATA_SERVER", metadata),
         ("MOONCAKE_GLOBAL_SEGMENT_SIZE", segment.to_string()),
         ("MOONCAKE_LOCAL_BUFFER_SIZE", "4194304".to_string()),
         ("MOONCAKE_PROTOCOL", "tcp".to_string()),
