@@ -1,9 +1,11 @@
 //! A batched put that fails in the middle: 256 keys from registered memory (so the
 //! batch goes as two pipelined halves, `MOONCAKE_PUT_PIPELINE=1`), over TCP, with one of
-//! the two stores killed just before, while the master still places objects on it. Every
-//! key gets its own result; a key reported written reads back byte for byte, a key
-//! reported failed is not visible at all (no half-written object), and the failed keys
-//! can be written again once the dead store is out of the pool.
+//! the two stores killed just before, while the master still places objects on it. The
+//! keys placed on the dead store are put again on the live one, which has room for only
+//! some of them (hard-pinned objects: nothing can be evicted for them). Every key gets
+//! its own result; a key reported written reads back byte for byte, a key reported
+//! failed is not visible at all (no half-written object), and the failed keys can be
+//! written again once a new store joins.
 
 use mooncake_client::ReplicateConfig;
 use mooncake_tests::{client, store_env, value_for, Master, Store};
@@ -19,7 +21,12 @@ async fn a_store_dying_mid_batch_leaves_no_half_visible_object() {
     std::env::set_var("MOONCAKE_PUT_PIPELINE", "1");
     let m = Master::start(&["--client_ttl", "2"]);
     let mut a = Store::start(&store_env(&m, "64mb"));
-    let _b = Store::start(&store_env(&m, "64mb"));
+    // Room for 160 of the 256 keys: not all of them can be put again here.
+    let _b = Store::start(&store_env(&m, "10mb"));
+    let pinned = ReplicateConfig {
+        with_hard_pin: true,
+        ..Default::default()
+    };
     let c = client(&m).await;
 
     let keys: Vec<String> = (0..KEYS).map(|i| format!("pipe-{i}")).collect();
@@ -31,10 +38,7 @@ async fn a_store_dying_mid_batch_leaves_no_half_visible_object() {
 
     a.proc.kill9();
     // Safety: `buf` is registered and alive for the call.
-    let results = unsafe {
-        c.batch_put_from(&keys, &bufs, &ReplicateConfig::default())
-            .await
-    };
+    let results = unsafe { c.batch_put_from(&keys, &bufs, &pinned).await };
     assert_eq!(results.len(), KEYS, "one result per key");
     let mut failed = Vec::new();
     for (k, r) in keys.iter().zip(&results) {
@@ -56,14 +60,15 @@ async fn a_store_dying_mid_batch_leaves_no_half_visible_object() {
             }
         }
     }
-    // Placement is random over both stores: both outcomes occur in one batch.
+    // The live store takes what fits; the rest fails.
     assert!(
         !failed.is_empty() && failed.len() < KEYS,
         "{} of {KEYS} keys failed; want some, not all",
         failed.len()
     );
 
-    // Once the master drops the dead store, the failed keys are free to be written.
+    // Once a store with room joins, the failed keys are free to be written.
+    let _fresh = Store::start(&store_env(&m, "64mb"));
     let t0 = Instant::now();
     let retry: Vec<(usize, usize)> = failed
         .iter()
@@ -71,10 +76,7 @@ async fn a_store_dying_mid_batch_leaves_no_half_visible_object() {
         .collect();
     loop {
         // Safety: as above.
-        let again = unsafe {
-            c.batch_put_from(&failed, &retry, &ReplicateConfig::default())
-                .await
-        };
+        let again = unsafe { c.batch_put_from(&failed, &retry, &pinned).await };
         if again.iter().all(|r| r.is_ok()) {
             break;
         }
