@@ -22,7 +22,7 @@ step "build (release)"
 cargo build --release --workspace --bins
 
 step "Rust tests (release)"
-cargo test --release --workspace
+cargo test --release --workspace --no-fail-fast
 
 step "RDMA transport logic against fake verbs (release, feature rdma)"
 cargo test --release -p mooncake-transfer --features rdma
