@@ -121,9 +121,31 @@ pub struct Etcd {
 }
 
 impl Etcd {
+    /// Starts etcd on fresh loopback ports. A port from [`free_port`] can be taken by
+    /// another process (a test running beside this one) before etcd binds it, so a
+    /// start whose etcd exits or never answers is retried on new ports (three tries).
     pub async fn start() -> Etcd {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start().await {
+                Ok(etcd) => return etcd,
+                Err(log) => last = log,
+            }
+        }
+        panic!("etcd did not start: {last}");
+    }
+
+    async fn try_start() -> Result<Etcd, String> {
         let dir = tempfile::tempdir().unwrap();
-        let (p, q) = (free_port(), free_port());
+        // Both listeners held at once: two different ports.
+        let (p, q) = {
+            let a = TcpListener::bind("127.0.0.1:0").unwrap();
+            let b = TcpListener::bind("127.0.0.1:0").unwrap();
+            (
+                a.local_addr().unwrap().port(),
+                b.local_addr().unwrap().port(),
+            )
+        };
         let client = format!("http://127.0.0.1:{p}");
         let peer = format!("http://127.0.0.1:{q}");
         let args: Vec<String> = [
@@ -144,7 +166,7 @@ impl Etcd {
         .map(|s| s.to_string())
         .collect();
         let bin = etcd_bin().expect("etcd installed (etcd_available)");
-        let proc = Proc::spawn(&bin.to_string_lossy(), &args, dir.path().join("etcd.log"));
+        let mut proc = Proc::spawn(&bin.to_string_lossy(), &args, dir.path().join("etcd.log"));
         let endpoint = format!("127.0.0.1:{p}");
         let end = Instant::now() + Duration::from_secs(20);
         loop {
@@ -158,18 +180,17 @@ impl Etcd {
             {
                 break;
             }
-            assert!(
-                Instant::now() < end,
-                "etcd did not start: {}",
-                proc.log_text()
-            );
+            let exited = proc.child.try_wait().ok().flatten().is_some();
+            if exited || Instant::now() >= end {
+                return Err(proc.log_text());
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Etcd {
+        Ok(Etcd {
             endpoint,
             _proc: proc,
             _dir: dir,
-        }
+        })
     }
 }
 
