@@ -678,15 +678,7 @@ async fn a_tenants_objects_on_ssd_are_its_disk_bytes_apart_from_its_memory_quota
     env.push(("MOONCAKE_AUTH_TOKEN".into(), TIER_CLUSTER.into()));
     let _store = start_store(&m, &env, free_port(), "");
     let c = {
-        let node = mooncake_common::config::NodeConfig {
-            master_server_address: m.addr(),
-            metadata_server: m.metadata_url(),
-            global_segment_size: 0,
-            local_buffer_size: 0,
-            local_hostname: "127.0.0.1".into(),
-            ..Default::default()
-        };
-        let mut cfg = mooncake_client::ClientConfig::new(node);
+        let mut cfg = mooncake_client::ClientConfig::new(mooncake_tests::node_for(&m));
         cfg.tuning.credential =
             Some(mooncake_common::auth::Credential::from_token(TIER_ALPHA, "test").unwrap());
         Client::connect(cfg).await.expect("alpha's client connects")
