@@ -38,20 +38,20 @@ impl Client {
         rc: &ReplicateConfig,
         upsert: bool,
     ) -> Vec<Result<()>> {
-        let sources: Vec<Option<Bufs>> = items.iter().map(|i| i.as_ref().ok().cloned()).collect();
         let mut unreachable = Vec::new();
         // Safety: forwarded from the caller.
         let mut results =
-            unsafe { self.write_once(rpc, keys, items, rc, upsert, &mut unreachable) }.await;
+            unsafe { self.write_once(rpc, keys, &items, rc, upsert, &mut unreachable) }.await;
         if unreachable.is_empty() {
             return results;
         }
+        // Only the keys retried are copied (the first pass borrows every source).
         let again: Vec<(usize, Bufs)> = results
             .iter()
-            .zip(sources)
+            .zip(&items)
             .enumerate()
-            .filter_map(|(i, (r, src))| match r {
-                Err(e) if unreachable_code(e.code) => src.map(|b| (i, b)),
+            .filter_map(|(i, (r, src))| match (r, src) {
+                (Err(e), Ok(b)) if unreachable_code(e.code) => Some((i, b.clone())),
                 _ => None,
             })
             .collect();
@@ -69,7 +69,7 @@ impl Client {
         let mut ignored = Vec::new();
         // Safety: forwarded from the caller.
         let retried =
-            unsafe { self.write_once(rpc, &keys2, items2, &avoid, upsert, &mut ignored) }.await;
+            unsafe { self.write_once(rpc, &keys2, &items2, &avoid, upsert, &mut ignored) }.await;
         for (i, r) in pos.into_iter().zip(retried) {
             if r.is_ok() {
                 results[i] = r;
@@ -87,7 +87,7 @@ impl Client {
         &self,
         rpc: &MasterRpc,
         keys: &[String],
-        items: Vec<Result<Bufs>>,
+        items: &[Result<Bufs>],
         rc: &ReplicateConfig,
         upsert: bool,
         unreachable: &mut Vec<String>,
@@ -98,7 +98,10 @@ impl Client {
         let mut results: Vec<Result<()>> = Vec::with_capacity(keys.len());
         let mut todo = Vec::new(); // indices going to the master
         for (i, (key, item)) in keys.iter().zip(items).enumerate() {
-            let checked = self.ensure_open().and_then(|_| check_key(key)).and(item);
+            let checked = self
+                .ensure_open()
+                .and_then(|_| check_key(key))
+                .and(item.as_ref().map_err(Clone::clone));
             match checked {
                 Ok(b) => {
                     let size: u64 = b.iter().map(|(_, l)| *l as u64).sum();
@@ -291,7 +294,7 @@ fn unreachable_code(code: ErrorCode) -> bool {
 
 fn fill(
     mut results: Vec<Result<()>>,
-    todo: &[(usize, Bufs, u64)],
+    todo: &[(usize, &Bufs, u64)],
     e: MooncakeError,
 ) -> Vec<Result<()>> {
     for (i, _, _) in todo {
