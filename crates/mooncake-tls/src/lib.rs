@@ -4,8 +4,8 @@
 //! - [`load`] turns PEM files into rustls configurations, with an error naming the file
 //!   for whatever is wrong with it (missing, unreadable, no certificate, no key, a key
 //!   that does not match its certificate, a CA file without certificates);
-//! - [`reload`] reads a certificate and key again when their files change, so a
-//!   renewed certificate needs no restart (the CA files are read once);
+//! - [`reload`] reads a certificate and key, and the CA files, again when they
+//!   change, so a renewed certificate or a rotated CA needs no restart;
 //! - [`config`] reads the client side from the environment (`MOONCAKE_TLS_CA_FILE`,
 //!   `MOONCAKE_TLS_CERT_FILE`, `MOONCAKE_TLS_KEY_FILE`) once per process;
 //! - [`Stream`] is a TCP connection that is plain or TLS, so that a server or client

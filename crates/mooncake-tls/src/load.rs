@@ -3,9 +3,11 @@
 
 use crate::errors::TlsError;
 use crate::reload::ReloadingIdentity;
-use crate::verify::{ClientVerifier, ServerVerifier};
+use crate::reload::Watched;
+use crate::verify::{ClientVerifier, ServerVerifier, Trust};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
@@ -107,9 +109,39 @@ fn identity(cert: &Path, key: &Path) -> Result<Arc<rustls::sign::CertifiedKey>, 
     Ok(Arc::new(certified))
 }
 
+/// The server side's check of client certificates against the CA file, read again
+/// when it changes.
+fn client_trust(ca: &Path) -> Result<Arc<Trust<dyn ClientCertVerifier>>, TlsError> {
+    let (roots, trusted) = roots(ca)?;
+    let inner: Arc<dyn ClientCertVerifier> =
+        WebPkiClientVerifier::builder_with_provider(roots, provider())
+            .build()
+            .map_err(|e| content("CA", ca, e))?;
+    Ok(Arc::new(Trust { inner, trusted }))
+}
+
+/// The client side's check of the server's certificate against the CA file.
+fn server_trust(ca: &Path) -> Result<Arc<Trust<WebPkiServerVerifier>>, TlsError> {
+    let (roots, trusted) = roots(ca)?;
+    let inner = WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| content("CA", ca, e))?;
+    Ok(Arc::new(Trust { inner, trusted }))
+}
+
+/// `make(ca)`, made again when the CA file changes.
+fn watched<T: Clone + 'static>(
+    ca: &Path,
+    make: fn(&Path) -> Result<T, TlsError>,
+) -> Result<Watched<T>, TlsError> {
+    let path = ca.to_path_buf();
+    Watched::new("CA", vec![path.clone()], move || make(&path))
+}
+
 /// A server's configuration: its certificate chain and key (read again when the
 /// files change, see `reload`), and with `client_ca` a requirement that clients
-/// present a certificate that CA signed. The server sends no session tickets: a
+/// present a certificate that CA signed (the CA file is read again when it changes
+/// too). The server sends no session tickets: a
 /// client's idle check looks for bytes nobody asked for.
 pub fn server_config(
     cert: &Path,
@@ -122,13 +154,9 @@ pub fn server_config(
         .map_err(|e| TlsError::Settings(e.to_string()))?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let (roots, trusted) = roots(ca)?;
-            let inner = WebPkiClientVerifier::builder_with_provider(roots, provider())
-                .build()
-                .map_err(|e| content("CA", ca, e))?;
-            builder.with_client_cert_verifier(Arc::new(ClientVerifier { inner, trusted }))
-        }
+        Some(ca) => builder.with_client_cert_verifier(Arc::new(ClientVerifier {
+            ca: watched(ca, client_trust)?,
+        })),
     };
     let mut cfg = builder.with_cert_resolver(resolver);
     cfg.send_tls13_tickets = 0;
@@ -137,20 +165,19 @@ pub fn server_config(
 
 /// A client's configuration: the CA the server's certificate must chain to, and
 /// optionally the client's own certificate and key (`(cert, key)`) for mutual TLS,
-/// read again when their files change.
+/// read again when their files change (the CA file too).
 pub fn client_config(
     ca: &Path,
     identity_files: Option<(&Path, &Path)>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let (roots, trusted) = roots(ca)?;
-    let inner = WebPkiServerVerifier::builder_with_provider(roots, provider())
-        .build()
-        .map_err(|e| content("CA", ca, e))?;
+    let verifier = ServerVerifier {
+        ca: watched(ca, server_trust)?,
+    };
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Settings(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ServerVerifier { inner, trusted }));
+        .with_custom_certificate_verifier(Arc::new(verifier));
     let cfg = match identity_files {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => builder

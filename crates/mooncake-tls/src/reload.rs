@@ -1,11 +1,15 @@
-//! A certificate and key that are read again when their files change, so that a
-//! renewed certificate is presented without a restart.
+//! Files that are read again when they change, so that a renewed certificate or a
+//! rotated CA takes effect without a restart.
 //!
-//! Every handshake asks the resolver for the identity; at most once per [`POLL`] it
-//! looks at the files' modification times, and when either changed it reads both
-//! again. A pair that does not load (a key written before its certificate, a
-//! truncated file) keeps the last good identity and is logged once per change;
-//! connections already open keep the certificate they were made with.
+//! Every handshake asks for what is in force; at most once per [`POLL`] that looks at
+//! the files' modification times, and when any changed it loads them again. Files
+//! that do not load (a key written before its certificate, a truncated CA file) keep
+//! the last good contents and are logged once per change; connections already open
+//! keep what they were made with.
+//!
+//! [`ReloadingIdentity`] is a certificate and its key (what a server or client
+//! presents); the CA files (what a peer's certificate must chain to) are watched the
+//! same way by the verifiers in `verify`.
 
 use crate::errors::TlsError;
 use rustls::client::ResolvesClientCert;
@@ -19,20 +23,79 @@ use std::time::{Duration, Instant, SystemTime};
 /// How often the files' modification times are looked at (on a handshake).
 pub const POLL: Duration = Duration::from_secs(1);
 
-type Stamp = (Option<SystemTime>, Option<SystemTime>);
-
-struct State {
-    stamp: Stamp,
+struct State<T> {
+    stamp: Vec<Option<SystemTime>>,
     checked: Instant,
-    current: Arc<CertifiedKey>,
+    current: T,
+}
+
+type Loader<T> = Box<dyn Fn() -> Result<T, TlsError> + Send + Sync>;
+
+/// What `load` makes of `paths`, made again when any of them changes.
+pub(crate) struct Watched<T> {
+    paths: Vec<PathBuf>,
+    /// What the files are, for the log ("certificate", "CA").
+    what: &'static str,
+    load: Loader<T>,
+    state: Mutex<State<T>>,
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+impl<T: Clone> Watched<T> {
+    /// Loads once; an error here is the caller's to report (a process does not start
+    /// with files it cannot use).
+    pub(crate) fn new(
+        what: &'static str,
+        paths: Vec<PathBuf>,
+        load: impl Fn() -> Result<T, TlsError> + Send + Sync + 'static,
+    ) -> Result<Self, TlsError> {
+        let stamp = paths.iter().map(|p| mtime(p)).collect();
+        let current = load()?;
+        Ok(Self {
+            paths,
+            what,
+            load: Box::new(load),
+            state: Mutex::new(State {
+                stamp,
+                checked: Instant::now(),
+                current,
+            }),
+        })
+    }
+
+    /// What is in force, loaded again first if the files changed (looked at no more
+    /// than once per [`POLL`]).
+    pub(crate) fn current(&self) -> T {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.checked.elapsed() >= POLL {
+            st.checked = Instant::now();
+            let stamp: Vec<_> = self.paths.iter().map(|p| mtime(p)).collect();
+            if stamp != st.stamp {
+                st.stamp = stamp;
+                match (self.load)() {
+                    Ok(v) => {
+                        st.current = v;
+                        tracing::info!(file = %self.paths[0].display(), "TLS: {} reloaded", self.what);
+                    }
+                    Err(e) => tracing::warn!(
+                        "TLS: {e}; keeping the {} loaded before (it is read again when the files change)",
+                        self.what
+                    ),
+                }
+            }
+        }
+        st.current.clone()
+    }
 }
 
 /// The identity in `cert` and `key`, re-read when they change.
 pub struct ReloadingIdentity {
     cert: PathBuf,
     key: PathBuf,
-    load: fn(&Path, &Path) -> Result<Arc<CertifiedKey>, TlsError>,
-    state: Mutex<State>,
+    inner: Watched<Arc<CertifiedKey>>,
 }
 
 impl std::fmt::Debug for ReloadingIdentity {
@@ -44,10 +107,6 @@ impl std::fmt::Debug for ReloadingIdentity {
     }
 }
 
-fn mtime(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
-}
-
 impl ReloadingIdentity {
     /// Loads the pair once with `load`; an error here is the caller's to report (a
     /// process does not start with files it cannot use).
@@ -56,41 +115,21 @@ impl ReloadingIdentity {
         key: &Path,
         load: fn(&Path, &Path) -> Result<Arc<CertifiedKey>, TlsError>,
     ) -> Result<Self, TlsError> {
-        let stamp = (mtime(cert), mtime(key));
-        let current = load(cert, key)?;
+        let (c, k) = (cert.to_path_buf(), key.to_path_buf());
+        let inner = Watched::new("certificate", vec![c.clone(), k.clone()], move || {
+            load(&c, &k)
+        })?;
         Ok(Self {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            load,
-            state: Mutex::new(State {
-                stamp,
-                checked: Instant::now(),
-                current,
-            }),
+            inner,
         })
     }
 
     /// The identity in force, read again first if the files changed (looked at no
     /// more than once per [`POLL`]).
     pub fn current(&self) -> Arc<CertifiedKey> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.checked.elapsed() >= POLL {
-            st.checked = Instant::now();
-            let stamp = (mtime(&self.cert), mtime(&self.key));
-            if stamp != st.stamp {
-                st.stamp = stamp;
-                match (self.load)(&self.cert, &self.key) {
-                    Ok(k) => {
-                        st.current = k;
-                        tracing::info!(cert = %self.cert.display(), "TLS: certificate reloaded");
-                    }
-                    Err(e) => tracing::warn!(
-                        "TLS: {e}; keeping the certificate loaded before (it is read again when the files change)"
-                    ),
-                }
-            }
-        }
-        st.current.clone()
+        self.inner.current()
     }
 }
 

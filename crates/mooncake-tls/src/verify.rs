@@ -4,7 +4,13 @@
 //! a server's or client's own, so "trust this certificate" (the CA file holding the
 //! very certificate the peer presents) would otherwise fail. Such an exact match is
 //! accepted as pinned: the peer still proves it holds the key in the handshake.
+//!
+//! The CA file is watched (`reload`): a rotated CA is in force for the next
+//! handshake, and one that does not load keeps the CA before. A server therefore
+//! names no CAs in its certificate request (the names would go stale with a rotation):
+//! clients send their one certificate, and the check is the verifier's.
 
+use crate::reload::Watched;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -16,10 +22,20 @@ fn pinned(trusted: &[CertificateDer<'static>], end_entity: &CertificateDer<'_>) 
     trusted.iter().any(|c| c.as_ref() == end_entity.as_ref())
 }
 
-#[derive(Debug)]
-pub(crate) struct ServerVerifier {
-    pub(crate) inner: Arc<WebPkiServerVerifier>,
+/// A CA file's verifier and certificates, as loaded at one time.
+pub(crate) struct Trust<V: ?Sized> {
+    pub(crate) inner: Arc<V>,
     pub(crate) trusted: Vec<CertificateDer<'static>>,
+}
+
+pub(crate) struct ServerVerifier {
+    pub(crate) ca: Watched<Arc<Trust<WebPkiServerVerifier>>>,
+}
+
+impl std::fmt::Debug for ServerVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerVerifier")
+    }
 }
 
 impl ServerCertVerifier for ServerVerifier {
@@ -31,14 +47,15 @@ impl ServerCertVerifier for ServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        match self.inner.verify_server_cert(
+        let ca = self.ca.current();
+        match ca.inner.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
             ocsp_response,
             now,
         ) {
-            Err(_) if pinned(&self.trusted, end_entity) => Ok(ServerCertVerified::assertion()),
+            Err(_) if pinned(&ca.trusted, end_entity) => Ok(ServerCertVerified::assertion()),
             r => r,
         }
     }
@@ -49,7 +66,10 @@ impl ServerCertVerifier for ServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.ca
+            .current()
+            .inner
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -58,18 +78,25 @@ impl ServerCertVerifier for ServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.ca
+            .current()
+            .inner
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.ca.current().inner.supported_verify_schemes()
     }
 }
 
-#[derive(Debug)]
 pub(crate) struct ClientVerifier {
-    pub(crate) inner: Arc<dyn ClientCertVerifier>,
-    pub(crate) trusted: Vec<CertificateDer<'static>>,
+    pub(crate) ca: Watched<Arc<Trust<dyn ClientCertVerifier>>>,
+}
+
+impl std::fmt::Debug for ClientVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientVerifier")
+    }
 }
 
 impl ClientCertVerifier for ClientVerifier {
@@ -82,7 +109,7 @@ impl ClientCertVerifier for ClientVerifier {
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        &[]
     }
 
     fn verify_client_cert(
@@ -91,11 +118,9 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        match self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)
-        {
-            Err(_) if pinned(&self.trusted, end_entity) => Ok(ClientCertVerified::assertion()),
+        let ca = self.ca.current();
+        match ca.inner.verify_client_cert(end_entity, intermediates, now) {
+            Err(_) if pinned(&ca.trusted, end_entity) => Ok(ClientCertVerified::assertion()),
             r => r,
         }
     }
@@ -106,7 +131,10 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.ca
+            .current()
+            .inner
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -115,10 +143,13 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.ca
+            .current()
+            .inner
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.ca.current().inner.supported_verify_schemes()
     }
 }
