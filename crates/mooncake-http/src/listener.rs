@@ -124,7 +124,10 @@ async fn admit(permits: &Arc<Semaphore>, table: &ConnTable) -> Option<OwnedSemap
 }
 
 /// The server side of a TLS handshake within the header timeout; `None` when it
-/// failed, timed out or the connection was told to give way.
+/// failed, timed out or the connection was told to give way. A client whose first
+/// byte is not a TLS handshake record is answered in plain HTTP, 400 with the reason
+/// (an `http://` URL for an `https://` port), rather than with a TLS alert it cannot
+/// read.
 async fn handshake(
     tls: &Acceptor,
     stream: TcpStream,
@@ -132,8 +135,20 @@ async fn handshake(
     limits: Limits,
 ) -> Option<Stream> {
     let peer = stream.peer_addr().ok();
+    let run = async {
+        let mut first = [0u8; 1];
+        let n = stream.peek(&mut first).await?;
+        if n == 1 && first[0] != mooncake_tls::HANDSHAKE_RECORD {
+            refuse_plaintext(stream).await;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a plain HTTP request on this HTTPS port (answered 400)",
+            ));
+        }
+        tls.accept(stream).await
+    };
     tokio::select! {
-        r = tokio::time::timeout(limits.header_timeout, tls.accept(stream)) => match r {
+        r = tokio::time::timeout(limits.header_timeout, run) => match r {
             Ok(Ok(s)) => Some(s),
             Ok(Err(e)) => {
                 tracing::debug!(?peer, error = %e, "HTTPS handshake failed");
@@ -146,6 +161,35 @@ async fn handshake(
         },
         _ = reg.slot.evict.notified() => None,
     }
+}
+
+/// What a plain HTTP client on an HTTPS port is told.
+const PLAINTEXT_REFUSAL: &str = "this port serves HTTPS only: use an https:// URL\n";
+
+/// Answers a plaintext client 400 and closes. The request is read (up to 64 KiB, for
+/// a second at most) after the answer is sent, so that closing with it unread does
+/// not reset the connection before the client has read the answer.
+async fn refuse_plaintext(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{PLAINTEXT_REFUSAL}",
+        PLAINTEXT_REFUSAL.len()
+    );
+    if stream.write_all(answer.as_bytes()).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0usize;
+        while total < 64 << 10 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// Serves one connection until it closes, is evicted, or drains at shutdown.
