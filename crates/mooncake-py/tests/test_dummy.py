@@ -163,6 +163,19 @@ def test_every_other_call_is_forwarded(dummy, store, keyspace):
     assert store.is_exist(c) == 0 and store.is_exist(d) == 1
 
 
+def test_location_cache_stats_are_the_real_clients(dummy, keyspace):
+    k = keyspace("cached")
+    s0 = dummy.location_cache_stats()
+    assert set(s0) == {"hits", "misses", "stale", "entries"}
+    assert dummy.put(k, b"v" * 4096) == 0
+    s1 = dummy.location_cache_stats()
+    assert s1["entries"] == s0["entries"] + 1, "the real client's put remembers its location"
+    for _ in range(3):
+        assert dummy.get(k) == b"v" * 4096
+    s2 = dummy.location_cache_stats()
+    assert s2["hits"] + s2["misses"] + s2["stale"] >= s1["hits"] + s1["misses"] + s1["stale"] + 3
+
+
 def test_a_dead_real_client_fails_at_once_and_recovers(make_cluster, tmp_path, pool, keyspace):
     # A private cluster: the killed client's segment stays mounted at the master until
     # its heartbeats run out, and puts placed on it meanwhile fail; on the shared

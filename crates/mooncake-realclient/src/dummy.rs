@@ -526,6 +526,20 @@ impl DummyClient {
         }
     }
 
+    /// The real client's location cache counters (shared by every dummy attached to
+    /// it); `None` when it cannot be asked (gone, or too old to know the call).
+    pub fn location_cache_stats(&self) -> Option<mooncake_client::LocationCacheStats> {
+        let a = self.call(&[ops::LOCATION_STATS]).ok()?;
+        let mut d = Dec::new(&a);
+        let st = mooncake_client::LocationCacheStats {
+            hits: d.u64().ok()?,
+            misses: d.u64().ok()?,
+            stale: d.u64().ok()?,
+            entries: d.u64().ok()?,
+        };
+        Some(st)
+    }
+
     /// Per key: the object's size and its replicas, or a code.
     pub fn replica_descs(&self, keys: &[String]) -> Vec<Result<(u64, Vec<ReplicaView>)>> {
         let mut e = Enc::new(ops::REPLICA_DESC);

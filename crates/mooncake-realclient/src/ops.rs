@@ -44,6 +44,9 @@ pub const HEALTH: u8 = 30;
 /// `strs keys` -> `n x (i32 code, u64 size, m, m x replica)`, a replica being
 /// `str segment, str endpoint, u64 address, u64 size`.
 pub const REPLICA_DESC: u8 = 31;
+/// -> `u64 hits, u64 misses, u64 stale, u64 entries`: the real client's location
+/// cache, which serves every dummy attached to it.
+pub const LOCATION_STATS: u8 = 32;
 
 /// Unknown op, or a request the server could not read.
 pub const ANSWER_MALFORMED: i32 = -600;

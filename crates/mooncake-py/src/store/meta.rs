@@ -157,16 +157,21 @@ impl NativeStore {
     }
 
     /// The location cache's counters (`hits`, `misses`, `stale`, `entries`); empty
-    /// before `setup()`, after `close()`, and for a dummy store (the cache lives in
-    /// the real client it forwards to).
-    pub(super) fn location_cache_stats_impl(&self) -> HashMap<&'static str, u64> {
-        if self.dummy().is_some() {
-            return HashMap::new();
-        }
-        let Ok(s) = self.session() else {
-            return HashMap::new();
+    /// before `setup()` and after `close()`. A dummy store answers the real client's
+    /// (the cache lives there and serves every dummy attached to it); empty when the
+    /// real client cannot be asked.
+    pub(super) fn location_cache_stats_impl(&self, py: Python<'_>) -> HashMap<&'static str, u64> {
+        let st = if let Some(d) = self.dummy() {
+            match py.detach(|| d.location_cache_stats()) {
+                Some(st) => st,
+                None => return HashMap::new(),
+            }
+        } else {
+            let Ok(s) = self.session() else {
+                return HashMap::new();
+            };
+            s.client.location_cache_stats()
         };
-        let st = s.client.location_cache_stats();
         HashMap::from([
             ("hits", st.hits),
             ("misses", st.misses),

@@ -517,8 +517,8 @@ impl NativeStore {
     /// read, one round trip), `misses` (nothing remembered: the read waited for the
     /// lookup), `stale` (the remembered location was refused and read again) and
     /// `entries` (locations remembered now).
-    fn location_cache_stats(&self) -> std::collections::HashMap<&'static str, u64> {
-        self.location_cache_stats_impl()
+    fn location_cache_stats(&self, py: Python<'_>) -> std::collections::HashMap<&'static str, u64> {
+        self.location_cache_stats_impl(py)
     }
 
     fn health_check(&self, py: Python<'_>) -> i32 {

@@ -299,6 +299,11 @@ pub(super) fn handle(
             d.end()?;
             e.i32(rt.block_on(c.health()) as i32);
         }
+        ops::LOCATION_STATS => {
+            d.end()?;
+            let st = c.location_cache_stats();
+            e.u64(st.hits).u64(st.misses).u64(st.stale).u64(st.entries);
+        }
         ops::REPLICA_DESC => {
             let keys = d.strs()?;
             d.end()?;
