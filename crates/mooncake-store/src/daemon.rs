@@ -16,6 +16,15 @@ use tokio::signal::unix::{signal, SignalKind};
 /// Runs the daemon until a signal; returns the process exit code. `ready_file` is
 /// written with the store's hostname once the segment is mounted, and removed at exit.
 pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>) -> i32 {
+    // Before anything starts: a REST port that cannot serve what was asked for stops
+    // the store with the variable or file named.
+    let tls = match crate::http::tls_from_env() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mooncake_store: {e}");
+            return 1;
+        }
+    };
     let mut cfg = ClientConfig::new(node);
     cfg.tuning.hugepages |= args.hugepages;
     // What the next run of this store is recognised by (module docs).
@@ -61,7 +70,8 @@ pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>)
         }
     };
     if let Ok(a) = listener.local_addr() {
-        tracing::info!("REST API listening on {a}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("REST API listening on {scheme}://{a}");
     }
     // The REST API answers only to the token this store proves to the master.
     let cred = mooncake_common::config::credential_from_env()
@@ -73,7 +83,7 @@ pub async fn run(args: StoreArgs, node: NodeConfig, ready_file: Option<PathBuf>)
         let stop = async move {
             let _ = stop_rx.await;
         };
-        let _ = crate::http::serve(listener, app, stop).await;
+        let _ = crate::http::serve_tls(listener, app, stop, tls).await;
     });
     let code = tokio::select! {
         r = crate::waiting::wait_mounted(&client, &master_addr, args.max_wait(), ready_file.as_deref()) => match r {

@@ -12,6 +12,16 @@
 //! to requests with `Authorization: Bearer <that token>` ([`protect`]); `/health` and
 //! `/metrics` stay open for probes and scrapers. Anyone who can reach the port could
 //! otherwise read every object or `DELETE /api/remove_all`.
+//!
+//! With `MOONCAKE_REST_TLS=1` ([`tls_from_env`]) the port serves HTTPS only, with the
+//! certificate and key the store already holds (`MOONCAKE_TLS_CERT_FILE`,
+//! `MOONCAKE_TLS_KEY_FILE`, read again when they change) and the listener the
+//! master's HTTP ports use. It asks callers for no certificate, `MOONCAKE_TLS_CA_FILE`
+//! or not: the REST API's gate is the bearer token, and its callers (probes,
+//! scrapers, an operator's `curl`) carry none. The switch is its own rather than
+//! "a certificate is set", because that certificate was already this store's identity
+//! towards the master and its peers: having one must not move the probes of a running
+//! deployment to HTTPS.
 
 pub use mooncake_http::Limits;
 
@@ -51,7 +61,49 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    mooncake_http::serve(listener, app, shutdown, LIMITS).await
+    serve_tls(listener, app, shutdown, None).await
+}
+
+/// [`serve`], HTTPS only when `tls` is given ([`tls_from_env`]).
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    tls: Option<mooncake_http::Acceptor>,
+) -> std::io::Result<()> {
+    mooncake_http::serve_tls(listener, app, shutdown, LIMITS, tls).await
+}
+
+/// Turns HTTPS on for the REST port (`1`; `0` or unset: plain HTTP).
+pub const TLS_ENV: &str = "MOONCAKE_REST_TLS";
+
+/// Whether a [`TLS_ENV`] value turns HTTPS on; anything but a yes or a no is an
+/// error naming the variable (a typo must not silently mean plaintext).
+pub fn parse_tls_switch(value: Option<&str>) -> Result<bool, String> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "0" | "false" | "no" | "off") => Ok(false),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some(other) => Err(format!("{TLS_ENV}={other:?}: expected 1 or 0")),
+    }
+}
+
+/// The REST port's TLS as the environment asks for it: `None` unless [`TLS_ENV`] is
+/// on; then the store's certificate and key (`MOONCAKE_TLS_CERT_FILE`,
+/// `MOONCAKE_TLS_KEY_FILE`), both required. The error names the variable or file.
+pub fn tls_from_env() -> Result<Option<mooncake_http::Acceptor>, String> {
+    use mooncake_tls::config::{ClientFiles, CERT_FILE_ENV, KEY_FILE_ENV};
+    if !parse_tls_switch(std::env::var(TLS_ENV).ok().as_deref())? {
+        return Ok(None);
+    }
+    let files = ClientFiles::from_env();
+    let (Some(cert), Some(key)) = (&files.cert, &files.key) else {
+        return Err(format!(
+            "{TLS_ENV}=1 needs {CERT_FILE_ENV} and {KEY_FILE_ENV} (the certificate and key the REST port presents)"
+        ));
+    };
+    let cfg = mooncake_tls::server_config(cert, key, None)
+        .map_err(|e| format!("REST port ({TLS_ENV}=1): {e}"))?;
+    Ok(Some(mooncake_http::Acceptor::new(cfg)))
 }
 
 /// Paths served without a token.
@@ -202,5 +254,22 @@ async fn api_remove_all(State(c): State<Client>) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("RemoveAll operation failed: {e}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tls_switch_is_a_yes_or_a_no_and_a_typo_is_named() {
+        for v in [None, Some(""), Some("0"), Some("off"), Some("No")] {
+            assert_eq!(parse_tls_switch(v), Ok(false), "{v:?}");
+        }
+        for v in ["1", "true", "YES", " on "] {
+            assert_eq!(parse_tls_switch(Some(v)), Ok(true), "{v:?}");
+        }
+        let e = parse_tls_switch(Some("htps")).unwrap_err();
+        assert!(e.contains(TLS_ENV), "{e}");
     }
 }
