@@ -1,8 +1,9 @@
 //! How the tier reads its file: page cache first, without waiting; O_DIRECT otherwise.
 //!
-//! A read first asks the page cache for the bytes with `preadv2(RWF_NOWAIT)`: a range
-//! the cache holds whole (a record written or read lately) is a memory copy, faster
-//! than any disk read. A range it does not hold is read with O_DIRECT into an aligned
+//! A read first asks whether the page cache holds the bytes (`cachestat`, which reads
+//! nothing) and takes them from it with `preadv2(RWF_NOWAIT)`: a range the cache holds
+//! whole (a record written or read lately) is a memory copy, faster than any disk
+//! read. A range it does not hold is read with O_DIRECT into an aligned
 //! buffer: no readahead of bytes nobody asked for, no copy through the page cache, and
 //! no filling the cache (and pushing DRAM objects' memory out) with records that are
 //! read once. The buffer is kept for the next read (no page faults on a fresh
@@ -13,6 +14,8 @@ use parking_lot::Mutex;
 use std::alloc::Layout;
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::OnceLock;
 
 /// O_DIRECT's alignment of offsets, lengths and buffers (the largest logical block
 /// size in use; 512-byte devices accept it too).
@@ -98,6 +101,83 @@ pub enum ReadPath {
     Direct,
     /// A plain `pread` (O_DIRECT unavailable on this file system, or refused).
     Buffered,
+}
+
+/// `cachestat(2)`'s number, the same on every architecture (Linux 6.5).
+const SYS_CACHESTAT: libc::c_long = 451;
+/// Set once the kernel has refused `cachestat` (older than 6.5, or filtered).
+static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
+
+/// Whether the page cache holds every page of `[offset, offset+len)`, asked without
+/// reading anything (`cachestat`); `None` where the kernel cannot tell.
+///
+/// A `preadv2(RWF_NOWAIT)` cannot be the question: before it answers EAGAIN for pages
+/// the cache lacks it starts readahead of them (up to the device's `read_ahead_kb`,
+/// megabytes), so a miss that is then read with O_DIRECT was read from the device
+/// twice, once into the cache nobody reads from. Asking first keeps a miss at one
+/// device read.
+pub fn cached_whole(f: &File, offset: u64, len: usize) -> Option<bool> {
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    if len == 0 {
+        return Some(true);
+    }
+    if NO_CACHESTAT.load(Relaxed) {
+        return None;
+    }
+    let range = Range {
+        off: offset,
+        len: len as u64,
+    };
+    let mut st = Stat::default();
+    // SAFETY: both structs are the kernel's layout and live across the call.
+    let r = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            f.as_raw_fd(),
+            &range as *const Range,
+            &mut st as *mut Stat,
+            0u32,
+        )
+    };
+    if r != 0 {
+        if matches!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOSYS | libc::EPERM | libc::EOPNOTSUPP)
+        ) {
+            NO_CACHESTAT.store(true, Relaxed);
+        }
+        return None;
+    }
+    // The kernel counts whole pages: every page the range touches.
+    let page = page_size();
+    let pages = (offset + len as u64 - 1) / page - offset / page + 1;
+    Some(st.nr_cache >= pages)
+}
+
+fn page_size() -> u64 {
+    static PAGE: OnceLock<u64> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if p > 0 {
+            p as u64
+        } else {
+            4096
+        }
+    })
 }
 
 /// Reads `len` bytes at `offset` of the file into `buf` (at least `len` bytes) from

@@ -323,10 +323,16 @@ impl DiskTier {
         let span_len = (span_end - span_start) as usize;
         let at = rec.value_offset() + span_start;
         let mut buf = io::AlignedBuf::take(span_len);
-        let read = match io::read_cached(&self.data, &mut buf, at, span_len) {
-            Some(n) if n == span_len => Ok(0),
-            _ if cached_only => return Err(None),
-            _ => match &self.direct {
+        // Asked before it is read: a NOWAIT read of a miss would start readahead of
+        // bytes that are then read again with O_DIRECT (see `io::cached_whole`).
+        let cached = io::cached_whole(&self.data, at, span_len) != Some(false)
+            && io::read_cached(&self.data, &mut buf, at, span_len) == Some(span_len);
+        let read = if cached {
+            Ok(0)
+        } else if cached_only {
+            return Err(None);
+        } else {
+            match &self.direct {
                 Some(d) => match io::read_direct(d, &mut buf, at, span_len) {
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                         io::read_buffered(&self.data, &mut buf, at, span_len).map(|_| 0)
@@ -334,7 +340,7 @@ impl DiskTier {
                     r => r,
                 },
                 None => io::read_buffered(&self.data, &mut buf, at, span_len).map(|_| 0),
-            },
+            }
         };
         let from = match read {
             Ok(from) => from,

@@ -317,6 +317,31 @@ fn a_cached_only_read_answers_from_the_page_cache_or_not_at_all() {
     assert_eq!(t.read_value(r.value_offset, v.len() as u64).unwrap(), v);
 }
 
+/// A record the page cache does not hold is read from the device once: asking the
+/// cache first starts no readahead, and the O_DIRECT read leaves nothing behind (a
+/// NOWAIT read of the miss used to pull the whole record and more into the cache
+/// before it was read again with O_DIRECT).
+#[test]
+fn a_read_from_the_device_does_not_fill_the_page_cache() {
+    let d = tempfile::tempdir().unwrap();
+    let t = DiskTier::open(&cfg(d.path(), 8 << 20)).unwrap();
+    let v = value(1 << 20, 4);
+    let r = t.write(8192, "big", 1, &v).unwrap();
+    let span = (r.value_offset, v.len());
+    let Some(true) = io::cached_whole(&t.data, span.0, span.1) else {
+        return; // no cachestat on this kernel: nothing to tell the paths apart with
+    };
+    if t.direct.is_none() {
+        return; // no O_DIRECT here (tmpfs): reads go through the cache on purpose
+    }
+    drop_cached(&t);
+    assert_eq!(io::cached_whole(&t.data, span.0, span.1), Some(false));
+    assert!(t.read_bytes_cached(span.0, span.1 as u64).is_none());
+    let b = t.read_bytes(span.0, span.1 as u64).unwrap();
+    assert_eq!(b.as_ref(), &v[..]);
+    assert_eq!(io::cached_whole(&t.data, span.0, span.1), Some(false));
+}
+
 /// The figures an owner reports (objects, value bytes) follow every write, overwrite,
 /// discard and reopen without a walk over the records.
 #[test]
