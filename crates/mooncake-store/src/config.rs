@@ -15,7 +15,8 @@ use std::time::Duration;
     about = "Mooncake store daemon: contributes memory to the pool"
 )]
 pub struct StoreArgs {
-    /// HTTP port for /health and the REST API (0 = any free port).
+    /// HTTP port for /health and the REST API (0 = any free port; HTTPS only with
+    /// MOONCAKE_REST_TLS=1).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// Address the HTTP port binds.
