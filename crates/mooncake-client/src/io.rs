@@ -234,6 +234,7 @@ impl DataPath {
                     target_endpoint: (!seg.transport_endpoint.is_empty())
                         .then(|| seg.transport_endpoint.clone()),
                     remote_addr: seg.base + job.replica.offset + p.obj_off,
+                    grant: None,
                 });
                 owner.push(j);
             }

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod duration;
 pub mod errors;
+pub mod grant;
 pub mod hostname;
 pub mod size;
 pub mod types;

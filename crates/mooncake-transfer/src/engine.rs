@@ -246,6 +246,13 @@ impl TransferEngine {
         *self.seg.source.write() = source;
     }
 
+    /// The secrets this engine's listener checks tenants' grants with
+    /// (`tcp::grant`): the owner of a mounted segment sets its segment's secret from
+    /// the master's mount answer.
+    pub fn grant_keys(&self) -> Arc<crate::tcp::grant::GrantKeys> {
+        self.seg.grants.clone()
+    }
+
     /// The cached peer for `target`, resolving it on first use.
     pub(crate) async fn peer(
         &self,

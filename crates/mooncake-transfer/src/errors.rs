@@ -50,6 +50,11 @@ pub enum TransferError {
     /// The data port requires a proof of a token and this peer gave none or a wrong one.
     #[error("authentication: {0}")]
     Unauthenticated(String),
+    /// The data port serves this peer's tenant only inside allocations the master
+    /// granted it, and the request lies in none (no grant, a forged or expired one,
+    /// or one signed with a secret the segment no longer has).
+    #[error("permission denied: {0}")]
+    Forbidden(String),
     /// The engine is shut down or the request was cancelled.
     #[error("transfer engine is shut down")]
     Shutdown,
@@ -66,6 +71,7 @@ impl TransferError {
             TransferError::SegmentNotFound(..) => ErrorCode::SegmentNotFound,
             TransferError::Checksum(_) => ErrorCode::ChecksumMismatch,
             TransferError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            TransferError::Forbidden(_) => ErrorCode::PermissionDenied,
             TransferError::StaleDescriptor { .. }
             | TransferError::Io(_)
             | TransferError::Frame(_)

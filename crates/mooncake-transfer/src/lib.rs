@@ -59,6 +59,10 @@ pub struct TransferRequest {
     pub target_endpoint: Option<String>,
     /// Absolute address inside the target's registered memory.
     pub remote_addr: u64,
+    /// The grant the master issued for the remote allocation (`tcp::grant`); a data
+    /// port that checks grants serves a tenant's peer only inside one. `None`: none
+    /// sent (the cluster tenant, or no authentication).
+    pub grant: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// Whether the RDMA transport can run with these devices.

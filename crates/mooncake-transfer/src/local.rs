@@ -56,6 +56,8 @@ pub struct LocalSegment {
     pub auth: crate::tcp::auth::DataAuth,
     /// TLS on the data port (`tcp::tls`); `None`: plaintext.
     pub tls: Option<crate::tcp::tls::DataTls>,
+    /// The secrets grants for this engine's memory are checked with (`tcp::grant`).
+    pub grants: Arc<crate::tcp::grant::GrantKeys>,
 }
 
 impl LocalSegment {
@@ -72,6 +74,7 @@ impl LocalSegment {
             source: RwLock::new(None),
             auth: Default::default(),
             tls: None,
+            grants: Default::default(),
         }
     }
 

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub connections_opened: AtomicU64,
     /// Requests refused by the bounds check.
     pub out_of_region: AtomicU64,
+    /// Requests refused because the peer's tenant held no grant covering them.
+    pub requests_forbidden: AtomicU64,
     /// Connections the data listener closed to admit a newer one while at its cap.
     pub connections_evicted: AtomicU64,
     /// Connections the data listener closed at once: at its cap, none of them idle.
@@ -41,6 +43,7 @@ pub struct MetricsSnapshot {
     pub requests_failed: u64,
     pub connections_opened: u64,
     pub out_of_region: u64,
+    pub requests_forbidden: u64,
     pub connections_evicted: u64,
     pub connections_refused: u64,
     pub connections_timed_out: u64,
@@ -61,6 +64,7 @@ impl Metrics {
             requests_failed: self.requests_failed.load(Relaxed),
             connections_opened: self.connections_opened.load(Relaxed),
             out_of_region: self.out_of_region.load(Relaxed),
+            requests_forbidden: self.requests_forbidden.load(Relaxed),
             connections_evicted: self.connections_evicted.load(Relaxed),
             connections_refused: self.connections_refused.load(Relaxed),
             connections_timed_out: self.connections_timed_out.load(Relaxed),

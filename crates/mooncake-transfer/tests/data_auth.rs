@@ -44,7 +44,9 @@ async fn a_proved_peer_moves_bytes_and_others_are_refused_by_name() {
     let base = region.as_mut_ptr() as u64;
     unsafe { target.register_memory(base as usize, region.len()) }.unwrap();
 
-    let good = peer(Some("tok-alpha")).await;
+    // The cluster tenant: served anywhere (a tenant's peer needs grants, see
+    // `data_grants.rs`).
+    let good = peer(Some("tok-root")).await;
     let data = pattern(300_000, 3);
     let r = unsafe {
         good.transfer(&[req(Opcode::Write, &data, &target, base)])

@@ -170,6 +170,7 @@ async fn engine_routes_registered_memory_over_rdma_and_the_rest_over_tcp() {
         target: a.segment_name().into(),
         target_endpoint: None,
         remote_addr: remote,
+        grant: None,
     };
     let res = unsafe { b.transfer(&[r(Opcode::Write, &data, base + 4096)]).await };
     assert!(res[0].is_ok(), "{:?}", res[0]);
@@ -232,6 +233,7 @@ async fn the_queue_pair_exchange_needs_a_proof_of_a_token() {
             target: a.segment_name().into(),
             target_endpoint: Some(a.endpoint()),
             remote_addr: base,
+            grant: None,
         };
         let res = unsafe { b.transfer(&[req]).await };
         assert_eq!(res[0].is_ok(), ok, "{token:?}: {:?}", res[0]);

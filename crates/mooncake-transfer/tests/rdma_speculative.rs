@@ -48,6 +48,7 @@ async fn a_remembered_location_is_read_with_one_rdma_read_of_its_range() {
         target: store.segment_name().into(),
         target_endpoint: None,
         remote_addr: base + offset,
+        grant: None,
     };
     let res = unsafe { client.transfer(&[req]).await };
     assert!(res[0].is_ok(), "{:?}", res[0]);

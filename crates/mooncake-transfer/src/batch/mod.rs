@@ -127,7 +127,7 @@ pub(crate) async fn drive(
             let s = &mut plan.slices[i];
             let outcome = match target {
                 Err(e) => Err(e),
-                Ok(t) => dispatch(eng, s, req.opcode, &t, &tx, i).await,
+                Ok(t) => dispatch(eng, s, req.opcode, &t, &tx, i, &req.grant).await,
             };
             match outcome {
                 Ok(true) => in_flight += 1,
@@ -217,6 +217,7 @@ async fn dispatch(
     target: &Target,
     tx: &mpsc::UnboundedSender<Done>,
     tag: usize,
+    req_grant: &Option<Arc<Vec<u8>>>,
 ) -> Result<bool, TransferError> {
     let peer = match target {
         Target::Local => return local_copy(eng, s, op).map(|_| false),
@@ -256,6 +257,7 @@ async fn dispatch(
     let conn = peer.conn(slot, &eng.cfg.tcp, &eng.seg).await?;
     let job = Job {
         op,
+        grant: req_grant.clone(),
         remote_addr: s.remote,
         local: s.local,
         len: s.len,

@@ -322,6 +322,7 @@ async fn initiator(args: &Args) -> Result<(), String> {
                         target: name.clone(),
                         target_endpoint: Some(endpoint.clone()),
                         remote_addr: (win + (i * block) as u64).min(base + len - block as u64),
+                        grant: None,
                     })
                     .collect();
                 let t0 = Instant::now();

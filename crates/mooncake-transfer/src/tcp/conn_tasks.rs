@@ -25,9 +25,24 @@ pub(super) async fn writer<W: WireWrite>(
     seg: Arc<LocalSegment>,
 ) {
     let mut next_id = 1u64;
+    // The grant last sent on this connection: the listener keeps it, so slices of
+    // the same allocation do not send it again.
+    let mut last_grant: Option<Arc<Vec<u8>>> = None;
     while let Some(job) = rx.recv().await {
         let id = next_id;
         next_id += 1;
+        if let Some(g) = &job.grant {
+            if last_grant.as_deref() != Some(&**g) {
+                let h = Header::new(Op::Grant, 0, 0, g.len() as u64);
+                if let Err(e) = write_frame(&mut wr, &h, g).await {
+                    let e = TransferError::io(&format!("sending a grant to {}", sh.segment), e);
+                    sh.finish(job, Err(e.clone()));
+                    sh.close(e);
+                    break;
+                }
+                last_grant = Some(g.clone());
+            }
+        }
         let (op, addr, len, local, ctl) =
             (job.op, job.remote_addr, job.len, job.local, job.ctl.clone());
         let result = match op {
@@ -171,6 +186,10 @@ fn status_result(segment: &str, h: &Header, len: usize) -> Result<(), TransferEr
             addr: h.addr,
             len: len as u64,
         }),
+        status::FORBIDDEN => Err(TransferError::Forbidden(format!(
+            "{segment} refused a request of {len} bytes at {:#x}: this process's tenant holds no valid grant for it",
+            h.addr
+        ))),
         status::CHECKSUM => Err(TransferError::Checksum(format!(
             "write of {len} bytes at {:#x} to {segment}",
             h.addr

@@ -51,6 +51,9 @@ pub enum Op {
     Challenge = 11,
     /// The peer's answer to Challenge: payload = its 16-byte nonce and the 32-byte proof.
     Proof = 12,
+    /// Request without an answer: payload = a grant (`tcp::grant`) covering the Read
+    /// and Write requests that follow on this connection.
+    Grant = 13,
 }
 
 impl Op {
@@ -68,6 +71,7 @@ impl Op {
             10 => Op::ControlData,
             11 => Op::Challenge,
             12 => Op::Proof,
+            13 => Op::Grant,
             _ => return None,
         })
     }
@@ -81,7 +85,8 @@ impl Op {
             | Op::Control
             | Op::ControlData
             | Op::Challenge
-            | Op::Proof => len,
+            | Op::Proof
+            | Op::Grant => len,
             Op::ReadData if status == 0 => len,
             _ => 0,
         }
@@ -97,6 +102,8 @@ pub mod status {
     pub const WRONG_SEGMENT: i32 = 4;
     /// The listener requires a proof of a token and did not get a valid one.
     pub const UNAUTHENTICATED: i32 = 5;
+    /// The connection's tenant holds no valid grant covering the requested range.
+    pub const FORBIDDEN: i32 = 6;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,7 @@ pub mod conn;
 mod conn_tasks;
 pub mod describe;
 pub mod frame;
+pub mod grant;
 pub mod guarded;
 pub mod io;
 pub mod pool;

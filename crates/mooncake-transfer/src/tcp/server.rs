@@ -26,6 +26,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::admit::{descriptor_limit, effective_cap, ConnTable, Slot};
 use super::frame::{crc, status, Header, Op, HEADER_LEN, MAX_CONTROL_LEN, MAX_DATA_LEN};
+use super::grant::Scope;
 use super::guarded::{MemAccess, RegionMem};
 use super::io::{drain, read_control, tune, within, write_frame, READ_BUF};
 use super::tls::{WireRead, WireWrite};
@@ -33,6 +34,7 @@ use crate::config::TcpTuning;
 use crate::errors::TransferError;
 use crate::local::LocalSegment;
 use crate::metrics::Metrics;
+use mooncake_common::grant::MAX_GRANT_LEN;
 
 /// Largest Hello payload: a segment name ("host:port"), far below this.
 pub const MAX_HELLO_LEN: u64 = 4096;
@@ -258,6 +260,27 @@ fn control_answer(seg: &LocalSegment, h: &Header, req: &[u8]) -> (Header, Vec<u8
     }
 }
 
+/// Whether the restricted connection of `scope` may address `h`'s range; logs a
+/// refusal (the first, then every 1000th: a tenant probing memory must not flood the
+/// log).
+fn allowed(scope: &Scope, seg: &LocalSegment, h: &Header) -> bool {
+    match scope.check(h.addr, h.len) {
+        Ok(()) => true,
+        Err(why) => {
+            let n = seg.metrics.requests_forbidden.fetch_add(1, Relaxed);
+            if n.is_multiple_of(1000) {
+                tracing::warn!(
+                    addr = h.addr,
+                    len = h.len,
+                    "data port: refused a {:?} outside the tenant's grants: {why}",
+                    h.op
+                );
+            }
+            false
+        }
+    }
+}
+
 /// One connection: TLS first when this data port requires it, then the frames.
 async fn serve(
     stream: TcpStream,
@@ -287,10 +310,12 @@ async fn serve_on<R: WireRead, W: WireWrite>(
 ) -> Result<(), TransferError> {
     let mut rd = BufReader::with_capacity(READ_BUF, rd);
     let stall = Some(limits.stall_timeout);
+    let mut scope = Scope::open();
     if let Some(v) = &seg.auth.verifier {
         let (tenant, early) =
             super::auth::accept(&mut rd, &mut wr, v.as_ref(), limits.auth_timeout).await?;
         tracing::debug!(%tenant, "data connection authenticated");
+        scope = Scope::of(tenant);
         if let Some(e) = early {
             let (resp, body) = control_answer(seg, &e.header, &e.payload);
             answer(&mut wr, &resp, &body, stall)
@@ -321,6 +346,28 @@ async fn serve_on<R: WireRead, W: WireWrite>(
                 answer(&mut wr, &resp, &body, stall)
                     .await
                     .map_err(io("answer"))?;
+            }
+            Op::Grant => {
+                let g = read_control(&mut rd, h.payload_len(), MAX_GRANT_LEN as u64, stall)
+                    .await
+                    .map_err(io("grant"))?;
+                scope.grant(&seg.grants, &g);
+            }
+            Op::Write | Op::Read if scope.restricted() && !allowed(&scope, seg, &h) => {
+                if h.op == Op::Write {
+                    drain(&mut rd, h.len, stall)
+                        .await
+                        .map_err(io("draining write"))?;
+                }
+                let op = if h.op == Op::Write {
+                    Op::WriteAck
+                } else {
+                    Op::ReadData
+                };
+                let resp = Header::new(op, h.id, h.addr, h.len).with_status(status::FORBIDDEN);
+                answer(&mut wr, &resp, &[], stall)
+                    .await
+                    .map_err(io("refusal"))?;
             }
             Op::Write => {
                 let st = match seg.memory.lookup(h.addr, h.len) {

@@ -73,6 +73,8 @@ pub struct Done {
 #[derive(Debug)]
 pub struct Job {
     pub op: Opcode,
+    /// The grant covering this slice's remote range (`tcp::grant`), sent before it.
+    pub grant: Option<Arc<Vec<u8>>>,
     pub remote_addr: u64,
     pub local: usize,
     pub len: usize,

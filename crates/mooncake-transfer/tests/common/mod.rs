@@ -37,5 +37,6 @@ pub fn req(op: Opcode, local: &[u8], target: &TransferEngine, remote_addr: u64) 
         target: target.segment_name().to_string(),
         target_endpoint: None,
         remote_addr,
+        grant: None,
     }
 }

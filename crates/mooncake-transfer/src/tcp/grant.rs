@@ -1,0 +1,204 @@
+//! Tenant scoping on the data port: which ranges of this engine's memory a connection
+//! may read and write.
+//!
+//! A connection proved by the `cluster` tenant, or any connection to a data port
+//! without authentication, is served anywhere in the registered memory, as before.
+//! A connection proved by another tenant is served only inside an allocation the
+//! master granted that tenant (`mooncake_common::grant`): the initiator sends the
+//! grant in a Grant frame ahead of its Read and Write requests (again only when it
+//! changes, so a batch of slices of one object sends it once), the listener checks
+//! its tag with the segment's secret (learnt from the master at mount, kept in
+//! [`GrantKeys`]) and then serves requests inside the granted range. Anything else is
+//! answered with status FORBIDDEN; a bad grant is remembered only for the error
+//! message.
+
+use mooncake_common::auth::CLUSTER_TENANT;
+use mooncake_common::grant::{now_ms, Grant, SECRET_LEN};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Segment name -> the secret the master drew for it at its last mount.
+#[derive(Default)]
+pub struct GrantKeys {
+    by_name: RwLock<HashMap<String, [u8; SECRET_LEN]>>,
+}
+
+impl std::fmt::Debug for GrantKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GrantKeys({} segments)", self.by_name.read().len())
+    }
+}
+
+impl GrantKeys {
+    /// Sets (or with `None` forgets) the secret of segment `name`. A new secret makes
+    /// every grant signed with the old one fail.
+    pub fn set(&self, name: &str, secret: Option<[u8; SECRET_LEN]>) {
+        let mut m = self.by_name.write();
+        match secret {
+            Some(s) => {
+                m.insert(name.to_string(), s);
+            }
+            None => {
+                m.remove(name);
+            }
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<[u8; SECRET_LEN]> {
+        self.by_name.read().get(name).copied()
+    }
+}
+
+/// Grants a connection keeps checked at once (the last ones it sent).
+const KEPT: usize = 16;
+
+struct Granted {
+    wire: Vec<u8>,
+    addr: u64,
+    end: u64,
+    expires_ms: u64,
+}
+
+/// What one connection may address.
+pub(super) struct Scope {
+    /// The tenant whose grants are checked; `None`: unrestricted.
+    tenant: Option<Arc<str>>,
+    granted: Vec<Granted>,
+    /// Why the last grant was refused (for the FORBIDDEN answer's log line).
+    last_refusal: Option<String>,
+}
+
+impl Scope {
+    /// No restriction: no authentication on this port.
+    pub fn open() -> Self {
+        Self {
+            tenant: None,
+            granted: Vec::new(),
+            last_refusal: None,
+        }
+    }
+
+    /// The scope of a connection proved by `tenant`.
+    pub fn of(tenant: Arc<str>) -> Self {
+        let mut s = Self::open();
+        if &*tenant != CLUSTER_TENANT {
+            s.tenant = Some(tenant);
+        }
+        s
+    }
+
+    pub fn restricted(&self) -> bool {
+        self.tenant.is_some()
+    }
+
+    /// Takes a Grant frame's payload: checked and kept when this connection is
+    /// restricted, ignored otherwise.
+    pub fn grant(&mut self, keys: &GrantKeys, wire: &[u8]) {
+        let Some(tenant) = &self.tenant else { return };
+        if self.granted.iter().any(|g| g.wire == wire) {
+            return;
+        }
+        let checked = Grant::parse(wire).and_then(|(g, signed, tag)| {
+            let secret = keys.get(&g.segment).ok_or_else(|| {
+                format!(
+                    "no grant secret for segment {:?} here (not mounted by this process, or the master restarted and it is not mounted again yet)",
+                    g.segment
+                )
+            })?;
+            Grant::verify(&secret, tenant, signed, tag, &g).map(|()| g)
+        });
+        match checked {
+            Ok(g) => {
+                if self.granted.len() == KEPT {
+                    self.granted.remove(0);
+                }
+                self.granted.push(Granted {
+                    wire: wire.to_vec(),
+                    addr: g.addr,
+                    end: g.addr + g.len,
+                    expires_ms: g.expires_ms,
+                });
+                self.last_refusal = None;
+            }
+            Err(why) => self.last_refusal = Some(why),
+        }
+    }
+
+    /// `Ok` when `[addr, addr+len)` may be read or written on this connection, else
+    /// why not.
+    pub fn check(&self, addr: u64, len: u64) -> Result<(), String> {
+        let Some(tenant) = &self.tenant else {
+            return Ok(());
+        };
+        let end = addr.saturating_add(len);
+        let now = now_ms();
+        let skew = mooncake_common::grant::CLOCK_SKEW.as_millis() as u64;
+        if self
+            .granted
+            .iter()
+            .any(|g| g.addr <= addr && end <= g.end && now <= g.expires_ms.saturating_add(skew))
+        {
+            return Ok(());
+        }
+        Err(match &self.last_refusal {
+            Some(why) => format!("tenant {tenant:?}: {why}"),
+            None => format!(
+                "tenant {tenant:?} holds no grant covering [{addr:#x}, +{len}) (a tenant reaches only allocations the master gave it)"
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mooncake_common::grant::new_secret;
+
+    fn wire(secret: &[u8], tenant: &str, addr: u64, len: u64) -> Vec<u8> {
+        Grant {
+            segment: "seg".into(),
+            addr,
+            len,
+            generation: 1,
+            expires_ms: now_ms() + 60_000,
+        }
+        .sign(secret, tenant)
+        .unwrap()
+    }
+
+    #[test]
+    fn a_tenant_reaches_only_its_granted_ranges() {
+        let keys = GrantKeys::default();
+        let secret = new_secret();
+        keys.set("seg", Some(secret));
+        let mut s = Scope::of("alpha".into());
+        assert!(s.check(0x1000, 16).is_err());
+        s.grant(&keys, &wire(&secret, "alpha", 0x1000, 4096));
+        assert!(s.check(0x1000, 4096).is_ok());
+        assert!(s.check(0x1800, 16).is_ok());
+        assert!(s.check(0x1000, 4097).is_err());
+        assert!(s.check(0x0fff, 2).is_err());
+        // Another tenant's grant, or one signed with another secret, adds nothing.
+        s.grant(&keys, &wire(&secret, "beta", 0x9000, 16));
+        let e = s.check(0x9000, 16).unwrap_err();
+        assert!(e.contains("does not verify"), "{e}");
+        s.grant(&keys, &wire(&new_secret(), "alpha", 0x9000, 16));
+        assert!(s.check(0x9000, 16).is_err());
+        // A new secret (the segment mounted again) ends the old grants' worth.
+        keys.set("seg", Some(new_secret()));
+        let mut fresh = Scope::of("alpha".into());
+        fresh.grant(&keys, &wire(&secret, "alpha", 0x1000, 4096));
+        assert!(fresh.check(0x1000, 16).is_err());
+    }
+
+    #[test]
+    fn cluster_and_unauthenticated_connections_are_unrestricted() {
+        let keys = GrantKeys::default();
+        let mut c = Scope::of(CLUSTER_TENANT.into());
+        c.grant(&keys, b"garbage");
+        assert!(c.check(0, u64::MAX).is_ok());
+        assert!(Scope::open().check(1, 2).is_ok());
+        assert!(!Scope::open().restricted());
+    }
+}
