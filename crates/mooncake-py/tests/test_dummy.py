@@ -290,6 +290,61 @@ def test_real_client_reads_a_flagfile(cluster, tmp_path):
         assert p.wait(timeout=10) == 0
 
 
+def test_the_health_and_metrics_port(cluster, tmp_path, keyspace):
+    import urllib.error
+    import urllib.request
+    http_port = free_port()
+    rc = RealClient(cluster, tmp_path, segment="32 MB",
+                    extra=["--enable_http_server=true", f"--http_port={http_port}"]).start()
+    try:
+        base = f"http://127.0.0.1:{http_port}"
+        wait_until("the http port", lambda: port_open(http_port), 10, rc.proc, tmp_path / "real-client-1.log")
+        with urllib.request.urlopen(base + "/health", timeout=5) as r:
+            assert (r.status, r.read()) == (200, b"OK")
+        d = MooncakeDistributedStore()
+        assert d.setup_dummy(0, 0, rc.address) == 0
+        k = keyspace("metered")
+        assert d.put(k, b"m" * 5000) == 0 and d.get(k) == b"m" * 5000
+        d.close()
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        lines = dict(l.rsplit(" ", 1) for l in text.splitlines() if l and not l.startswith("#"))
+        assert lines["client_segment_bytes"] == str(32 << 20)
+        assert lines["client_mounted"] == "1"
+        assert int(lines["client_location_cache_entries"]) >= 1, "the dummy's put went through it"
+        with urllib.request.urlopen(base + "/metrics/summary", timeout=5) as r:
+            summary = r.read().decode()
+        assert "mounted" in summary and "location cache" in summary
+        try:
+            urllib.request.urlopen(base + "/api/remove_all", timeout=5)
+            raise AssertionError("the port serves nothing but health and metrics")
+        except urllib.error.HTTPError as e:
+            assert e.code == 404
+    finally:
+        rc.stop()
+    # The port taken: exit 1 naming the flag, before the segment is offered.
+    with socket_holding() as taken:
+        p = subprocess.run([binary("mooncake_client"), f"--master_server_address={cluster.master}",
+                            "--host=127.0.0.1", f"--port={free_port()}", "--global_segment_size=16mb",
+                            f"--metadata_server={cluster.metadata}", "--enable_http_server",
+                            f"--http_port={taken}"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "--http_port" in p.stderr and "panicked" not in p.stderr
+
+
+class socket_holding:
+    """A listening loopback socket on a free port, for `with`: its port is taken."""
+
+    def __enter__(self):
+        import socket
+        self.s = socket.socket()
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen()
+        return self.s.getsockname()[1]
+
+    def __exit__(self, *exc):
+        self.s.close()
+
+
 def test_the_port_survives_strangers(real_client, pool, keyspace):
     import socket
     # Garbage, a lying length and a silent connection: each is dropped, the service

@@ -56,6 +56,14 @@ pub struct ClientArgs {
     #[arg(long = "enable_offload", num_args = 0..=1, default_missing_value = "true",
           default_value = "false", value_parser = parse_bool)]
     pub enable_offload: bool,
+    /// Serve `/health`, `/metrics` and `/metrics/summary` on `--http_port`.
+    #[arg(long = "enable_http_server", num_args = 0..=1, default_missing_value = "true",
+          default_value = "false", value_parser = parse_bool)]
+    pub enable_http_server: bool,
+    /// The health and metrics port (with `--enable_http_server`); it binds the
+    /// RPC port's host.
+    #[arg(long = "http_port", default_value_t = 9300)]
+    pub http_port: u16,
     /// Most dummy connections served at once; one more is closed at once.
     #[arg(long = "max_dummy_connections", default_value_t = 256)]
     pub max_connections: usize,
@@ -82,6 +90,8 @@ pub struct Settings {
     pub port: u16,
     pub threads: usize,
     pub enable_offload: bool,
+    /// The health and metrics port, when `--enable_http_server` asks for one.
+    pub http_port: Option<u16>,
     pub limits: crate::server::Limits,
 }
 
@@ -157,6 +167,12 @@ impl ClientArgs {
             local_hostname: host.to_string(),
         };
         node.validate().map_err(|e| e.0)?;
+        if self.enable_http_server && self.http_port == self.port {
+            return Err(format!(
+                "--http_port {} is also --port: the health and metrics port needs its own",
+                self.http_port
+            ));
+        }
         if self.max_connections == 0 {
             return Err("--max_dummy_connections must be at least 1".into());
         }
@@ -166,6 +182,7 @@ impl ClientArgs {
             port: self.port,
             threads: self.threads,
             enable_offload: self.enable_offload,
+            http_port: self.enable_http_server.then_some(self.http_port),
             limits: crate::server::Limits {
                 max_connections: self.max_connections,
                 idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
@@ -237,9 +254,29 @@ mod tests {
         assert_eq!(s.threads, 4);
         assert_eq!(s.node.device_name, "eth0");
         assert!(s.enable_offload);
+        assert_eq!(s.http_port, None);
         let d = ClientArgs::from_argv(argv(&[])).unwrap();
         assert_eq!(d.port, 50052);
+        let h = ClientArgs::from_argv(argv(&["--enable_http_server=true"])).unwrap();
+        assert_eq!(h.settings().unwrap().http_port, Some(9300));
+        let h = ClientArgs::from_argv(argv(&["--enable_http_server", "--http_port=9400"]));
+        assert_eq!(h.unwrap().settings().unwrap().http_port, Some(9400));
+        let off = ClientArgs::from_argv(argv(&["--http_port=9400"])).unwrap();
+        assert_eq!(
+            off.settings().unwrap().http_port,
+            None,
+            "only with the switch"
+        );
         assert_eq!(d.settings().unwrap().node.global_segment_size, 4 << 30);
+    }
+
+    #[test]
+    fn the_http_port_cannot_be_the_rpc_port() {
+        let e = ClientArgs::from_argv(argv(&["--enable_http_server", "--http_port=50052"]))
+            .unwrap()
+            .settings()
+            .unwrap_err();
+        assert!(e.contains("--http_port") && e.contains("--port"), "{e}");
     }
 
     #[test]

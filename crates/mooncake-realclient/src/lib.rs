@@ -12,10 +12,12 @@
 //! - [`server`]: the real client's service: listeners, limits, the pools it maps,
 //!   and the dispatch of each request to the Rust client.
 //! - [`config`]: the binary's flags and config files.
+//! - [`http`]: the optional health and metrics port (`--enable_http_server`).
 
 pub mod config;
 pub mod dummy;
 pub mod fdpass;
+pub mod http;
 pub mod ops;
 pub mod server;
 pub mod shm;

@@ -59,6 +59,14 @@ fn main() {
             format!("cannot listen on the unix socket @{ipc_name}: {e}"),
         )
     });
+    let http = s.http_port.map(|port| {
+        TcpListener::bind((s.bind_host.as_str(), port)).unwrap_or_else(|e| {
+            fail(
+                1,
+                format!("--http_port: cannot listen on {}:{port}: {e}", s.bind_host),
+            )
+        })
+    });
     let mut cfg = ClientConfig::new(s.node.clone());
     // Connection threads drive their calls with `block_on`: master calls do their
     // socket I/O on that thread.
@@ -83,6 +91,26 @@ fn main() {
         .and_then(|_| server::spawn_reaper(svc.clone()));
     if let Err(e) = started {
         fail(1, format!("cannot start the service threads: {e}"));
+    }
+    if let Some(l) = http {
+        let app = mooncake_realclient::http::router(client.clone());
+        let served = rt.block_on(async {
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)
+        });
+        match served {
+            Ok(l) => {
+                tracing::info!(addr = ?l.local_addr().ok(), "health and metrics port up");
+                rt.spawn(async move {
+                    let never = std::future::pending::<()>();
+                    let limits = mooncake_http::Limits::DEFAULT;
+                    if let Err(e) = mooncake_http::serve(l, app, never, limits).await {
+                        tracing::error!(error = %e, "health and metrics port stopped");
+                    }
+                });
+            }
+            Err(e) => fail(1, format!("--http_port: {e}")),
+        }
     }
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};

@@ -1,5 +1,7 @@
-//! `GET /metrics`: the store's own Prometheus text, from a registry owned by this store
+//! `GET /metrics`: a segment owner's Prometheus text, from a registry owned by it
 //! (never the process-global one, so several stores in one process do not collide).
+//! The store daemon's names start with `store_`; `mooncake_client` serves the same
+//! figures as `client_*` (its own segment, transfers, heartbeats and location cache).
 //!
 //! Gauges are set and counters are brought up to the client's cumulative snapshots on
 //! every scrape: the transfer engine and the heartbeat task keep plain atomics, this
@@ -32,78 +34,72 @@ type CacheField = fn(&mooncake_client::LocationCacheStats) -> u64;
 
 const CACHE_COUNTERS: &[(&str, &str, CacheField)] = &[
     (
-        "store_location_cache_hits_total",
+        "location_cache_hits_total",
         "Gets served by a speculative read from a remembered location (one round trip)",
         |s| s.hits,
     ),
     (
-        "store_location_cache_misses_total",
+        "location_cache_misses_total",
         "Gets with no remembered location, read after their lookup (two round trips)",
         |s| s.misses,
     ),
     (
-        "store_location_cache_stale_total",
+        "location_cache_stale_total",
         "Speculative reads thrown away: the lookup named another allocation or none",
         |s| s.stale,
     ),
 ];
 
 const TIER_GAUGES: &[(&str, &str, TierField)] = &[
+    ("tier_objects", "Records in this store's SSD tier", |s| {
+        s.objects
+    }),
+    ("tier_bytes", "Value bytes in this store's SSD tier", |s| {
+        s.bytes
+    }),
     (
-        "store_tier_objects",
-        "Records in this store's SSD tier",
-        |s| s.objects,
-    ),
-    (
-        "store_tier_bytes",
-        "Value bytes in this store's SSD tier",
-        |s| s.bytes,
-    ),
-    (
-        "store_tier_capacity_bytes",
+        "tier_capacity_bytes",
         "Capacity of this store's SSD tier",
         |s| s.capacity,
     ),
 ];
 
 const TIER_COUNTERS: &[(&str, &str, TierField)] = &[
+    ("tier_reads_total", "Reads served from the SSD tier", |s| {
+        s.reads
+    }),
     (
-        "store_tier_reads_total",
-        "Reads served from the SSD tier",
-        |s| s.reads,
-    ),
-    (
-        "store_tier_read_bytes_total",
+        "tier_read_bytes_total",
         "Bytes read from the SSD tier",
         |s| s.read_bytes,
     ),
     (
-        "store_tier_writes_total",
+        "tier_writes_total",
         "Records written to the SSD tier",
         |s| s.writes,
     ),
     (
-        "store_tier_write_bytes_total",
+        "tier_write_bytes_total",
         "Value bytes written to the SSD tier",
         |s| s.write_bytes,
     ),
     (
-        "store_tier_write_failures_total",
+        "tier_write_failures_total",
         "Records the SSD tier failed to write",
         |s| s.write_failures,
     ),
     (
-        "store_tier_checksum_failures_total",
+        "tier_checksum_failures_total",
         "Records found torn or changed on disk (never returned)",
         |s| s.checksum_failures,
     ),
     (
-        "store_tier_demotions_total",
+        "tier_demotions_total",
         "Objects written to the SSD tier on their way out of DRAM",
         |s| s.demotions,
     ),
     (
-        "store_tier_promotions_total",
+        "tier_promotions_total",
         "Objects copied from the SSD tier back into DRAM",
         |s| s.promotions,
     ),
@@ -118,30 +114,37 @@ fn catch_up(c: &IntCounter, v: u64) {
 }
 
 impl StoreMetrics {
+    /// The store daemon's metrics (`store_*`).
     pub fn new() -> Self {
+        Self::with_prefix("store")
+    }
+
+    /// The same metrics named `<prefix>_*`.
+    pub fn with_prefix(prefix: &str) -> Self {
+        let n = |suffix: &str| format!("{prefix}_{suffix}");
         let registry = Registry::new();
         let segment_bytes =
-            IntGauge::new("store_segment_bytes", "Size of this store's global segment").unwrap();
+            IntGauge::new(n("segment_bytes"), "Size of this store's global segment").unwrap();
         let mounted = IntGauge::new(
-            "store_mounted",
+            n("mounted"),
             "1 while the segment is mounted at the master, else 0",
         )
         .unwrap();
         let transfer_bytes = IntCounterVec::new(
             Opts::new(
-                "store_transfer_bytes_total",
+                n("transfer_bytes_total"),
                 "Bytes peers moved through the transfer engine into (in) or out of (out) this store's segment",
             ),
             &["direction"],
         )
         .unwrap();
         let requests_failed = IntCounter::new(
-            "store_transfer_requests_failed_total",
+            n("transfer_requests_failed_total"),
             "Transfer requests of this process that failed",
         )
         .unwrap();
         let heartbeat_failures = IntCounter::new(
-            "store_heartbeat_failures_total",
+            n("heartbeat_failures_total"),
             "Heartbeats that did not reach the master",
         )
         .unwrap();
@@ -156,11 +159,11 @@ impl StoreMetrics {
         }
         let tier_gauges: Vec<(IntGauge, TierField)> = TIER_GAUGES
             .iter()
-            .map(|(name, help, f)| (IntGauge::new(*name, *help).unwrap(), *f))
+            .map(|(name, help, f)| (IntGauge::new(n(name), *help).unwrap(), *f))
             .collect();
         let tier_counters: Vec<(IntCounter, TierField)> = TIER_COUNTERS
             .iter()
-            .map(|(name, help, f)| (IntCounter::new(*name, *help).unwrap(), *f))
+            .map(|(name, help, f)| (IntCounter::new(n(name), *help).unwrap(), *f))
             .collect();
         for (g, _) in &tier_gauges {
             registry
@@ -173,7 +176,7 @@ impl StoreMetrics {
                 .expect("distinct metric names");
         }
         let cache_entries = IntGauge::new(
-            "store_location_cache_entries",
+            n("location_cache_entries"),
             "Object locations this store's client remembers",
         )
         .unwrap();
@@ -182,7 +185,7 @@ impl StoreMetrics {
             .expect("distinct metric names");
         let cache_counters: Vec<(IntCounter, CacheField)> = CACHE_COUNTERS
             .iter()
-            .map(|(name, help, f)| (IntCounter::new(*name, *help).unwrap(), *f))
+            .map(|(name, help, f)| (IntCounter::new(n(name), *help).unwrap(), *f))
             .collect();
         for (c, _) in &cache_counters {
             registry
