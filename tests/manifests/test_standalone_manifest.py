@@ -56,11 +56,11 @@ def test_standalone_role_starts_as_written():
         wait_for(lambda: http_status(url)[0] == 200, 20, "master readiness " + url)
 
         sidecar = cs["mooncake-client"]
-        port = free_port()
+        port, http_port = free_port(), free_port()
         env = container_env(sidecar)
         cmd = [cluster.map_service(expand(p, env)) for p in sidecar["command"]]
         cmd = [re.sub(r"--port=50052\b", f"--port={port}", p).replace("'32 GB'", "'64 MB'")
-               for p in cmd]
+               .replace("--http_port=9300", f"--http_port={http_port}") for p in cmd]
         full_env = {**os.environ, **env,
                     "PATH": f"{BIN_DIR}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
         p = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -72,6 +72,11 @@ def test_standalone_role_starts_as_written():
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", port)) == 0
         wait_for(listening, 30, "the mooncake_client sidecar on its port")
+        # The sidecar's readiness probe, as the manifest writes it.
+        ready = probe_url(sidecar, {9300: http_port})
+        wait_for(lambda: http_status(ready)[0] == 200, 30, "sidecar readiness " + ready)
+        status, metrics = http_status(ready.replace("/health", "/metrics"))
+        assert status == 200 and "client_mounted 1" in metrics
 
         engine_env = {k: cluster.map_service(v) for k, v in container_env(cs["sglang"]).items()}
         engine_env["MOONCAKE_CLIENT"] = engine_env["MOONCAKE_CLIENT"].replace(":50052", f":{port}")
