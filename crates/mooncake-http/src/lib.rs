@@ -25,7 +25,8 @@
 //!   larger `Content-Length` is refused before anything is read) and a head size limit
 //!   ([`Limits::max_head_bytes`]);
 //! - with [`serve_tls`], TLS (HTTPS) on every connection, its handshake bounded by the
-//!   header timeout;
+//!   header timeout; a client that speaks plain HTTP to it is answered 400 in plain
+//!   HTTP, naming `https://`, rather than with a TLS alert its HTTP parser cannot read;
 //! - graceful shutdown: once the shutdown future resolves, no new connection is
 //!   accepted, connections without a request in flight close, and requests in flight
 //!   finish.
