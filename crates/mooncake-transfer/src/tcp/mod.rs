@@ -2,6 +2,7 @@
 //! per-peer connection pool.
 
 pub mod admit;
+pub mod ahead;
 pub mod auth;
 pub mod conn;
 mod conn_tasks;

@@ -3,11 +3,15 @@
 //!
 //! One task per connection, reading requests in order and answering each before the
 //! next; the peer pipelines many requests, so the socket buffers keep the link busy
-//! while this task parses. Copies per payload byte on this side: a Write's payload is
-//! read from the socket straight into the registered region (one kernel->user copy;
-//! only the bytes that arrived with the header, at most 8 KiB, pass through the read
-//! buffer); a Read's payload is written from the region with writev (one user->kernel
-//! copy). No intermediate buffer exists for payloads. The region is pinned only inside
+//! while this task parses. Reads of an SSD tier are the exception: they start as
+//! soon as their requests are parsed, a few ahead of the answer being sent, so the
+//! device is not idle while the socket is written (`tcp::ahead`).
+//!
+//! Copies per payload byte on this side: a Write's payload is read from the socket
+//! straight into the registered region (one kernel->user copy; only the bytes that
+//! arrived with the header, at most 8 KiB, pass through the read buffer); a Read's
+//! payload is written from the region with writev (one user->kernel copy). No
+//! intermediate buffer exists for payloads. The region is pinned only inside
 //! each syscall (`tcp::guarded`), so unregistering never waits on a slow peer.
 //!
 //! Anyone who can reach the port can connect, so every connection is bounded: the
@@ -25,6 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::admit::{descriptor_limit, effective_cap, ConnTable, Slot};
+use super::ahead::{Got, ReadAhead};
 use super::frame::{crc, status, Header, Op, HEADER_LEN, MAX_CONTROL_LEN, MAX_DATA_LEN};
 use super::grant::Scope;
 use super::guarded::{MemAccess, RegionMem};
@@ -331,7 +336,57 @@ async fn serve_on<R: WireRead, W: WireWrite>(
             TransferError::io(what, e)
         }
     };
-    while let Some(h) = next_header(&mut rd, slot, limits, io("frame header")).await? {
+    // Reads of the SSD tier start as their requests arrive and are answered in
+    // request order (`tcp::ahead`); every other frame is served after the answers of
+    // the reads before it.
+    let mut ahead = ReadAhead::default();
+    loop {
+        let h = if ahead.is_empty() {
+            match next_header(&mut rd, slot, limits, io("frame header")).await? {
+                Some(h) => h,
+                None => break,
+            }
+        } else if let Some(h) = buffered_header(&mut rd, slot, &ahead)? {
+            h
+        } else {
+            // Until the oldest read is done, take more requests if there is room
+            // (a whole header already buffered was taken above).
+            let take_more = !ahead.is_full() && rd.buffer().is_empty();
+            let arrived = if take_more {
+                tokio::select! {
+                    biased;
+                    r = async { rd.fill_buf().await.map(|b| !b.is_empty()) } => {
+                        Some(r.map_err(io("frame header"))?)
+                    }
+                    _ = ahead.front_done() => None,
+                }
+            } else {
+                None
+            };
+            match arrived {
+                Some(true) => continue,
+                Some(false) => break,
+                None => {
+                    if let Some((h, got)) = ahead.next().await {
+                        send_source_read(&mut wr, seg, &h, got, stall)
+                            .await
+                            .map_err(io("read payload"))?;
+                    }
+                    continue;
+                }
+            }
+        };
+        let src = match h.op {
+            Op::Read => seg.source_for(h.addr, h.len),
+            _ => None,
+        };
+        if src.is_none() {
+            while let Some((h, got)) = ahead.next().await {
+                send_source_read(&mut wr, seg, &h, got, stall)
+                    .await
+                    .map_err(io("read payload"))?;
+            }
+        }
         match h.op {
             Op::Hello | Op::Describe | Op::Control => {
                 let limit = if h.op == Op::Hello {
@@ -420,50 +475,9 @@ async fn serve_on<R: WireRead, W: WireWrite>(
                     .await
                     .map_err(io("write ack"))?;
             }
-            Op::Read if seg.source_for(h.addr, h.len).is_some() => {
-                let src = seg.source_for(h.addr, h.len);
-                let (addr, len) = (h.addr, h.len as usize);
-                // Bytes the source has at hand (no blocking I/O) are served inline;
-                // the rest on a blocking thread.
-                let got = match src.as_ref().and_then(|s| s.read_at_hand(addr, len)) {
-                    Some(got) => got,
-                    None => tokio::task::spawn_blocking(move || {
-                        let src = src.ok_or_else(|| "read source removed".to_string())?;
-                        src.read_bytes(addr, len)
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string())),
-                };
-                let resp = Header::new(Op::ReadData, h.id, h.addr, h.len);
-                match got {
-                    Ok(b) => {
-                        let b: &[u8] = (*b).as_ref();
-                        let resp = if h.has_crc() {
-                            resp.with_crc(crc(b))
-                        } else {
-                            resp
-                        };
-                        answer(&mut wr, &resp, b, stall)
-                            .await
-                            .map_err(io("read payload"))?;
-                        Metrics::add(&seg.metrics.bytes_served_out, h.len);
-                    }
-                    Err(e) => {
-                        tracing::debug!(
-                            addr = h.addr,
-                            len = h.len,
-                            "refused a read of the SSD tier: {e}"
-                        );
-                        Metrics::add(&seg.metrics.out_of_region, 1);
-                        answer(
-                            &mut wr,
-                            &resp.with_status(status::OUT_OF_REGION),
-                            &[],
-                            stall,
-                        )
-                        .await
-                        .map_err(io("read refusal"))?;
-                    }
+            Op::Read if src.is_some() => {
+                if let Some(src) = src {
+                    ahead.start(h, src);
                 }
             }
             Op::Read => match seg.memory.lookup(h.addr, h.len) {
@@ -501,6 +515,62 @@ async fn serve_on<R: WireRead, W: WireWrite>(
                     "unexpected {other:?} frame from an initiator"
                 )))
             }
+        }
+    }
+    // The peer closed: the reads it asked for before are still answered.
+    while let Some((h, got)) = ahead.next().await {
+        send_source_read(&mut wr, seg, &h, got, stall)
+            .await
+            .map_err(io("read payload"))?;
+    }
+    Ok(())
+}
+
+/// A whole frame header the read buffer already holds, taken without waiting while
+/// there is room for another read ahead; `None` otherwise.
+fn buffered_header<R: AsyncRead + Unpin>(
+    rd: &mut BufReader<R>,
+    slot: &Slot,
+    ahead: &ReadAhead,
+) -> Result<Option<Header>, TransferError> {
+    if ahead.is_full() || rd.buffer().len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let h = Header::decode(&rd.buffer()[..HEADER_LEN])?;
+    rd.consume(HEADER_LEN);
+    slot.in_frame();
+    Ok(Some(h))
+}
+
+/// The answer to a read of the SSD tier: its bytes, or a refusal when the source
+/// could not vouch for them (a missing or torn record, an I/O error).
+async fn send_source_read<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    seg: &LocalSegment,
+    h: &Header,
+    got: Got,
+    stall: Option<Duration>,
+) -> std::io::Result<()> {
+    let resp = Header::new(Op::ReadData, h.id, h.addr, h.len);
+    match got {
+        Ok(b) => {
+            let b: &[u8] = (*b).as_ref();
+            let resp = if h.has_crc() {
+                resp.with_crc(crc(b))
+            } else {
+                resp
+            };
+            answer(wr, &resp, b, stall).await?;
+            Metrics::add(&seg.metrics.bytes_served_out, h.len);
+        }
+        Err(e) => {
+            tracing::debug!(
+                addr = h.addr,
+                len = h.len,
+                "refused a read of the SSD tier: {e}"
+            );
+            Metrics::add(&seg.metrics.out_of_region, 1);
+            answer(wr, &resp.with_status(status::OUT_OF_REGION), &[], stall).await?;
         }
     }
     Ok(())
