@@ -331,6 +331,56 @@ def test_the_health_and_metrics_port(cluster, tmp_path, keyspace):
     assert p.returncode == 1 and "--http_port" in p.stderr and "panicked" not in p.stderr
 
 
+def test_the_real_client_keeps_an_ssd_tier(make_cluster, tmp_path, monkeypatch):
+    # The real client's 8 MiB segment is the whole pool; its SSD tier (the store's
+    # variables) keeps what eviction takes out of DRAM, readable through the dummy.
+    c = make_cluster(stores=0, master_args=("--enable_offload=true",))
+    (tmp_path / "tier").mkdir()
+    monkeypatch.setenv("MOONCAKE_OFFLOAD_FILE_STORAGE_PATH", str(tmp_path / "tier"))
+    monkeypatch.setenv("MOONCAKE_OFFLOAD_TOTAL_SIZE_LIMIT_BYTES", "256mb")
+    http_port = free_port()
+    rc = RealClient(c, tmp_path, segment="8 MB",
+                    extra=["--enable_http_server", f"--http_port={http_port}"]).start()
+    try:
+        import urllib.request
+        wait_until("the http port", lambda: port_open(http_port), 10, rc.proc, tmp_path / "real-client-1.log")
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5).read().decode()
+        assert f"client_tier_capacity_bytes {256 << 20}" in metrics
+        d = MooncakeDistributedStore()
+        assert d.setup_dummy(0, 0, rc.address) == 0
+        values = {f"rc-ssd-{i}": bytes([i]) * (1 << 20) for i in range(24)}  # 24 MiB into 8
+        for k, v in values.items():
+            for _ in range(50):  # a full pool while earlier objects are still being written
+                code = d.put(k, v)
+                if code != -200:
+                    break
+                time.sleep(0.1)
+            assert code == 0, k
+        deadline = time.time() + 30
+        while True:
+            got = {k: d.get(k) for k in values}
+            if all(got[k] == v for k, v in values.items()) or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert [k for k, v in values.items() if got[k] != v] == []
+        assert any(p.is_file() for p in (tmp_path / "tier").iterdir()), "the tier wrote nothing"
+        d.close()
+    finally:
+        rc.stop()
+    # A tier directory that is not there: exit 1 naming it, never a panic.
+    monkeypatch.setenv("MOONCAKE_OFFLOAD_FILE_STORAGE_PATH", str(tmp_path / "missing"))
+    p = subprocess.run([binary("mooncake_client"), f"--master_server_address={c.master}",
+                        "--host=127.0.0.1", f"--port={free_port()}", "--global_segment_size=8mb",
+                        f"--metadata_server={c.metadata}"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "missing" in p.stderr and "panicked" not in p.stderr, p.stderr
+    monkeypatch.delenv("MOONCAKE_OFFLOAD_FILE_STORAGE_PATH")
+    p = subprocess.run([binary("mooncake_client"), f"--master_server_address={c.master}",
+                        "--host=127.0.0.1", f"--port={free_port()}", "--global_segment_size=8mb",
+                        f"--metadata_server={c.metadata}", "--enable_offload"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "MOONCAKE_OFFLOAD_FILE_STORAGE_PATH" in p.stderr, p.stderr
+
+
 class socket_holding:
     """A listening loopback socket on a free port, for `with`: its port is taken."""
 

@@ -52,7 +52,8 @@ pub struct ClientArgs {
     /// Accepted for the reference's flag set (one tenant here).
     #[arg(long = "tenant_id", default_value = "default")]
     pub tenant_id: String,
-    /// SSD offload: not available in this build; warned about and ignored.
+    /// Requires the SSD tier (its directory: `MOONCAKE_OFFLOAD_FILE_STORAGE_PATH`,
+    /// which alone also opens it).
     #[arg(long = "enable_offload", num_args = 0..=1, default_missing_value = "true",
           default_value = "false", value_parser = parse_bool)]
     pub enable_offload: bool,

@@ -35,9 +35,6 @@ fn main() {
     let s = args
         .settings()
         .unwrap_or_else(|e| fail(2, format!("configuration error: {e}")));
-    if s.enable_offload {
-        tracing::warn!("--enable_offload: this build has no SSD tier; the flag is ignored");
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(s.threads.max(1))
         .thread_name("mooncake-client")
@@ -74,6 +71,29 @@ fn main() {
     let client = rt
         .block_on(Client::connect(cfg))
         .unwrap_or_else(|e| fail(1, format!("setup failed: {e}")));
+    // The SSD tier: MOONCAKE_OFFLOAD_FILE_STORAGE_PATH names its directory, as for a
+    // store; `--enable_offload` insists on one. A bad path or capacity unmounts and
+    // exits with the reason.
+    let entered = rt.enter(); // the tier's tasks start on this runtime
+    let tier = client.start_tier_with(
+        &s.node.master_server_address,
+        None,
+        s.enable_offload.then_some(true),
+    );
+    drop(entered);
+    match tier {
+        Ok(true) => tracing::info!("SSD tier open"),
+        Ok(false) => {}
+        Err(e) => {
+            let _ = rt.block_on(client.close());
+            let flag = if s.enable_offload {
+                " (--enable_offload)"
+            } else {
+                ""
+            };
+            fail(1, format!("SSD tier{flag}: {e}"));
+        }
+    }
     tracing::info!(
         hostname = %client.hostname(),
         size = s.node.global_segment_size,
