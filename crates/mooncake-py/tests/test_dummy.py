@@ -381,6 +381,46 @@ def test_the_real_client_keeps_an_ssd_tier(make_cluster, tmp_path, monkeypatch):
     assert p.returncode == 1 and "MOONCAKE_OFFLOAD_FILE_STORAGE_PATH" in p.stderr, p.stderr
 
 
+def test_a_drained_real_client_hands_its_objects_to_a_store(make_cluster, tmp_path, keyspace):
+    # A node's rolling update in standalone mode: the master drains the sidecar's
+    # segment; the sidecar copies its objects to the store, then leaves (kill -9)
+    # with nothing lost.
+    import json
+    import urllib.request
+    c = make_cluster(stores=1)
+    rc = RealClient(c, tmp_path, segment="32 MB").start()
+    try:
+        d = MooncakeDistributedStore()
+        assert d.setup_dummy(0, 0, rc.address) == 0
+        seg = d.get_hostname()
+        cfg = ReplicateConfig()
+        cfg.preferred_segment = seg
+        values = {keyspace(f"drain{i}"): bytes([i]) * 100_000 for i in range(20)}
+        for k, v in values.items():
+            assert d.put(k, v, cfg) == 0
+        body = json.dumps({"segments": [seg], "target_segments": []}).encode()
+        req = urllib.request.Request(c.url("/api/v1/drain_jobs"), data=body, method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            job = json.loads(r.read())["job_id"]
+        deadline = time.time() + 60
+        while True:
+            with urllib.request.urlopen(c.url(f"/api/v1/drain_jobs/query?job_id={job}"), timeout=5) as r:
+                q = json.loads(r.read())
+            if q["status_name"] != "RUNNING" or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert q["status_name"] == "SUCCEEDED", q
+        assert q["total_units"] >= len(values) and q["failed_units"] == 0, q
+        d.close()
+    finally:
+        rc.kill()
+    reader = c.new_store()
+    try:
+        assert {k: reader.get(k) for k in values} == values
+    finally:
+        reader.close()
+
+
 class socket_holding:
     """A listening loopback socket on a free port, for `with`: its port is taken."""
 

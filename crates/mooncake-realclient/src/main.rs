@@ -71,10 +71,13 @@ fn main() {
     let client = rt
         .block_on(Client::connect(cfg))
         .unwrap_or_else(|e| fail(1, format!("setup failed: {e}")));
+    let entered = rt.enter(); // the workers below start on this runtime
+    // Copies this node's objects out when the master drains its segment (a rolling
+    // update of the node), as a store does; it ends with the client.
+    let _drain = client.spawn_drain_worker(&s.node.master_server_address);
     // The SSD tier: MOONCAKE_OFFLOAD_FILE_STORAGE_PATH names its directory, as for a
     // store; `--enable_offload` insists on one. A bad path or capacity unmounts and
     // exits with the reason.
-    let entered = rt.enter(); // the tier's tasks start on this runtime
     let tier = client.start_tier_with(
         &s.node.master_server_address,
         None,
