@@ -4,6 +4,7 @@ calls that came with it: the real client's flags, zero-copy puts and gets on
 the real client is gone and recovery when it returns, and bad input."""
 
 import ctypes
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -33,13 +34,18 @@ class RealClient:
     def start(self):
         self.starts += 1
         log = self.workdir / f"real-client-{self.starts}.log"
+        # Its segment file goes with the test's directory, not into /dev/shm for good
+        # (a killed owner leaves its file for a restart to take back).
+        shm = self.workdir / "shm"
+        shm.mkdir(exist_ok=True)
+        env = dict(os.environ, MOONCAKE_SHM_DIR=str(shm))
         self.proc = subprocess.Popen(
             [binary("mooncake_client"),
              f"--master_server_address={self.cluster.master}",
              "--host=127.0.0.1", f"--port={self.port}",
              f"--global_segment_size={self.segment}", "--protocol=tcp",
              f"--metadata_server={self.cluster.metadata}", *self.extra],
-            stdout=log.open("w"), stderr=subprocess.STDOUT)
+            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
         wait_until("mooncake_client", lambda: port_open(self.port), 30, self.proc, log)
         return self
 
