@@ -71,7 +71,8 @@ fn main() {
     let client = rt
         .block_on(Client::connect(cfg))
         .unwrap_or_else(|e| fail(1, format!("setup failed: {e}")));
-    let entered = rt.enter(); // the workers below start on this runtime
+    // The workers below start on this runtime.
+    let entered = rt.enter();
     // Copies this node's objects out when the master drains its segment (a rolling
     // update of the node), as a store does; it ends with the client.
     let _drain = client.spawn_drain_worker(&s.node.master_server_address);
