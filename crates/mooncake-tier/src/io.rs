@@ -223,6 +223,13 @@ pub fn read_cached(f: &File, buf: &mut AlignedBuf, offset: u64, len: usize) -> O
     Some(done)
 }
 
+/// The bytes an O_DIRECT read of `[offset, offset+len)` takes: the aligned span
+/// around them.
+pub fn direct_span(offset: u64, len: usize) -> usize {
+    let start = offset / ALIGN * ALIGN;
+    ((offset + len as u64).div_ceil(ALIGN) * ALIGN - start) as usize
+}
+
 /// Reads `[offset, offset+len)` of the file with O_DIRECT (`direct` opened with it):
 /// the aligned span around it goes into `buf`; the bytes wanted start at the returned
 /// index. Fewer bytes than wanted (the file ends) is `UnexpectedEof`.
@@ -233,8 +240,7 @@ pub fn read_direct(
     len: usize,
 ) -> std::io::Result<usize> {
     let start = offset / ALIGN * ALIGN;
-    let end = (offset + len as u64).div_ceil(ALIGN) * ALIGN;
-    let span = (end - start) as usize;
+    let span = direct_span(offset, len);
     if span > buf.cap {
         *buf = AlignedBuf::take(span);
     }

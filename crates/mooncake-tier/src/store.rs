@@ -322,7 +322,10 @@ impl DiskTier {
         let span_end = ((last + 1) * BLOCK).min(rec.value_len);
         let span_len = (span_end - span_start) as usize;
         let at = rec.value_offset() + span_start;
-        let mut buf = io::AlignedBuf::take(span_len);
+        // Room for the aligned span a device read takes around the bytes, so that a
+        // miss reads into this buffer instead of trading it for a larger one (a
+        // value rarely starts on an aligned offset).
+        let mut buf = io::AlignedBuf::take(io::direct_span(at, span_len));
         // Asked before it is read: a NOWAIT read of a miss would start readahead of
         // bytes that are then read again with O_DIRECT (see `io::cached_whole`).
         let cached = io::cached_whole(&self.data, at, span_len) != Some(false)
