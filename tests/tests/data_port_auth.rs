@@ -28,6 +28,7 @@ const HELLO: u8 = 5;
 const HELLO_ACK: u8 = 6;
 const CHALLENGE: u8 = 11;
 const PROOF: u8 = 12;
+const GRANT: u8 = 13;
 const UNAUTHENTICATED: i32 = 5;
 const CHECKSUM: i32 = 2;
 
@@ -177,9 +178,21 @@ fn the_transfer_port_serves_only_peers_that_proved_a_token() {
     assert_eq!((r.op, r.status), (WRITE_ACK, UNAUTHENTICATED));
     assert_eq!(rt.block_on(alpha.get("secret")).unwrap(), value);
 
-    // A tenant's token, checked by the store through the master: served.
+    // A tenant's token, checked by the store through the master: served inside
+    // the allocations the master granted the tenant (`tenant_grants.rs`).
+    let (reps, _) = rt
+        .block_on(alpha.replica_descs(&["secret".to_string()]))
+        .remove(0)
+        .unwrap();
+    let grant = reps[0]
+        .grant
+        .clone()
+        .expect("a tenant's replica carries a grant");
     let mut s = connect(&ep);
     assert!(prove(&mut s, ALPHA));
+    let mut g = header(GRANT, 0, 0, grant.len() as u64, None).to_vec();
+    g.extend_from_slice(&grant);
+    s.write_all(&g).unwrap();
     s.write_all(&header(READ, 9, addr, 4096, None)).unwrap();
     let r = frame(&mut s).unwrap();
     assert_eq!((r.op, r.status), (READ_DATA, 0));

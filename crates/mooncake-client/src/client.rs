@@ -260,6 +260,7 @@ impl Client {
                 desc,
                 mounted: AtomicBool::new(false),
                 view_id: AtomicU64::new(0),
+                grant_keys: engine.grant_keys(),
             })
         } else {
             None

@@ -42,8 +42,23 @@ pub(crate) fn status_error(status: &tonic::Status, what: &str) -> MooncakeError 
 
 /// A failed data movement.
 pub(crate) fn transfer_error(e: &mooncake_transfer::TransferError) -> MooncakeError {
-    MooncakeError::new(e.code(), format!("transfer failed: {e}"))
+    MooncakeError::new(e.code(), format!("{TRANSFER_FAILED}{e}"))
 }
+
+/// Whether `e` is a data port's refusal of a transfer for its grant: the segment was
+/// mounted again after the master signed it (a restarted or new master draws a new
+/// secret at the mount; until the owner has mounted again the master signs nothing
+/// for it). The owner mounts again within a heartbeat, so the call is worth making
+/// again with a fresh answer from the master ([`GRANT_RETRIES`] times, a
+/// [`GRANT_RETRY_PAUSE`] apart).
+pub(crate) fn grant_refused(e: &MooncakeError) -> bool {
+    e.code == ErrorCode::PermissionDenied && e.message.starts_with(TRANSFER_FAILED)
+}
+
+pub(crate) const GRANT_RETRIES: usize = 8;
+pub(crate) const GRANT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
+
+const TRANSFER_FAILED: &str = "transfer failed: ";
 
 /// The error every call returns after `close()`.
 pub(crate) fn closed() -> MooncakeError {

@@ -4,6 +4,7 @@
 //! speculatively while the lookup runs (`Client::locate_guessing`).
 
 use crate::client::Client;
+use crate::errors::{grant_refused, GRANT_RETRIES, GRANT_RETRY_PAUSE};
 use crate::io::{layout, truncate};
 use crate::read::{Found, Guess, Located, ReadItem};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
@@ -111,6 +112,26 @@ impl Client {
     }
 
     pub async fn get_batch(&self, keys: &[String]) -> Vec<Result<Vec<u8>>> {
+        let mut out = self.get_batch_once(keys).await;
+        // Reads a data port refused for their grants ask the master again once the
+        // segment's owner has mounted again (`errors::grant_refused`).
+        for _ in 0..GRANT_RETRIES {
+            let again: Vec<usize> = (0..keys.len())
+                .filter(|&i| matches!(&out[i], Err(e) if grant_refused(e)))
+                .collect();
+            if again.is_empty() {
+                break;
+            }
+            tokio::time::sleep(GRANT_RETRY_PAUSE).await;
+            let keys2: Vec<String> = again.iter().map(|i| keys[*i].clone()).collect();
+            for (i, r) in again.into_iter().zip(self.get_batch_once(&keys2).await) {
+                out[i] = r;
+            }
+        }
+        out
+    }
+
+    async fn get_batch_once(&self, keys: &[String]) -> Vec<Result<Vec<u8>>> {
         // Remembered objects are read speculatively into a vector of the remembered
         // size while the lookup runs.
         let mut bufs: Vec<Vec<u8>> = keys.iter().map(|_| Vec::new()).collect();
@@ -222,6 +243,35 @@ impl Client {
         if keys.len() != bufs.len() {
             return mismatch(keys.len(), "batch_get_into_multi");
         }
+        // Safety: forwarded from the caller.
+        let mut out = unsafe { self.batch_get_into_multi_once(keys, bufs).await };
+        // As in `get_batch`: refused grants are asked for again.
+        for _ in 0..GRANT_RETRIES {
+            let again: Vec<usize> = (0..keys.len())
+                .filter(|&i| matches!(&out[i], Err(e) if grant_refused(e)))
+                .collect();
+            if again.is_empty() {
+                break;
+            }
+            tokio::time::sleep(GRANT_RETRY_PAUSE).await;
+            let keys2: Vec<String> = again.iter().map(|i| keys[*i].clone()).collect();
+            let bufs2: Vec<Vec<(usize, usize)>> = again.iter().map(|i| bufs[*i].clone()).collect();
+            // Safety: forwarded from the caller (the same buffers).
+            let retried = unsafe { self.batch_get_into_multi_once(&keys2, &bufs2).await };
+            for (i, r) in again.into_iter().zip(retried) {
+                out[i] = r;
+            }
+        }
+        out
+    }
+
+    /// # Safety
+    /// Every buffer is valid for writes for the whole call.
+    async unsafe fn batch_get_into_multi_once(
+        &self,
+        keys: &[String],
+        bufs: &[Vec<(usize, usize)>],
+    ) -> Vec<Result<usize>> {
         let mut out: Vec<Result<usize>> = Vec::with_capacity(keys.len());
         let mut ask = Vec::new();
         for (i, b) in bufs.iter().enumerate() {

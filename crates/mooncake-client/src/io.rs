@@ -225,6 +225,7 @@ impl DataPath {
                 // Not mappable here (another container's /dev/shm, another user, or a
                 // dead owner): the transfer engine decides.
             }
+            let grant = job.replica.grant.clone().map(Arc::new);
             for p in &job.pieces {
                 reqs.push(TransferRequest {
                     opcode: op,
@@ -234,7 +235,7 @@ impl DataPath {
                     target_endpoint: (!seg.transport_endpoint.is_empty())
                         .then(|| seg.transport_endpoint.clone()),
                     remote_addr: seg.base + job.replica.offset + p.obj_off,
-                    grant: None,
+                    grant: grant.clone(),
                 });
                 owner.push(j);
             }

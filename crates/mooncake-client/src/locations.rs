@@ -109,7 +109,13 @@ impl LocationCache {
         let mut c = self.inner.lock();
         if let Some(&i) = c.map.get(key) {
             let slot = &mut c.slots[i];
-            if !same_allocation(&slot.loc.replica, replica) || slot.loc.size != size {
+            // A fresh grant (each answer to a tenant carries one, good for a while)
+            // replaces the remembered one, or speculative reads would present an
+            // expired grant or one signed before the segment was mounted again.
+            if !same_allocation(&slot.loc.replica, replica)
+                || slot.loc.size != size
+                || slot.loc.replica.grant != replica.grant
+            {
                 slot.loc = Arc::new(Remembered {
                     replica: replica.clone(),
                     size,
@@ -223,6 +229,7 @@ mod tests {
             size: 10,
             segment_index: None,
             generation,
+            grant: None,
         }
     }
 

@@ -28,6 +28,9 @@ pub(crate) struct LocalSegment {
     pub desc: SegmentDesc,
     pub mounted: AtomicBool,
     pub view_id: AtomicU64,
+    /// Where the grant secret each mount answers goes: this process's transfer
+    /// engine checks tenants' grants for the segment with it.
+    pub grant_keys: Arc<mooncake_transfer::tcp::grant::GrantKeys>,
 }
 
 /// Liveness state shared by the heartbeat task and `health()`.
@@ -80,6 +83,12 @@ impl LocalSegment {
         // Re-mounting a segment the master still knows is fine.
         if resp.code != mooncake_common::ErrorCode::SegmentAlreadyExists.code() {
             check_code(resp.code, "mount_segment")?;
+        }
+        // Installed before the segment counts as mounted: the master signs tenants'
+        // grants with this secret from its answer on.
+        match <[u8; mooncake_common::grant::SECRET_LEN]>::try_from(&resp.grant_secret[..]) {
+            Ok(s) => self.grant_keys.set(&self.desc.name, Some(s)),
+            Err(_) => self.grant_keys.set(&self.desc.name, None),
         }
         self.view_id.store(resp.view_id, Ordering::Relaxed);
         self.mounted.store(true, Ordering::Release);

@@ -8,7 +8,7 @@
 
 use crate::client::Client;
 use crate::config::ReplicateConfig;
-use crate::errors::{check_key, code_error};
+use crate::errors::{check_key, code_error, grant_refused, GRANT_RETRIES, GRANT_RETRY_PAUSE};
 use crate::io::{layout, Job};
 use crate::rpc::MasterRpc;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
@@ -38,17 +38,53 @@ impl Client {
         rc: &ReplicateConfig,
         upsert: bool,
     ) -> Vec<Result<()>> {
+        // Safety: forwarded from the caller.
+        let mut results = unsafe { self.write_placed(rpc, keys, &items, rc, upsert) }.await;
+        // Writes a data port refused for their grants start again (new allocations,
+        // fresh grants) once the segment's owner has mounted again.
+        for _ in 0..GRANT_RETRIES {
+            let again: Vec<usize> = (0..keys.len())
+                .filter(|&i| matches!(&results[i], Err(e) if grant_refused(e)))
+                .filter(|&i| items[i].is_ok())
+                .collect();
+            if again.is_empty() {
+                break;
+            }
+            tokio::time::sleep(GRANT_RETRY_PAUSE).await;
+            let keys2: Vec<String> = again.iter().map(|i| keys[*i].clone()).collect();
+            let items2: Vec<Result<Bufs>> = again.iter().map(|i| items[*i].clone()).collect();
+            // Safety: forwarded from the caller (the same source ranges).
+            let retried = unsafe { self.write_placed(rpc, &keys2, &items2, rc, upsert) }.await;
+            for (i, r) in again.into_iter().zip(retried) {
+                results[i] = r;
+            }
+        }
+        results
+    }
+
+    /// [`Client::write_objects`] without the retries of refused grants.
+    ///
+    /// # Safety
+    /// Every source range is valid for reads for the whole call.
+    async unsafe fn write_placed(
+        &self,
+        rpc: &MasterRpc,
+        keys: &[String],
+        items: &[Result<Bufs>],
+        rc: &ReplicateConfig,
+        upsert: bool,
+    ) -> Vec<Result<()>> {
         let mut unreachable = Vec::new();
         // Safety: forwarded from the caller.
         let mut results =
-            unsafe { self.write_once(rpc, keys, &items, rc, upsert, &mut unreachable) }.await;
+            unsafe { self.write_once(rpc, keys, items, rc, upsert, &mut unreachable) }.await;
         if unreachable.is_empty() {
             return results;
         }
         // Only the keys retried are copied (the first pass borrows every source).
         let again: Vec<(usize, Bufs)> = results
             .iter()
-            .zip(&items)
+            .zip(items)
             .enumerate()
             .filter_map(|(i, (r, src))| match (r, src) {
                 (Err(e), Ok(b)) if unreachable_code(e.code) => Some((i, b.clone())),
@@ -345,6 +381,7 @@ mod tests {
             generation: None,
             offset: 1,
             size: 2,
+            grant: None,
         };
         let r = BatchPutStartResponse {
             results: vec![

@@ -23,6 +23,7 @@ pub mod errors;
 pub mod eviction;
 pub mod flags;
 pub mod generation;
+pub mod grants;
 pub mod ha;
 pub mod http;
 pub mod index;

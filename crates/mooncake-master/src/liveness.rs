@@ -73,6 +73,13 @@ impl Liveness {
         true
     }
 
+    /// Whether client `client_id` owns a segment for which `f` holds.
+    pub fn any_segment(&self, client_id: &str, f: impl Fn(&str) -> bool) -> bool {
+        self.clients
+            .get(client_id)
+            .is_some_and(|e| e.segments.iter().any(|s| f(s)))
+    }
+
     /// Adds a segment to a client (registering the client).
     pub fn add_segment(&self, client_id: &str, segment: &str, now_ms: u64) {
         let mut e = self.clients.entry(client_id.into()).or_default();

@@ -51,6 +51,8 @@ pub struct Master {
     /// Which tenant mounted each segment (authentication on): placement keeps a
     /// tenant's own segments for its objects.
     pub(crate) segment_tenants: crate::tenancy::SegmentTenants,
+    /// The segments' grant secrets (authentication on, `grants`).
+    pub(crate) grant_secrets: crate::grants::SegmentSecrets,
 }
 
 impl Master {
@@ -85,6 +87,7 @@ impl Master {
             deferred: Mutex::new(Vec::new()),
             tiers,
             segment_tenants: Default::default(),
+            grant_secrets: Default::default(),
         })
     }
 

@@ -469,6 +469,7 @@ impl Drains {
                     size: u.size,
                     segment_index: None,
                     generation: None,
+                    grant: None,
                 }),
             });
         }

@@ -416,6 +416,7 @@ impl Tasks {
                         size: t.size,
                         segment_index: None,
                         generation: None,
+                        grant: None,
                     }),
                 });
             }

@@ -229,6 +229,13 @@ impl Master {
         Ok(self.drop_segment(&seg))
     }
 
+    /// Whether `client_id` owns a segment that has no grant secret (restored by a
+    /// restart or taken over by a standby): it must mount again to learn one.
+    pub(crate) fn owns_segment_without_secret(&self, client_id: &str) -> bool {
+        self.liveness
+            .any_segment(client_id, |name| !self.grant_secrets.has(name))
+    }
+
     pub fn heartbeat(&self, client_id: &str) -> Heartbeat {
         Heartbeat {
             view_id: self.view_id(),

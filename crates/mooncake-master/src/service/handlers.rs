@@ -102,6 +102,7 @@ pub(crate) fn mount_segment(
     r: MountSegmentRequest,
     remount: bool,
 ) -> Result<MountSegmentResponse, Status> {
+    let mut secret = Vec::new();
     let out = match r.segment {
         None => Err(ErrorCode::InvalidParams),
         Some(desc) => match m.segment_tenants.may_claim(t, segment_id(m, &desc.name)) {
@@ -118,6 +119,7 @@ pub(crate) fn mount_segment(
                         m.segment_tenants.mounted(t, seg.id);
                     }
                 }
+                secret = grant_secret(m, &name, &out);
                 out
             }
         },
@@ -127,7 +129,42 @@ pub(crate) fn mount_segment(
     Ok(MountSegmentResponse {
         code,
         view_id: m.view_id(),
+        grant_secret: secret,
     })
+}
+
+/// The grant secret a mount answers (authentication on): a new one whenever the
+/// caller (allowed to claim the segment) mounted it or found it mounted already;
+/// nothing otherwise. Never the current one: whoever held the name before (say a
+/// tenant that mounted it while its real owner was away) must not know the secret
+/// the owner's data port checks grants with.
+fn grant_secret<T>(m: &Master, name: &str, out: &Result<T, ErrorCode>) -> Vec<u8> {
+    if !m.config().tuning.auth.is_on() {
+        return Vec::new();
+    }
+    match out {
+        Ok(_) | Err(ErrorCode::SegmentAlreadyExists) => m.grant_secrets.draw(name).to_vec(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Adds to each wire replica (of `placed`, in order) the grant of tenant `t` for its
+/// allocation. Nothing for the `cluster` tenant (trusted with all memory; also every
+/// call without authentication), nor for a segment without a secret yet.
+fn with_grants(m: &Master, t: &Tenant, replicas: &mut [Replica], placed: &[Placed]) {
+    if t.is_cluster() {
+        return;
+    }
+    for (r, p) in replicas.iter_mut().zip(placed) {
+        let d = &p.segment.desc;
+        r.grant = m.grant_secrets.sign(
+            t.name(),
+            &d.name,
+            d.base + r.offset,
+            r.size,
+            r.generation.unwrap_or(0),
+        );
+    }
 }
 
 pub(crate) fn unmount_segment(
@@ -139,6 +176,9 @@ pub(crate) fn unmount_segment(
         .segment_tenants
         .may_claim(t, segment_id(m, &r.segment_name))
         .and_then(|()| m.unmount_segment(&r.client_id, &r.segment_name));
+    if out.is_ok() {
+        m.grant_secrets.forget(&r.segment_name);
+    }
     let code = code_of(&out);
     counted!(m, unmount, unmount_failures, code);
     Ok(UnmountSegmentResponse {
@@ -157,9 +197,13 @@ pub(crate) fn heartbeat(m: &Master, r: HeartbeatRequest) -> Result<HeartbeatResp
         ));
     }
     let h = m.heartbeat(&r.client_id);
+    // A segment restored without its grant secret (after a restart or a takeover)
+    // is mounted again by its owner, which learns a fresh one.
+    let remount_needed = h.remount_needed
+        || (m.config().tuning.auth.is_on() && m.owns_segment_without_secret(&r.client_id));
     Ok(HeartbeatResponse {
         view_id: h.view_id,
-        remount_needed: h.remount_needed,
+        remount_needed,
     })
 }
 
@@ -214,11 +258,16 @@ pub(crate) fn write_start(
         counted!(m, put_start, put_start_failures, code);
     }
     Ok(match out {
-        Ok(w) => PutStartResponse {
-            code: 0,
-            replicas: with_generations(Replicas::plain().of(&w.replicas, w.size), &w.generations),
-            put_id: w.put_id,
-        },
+        Ok(w) => {
+            let mut replicas =
+                with_generations(Replicas::plain().of(&w.replicas, w.size), &w.generations);
+            with_grants(m, t, &mut replicas, &w.replicas);
+            PutStartResponse {
+                code: 0,
+                replicas,
+                put_id: w.put_id,
+            }
+        }
         Err(e) => PutStartResponse {
             code: e.code(),
             ..Default::default()
@@ -263,14 +312,16 @@ pub(crate) fn batch_write_start(
                 let results = starts
                     .into_iter()
                     .map(|s| match s {
-                        Ok(w) => PutStartResponse {
-                            code: 0,
-                            replicas: with_generations(
-                                wire.of(&w.replicas, w.size),
-                                &w.generations,
-                            ),
-                            put_id: w.put_id,
-                        },
+                        Ok(w) => {
+                            let mut replicas =
+                                with_generations(wire.of(&w.replicas, w.size), &w.generations);
+                            with_grants(m, t, &mut replicas, &w.replicas);
+                            PutStartResponse {
+                                code: 0,
+                                replicas,
+                                put_id: w.put_id,
+                            }
+                        }
                         Err(e) => PutStartResponse {
                             code: e.code(),
                             ..Default::default()
@@ -361,16 +412,22 @@ fn with_generations(mut replicas: Vec<Replica>, gens: &[u64]) -> Vec<Replica> {
 }
 
 fn replica_list(
+    m: &Master,
+    t: &Tenant,
     out: Result<crate::api::ReplicaList, ErrorCode>,
     wire: &mut Replicas,
 ) -> GetReplicaListResponse {
     match out {
-        Ok(l) => GetReplicaListResponse {
-            code: 0,
-            replicas: with_generations(wire.of(&l.replicas, l.size), &l.generations),
-            size: l.size,
-            lease_ttl_ms: l.lease_ttl_ms,
-        },
+        Ok(l) => {
+            let mut replicas = with_generations(wire.of(&l.replicas, l.size), &l.generations);
+            with_grants(m, t, &mut replicas, &l.replicas);
+            GetReplicaListResponse {
+                code: 0,
+                replicas,
+                size: l.size,
+                lease_ttl_ms: l.lease_ttl_ms,
+            }
+        }
         Err(e) => GetReplicaListResponse {
             code: e.code(),
             ..Default::default()
@@ -383,7 +440,12 @@ pub(crate) fn get_replica_list(
     t: &Tenant,
     r: KeyRequest,
 ) -> Result<GetReplicaListResponse, Status> {
-    let out = replica_list(m.get_replica_list(&t.key(&r.key)), &mut Replicas::plain());
+    let out = replica_list(
+        m,
+        t,
+        m.get_replica_list(&t.key(&r.key)),
+        &mut Replicas::plain(),
+    );
     counted!(m, get_replica_list, get_replica_list_failures, out.code);
     Ok(out)
 }
@@ -396,7 +458,7 @@ pub(crate) fn batch_get_replica_list(
     let mut wire = Replicas::plain();
     let results: Vec<_> = tenant_keys!(t, &r.keys[..], |keys| m.batch_get_replica_list(keys))
         .into_iter()
-        .map(|o| replica_list(o, &mut wire))
+        .map(|o| replica_list(m, t, o, &mut wire))
         .collect();
     let failed = results.iter().filter(|r| r.code < 0).count();
     count_batch(m, results.len(), failed, CodeKind::GetReplicaList);
@@ -490,12 +552,24 @@ pub(crate) fn query_key(m: &Master, t: &Tenant, r: KeyRequest) -> Result<QueryKe
         .iter()
         .filter_map(|r| {
             let seg = m.segments.by_name(&r.segment)?;
+            let grant = (!t.is_cluster())
+                .then(|| {
+                    m.grant_secrets.sign(
+                        t.name(),
+                        &seg.desc.name,
+                        seg.desc.base + r.offset,
+                        r.size,
+                        0,
+                    )
+                })
+                .flatten();
             Some(Replica {
                 segment: Some((&seg.desc).into()),
                 offset: r.offset,
                 size: r.size,
                 segment_index: None,
                 generation: None,
+                grant,
             })
         })
         .collect();
@@ -575,6 +649,7 @@ impl Replicas {
                         size,
                         segment_index: None,
                         generation: None,
+                        grant: None,
                     };
                 };
                 let next = t.descs.len() as u32;
@@ -588,6 +663,7 @@ impl Replicas {
                     size,
                     segment_index: Some(at),
                     generation: None,
+                    grant: None,
                 }
             })
             .collect()

@@ -16,12 +16,16 @@ use mooncake_common::auth::CLUSTER_TENANT;
 use mooncake_common::grant::{now_ms, Grant, SECRET_LEN};
 use parking_lot::RwLock;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Segment name -> the secret the master drew for it at its last mount.
 #[derive(Default)]
 pub struct GrantKeys {
     by_name: RwLock<HashMap<String, [u8; SECRET_LEN]>>,
+    /// Counts changes of secrets: a grant a connection checked under an older count
+    /// is checked again (so a new secret ends old grants on open connections too).
+    epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for GrantKeys {
@@ -35,14 +39,17 @@ impl GrantKeys {
     /// every grant signed with the old one fail.
     pub fn set(&self, name: &str, secret: Option<[u8; SECRET_LEN]>) {
         let mut m = self.by_name.write();
-        match secret {
-            Some(s) => {
-                m.insert(name.to_string(), s);
-            }
-            None => {
-                m.remove(name);
-            }
+        let changed = match secret {
+            Some(s) => m.insert(name.to_string(), s) != Some(s),
+            None => m.remove(name).is_some(),
+        };
+        if changed {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
         }
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     fn get(&self, name: &str) -> Option<[u8; SECRET_LEN]> {
@@ -65,6 +72,8 @@ pub(super) struct Scope {
     /// The tenant whose grants are checked; `None`: unrestricted.
     tenant: Option<Arc<str>>,
     granted: Vec<Granted>,
+    /// The secrets' epoch the kept grants were checked under.
+    epoch: u64,
     /// Why the last grant was refused (for the FORBIDDEN answer's log line).
     last_refusal: Option<String>,
 }
@@ -75,6 +84,7 @@ impl Scope {
         Self {
             tenant: None,
             granted: Vec::new(),
+            epoch: 0,
             last_refusal: None,
         }
     }
@@ -95,7 +105,11 @@ impl Scope {
     /// Takes a Grant frame's payload: checked and kept when this connection is
     /// restricted, ignored otherwise.
     pub fn grant(&mut self, keys: &GrantKeys, wire: &[u8]) {
-        let Some(tenant) = &self.tenant else { return };
+        if self.tenant.is_none() {
+            return;
+        }
+        self.sync(keys);
+        let tenant = self.tenant.as_deref().unwrap_or_default();
         if self.granted.iter().any(|g| g.wire == wire) {
             return;
         }
@@ -125,12 +139,25 @@ impl Scope {
         }
     }
 
+    /// Forgets the kept grants when a secret changed since they were checked.
+    fn sync(&mut self, keys: &GrantKeys) {
+        let now = keys.epoch();
+        if now != self.epoch {
+            self.granted.clear();
+            self.epoch = now;
+        }
+    }
+
     /// `Ok` when `[addr, addr+len)` may be read or written on this connection, else
     /// why not.
-    pub fn check(&self, addr: u64, len: u64) -> Result<(), String> {
-        let Some(tenant) = &self.tenant else {
+    pub fn check(&mut self, keys: &GrantKeys, addr: u64, len: u64) -> Result<(), String> {
+        if self.tenant.is_none() {
             return Ok(());
-        };
+        }
+        if keys.epoch() != self.epoch {
+            self.sync(keys);
+        }
+        let tenant = self.tenant.as_deref().unwrap_or_default();
         let end = addr.saturating_add(len);
         let now = now_ms();
         let skew = mooncake_common::grant::CLOCK_SKEW.as_millis() as u64;
@@ -173,23 +200,25 @@ mod tests {
         let secret = new_secret();
         keys.set("seg", Some(secret));
         let mut s = Scope::of("alpha".into());
-        assert!(s.check(0x1000, 16).is_err());
+        assert!(s.check(&keys, 0x1000, 16).is_err());
         s.grant(&keys, &wire(&secret, "alpha", 0x1000, 4096));
-        assert!(s.check(0x1000, 4096).is_ok());
-        assert!(s.check(0x1800, 16).is_ok());
-        assert!(s.check(0x1000, 4097).is_err());
-        assert!(s.check(0x0fff, 2).is_err());
+        assert!(s.check(&keys, 0x1000, 4096).is_ok());
+        assert!(s.check(&keys, 0x1800, 16).is_ok());
+        assert!(s.check(&keys, 0x1000, 4097).is_err());
+        assert!(s.check(&keys, 0x0fff, 2).is_err());
         // Another tenant's grant, or one signed with another secret, adds nothing.
         s.grant(&keys, &wire(&secret, "beta", 0x9000, 16));
-        let e = s.check(0x9000, 16).unwrap_err();
+        let e = s.check(&keys, 0x9000, 16).unwrap_err();
         assert!(e.contains("does not verify"), "{e}");
         s.grant(&keys, &wire(&new_secret(), "alpha", 0x9000, 16));
-        assert!(s.check(0x9000, 16).is_err());
-        // A new secret (the segment mounted again) ends the old grants' worth.
+        assert!(s.check(&keys, 0x9000, 16).is_err());
+        // A new secret (the segment mounted again) ends the old grants' worth, on
+        // this connection too.
         keys.set("seg", Some(new_secret()));
+        assert!(s.check(&keys, 0x1000, 16).is_err());
         let mut fresh = Scope::of("alpha".into());
         fresh.grant(&keys, &wire(&secret, "alpha", 0x1000, 4096));
-        assert!(fresh.check(0x1000, 16).is_err());
+        assert!(fresh.check(&keys, 0x1000, 16).is_err());
     }
 
     #[test]
@@ -197,8 +226,8 @@ mod tests {
         let keys = GrantKeys::default();
         let mut c = Scope::of(CLUSTER_TENANT.into());
         c.grant(&keys, b"garbage");
-        assert!(c.check(0, u64::MAX).is_ok());
-        assert!(Scope::open().check(1, 2).is_ok());
+        assert!(c.check(&keys, 0, u64::MAX).is_ok());
+        assert!(Scope::open().check(&keys, 1, 2).is_ok());
         assert!(!Scope::open().restricted());
     }
 }

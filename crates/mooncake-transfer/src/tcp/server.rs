@@ -268,8 +268,8 @@ fn control_answer(seg: &LocalSegment, h: &Header, req: &[u8]) -> (Header, Vec<u8
 /// Whether the restricted connection of `scope` may address `h`'s range; logs a
 /// refusal (the first, then every 1000th: a tenant probing memory must not flood the
 /// log).
-fn allowed(scope: &Scope, seg: &LocalSegment, h: &Header) -> bool {
-    match scope.check(h.addr, h.len) {
+fn allowed(scope: &mut Scope, seg: &LocalSegment, h: &Header) -> bool {
+    match scope.check(&seg.grants, h.addr, h.len) {
         Ok(()) => true,
         Err(why) => {
             let n = seg.metrics.requests_forbidden.fetch_add(1, Relaxed);
@@ -408,7 +408,7 @@ async fn serve_on<R: WireRead, W: WireWrite>(
                     .map_err(io("grant"))?;
                 scope.grant(&seg.grants, &g);
             }
-            Op::Write | Op::Read if scope.restricted() && !allowed(&scope, seg, &h) => {
+            Op::Write | Op::Read if scope.restricted() && !allowed(&mut scope, seg, &h) => {
                 if h.op == Op::Write {
                     drain(&mut rd, h.len, stall)
                         .await
