@@ -27,7 +27,8 @@ use tonic::Status;
 /// Connection settings; the defaults match what the client used with `Channel`.
 #[derive(Debug, Clone)]
 pub struct DirectConfig {
-    /// Bound on TCP connect plus the HTTP/2 handshake.
+    /// Bound on the TCP connect; the handshakes after it (TLS, HTTP/2, the token's
+    /// proof) get this plus `timeout`.
     pub connect_timeout: Duration,
     /// Bound on one call once connected (`DEADLINE_EXCEEDED` after it).
     pub timeout: Option<Duration>,
@@ -104,12 +105,18 @@ impl DirectChannel {
         if let Some(s) = self.live() {
             return Ok(s);
         }
-        let s = tokio::time::timeout(self.inner.cfg.connect_timeout, self.dial())
+        // The TCP connect alone is bounded by `connect_timeout` (in `dial`), which is
+        // what makes an unreachable master fail fast; the TLS, HTTP/2 and token
+        // handshakes after it are CPU work on both sides and get the call's bound on
+        // top, so a loaded host does not turn a slow handshake into "unreachable".
+        let cfg = &self.inner.cfg;
+        let bound = cfg.connect_timeout + cfg.timeout.unwrap_or_default();
+        let s = tokio::time::timeout(bound, self.dial())
             .await
             .map_err(|_| {
                 Status::unavailable(format!(
-                    "cannot connect to {}: no answer within {:?}",
-                    self.inner.addr, self.inner.cfg.connect_timeout
+                    "cannot connect to {}: no answer within {bound:?}",
+                    self.inner.addr
                 ))
             })??;
         *self.inner.sender.lock() = Some(s.clone());
@@ -122,8 +129,15 @@ impl DirectChannel {
             Status::unavailable(format!("cannot connect to {addr}: {e}"))
         };
         let tls = self.inner.tls.as_ref().map_err(|e| fail(e))?;
-        let stream = tokio::net::TcpStream::connect(addr.as_str())
+        let connect = tokio::net::TcpStream::connect(addr.as_str());
+        let stream = tokio::time::timeout(self.inner.cfg.connect_timeout, connect)
             .await
+            .map_err(|_| {
+                fail(&format_args!(
+                    "no answer within {:?}",
+                    self.inner.cfg.connect_timeout
+                ))
+            })?
             .map_err(|e| fail(&e))?;
         // Control-plane messages are small and latency-bound: no Nagle delay.
         stream.set_nodelay(true).map_err(|e| fail(&e))?;
