@@ -2,12 +2,14 @@
 //! (payloads straight from the caller's memory); the reader matches responses to
 //! requests by id and lands Read payloads straight in the caller's memory.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::conn::Shared;
-use super::frame::{crc, status, Header, Op, FLAG_CRC};
+use super::frame::{crc, status, Header, Op, FLAG_CRC, HEADER_LEN};
+use super::grant::KEPT;
 use super::guarded::{CallerMem, MemAccess};
 use super::io::{read_header, write_frame, READ_BUF};
 use super::slice::Job;
@@ -25,22 +27,32 @@ pub(super) async fn writer<W: WireWrite>(
     seg: Arc<LocalSegment>,
 ) {
     let mut next_id = 1u64;
-    // The grant last sent on this connection: the listener keeps it, so slices of
-    // the same allocation do not send it again.
-    let mut last_grant: Option<Arc<Vec<u8>>> = None;
+    // The last distinct grants sent on this connection, as many as the listener keeps
+    // (`tcp::grant::KEPT`, oldest first): a grant among them is not sent again.
+    let mut sent: VecDeque<Arc<Vec<u8>>> = VecDeque::new();
     while let Some(job) = rx.recv().await {
         let id = next_id;
         next_id += 1;
-        if let Some(g) = &job.grant {
-            if last_grant.as_deref() != Some(&**g) {
-                let h = Header::new(Op::Grant, 0, 0, g.len() as u64);
-                if let Err(e) = write_frame(&mut wr, &h, g).await {
-                    let e = TransferError::io(&format!("sending a grant to {}", sh.segment), e);
-                    sh.finish(job, Err(e.clone()));
-                    sh.close(e);
-                    break;
-                }
-                last_grant = Some(g.clone());
+        // A grant this connection has not carried yet goes right before the request
+        // (for a Read in the same write as its header).
+        let grant = job
+            .grant
+            .as_ref()
+            .filter(|g| !sent.iter().any(|s| Arc::ptr_eq(s, g) || s == *g))
+            .cloned();
+        if let Some(g) = &grant {
+            if sent.len() == KEPT {
+                sent.pop_front();
+            }
+            sent.push_back(g.clone());
+        }
+        if let (Some(g), Opcode::Write) = (&grant, job.op) {
+            let h = Header::new(Op::Grant, 0, 0, g.len() as u64);
+            if let Err(e) = write_frame(&mut wr, &h, g).await {
+                let e = TransferError::io(&format!("sending a grant to {}", sh.segment), e);
+                sh.finish(job, Err(e.clone()));
+                sh.close(e);
+                break;
             }
         }
         let (op, addr, len, local, ctl) =
@@ -86,8 +98,20 @@ pub(super) async fn writer<W: WireWrite>(
                     sh.finish(job, Err(e));
                     continue;
                 }
+                let sent = match &grant {
+                    None => write_frame(&mut wr, &h, &[]).await,
+                    Some(g) => {
+                        // The Grant frame's payload, then the Read's header: the same
+                        // bytes as two frames, in one write.
+                        let mut both = Vec::with_capacity(g.len() + HEADER_LEN);
+                        both.extend_from_slice(g);
+                        both.extend_from_slice(&h.encode());
+                        let gh = Header::new(Op::Grant, 0, 0, g.len() as u64);
+                        write_frame(&mut wr, &gh, &both).await
+                    }
+                };
                 // The flush sends what a TLS stream buffered (a no-op in plaintext).
-                match write_frame(&mut wr, &h, &[]).await {
+                match sent {
                     Ok(()) => wr.flush().await,
                     Err(e) => Err(e),
                 }

@@ -57,8 +57,10 @@ impl GrantKeys {
     }
 }
 
-/// Grants a connection keeps checked at once (the last ones it sent).
-const KEPT: usize = 16;
+/// Grants a connection keeps checked at once: the last distinct ones it sent that
+/// verified (a batch's slices interleave objects; an initiator keeps the same count of
+/// what it sent, and sends a grant again only once it fell out).
+pub const KEPT: usize = 64;
 
 struct Granted {
     wire: Vec<u8>,
