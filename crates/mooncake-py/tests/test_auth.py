@@ -89,3 +89,25 @@ def test_tenant_id_must_be_the_tokens(secured, monkeypatch):
     s, rc = setup_as(c, monkeypatch, files["alpha"], tenant_id="default")
     assert rc == 0
     s.close()
+
+
+def test_tenants_move_bytes_through_the_store_data_port(secured, monkeypatch):
+    # Without same-host mappings every byte crosses the store's data port, which
+    # serves a tenant only the allocations the master granted it (docs/security.md).
+    c, files = secured
+    monkeypatch.setenv("MOONCAKE_DISABLE_SHM", "1")
+    alpha, rc = setup_as(c, monkeypatch, files["alpha"])
+    assert rc == 0
+    beta, rc = setup_as(c, monkeypatch, files["beta"])
+    assert rc == 0
+    big = bytes(range(256)) * 4096
+    assert alpha.put("tcp-k", big) == 0
+    assert beta.put("tcp-k", b"B" * 1000) == 0
+    assert alpha.get("tcp-k") == big
+    assert beta.get("tcp-k") == b"B" * 1000
+    keys = [f"tcp-batch-{i}" for i in range(8)]
+    values = [bytes([i]) * 200_000 for i in range(8)]
+    assert alpha.put_batch(keys, values) == 0
+    assert alpha.get_batch(keys) == values
+    alpha.close()
+    beta.close()
