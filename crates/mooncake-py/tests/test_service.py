@@ -38,6 +38,9 @@ def test_config_file_form(make_cluster, tmp_path, keyspace):
     }))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOONCAKE_")}
     env["MOONCAKE_BIN_DIR"] = str(BIN_DIR)
+    # The store keeps its segment file when it stops (for its next run): in the test's
+    # directory, not in /dev/shm for good.
+    env["MOONCAKE_SHM_DIR"] = str(tmp_path)
     port = free_port()
     log = tmp_path / "svc.log"
     p = subprocess.Popen(

@@ -103,7 +103,9 @@ def test_store_service_starts_with_nothing_set(make_cluster, tmp_path, keyspace)
     log = tmp_path / "svc.log"
     env = bare_env(MOONCAKE_MASTER=c.master, MOONCAKE_TE_META_DATA_SERVER=c.metadata,
                    MOONCAKE_GLOBAL_SEGMENT_SIZE="32mb", MOONCAKE_LOCAL_HOSTNAME="127.0.0.1",
-                   MOONCAKE_PROTOCOL="tcp")
+                   MOONCAKE_PROTOCOL="tcp",
+                   # (its segment file stays when it stops: in the test's directory)
+                   MOONCAKE_SHM_DIR=str(tmp_path))
     p = subprocess.Popen(
         [sys.executable, "-m", "mooncake.mooncake_store_service", "--port", str(port),
          "--http_host", "127.0.0.1"],
