@@ -352,6 +352,14 @@ def test_the_real_client_keeps_an_ssd_tier(make_cluster, tmp_path, monkeypatch):
         wait_until("the http port", lambda: port_open(http_port), 10, rc.proc, tmp_path / "real-client-1.log")
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5).read().decode()
         assert f"client_tier_capacity_bytes {256 << 20}" in metrics
+        # The tier calls the master in on its own task; until the master knows it,
+        # what eviction takes is not on disk (docs/tier.md).
+        def master_knows_the_tier():
+            text = urllib.request.urlopen(c.url("/metrics"), timeout=5).read().decode()
+            return any(l.startswith("master_tier_capacity_bytes ") and float(l.split()[1]) > 0
+                       for l in text.splitlines())
+        wait_until("the master learning of the tier", master_knows_the_tier, 20, rc.proc,
+                   tmp_path / "real-client-1.log")
         d = MooncakeDistributedStore()
         assert d.setup_dummy(0, 0, rc.address) == 0
         values = {f"rc-ssd-{i}": bytes([i]) * (1 << 20) for i in range(24)}  # 24 MiB into 8
