@@ -8,38 +8,22 @@
 //! - `GET /metrics/summary`: the same figures as a few readable lines.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use mooncake_client::Client;
+use mooncake_store::http::{health, metrics_route};
 use mooncake_store::metrics::StoreMetrics;
-use std::sync::Arc;
 
-/// The port's routes over `client`.
+/// The port's routes over `client` (health and metrics as the store daemon serves them).
 pub fn router(client: Client) -> Router {
-    let metrics = Arc::new(StoreMetrics::with_prefix("client"));
     Router::new()
         .route("/health", get(health))
         .route(
             "/metrics",
-            get(move |State(c): State<Client>| async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    metrics.render(&c),
-                )
-            }),
+            metrics_route(StoreMetrics::with_prefix("client")),
         )
         .route("/metrics/summary", get(summary))
         .with_state(client)
-}
-
-async fn health(State(c): State<Client>) -> Response {
-    if c.is_mounted() {
-        (StatusCode::OK, "OK").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "segment not mounted").into_response()
-    }
 }
 
 async fn summary(State(c): State<Client>) -> String {

@@ -141,18 +141,9 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 pub fn router(client: Client) -> Router {
-    let metrics = Arc::new(StoreMetrics::new());
     Router::new()
         .route("/health", get(health))
-        .route(
-            "/metrics",
-            get(move |State(c): State<Client>| async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    metrics.render(&c),
-                )
-            }),
-        )
+        .route("/metrics", metrics_route(StoreMetrics::new()))
         .route("/api/put", put(api_put))
         .route("/api/get/{key}", get(api_get))
         .route("/api/exist/{key}", get(api_exist))
@@ -175,7 +166,19 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     json_response(status, json!({ "error": msg.into() }))
 }
 
-async fn health(State(c): State<Client>) -> Response {
+/// `GET /metrics` over a segment owner's client: `metrics`' Prometheus text.
+pub fn metrics_route(metrics: StoreMetrics) -> axum::routing::MethodRouter<Client> {
+    let metrics = Arc::new(metrics);
+    get(move |State(c): State<Client>| async move {
+        (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            metrics.render(&c),
+        )
+    })
+}
+
+/// `GET /health`: 200 `OK` while the owner's segment is mounted, else 503.
+pub async fn health(State(c): State<Client>) -> Response {
     if c.is_mounted() {
         (StatusCode::OK, "OK").into_response()
     } else {
