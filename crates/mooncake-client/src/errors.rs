@@ -58,6 +58,36 @@ pub(crate) fn grant_refused(e: &MooncakeError) -> bool {
 pub(crate) const GRANT_RETRIES: usize = 8;
 pub(crate) const GRANT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
 
+/// `out` (one result per item of a call) with the items whose transfer a data port
+/// refused for its grant ([`grant_refused`]) done again: `again(positions)` redoes
+/// those items, asking the master afresh, and answers one result per position, in
+/// order. Up to [`GRANT_RETRIES`] rounds, [`GRANT_RETRY_PAUSE`] apart (the owner
+/// mounts again within a heartbeat); an item still refused after them keeps its
+/// refusal.
+pub(crate) async fn again_while_grants_refused<T, F, Fut>(
+    mut out: Vec<Result<T>>,
+    mut again: F,
+) -> Vec<Result<T>>
+where
+    F: FnMut(Vec<usize>) -> Fut,
+    Fut: std::future::Future<Output = Vec<Result<T>>>,
+{
+    for _ in 0..GRANT_RETRIES {
+        let refused: Vec<usize> = (0..out.len())
+            .filter(|&i| matches!(&out[i], Err(e) if grant_refused(e)))
+            .collect();
+        if refused.is_empty() {
+            break;
+        }
+        tokio::time::sleep(GRANT_RETRY_PAUSE).await;
+        let retried = again(refused.clone()).await;
+        for (i, r) in refused.into_iter().zip(retried) {
+            out[i] = r;
+        }
+    }
+    out
+}
+
 const TRANSFER_FAILED: &str = "transfer failed: ";
 
 /// The error every call returns after `close()`.
@@ -95,6 +125,51 @@ mod tests {
         assert_eq!(check_key("").unwrap_err().code, ErrorCode::InvalidParams);
         assert!(check_key(&"k".repeat(MAX_KEY_LEN + 1)).is_err());
         assert!(check_key("ok").is_ok());
+    }
+
+    fn refused() -> MooncakeError {
+        MooncakeError::new(
+            ErrorCode::PermissionDenied,
+            format!("{TRANSFER_FAILED}no grant"),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_grants_are_done_again_and_nothing_else_is() {
+        // Item 0 succeeds at once, 1 is refused twice, 2 fails otherwise, 3 is
+        // refused for good: only 1 and 3 are redone, 3 until the rounds run out.
+        let first: Vec<Result<u32>> = vec![
+            Ok(0),
+            Err(refused()),
+            Err(MooncakeError::new(
+                ErrorCode::PermissionDenied,
+                "put: denied",
+            )),
+            Err(refused()),
+        ];
+        let mut rounds: Vec<Vec<usize>> = Vec::new();
+        let out = again_while_grants_refused(first, |again| {
+            rounds.push(again.clone());
+            let n = rounds.len();
+            async move {
+                again
+                    .iter()
+                    .map(|&i| match i {
+                        1 if n >= 2 => Ok(10),
+                        _ => Err(refused()),
+                    })
+                    .collect()
+            }
+        })
+        .await;
+        assert_eq!(out[0].as_ref().unwrap(), &0);
+        assert_eq!(out[1].as_ref().unwrap(), &10);
+        assert!(!grant_refused(out[2].as_ref().unwrap_err()));
+        assert!(grant_refused(out[3].as_ref().unwrap_err()));
+        assert_eq!(rounds.len(), GRANT_RETRIES);
+        assert_eq!(rounds[0], vec![1, 3]);
+        assert_eq!(rounds[1], vec![1, 3]);
+        assert!(rounds[2..].iter().all(|r| r == &[3]));
     }
 
     #[test]

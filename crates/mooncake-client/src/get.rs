@@ -4,7 +4,7 @@
 //! speculatively while the lookup runs (`Client::locate_guessing`).
 
 use crate::client::Client;
-use crate::errors::{grant_refused, GRANT_RETRIES, GRANT_RETRY_PAUSE};
+use crate::errors::again_while_grants_refused;
 use crate::io::{layout, truncate};
 use crate::read::{Found, Guess, Located, ReadItem};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
@@ -112,23 +112,14 @@ impl Client {
     }
 
     pub async fn get_batch(&self, keys: &[String]) -> Vec<Result<Vec<u8>>> {
-        let mut out = self.get_batch_once(keys).await;
+        let out = self.get_batch_once(keys).await;
         // Reads a data port refused for their grants ask the master again once the
         // segment's owner has mounted again (`errors::grant_refused`).
-        for _ in 0..GRANT_RETRIES {
-            let again: Vec<usize> = (0..keys.len())
-                .filter(|&i| matches!(&out[i], Err(e) if grant_refused(e)))
-                .collect();
-            if again.is_empty() {
-                break;
-            }
-            tokio::time::sleep(GRANT_RETRY_PAUSE).await;
+        again_while_grants_refused(out, |again| async move {
             let keys2: Vec<String> = again.iter().map(|i| keys[*i].clone()).collect();
-            for (i, r) in again.into_iter().zip(self.get_batch_once(&keys2).await) {
-                out[i] = r;
-            }
-        }
-        out
+            self.get_batch_once(&keys2).await
+        })
+        .await
     }
 
     async fn get_batch_once(&self, keys: &[String]) -> Vec<Result<Vec<u8>>> {
@@ -244,25 +235,15 @@ impl Client {
             return mismatch(keys.len(), "batch_get_into_multi");
         }
         // Safety: forwarded from the caller.
-        let mut out = unsafe { self.batch_get_into_multi_once(keys, bufs).await };
+        let out = unsafe { self.batch_get_into_multi_once(keys, bufs).await };
         // As in `get_batch`: refused grants are asked for again.
-        for _ in 0..GRANT_RETRIES {
-            let again: Vec<usize> = (0..keys.len())
-                .filter(|&i| matches!(&out[i], Err(e) if grant_refused(e)))
-                .collect();
-            if again.is_empty() {
-                break;
-            }
-            tokio::time::sleep(GRANT_RETRY_PAUSE).await;
+        again_while_grants_refused(out, |again| async move {
             let keys2: Vec<String> = again.iter().map(|i| keys[*i].clone()).collect();
             let bufs2: Vec<Vec<(usize, usize)>> = again.iter().map(|i| bufs[*i].clone()).collect();
             // Safety: forwarded from the caller (the same buffers).
-            let retried = unsafe { self.batch_get_into_multi_once(&keys2, &bufs2).await };
-            for (i, r) in again.into_iter().zip(retried) {
-                out[i] = r;
-            }
-        }
-        out
+            unsafe { self.batch_get_into_multi_once(&keys2, &bufs2).await }
+        })
+        .await
     }
 
     /// # Safety

@@ -8,7 +8,7 @@
 
 use crate::client::Client;
 use crate::config::ReplicateConfig;
-use crate::errors::{check_key, code_error, grant_refused, GRANT_RETRIES, GRANT_RETRY_PAUSE};
+use crate::errors::{again_while_grants_refused, check_key, code_error};
 use crate::io::{layout, Job};
 use crate::rpc::MasterRpc;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
@@ -39,27 +39,17 @@ impl Client {
         upsert: bool,
     ) -> Vec<Result<()>> {
         // Safety: forwarded from the caller.
-        let mut results = unsafe { self.write_placed(rpc, keys, &items, rc, upsert) }.await;
+        let results = unsafe { self.write_placed(rpc, keys, &items, rc, upsert) }.await;
         // Writes a data port refused for their grants start again (new allocations,
         // fresh grants) once the segment's owner has mounted again.
-        for _ in 0..GRANT_RETRIES {
-            let again: Vec<usize> = (0..keys.len())
-                .filter(|&i| matches!(&results[i], Err(e) if grant_refused(e)))
-                .filter(|&i| items[i].is_ok())
-                .collect();
-            if again.is_empty() {
-                break;
-            }
-            tokio::time::sleep(GRANT_RETRY_PAUSE).await;
+        let items = &items;
+        again_while_grants_refused(results, |again| async move {
             let keys2: Vec<String> = again.iter().map(|i| keys[*i].clone()).collect();
             let items2: Vec<Result<Bufs>> = again.iter().map(|i| items[*i].clone()).collect();
             // Safety: forwarded from the caller (the same source ranges).
-            let retried = unsafe { self.write_placed(rpc, &keys2, &items2, rc, upsert) }.await;
-            for (i, r) in again.into_iter().zip(retried) {
-                results[i] = r;
-            }
-        }
-        results
+            unsafe { self.write_placed(rpc, &keys2, &items2, rc, upsert) }.await
+        })
+        .await
     }
 
     /// [`Client::write_objects`] without the retries of refused grants.
