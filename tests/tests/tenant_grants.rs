@@ -7,7 +7,7 @@
 //! tenant's objects between stores); after a master restart the tenant's client keeps
 //! working (its remembered grants are stale, its reads ask the master again).
 
-use mooncake_client::{Client, ClientConfig, ReplicateConfig};
+use mooncake_client::{Client, ClientConfig, GetTicket, Location, ReplicateConfig};
 use mooncake_common::auth::{Challenge, Credential};
 use mooncake_tests::{
     free_port, http_text, node_for, store_env, value_for, Master, Store, TestDir,
@@ -370,6 +370,174 @@ async fn after_a_master_restart_a_tenant_keeps_reading_and_writing() {
         .await
         .expect("a put after the restart");
     assert_eq!(alpha.get("after-restart").await.unwrap(), v);
+    let stats = alpha.location_cache_stats();
+    assert!(
+        stats.stale > 0,
+        "the remembered grants were stale: {stats:?}"
+    );
+    drop(m);
+}
+
+const FORM_LEN: usize = 96 << 10;
+const FORMS: [&str; 10] = [
+    "get", "batch-0", "batch-1", "into", "binto-0", "binto-1", "multi", "range", "loc", "session",
+];
+
+fn form_key(f: &str) -> String {
+    format!("form-{f}")
+}
+
+fn form_value(f: &str) -> Vec<u8> {
+    value_for(&form_key(f), FORM_LEN)
+}
+
+/// Reads the `form-*` objects with every read form of `c` at once (`loc` and
+/// `ticket`: a lookup of `form-loc` and a get session of `form-session`), checks the
+/// bytes, then reads the session again (its ticket keeps what a refused read looked
+/// up afresh).
+async fn read_every_form(c: &Client, loc: &Location, ticket: &GetTicket) {
+    const LEN: usize = FORM_LEN;
+    // Registered memory for the zero-copy forms: one LEN-byte slot per read.
+    let mut mem = vec![0u8; 8 * LEN];
+    let base = mem.as_mut_ptr() as usize;
+    // Safety: `mem` outlives the client's use of it and is not moved.
+    unsafe { c.register_buffer(base, mem.len()) }.unwrap();
+    let slot = |i: usize| base + i * LEN;
+    let (range_off, range_len) = (5000u64, 40_000usize);
+    // The session reads two ranges of its object into slot 7, back to front.
+    let (s_a, s_b) = ((0usize, 30_000usize), (50_000usize, 20_000usize));
+    let batch = [form_key("batch-0"), form_key("batch-1")];
+    let binto = [form_key("binto-0"), form_key("binto-1")];
+    let binto_bufs = [(slot(1), LEN), (slot(2), LEN)];
+    // Scattered over two buffers.
+    let multi_bufs = [vec![(slot(3), 1000), (slot(4), LEN - 1000)]];
+    let session_ranges = [(
+        ticket,
+        vec![
+            (slot(7) + s_b.0, s_b.1, s_b.0 as u64),
+            (slot(7) + s_a.0, s_a.1, s_a.0 as u64),
+        ],
+    )];
+    let (k_get, k_into, k_multi, k_range) = (
+        form_key("get"),
+        form_key("into"),
+        form_key("multi"),
+        form_key("range"),
+    );
+    // Safety (every unsafe read below): each reads into its own slots of `mem`.
+    let (got, got_batch, into, binto_r, multi, range, at_loc, session) = tokio::join!(
+        c.get(&k_get),
+        c.get_batch(&batch),
+        unsafe { c.get_into(&k_into, slot(0), LEN) },
+        unsafe { c.batch_get_into(&binto, &binto_bufs) },
+        unsafe { c.batch_get_into_multi(std::slice::from_ref(&k_multi), &multi_bufs) },
+        unsafe { c.get_range_into(&k_range, range_off, slot(5), range_len) },
+        unsafe { c.read_location(loc, slot(6)) },
+        unsafe { c.get_session_read(&session_ranges) },
+    );
+    assert_eq!(got.expect("get"), form_value("get"));
+    for (r, f) in got_batch.into_iter().zip(["batch-0", "batch-1"]) {
+        assert_eq!(r.expect("get_batch"), form_value(f), "{f}");
+    }
+    assert_eq!(into.expect("get_into"), LEN);
+    for r in binto_r {
+        assert_eq!(r.expect("batch_get_into"), LEN);
+    }
+    assert_eq!(multi.into_iter().next().unwrap().expect("multi"), LEN);
+    assert_eq!(range.expect("get_range_into"), range_len);
+    at_loc.expect("read_location");
+    assert_eq!(
+        session
+            .into_iter()
+            .next()
+            .unwrap()
+            .expect("get_session_read"),
+        s_a.1 + s_b.1
+    );
+    let at = |i: usize, n: usize| &mem[i * LEN..i * LEN + n];
+    assert_eq!(at(0, LEN), form_value("into"));
+    assert_eq!(at(1, LEN), form_value("binto-0"));
+    assert_eq!(at(2, LEN), form_value("binto-1"));
+    assert_eq!(at(3, 1000), &form_value("multi")[..1000]);
+    assert_eq!(at(4, LEN - 1000), &form_value("multi")[1000..]);
+    let r = range_off as usize;
+    assert_eq!(at(5, range_len), &form_value("range")[r..r + range_len]);
+    assert_eq!(at(6, LEN), form_value("loc"));
+    let sv = form_value("session");
+    let s = at(7, LEN);
+    assert_eq!(&s[s_a.0..s_a.0 + s_a.1], &sv[s_a.0..s_a.0 + s_a.1]);
+    assert_eq!(&s[s_b.0..s_b.0 + s_b.1], &sv[s_b.0..s_b.0 + s_b.1]);
+    // The whole session object, with the ticket as the reads above left it.
+    mem[7 * LEN..].fill(0);
+    let again = unsafe { c.get_session_read(&[(ticket, vec![(slot(7), LEN, 0)])]) }.await;
+    assert_eq!(again.into_iter().next().unwrap().expect("again"), LEN);
+    assert_eq!(&mem[7 * LEN..], sv);
+    c.unregister_buffer(base).unwrap();
+}
+
+/// Every read form after a master restart, every byte through the store's data port.
+/// A client that connects right after the restart finds the store not mounted again
+/// yet (the master signs nothing for its segment until its next heartbeat, so the
+/// first reads are refused and asked again); the client from before the restart holds
+/// grants signed with the old secrets (a `Location`, a get session, its location
+/// cache), refused for certain once the store has mounted again. Every form of both
+/// reads the right bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_master_restart_every_read_form_reads_the_right_bytes() {
+    let dir = TestDir::new("tenant-grants-read-forms");
+    let snap_dir = dir.path().join("snap");
+    let snap = format!("--snapshot_backup_dir={}", snap_dir.display());
+    let tokens = dir.file("tokens", TOKENS);
+    let auth = format!("--auth_token_file={}", tokens.display());
+    // The get sessions' leases must outlast the restart.
+    let flags = [
+        auth.as_str(),
+        "--enable_snapshot=true",
+        snap.as_str(),
+        "--client_ttl",
+        "2",
+        "--default_kv_lease_ttl=60000",
+    ];
+    let (rpc, met) = (free_port(), free_port());
+    let mut m = Master::start_on_ports(rpc, met, &flags);
+    let _store = Store::start(&store_env_as(&m, CLUSTER));
+    let alpha = client_as(&m, ALPHA).await;
+    for f in FORMS {
+        alpha
+            .put(&form_key(f), &form_value(f), &ReplicateConfig::default())
+            .await
+            .unwrap();
+        // The location cache remembers each key with this master's grant.
+        assert_eq!(alpha.get(&form_key(f)).await.unwrap(), form_value(f));
+    }
+    // Looked up before the restart, read after it.
+    let loc = alpha.locate_one(&form_key("loc")).await.unwrap();
+    let ticket = alpha
+        .get_session_start(&[form_key("session")])
+        .await
+        .remove(0)
+        .unwrap();
+
+    m.proc.kill9();
+    let m = Master::start_on_ports(rpc, met, &flags);
+
+    let fresh = client_as(&m, ALPHA).await;
+    let loc2 = fresh.locate_one(&form_key("loc")).await.unwrap();
+    let ticket2 = fresh
+        .get_session_start(&[form_key("session")])
+        .await
+        .remove(0)
+        .unwrap();
+    read_every_form(&fresh, &loc2, &ticket2).await;
+
+    // The store has mounted again (the fresh client could not have read otherwise):
+    // the old secret is gone from its data port.
+    let (_, _, _, grant) = replica(&alpha, &form_key("get")).await;
+    assert!(
+        !grant.is_empty(),
+        "the new master signs for the store's segment"
+    );
+    read_every_form(&alpha, &loc, &ticket).await;
     let stats = alpha.location_cache_stats();
     assert!(
         stats.stale > 0,

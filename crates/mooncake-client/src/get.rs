@@ -5,9 +5,14 @@
 
 use crate::client::Client;
 use crate::errors::again_while_grants_refused;
-use crate::io::{layout, truncate};
+use crate::io::{layout, truncate, Piece};
 use crate::read::{Found, Guess, Located, ReadItem};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
+use mooncake_proto::Replica;
+
+fn no_result<T>() -> Result<T> {
+    Err(MooncakeError::new(ErrorCode::InternalError, "no result"))
+}
 
 fn mismatch<T>(n: usize, what: &str) -> Vec<Result<T>> {
     (0..n)
@@ -29,6 +34,7 @@ fn too_small(key: &str, cap: usize, size: u64) -> MooncakeError {
 /// only once it knows the size (the Python `get()` reads straight into a new `bytes`).
 /// The lease its lookup was granted covers a read that follows at once.
 pub struct Location {
+    key: String,
     located: Located,
 }
 
@@ -48,7 +54,10 @@ impl Client {
             .await
             .pop()
             .unwrap_or_else(|| Err(MooncakeError::new(ErrorCode::InternalError, "no result")))
-            .map(|located| Location { located })
+            .map(|located| Location {
+                key: key.to_string(),
+                located,
+            })
     }
 
     /// The size the location cache remembers for `key`'s object, if any: a caller
@@ -88,18 +97,59 @@ impl Client {
         let f = unsafe { self.locate_guessing(&keys, &guesses).await }
             .pop()
             .unwrap_or_else(|| Err(MooncakeError::new(ErrorCode::InternalError, "no result")))?;
-        Ok((!f.read).then_some(Location { located: f.located }))
+        Ok((!f.read).then_some(Location {
+            key: key.to_string(),
+            located: f.located,
+        }))
     }
 
-    /// Reads the object `loc` describes into `[addr, addr + loc.size())`.
+    /// Reads the object `loc` describes into `[addr, addr + loc.size())`. A read a
+    /// data port refused for its grant (`loc` was answered before the master
+    /// restarted or handed over, or before the segment's owner mounted again) looks
+    /// the key up again and reads what that names, as long as the object still has
+    /// `loc.size()` bytes; an object replaced by one of another size is
+    /// OBJECT_NOT_FOUND (the one located is gone; locate it again).
     ///
     /// # Safety
     /// That range is valid for writes for the whole call.
     pub async unsafe fn read_location(&self, loc: &Location, addr: usize) -> Result<()> {
-        let item = ReadItem {
-            replicas: loc.located.replicas.clone(),
-            pieces: layout(&[(addr, loc.size() as usize)], 0),
-        };
+        let pieces = layout(&[(addr, loc.size() as usize)], 0);
+        // Safety: forwarded.
+        let first = unsafe { self.read_one(loc.located.replicas.clone(), pieces.clone()) }.await;
+        let keys = std::slice::from_ref(&loc.key);
+        again_while_grants_refused(vec![first], |_| {
+            let pieces = pieces.clone();
+            async move {
+                let read = async {
+                    let l = self.locate(keys).await.pop().unwrap_or_else(no_result)?;
+                    if l.size != loc.size() {
+                        return Err(MooncakeError::new(
+                            ErrorCode::ObjectNotFound,
+                            format!(
+                                "get {:?}: the {}-byte object located was replaced by one of {} bytes before its read",
+                                loc.key,
+                                loc.size(),
+                                l.size
+                            ),
+                        ));
+                    }
+                    // Safety: forwarded.
+                    unsafe { self.read_one(l.replicas, pieces) }.await
+                };
+                vec![read.await]
+            }
+        })
+        .await
+        .pop()
+        .unwrap_or_else(no_result)
+    }
+
+    /// Reads one object from `replicas` into `pieces`.
+    ///
+    /// # Safety
+    /// Every piece's local range is valid for writes for the whole call.
+    async unsafe fn read_one(&self, replicas: Vec<Replica>, pieces: Vec<Piece>) -> Result<()> {
+        let item = ReadItem { replicas, pieces };
         // Safety: forwarded.
         let mut r = unsafe { self.read_objects(std::slice::from_ref(&item)).await };
         r.pop().unwrap_or(Ok(()))
@@ -331,11 +381,33 @@ impl Client {
         len: usize,
     ) -> Result<usize> {
         self.inner.buffers.check(addr, len)?;
+        // Safety (both): forwarded.
+        let first = unsafe { self.get_range_into_once(key, src_off, addr, len) }.await;
+        // As in `get_batch`: a refused grant is asked for again.
+        again_while_grants_refused(vec![first], |_| async move {
+            vec![unsafe { self.get_range_into_once(key, src_off, addr, len) }.await]
+        })
+        .await
+        .pop()
+        .unwrap_or_else(no_result)
+    }
+
+    /// [`Client::get_range_into`] without the retries of refused grants.
+    ///
+    /// # Safety
+    /// `[addr, addr+len)` is valid for writes for the whole call.
+    async unsafe fn get_range_into_once(
+        &self,
+        key: &str,
+        src_off: u64,
+        addr: usize,
+        len: usize,
+    ) -> Result<usize> {
         let l = self
             .locate(std::slice::from_ref(&key.to_string()))
             .await
             .pop()
-            .unwrap_or_else(|| Err(MooncakeError::new(ErrorCode::InternalError, "no result")))?;
+            .unwrap_or_else(no_result)?;
         if src_off
             .checked_add(len as u64)
             .is_none_or(|end| end > l.size)

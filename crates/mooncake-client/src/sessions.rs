@@ -10,11 +10,13 @@
 
 use crate::client::Client;
 use crate::config::ReplicateConfig;
-use crate::errors::{check_code, check_key, code_error};
+use crate::errors::{again_while_grants_refused, check_code, check_key, code_error};
 use crate::io::{Job, Piece};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::{BatchKeyRequest, BatchPutEndRequest, BatchPutStartRequest, Replica};
 use mooncake_transfer::Opcode;
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A reserved object: where its replicas are and the put id that completes it.
@@ -27,10 +29,13 @@ pub struct PutTicket {
 }
 
 /// A looked-up object: its complete replicas, its size, and when the lease the
-/// lookup was granted runs out.
+/// lookup was granted runs out. Clones share the replicas, so when a read finds
+/// their grants refused and looks the key up again, every clone reads what the new
+/// lookup named.
 #[derive(Debug, Clone)]
 pub struct GetTicket {
-    replicas: Vec<Replica>,
+    key: String,
+    replicas: Arc<Mutex<Vec<Replica>>>,
     size: u64,
     lease_until: Instant,
 }
@@ -317,7 +322,8 @@ impl Client {
                                 ))
                             } else {
                                 Ok(GetTicket {
-                                    replicas: res.replicas,
+                                    key: keys[i].clone(),
+                                    replicas: Arc::new(Mutex::new(res.replicas)),
                                     size: res.size,
                                     lease_until: asked_at + Duration::from_millis(res.lease_ttl_ms),
                                 })
@@ -344,10 +350,60 @@ impl Client {
 
     /// Reads each item's ranges; bytes read per item. LEASE_EXPIRED once the
     /// ticket's lease has run out (the object may be evicted since: start again).
+    /// A read a data port refused for its grant (the master restarted or handed over
+    /// since the session started, or the segment's owner had not mounted again yet)
+    /// looks the key up again, keeps what that names in the ticket and reads again,
+    /// as long as the object still has the ticket's size; one replaced by an object
+    /// of another size is OBJECT_NOT_FOUND (start the session again).
     ///
     /// # Safety
     /// Every local range is valid for writes for the whole call.
     pub async unsafe fn get_session_read(
+        &self,
+        items: &[(&GetTicket, Vec<RangePiece>)],
+    ) -> Vec<Result<usize>> {
+        // Safety: forwarded from the caller.
+        let first = unsafe { self.get_session_read_once(items) }.await;
+        again_while_grants_refused(first, |again| async move {
+            let keys: Vec<String> = again.iter().map(|&n| items[n].0.key.clone()).collect();
+            let located = self.locate(&keys).await;
+            let mut out: Vec<Result<usize>> = Vec::with_capacity(again.len());
+            let mut read = Vec::new();
+            let mut pos = Vec::new();
+            for (&n, l) in again.iter().zip(located) {
+                let t = items[n].0;
+                match l {
+                    Ok(l) if l.size == t.size => {
+                        *t.replicas.lock() = l.replicas;
+                        read.push(items[n].clone());
+                        pos.push(out.len());
+                        out.push(Ok(0));
+                    }
+                    Ok(l) => out.push(Err(MooncakeError::new(
+                        ErrorCode::ObjectNotFound,
+                        format!(
+                            "get session {:?}: the {}-byte object was replaced by one of {} bytes; start the session again",
+                            t.key, t.size, l.size
+                        ),
+                    ))),
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+            // Safety: forwarded from the caller (the same ranges).
+            let retried = unsafe { self.get_session_read_once(&read) }.await;
+            for (p, r) in pos.into_iter().zip(retried) {
+                out[p] = r;
+            }
+            out
+        })
+        .await
+    }
+
+    /// [`Client::get_session_read`] without the retries of refused grants.
+    ///
+    /// # Safety
+    /// Every local range is valid for writes for the whole call.
+    async unsafe fn get_session_read_once(
         &self,
         items: &[(&GetTicket, Vec<RangePiece>)],
     ) -> Vec<Result<usize>> {
@@ -371,7 +427,7 @@ impl Client {
                 Ok(p) => {
                     results.push(Ok(p.iter().map(|x| x.len).sum()));
                     read.push(crate::read::ReadItem {
-                        replicas: t.replicas.clone(),
+                        replicas: t.replicas.lock().clone(),
                         pieces: p,
                     });
                     pos.push(n);
