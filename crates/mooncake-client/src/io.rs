@@ -9,6 +9,7 @@ use crate::mount::LocalSegment;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::{Replica, SegmentDesc};
 use mooncake_segment::{PeerMap, ShmCache};
+use mooncake_transfer::tcp::lane::LaneOp;
 use mooncake_transfer::{Opcode, TransferEngine, TransferRequest};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -109,6 +110,19 @@ impl DataPath {
             reqs,
             owner,
         } = unsafe { self.copy_local(op, jobs, own) };
+        if let [req] = &reqs[..] {
+            // One small remote transfer from a thread that waits for it anyway: on a
+            // lane this thread drives (`mooncake_transfer::tcp::lane`). If the lane
+            // fails, the pooled path below runs the same transfer again.
+            // Safety: the caller keeps the local range valid for this call, and a lane
+            // is finished (or dropped) before we return.
+            if let Some(op) = unsafe { self.engine.lane_start(req) }.await {
+                // Safety: as above.
+                if unsafe { op.finish() }.is_ok() {
+                    return results;
+                }
+            }
+        }
         if !reqs.is_empty() {
             let bytes: usize = reqs.iter().map(|r| r.length).sum();
             let deadline = data_deadline(bytes);
@@ -143,6 +157,27 @@ impl DataPath {
             }
         }
         results
+    }
+
+    /// Sends a one-piece read of a replica in another host's segment on a lane and
+    /// returns it unfinished, so that the caller can do other work (a lookup) while the
+    /// answer travels. `None` when a lane does not apply (a same-host or invalid
+    /// replica, more than one piece, a large read, a caller that must not block):
+    /// [`DataPath::run`] decides then.
+    ///
+    /// # Safety
+    /// The piece's local range stays writable and unaliased until the returned read is
+    /// finished or dropped.
+    pub async unsafe fn lane_read(&self, job: &Job<'_>) -> Option<LaneOp> {
+        let [p] = &job.pieces[..] else { return None };
+        let seg = job.replica.segment.as_ref()?;
+        if p.obj_off + p.len as u64 > job.replica.size || self.shm.is_local(seg) {
+            return None;
+        }
+        let grant = job.replica.grant.clone().map(Arc::new);
+        let req = remote_request(Opcode::Read, seg, job.replica, p, grant);
+        // Safety: forwarded from the caller.
+        unsafe { self.engine.lane_start(&req) }.await
     }
 
     /// Checks every job, copies the same-host ones (our own segment and mapped peers)
@@ -227,16 +262,7 @@ impl DataPath {
             }
             let grant = job.replica.grant.clone().map(Arc::new);
             for p in &job.pieces {
-                reqs.push(TransferRequest {
-                    opcode: op,
-                    local_addr: p.local,
-                    length: p.len,
-                    target: seg.name.clone(),
-                    target_endpoint: (!seg.transport_endpoint.is_empty())
-                        .then(|| seg.transport_endpoint.clone()),
-                    remote_addr: seg.base + job.replica.offset + p.obj_off,
-                    grant: grant.clone(),
-                });
+                reqs.push(remote_request(op, seg, job.replica, p, grant.clone()));
                 owner.push(j);
             }
         }
@@ -250,6 +276,26 @@ impl DataPath {
             reqs,
             owner,
         }
+    }
+}
+
+/// The transfer-engine request for `piece` of `replica` (in segment `seg`).
+fn remote_request(
+    op: Opcode,
+    seg: &SegmentDesc,
+    replica: &Replica,
+    piece: &Piece,
+    grant: Option<Arc<Vec<u8>>>,
+) -> TransferRequest {
+    TransferRequest {
+        opcode: op,
+        local_addr: piece.local,
+        length: piece.len,
+        target: seg.name.clone(),
+        target_endpoint: (!seg.transport_endpoint.is_empty())
+            .then(|| seg.transport_endpoint.clone()),
+        remote_addr: seg.base + replica.offset + piece.obj_off,
+        grant,
     }
 }
 

@@ -7,7 +7,7 @@
 //! next replica.
 
 use crate::client::Client;
-use crate::errors::{check_code, check_key};
+use crate::errors::{check_code, check_key, transfer_error};
 use crate::io::{Job, Piece};
 use crate::locations::{same_allocation, Remembered};
 use crate::rpc::MasterRpc;
@@ -145,13 +145,31 @@ impl Client {
         // lookup goes out; the lookup then runs in the caller's call mode (a blocking
         // call waits for its answer on this thread while the transfer engine's tasks
         // take the reads' answers), and the reads are collected after it.
-        let (reads, located) = tokio::join!(
-            async {
+        // One small guess from a thread that may block: its request goes out on a
+        // lane this thread drives, the lookup runs, then this thread reads the
+        // answer, which arrived meanwhile; no other thread is woken.
+        let lane = match &jobs[..] {
+            // Safety: forwarded from the caller.
+            [job] => unsafe { self.inner.data.lane_read(job) }.await,
+            _ => None,
+        };
+        let (reads, located) = match lane {
+            Some(op) => {
+                let located = self.locate_via(&self.inner.rpc, keys).await;
                 // Safety: forwarded from the caller.
-                unsafe { self.inner.data.run(Opcode::Read, &jobs).await }
-            },
-            self.locate_via(&self.inner.rpc, keys)
-        );
+                let read = unsafe { op.finish() }.map_err(|e| transfer_error(&e));
+                (vec![read], located)
+            }
+            None => {
+                tokio::join!(
+                    async {
+                        // Safety: forwarded from the caller.
+                        unsafe { self.inner.data.run(Opcode::Read, &jobs).await }
+                    },
+                    self.locate_via(&self.inner.rpc, keys)
+                )
+            }
+        };
         self.remember(keys, &located);
         let mut out: Vec<Result<Found>> = located.into_iter().map(found).collect();
         let cache = &self.inner.locations;

@@ -41,5 +41,18 @@ where
     F: Future + Send,
     F::Output: Send,
 {
-    py.detach(|| rt.block_on(fut))
+    py.detach(|| {
+        // This thread waits for the result: small transfers may run on lanes it
+        // drives itself (`mooncake_transfer::tcp::lane`).
+        let _lanes = lanes_on().then(mooncake_transfer::tcp::lane::CallerMayBlock::enter);
+        rt.block_on(fut)
+    })
+}
+
+/// Lanes are on unless `MOONCAKE_TCP_LANES=0` (read once): the switch exists to
+/// compare the two paths and as a way back should a network mishandle many small
+/// connections.
+fn lanes_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("MOONCAKE_TCP_LANES").map_or(true, |v| v.trim() != "0"))
 }

@@ -225,6 +225,71 @@ impl TransferEngine {
         state.results()
     }
 
+    /// Sends a small request on a lane (`tcp::lane`) and returns it for the caller
+    /// to finish on this thread: only when this thread entered
+    /// [`crate::tcp::lane::CallerMayBlock`], the request is one valid slice of at most
+    /// [`crate::tcp::lane::MAX_LEN`] bytes to a peer reached over plaintext TCP, and
+    /// the lane could be opened and the request sent. `None`: use [`Self::transfer`].
+    ///
+    /// # Safety
+    /// For a Write, the local range is readable for this call; for a Read, it stays
+    /// writable and unaliased until the returned [`crate::tcp::lane::LaneOp`] is
+    /// finished or dropped.
+    pub async unsafe fn lane_start(
+        &self,
+        req: &TransferRequest,
+    ) -> Option<crate::tcp::lane::LaneOp> {
+        use crate::tcp::lane::{CallerMayBlock, LaneOp, MAX_LEN};
+        if !CallerMayBlock::here()
+            || req.length > MAX_LEN
+            || self.seg.tls.is_some()
+            || req.target == self.segment_name()
+            || batch::validate(req).is_err()
+        {
+            return None;
+        }
+        let peer = self
+            .peer(&req.target, req.target_endpoint.as_deref())
+            .await
+            .ok()?;
+        #[cfg(feature = "rdma")]
+        if self.rdma.is_some() && peer.desc.protocol == "rdma" {
+            return None;
+        }
+        let lane = match peer.lanes.take() {
+            Some(l) => l,
+            None => {
+                let (local_ip, remote) = peer.slot_path(peer.pick(None));
+                crate::tcp::conn::open_lane(
+                    local_ip,
+                    remote,
+                    &peer.desc.name,
+                    peer.desc.generation,
+                    &self.cfg.tcp,
+                    &self.seg,
+                )
+                .await
+                .ok()?
+            }
+        };
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            LaneOp::send(
+                lane,
+                peer.lanes.clone(),
+                self.seg.clone(),
+                &peer.desc.name,
+                req.opcode,
+                req.local_addr,
+                req.length,
+                req.remote_addr,
+                req.grant.as_ref(),
+                self.cfg.tcp.crc,
+            )
+        }
+        .ok()
+    }
+
     /// Submits a batch and returns at once; poll [`Batch::status`] or await
     /// [`Batch::wait`]. Dropping the batch cancels what has not completed.
     ///

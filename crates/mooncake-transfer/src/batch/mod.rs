@@ -42,7 +42,7 @@ impl Plan {
     }
 }
 
-fn validate(r: &TransferRequest) -> Result<(), TransferError> {
+pub(crate) fn validate(r: &TransferRequest) -> Result<(), TransferError> {
     let bad = |m: String| Err(TransferError::InvalidRequest(m));
     if r.length == 0 {
         return bad("length is zero".into());

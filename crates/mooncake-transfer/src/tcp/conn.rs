@@ -215,6 +215,40 @@ impl Conn {
     }
 }
 
+/// Opens a lane (`tcp::lane`): a plaintext connection greeted (and proved) like a
+/// pooled one, then handed over as a blocking socket to the calling thread.
+pub(crate) async fn open_lane(
+    local_ip: Option<IpAddr>,
+    remote: SocketAddr,
+    segment: &str,
+    generation: u64,
+    tuning: &TcpTuning,
+    seg: &LocalSegment,
+) -> Result<super::lane::Lane, TransferError> {
+    let fut = async {
+        let mut tcp = open(local_ip, remote, tuning.socket_buffer).await?;
+        let mut sniff = Sniff::new(&mut tcp);
+        hello(
+            &mut sniff,
+            remote,
+            segment,
+            generation,
+            seg.auth.credential.as_ref(),
+        )
+        .await
+        .map_err(|e| sniff.explain(remote, e))?;
+        Ok::<_, TransferError>(tcp)
+    };
+    let tcp = tokio::time::timeout(tuning.connect_timeout, fut)
+        .await
+        .map_err(|_| TransferError::Io(format!("connect to {remote} timed out")))??;
+    Metrics::add(&seg.metrics.connections_opened, 1);
+    let std = tcp
+        .into_std()
+        .map_err(|e| TransferError::io("taking over a lane's socket", e))?;
+    super::lane::Lane::new(std).map_err(|e| TransferError::io("setting up a lane", e))
+}
+
 /// A connected, greeted stream: plaintext, or TLS when this engine requires it.
 enum Wire {
     Plain(TcpStream),

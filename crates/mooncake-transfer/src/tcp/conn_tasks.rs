@@ -202,7 +202,7 @@ pub(super) async fn reader<R: WireRead>(rd: R, sh: Arc<Shared>, seg: Arc<LocalSe
     sh.close(err);
 }
 
-fn status_result(segment: &str, h: &Header, len: usize) -> Result<(), TransferError> {
+pub(super) fn status_result(segment: &str, h: &Header, len: usize) -> Result<(), TransferError> {
     match h.status {
         status::OK => Ok(()),
         status::OUT_OF_REGION => Err(TransferError::OutOfRegion {

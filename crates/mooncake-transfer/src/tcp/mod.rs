@@ -11,6 +11,7 @@ pub mod frame;
 pub mod grant;
 pub mod guarded;
 pub mod io;
+pub mod lane;
 pub mod pool;
 pub mod server;
 pub mod slice;

@@ -26,6 +26,8 @@ pub struct Peer {
     pub desc: SegmentDescriptor,
     slots: Vec<Slot>,
     rr: AtomicUsize,
+    /// Idle lanes to this peer (`tcp::lane`).
+    pub lanes: Arc<super::lane::LanePool>,
 }
 
 impl Peer {
@@ -64,6 +66,7 @@ impl Peer {
             desc,
             slots,
             rr: AtomicUsize::new(0),
+            lanes: Arc::default(),
         })
     }
 
