@@ -1,7 +1,8 @@
 //! The tier's files in its directory:
 //! - `tier.data`: one file, as long as its furthest record (never longer than the
-//!   tier's capacity; not preallocated, so a full file system shows as a failed write
-//!   of one record, which the master answers by keeping the object in DRAM). Each record
+//!   tier's capacity; its blocks allocated at most 64 MiB ahead of the records, not
+//!   for the whole capacity, so a full file system shows as a failed write of one
+//!   record, which the master answers by keeping the object in DRAM). Each record
 //!   sits at the offset the master allocated for it, so space comes back the moment the
 //!   master frees an extent; a stale record under a newer one is simply replaced.
 //! - `tier.index`: an append-only log of the extents written (offset, length, CRC), so
@@ -32,6 +33,8 @@ const DATA: &str = "tier.data";
 const ID: &str = "tier.id";
 const INDEX: &str = "tier.index";
 const INDEX_ENTRY: usize = 24;
+/// How far past the furthest record the file's blocks are allocated ahead of writes.
+const PREALLOC_STEP: u64 = 64 << 20;
 /// The length bit of an index entry that says the extent was discarded.
 const TOMBSTONE: u64 = 1 << 63;
 
@@ -110,6 +113,8 @@ pub struct DiskTier {
     /// master (one per batch of demotions), and summing them there walked every
     /// record under the lock that writes and reads of records wait for.
     value_bytes: AtomicU64,
+    /// The file's blocks are allocated up to here ([`PREALLOC_STEP`]).
+    allocated_to: AtomicU64,
     metrics: TierMetrics,
 }
 
@@ -146,6 +151,8 @@ impl DiskTier {
                     data_path.display()
                 ))
             })?;
+        // Blocks past the furthest record were allocated ahead of writes, or are holes.
+        let length = data.metadata().map(|m| m.len()).unwrap_or(0);
         let index_path = dir.join(INDEX);
         let found = read_index(&index_path);
         let id = tier_id(dir)?;
@@ -165,6 +172,7 @@ impl DiskTier {
             capacity: cfg.capacity,
             records: RwLock::new(BTreeMap::new()),
             value_bytes: AtomicU64::new(0),
+            allocated_to: AtomicU64::new(length),
             metrics: TierMetrics::default(),
         };
         let mut dropped = 0u64;
@@ -232,6 +240,7 @@ impl DiskTier {
         }
         // The overlapped records are gone whatever happens next.
         self.remove_range(offset, total);
+        self.allocate_ahead(offset, total);
         let head = h.encode();
         self.data
             .write_all_at(&head, offset)
@@ -251,6 +260,41 @@ impl DiskTier {
         TierMetrics::add(&self.metrics.writes, 1);
         TierMetrics::add(&self.metrics.write_bytes, value.len() as u64);
         Ok(info)
+    }
+
+    /// Allocates the file's blocks up to [`PREALLOC_STEP`] past the end of a record
+    /// written beyond what is allocated already (and within a step of it).
+    ///
+    /// Why: a write into blocks the file does not have yet is the file system's
+    /// delayed allocation, block by block (reserving space and quota, recording each
+    /// page's pending extent), which cost more CPU than the copy of the bytes into
+    /// the page cache; into blocks allocated beforehand (unwritten, read as zeros)
+    /// the same write takes a third less. The master places a fresh tier's records
+    /// one after another, so one call covers the next 64 records of 1 MiB; a record
+    /// placed further out than a step allocates as it is written, so a sparse tier
+    /// never holds more than a step of blocks it does not use. A file system that
+    /// cannot (no room, no support) is left as it was: the write then allocates as
+    /// it goes and fails on its own if the disk is full. The file's length does not
+    /// change (`FALLOC_FL_KEEP_SIZE`); a discard still gives its blocks back.
+    fn allocate_ahead(&self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let end = offset + len;
+        let mark = self.allocated_to.load(Ordering::Relaxed);
+        if end <= mark || offset > mark.saturating_add(PREALLOC_STEP) {
+            return;
+        }
+        let from = offset.min(mark);
+        let to = end.saturating_add(PREALLOC_STEP).min(self.capacity);
+        self.allocated_to.fetch_max(to, Ordering::Relaxed);
+        // SAFETY: plain syscall on an open fd; a failure only means no allocation ahead.
+        unsafe {
+            libc::fallocate(
+                self.data.as_raw_fd(),
+                libc::FALLOC_FL_KEEP_SIZE,
+                from as libc::off_t,
+                (to - from) as libc::off_t,
+            );
+        }
     }
 
     /// Fills `buf` with the value bytes at `value_offset` (an address inside one

@@ -370,3 +370,47 @@ fn the_reported_bytes_follow_writes_overwrites_discards_and_reopens() {
     let t = DiskTier::open(&cfg(d.path(), 4 << 20)).unwrap();
     assert_eq!(sum(&t), (1, 300_000), "after a reopen");
 }
+
+/// A fresh tier's blocks are allocated a step ahead of its records (writes then skip
+/// the file system's per-block delayed allocation), without the file growing longer
+/// than its furthest record; a record placed more than a step beyond allocates only
+/// itself, and a discard still gives blocks back.
+#[test]
+fn blocks_are_allocated_a_step_ahead_of_the_records() {
+    use std::os::unix::fs::MetadataExt;
+    let d = tempfile::tempdir().unwrap();
+    let t = DiskTier::open(&cfg(d.path(), 512 << 20)).unwrap();
+    let blocks = || std::fs::metadata(d.path().join(DATA)).unwrap().blocks() * 512;
+    let v = value(300_000, 1);
+    let a = t.write(0, "a", 1, &v).unwrap();
+    let md = std::fs::metadata(d.path().join(DATA)).unwrap();
+    assert_eq!(
+        md.len(),
+        a.len,
+        "the file is as long as its furthest record"
+    );
+    if blocks() < PREALLOC_STEP {
+        return; // this file system does not allocate ahead (no fallocate)
+    }
+    // The next records land in blocks allocated already.
+    let before = blocks();
+    let b = t.write(a.len, "b", 2, &v).unwrap();
+    assert_eq!(blocks(), before);
+    // Far beyond the allocated blocks: only the record itself.
+    let far = 400 << 20;
+    let c = t.write(far, "c", 3, &v).unwrap();
+    assert!(
+        blocks() < before + 2 * c.len + 2 * io::ALIGN,
+        "{} {before}",
+        blocks()
+    );
+    assert_eq!(t.read_value(b.value_offset, v.len() as u64).unwrap(), v);
+    assert_eq!(t.read_value(c.value_offset, v.len() as u64).unwrap(), v);
+    let with_c = blocks();
+    t.discard(c.offset, c.len);
+    assert!(blocks() < with_c);
+    // Reopened: the blocks up to the furthest record count as allocated.
+    drop(t);
+    let t = DiskTier::open(&cfg(d.path(), 512 << 20)).unwrap();
+    assert_eq!(t.allocated_to.load(Ordering::Relaxed), far + c.len);
+}
