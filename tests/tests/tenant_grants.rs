@@ -545,3 +545,29 @@ async fn after_a_master_restart_every_read_form_reads_the_right_bytes() {
     );
     drop(m);
 }
+
+/// `--grant_ttl_sec` sets how long the grants the master signs last: a tenant's
+/// replica list carries grants expiring that long after they were issued, and they
+/// work on the data port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_signs_grants_for_the_window_it_is_given() {
+    let dir = TestDir::new("tenant-grants-window");
+    let m = master_with_tokens(&dir, &["--grant_ttl_sec=7"]);
+    let _store = Store::start(&store_env_as(&m, CLUSTER));
+    let alpha = client_as(&m, ALPHA).await;
+    let v = value_for("windowed", 100_000);
+    alpha
+        .put("windowed", &v, &ReplicateConfig::default())
+        .await
+        .unwrap();
+    let t0 = mooncake_common::grant::now_ms();
+    let (_, _, _, grant) = replica(&alpha, "windowed").await;
+    let t1 = mooncake_common::grant::now_ms();
+    let (g, _, _) = mooncake_common::grant::Grant::parse(&grant).expect("a grant");
+    assert!(
+        (t0 + 7_000..=t1 + 7_000).contains(&g.expires_ms),
+        "expires at {} for a lookup between {t0} and {t1}",
+        g.expires_ms
+    );
+    assert_eq!(alpha.get("windowed").await.unwrap(), v);
+}

@@ -32,7 +32,8 @@ pub const TAG_LEN: usize = 32;
 pub const MAX_NAME_LEN: usize = 1024;
 /// Largest wire grant.
 pub const MAX_GRANT_LEN: usize = HEAD_LEN + MAX_NAME_LEN + TAG_LEN;
-/// How long a grant is good for after the master issued it. A reader's lease is
+/// How long a grant is good for after the master issued it, unless the master is
+/// told otherwise (`--grant_ttl_sec`). A reader's lease is
 /// shorter, so once the allocation is freed and handed to another object, a grant
 /// for it still works for at most this long: the window a tenant keeps on memory it
 /// was allowed to read (see docs/security.md, "Data port").
@@ -144,6 +145,18 @@ impl Grant {
         tag: &[u8],
         g: &Grant,
     ) -> Result<(), String> {
+        Self::verify_at(secret, tenant, signed, tag, g, now_ms())
+    }
+
+    /// [`Grant::verify`] as of `now` (Unix milliseconds).
+    pub fn verify_at(
+        secret: &[u8],
+        tenant: &str,
+        signed: &[u8],
+        tag: &[u8],
+        g: &Grant,
+        now: u64,
+    ) -> Result<(), String> {
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
         let mut msg = Vec::with_capacity(DOMAIN.len() + 2 + tenant.len() + signed.len());
         msg.extend_from_slice(DOMAIN);
@@ -153,7 +166,6 @@ impl Grant {
         hmac::verify(&key, &msg, tag).map_err(|_| {
             "the grant's tag does not verify (forged, issued to another tenant, or signed with a secret this segment no longer has)".to_string()
         })?;
-        let now = now_ms();
         if g.expires_ms.saturating_add(CLOCK_SKEW.as_millis() as u64) < now {
             return Err(format!("the grant expired {} ms ago", now - g.expires_ms));
         }

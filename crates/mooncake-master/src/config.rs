@@ -33,6 +33,10 @@ impl AllocationStrategy {
     }
 }
 
+/// Bounds of `--grant_ttl_sec`.
+pub const MIN_GRANT_TTL: Duration = Duration::from_secs(1);
+pub const MAX_GRANT_TTL: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MasterConfig {
     pub rpc_address: String,
@@ -95,6 +99,11 @@ pub struct MasterConfig {
     /// `--auth_token_file`: the accepted tokens (empty: authentication off). Loaded
     /// once at start into the one `auth::MasterAuth` every port shares.
     pub auth_token_file: String,
+    /// How long a grant the master signs for a tenant's replica location stays good
+    /// (`--grant_ttl_sec`; authentication on). A store accepts it for up to
+    /// `mooncake_common::grant::CLOCK_SKEW` longer, so this plus that is how long a
+    /// tenant keeps reaching an allocation after its object is gone.
+    pub grant_ttl: Duration,
     /// How the rpc port treats its connections (not flags: defaults fit every
     /// deployment; tests and benchmarks set them).
     pub tuning: MasterTuning,
@@ -195,6 +204,7 @@ impl Default for MasterConfig {
             ha_lease_ttl: Duration::from_secs(3),
             config_path: String::new(),
             segment_restart_grace: Duration::from_secs(60),
+            grant_ttl: mooncake_common::grant::GRANT_TTL,
             enable_snapshot: false,
             snapshot_backup_dir: String::new(),
             enable_offload: false,
@@ -241,6 +251,14 @@ impl MasterConfig {
         {
             return Err(format!(
                 "invalid value for --ha_lease_ttl_sec: {ttl:?} (whole seconds from 2 to 300; etcd grants leases in seconds and raises shorter ones to its minimum)"
+            ));
+        }
+        let g = self.grant_ttl;
+        if g < MIN_GRANT_TTL || g > MAX_GRANT_TTL {
+            return Err(format!(
+                "invalid value for --grant_ttl_sec: {g:?} (from {} to {} seconds: a put whose write outlasts its grant fails, and a tenant keeps reaching freed memory for this long)",
+                MIN_GRANT_TTL.as_secs(),
+                MAX_GRANT_TTL.as_secs()
             ));
         }
         if self.enable_snapshot && self.snapshot_backup_dir.trim().is_empty() {
@@ -306,6 +324,27 @@ mod tests {
         assert!(AllocationStrategy::parse("best")
             .unwrap_err()
             .contains("allocation_strategy"));
+    }
+
+    #[test]
+    fn grant_ttl_is_from_1_to_3600_seconds() {
+        for bad in [0, 999, 3_600_001] {
+            let c = MasterConfig {
+                grant_ttl: Duration::from_millis(bad),
+                ..Default::default()
+            };
+            assert!(
+                c.validate().unwrap_err().contains("--grant_ttl_sec"),
+                "{bad}"
+            );
+        }
+        for good in [1_000, 2_500, 60_000, 3_600_000] {
+            let c = MasterConfig {
+                grant_ttl: Duration::from_millis(good),
+                ..Default::default()
+            };
+            assert!(c.validate().is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -11,9 +11,10 @@
 //! The `cluster` tenant gets no grants: its connections are trusted with the whole
 //! memory. Without authentication nothing here runs.
 
-use mooncake_common::grant::{new_secret, now_ms, Grant, GRANT_TTL, SECRET_LEN};
+use mooncake_common::grant::{new_secret, now_ms, Grant, SECRET_LEN};
 use parking_lot::RwLock;
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// Segment name -> its current secret.
 #[derive(Default)]
@@ -39,8 +40,9 @@ impl SegmentSecrets {
         self.by_name.write().remove(name);
     }
 
-    /// The wire grant for `tenant` to `[base + offset, +len)` of segment `name`;
-    /// `None` when the segment has no secret (not mounted since this master started).
+    /// The wire grant for `tenant` to `[base + offset, +len)` of segment `name`, good
+    /// for `ttl` (`--grant_ttl_sec`); `None` when the segment has no secret (not
+    /// mounted since this master started).
     pub fn sign(
         &self,
         tenant: &str,
@@ -48,6 +50,7 @@ impl SegmentSecrets {
         addr: u64,
         len: u64,
         generation: u64,
+        ttl: Duration,
     ) -> Option<Vec<u8>> {
         let secret = *self.by_name.read().get(name)?;
         Grant {
@@ -55,8 +58,42 @@ impl SegmentSecrets {
             addr,
             len,
             generation,
-            expires_ms: now_ms() + GRANT_TTL.as_millis() as u64,
+            expires_ms: now_ms() + ttl.as_millis() as u64,
         }
         .sign(&secret, tenant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mooncake_common::grant::{CLOCK_SKEW, GRANT_TTL};
+
+    /// Checks `wire` for tenant alpha with `secret` as a store would at `at`.
+    fn check(secret: &[u8], wire: &[u8], at: u64) -> Result<(), String> {
+        let (g, signed, tag) = Grant::parse(wire).unwrap();
+        Grant::verify_at(secret, "alpha", signed, tag, &g, at)
+    }
+
+    #[test]
+    fn a_short_window_expires_where_the_default_one_does_not() {
+        let s = SegmentSecrets::default();
+        let secret = s.draw("seg");
+        let short = Duration::from_secs(5);
+        let t0 = now_ms();
+        let brief = s.sign("alpha", "seg", 0x1000, 4096, 1, short).unwrap();
+        let default = s.sign("alpha", "seg", 0x1000, 4096, 1, GRANT_TTL).unwrap();
+        let t1 = now_ms();
+        let ms = |d: Duration| d.as_millis() as u64;
+        // Good up to the window plus the stores' clock allowance, then expired.
+        assert!(check(&secret, &brief, t0 + ms(short) + ms(CLOCK_SKEW)).is_ok());
+        let past = t1 + ms(short) + ms(CLOCK_SKEW) + 1;
+        let e = check(&secret, &brief, past).unwrap_err();
+        assert!(e.contains("expired"), "{e}");
+        // The same moment is well inside the default window.
+        assert!(check(&secret, &default, past).is_ok());
+        assert!(check(&secret, &default, t1 + ms(GRANT_TTL) + ms(CLOCK_SKEW) + 1).is_err());
+        // A segment without a secret gets no grant.
+        assert!(s.sign("alpha", "other", 0, 1, 1, short).is_none());
     }
 }

@@ -347,6 +347,14 @@ pub const FLAGS: &[FlagSpec] = &[
         |c, v, flag| c.segment_restart_grace = secs(flag, v)?
     ),
     flag!(
+        "grant_ttl_sec",
+        [],
+        Value,
+        "60",
+        "seconds a tenant's grant to an allocation on a store's data port stays good (1-3600; stores allow 30 s of clock difference on top)",
+        |c, v, flag| c.grant_ttl = secs(flag, v)?
+    ),
+    flag!(
         "enable_offload",
         [],
         Bool,

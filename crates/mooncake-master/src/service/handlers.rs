@@ -163,6 +163,7 @@ fn with_grants(m: &Master, t: &Tenant, replicas: &mut [Replica], placed: &[Place
             d.base + r.offset,
             r.size,
             r.generation.unwrap_or(0),
+            m.config().grant_ttl,
         );
     }
 }
@@ -560,6 +561,7 @@ pub(crate) fn query_key(m: &Master, t: &Tenant, r: KeyRequest) -> Result<QueryKe
                         seg.desc.base + r.offset,
                         r.size,
                         0,
+                        m.config().grant_ttl,
                     )
                 })
                 .flatten();
