@@ -56,7 +56,12 @@ stop_all() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
   PIDS=()
 }
-trap stop_all EXIT
+# Our stores keep their segment files when stopped (for a restart); these runs have
+# none, so the files go in a directory of this run, removed at the end (our clients
+# look for same-host segments there too).
+SHM_RUN=$(mktemp -d "${TMPDIR_SHM:-/dev/shm}/mc-compare-XXXXXX")
+export MOONCAKE_SHM_DIR=$SHM_RUN
+trap 'stop_all; rm -rf "$SHM_RUN"' EXIT
 
 wait_tcp() { # port seconds
   local i
