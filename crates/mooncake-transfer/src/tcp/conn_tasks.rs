@@ -33,28 +33,13 @@ pub(super) async fn writer<W: WireWrite>(
     while let Some(job) = rx.recv().await {
         let id = next_id;
         next_id += 1;
-        // A grant this connection has not carried yet goes right before the request
-        // (for a Read in the same write as its header).
+        // A grant this connection has not carried yet goes right before the request,
+        // in the same write.
         let grant = job
             .grant
             .as_ref()
             .filter(|g| !sent.iter().any(|s| Arc::ptr_eq(s, g) || s == *g))
             .cloned();
-        if let Some(g) = &grant {
-            if sent.len() == KEPT {
-                sent.pop_front();
-            }
-            sent.push_back(g.clone());
-        }
-        if let (Some(g), Opcode::Write) = (&grant, job.op) {
-            let h = Header::new(Op::Grant, 0, 0, g.len() as u64);
-            if let Err(e) = write_frame(&mut wr, &h, g).await {
-                let e = TransferError::io(&format!("sending a grant to {}", sh.segment), e);
-                sh.finish(job, Err(e.clone()));
-                sh.close(e);
-                break;
-            }
-        }
         let (op, addr, len, local, ctl) =
             (job.op, job.remote_addr, job.len, job.local, job.ctl.clone());
         let result = match op {
@@ -82,7 +67,15 @@ pub(super) async fn writer<W: WireWrite>(
                     sh.finish(job, Err(e));
                     continue;
                 }
-                let r = wr.write_from(&h, len, &mem, None).await;
+                // A new grant goes in the same write as the request it covers (one
+                // segment on the wire, one wake-up of the listener).
+                let prefix = grant.as_ref().map_or_else(Vec::new, |g| {
+                    let mut b = Vec::with_capacity(HEADER_LEN + g.len());
+                    b.extend_from_slice(&Header::new(Op::Grant, 0, 0, g.len() as u64).encode());
+                    b.extend_from_slice(g);
+                    b
+                });
+                let r = wr.write_from(&prefix, &h, len, &mem, None).await;
                 sh.written(id);
                 if r.is_ok() {
                     Metrics::add(&seg.metrics.bytes_written, len as u64);
@@ -120,6 +113,14 @@ pub(super) async fn writer<W: WireWrite>(
         if let Err(e) = result {
             sh.close(TransferError::io(&format!("sending to {}", sh.segment), e));
             break;
+        }
+        // Only a grant that went out counts as carried (a request dropped before its
+        // write, cancelled or on a closing connection, took its grant with it).
+        if let Some(g) = grant {
+            if sent.len() == KEPT {
+                sent.pop_front();
+            }
+            sent.push_back(g);
         }
     }
     // Fail whatever is still queued; the reader fails what is in flight.

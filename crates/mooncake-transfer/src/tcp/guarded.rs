@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufRead, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::frame::{Header, HEADER_LEN};
+use super::frame::Header;
 use super::io::within;
 use super::slice::SliceCtl;
 use crate::memory::MemoryRegistry;
@@ -106,28 +106,39 @@ pub async fn read_into<M: MemAccess>(
     Ok(!revoked)
 }
 
-/// Writes `header` then `len` bytes from `mem`. Revocation mid-frame is an error (the
-/// peer expects the full payload, so the connection must close). With `stall`, a peer
-/// that reads nothing for that long is an error (`TimedOut`).
+/// Writes `prefix` (whole frames that go first, such as a Grant; usually empty),
+/// `header`, then `len` bytes from `mem`, all in the same `writev` when the socket
+/// takes them. Revocation mid-frame is an error (the peer expects the full payload, so
+/// the connection must close). With `stall`, a peer that reads nothing for that long
+/// is an error (`TimedOut`).
 pub async fn write_from<M: MemAccess>(
     wr: &mut OwnedWriteHalf,
+    prefix: &[u8],
     header: &Header,
     len: usize,
     mem: &M,
     stall: Option<Duration>,
 ) -> io::Result<()> {
-    let hdr = header.encode();
-    let total = HEADER_LEN + len;
+    let encoded = header.encode();
+    let joined;
+    let hdr: &[u8] = if prefix.is_empty() {
+        &encoded
+    } else {
+        joined = [prefix, &encoded[..]].concat();
+        &joined
+    };
+    let head_len = hdr.len();
+    let total = head_len + len;
     let mut done = 0usize;
     while done < total {
         within(stall, "writing a payload", wr.writable()).await?;
         let r = mem.with(|p| {
             // SAFETY: access granted for [p, p+len); we read within it.
             let payload = unsafe { std::slice::from_raw_parts(p as *const u8, len) };
-            if done < HEADER_LEN {
+            if done < head_len {
                 wr.try_write_vectored(&[IoSlice::new(&hdr[done..]), IoSlice::new(payload)])
             } else {
-                wr.try_write(&payload[done - HEADER_LEN..])
+                wr.try_write(&payload[done - head_len..])
             }
         });
         match r {

@@ -504,7 +504,7 @@ async fn serve_on<R: WireRead, W: WireWrite>(
                         addr: h.addr,
                         len: h.len,
                     };
-                    wr.write_from(&resp, h.len as usize, &mem, stall)
+                    wr.write_from(&[], &resp, h.len as usize, &mem, stall)
                         .await
                         .map_err(io("read payload"))?;
                     Metrics::add(&seg.metrics.bytes_served_out, h.len);

@@ -225,10 +225,11 @@ pub trait WireRead: AsyncRead + Unpin + Send + Sized + 'static {
 
 /// The write half of a data connection, as payload copies need it.
 pub trait WireWrite: AsyncWrite + Unpin + Send + Sized + 'static {
-    /// Writes `header` then `len` bytes from `mem`, and flushes (see
-    /// `tcp::guarded::write_from`).
+    /// Writes `prefix` (whole frames that go first; usually empty), `header`, then
+    /// `len` bytes from `mem`, and flushes (see `tcp::guarded::write_from`).
     fn write_from<M: MemAccess + Sync>(
         &mut self,
+        prefix: &[u8],
         header: &Header,
         len: usize,
         mem: &M,
@@ -251,12 +252,13 @@ impl WireRead for OwnedReadHalf {
 impl WireWrite for OwnedWriteHalf {
     fn write_from<M: MemAccess + Sync>(
         &mut self,
+        prefix: &[u8],
         header: &Header,
         len: usize,
         mem: &M,
         stall: Option<Duration>,
     ) -> impl Future<Output = io::Result<()>> + Send {
-        super::guarded::write_from(self, header, len, mem, stall)
+        super::guarded::write_from(self, prefix, header, len, mem, stall)
     }
 }
 
@@ -307,12 +309,14 @@ impl WireRead for ReadHalf<Stream> {
 impl WireWrite for WriteHalf<Stream> {
     async fn write_from<M: MemAccess + Sync>(
         &mut self,
+        prefix: &[u8],
         header: &Header,
         len: usize,
         mem: &M,
         stall: Option<Duration>,
     ) -> io::Result<()> {
-        let mut buf = Vec::with_capacity(HEADER_LEN + len.min(CHUNK));
+        let mut buf = Vec::with_capacity(prefix.len() + HEADER_LEN + len.min(CHUNK));
+        buf.extend_from_slice(prefix);
         buf.extend_from_slice(&header.encode());
         let mut done = 0usize;
         loop {
