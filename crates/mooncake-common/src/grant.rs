@@ -20,6 +20,12 @@
 //! The tag is `HMAC-SHA256(secret, "mooncake-grant-v1" ‖ tenant length u16 ‖ tenant ‖
 //! everything before the tag)`: a grant issued to one tenant is worth nothing on a
 //! connection proved by another, and changing any field breaks it.
+//!
+//! Expiries are rounded down to a step of an eighth of the window ([`expiry_at`]), so
+//! the master answers the same bytes for the same allocation and tenant for that long.
+//! That is what keeps a tenant's hot gets cheap: the client's location cache keeps its
+//! entry, a connection that carried the grant does not carry it again, and the data
+//! port does not check it again. A grant never lives longer than the window.
 
 use ring::hmac;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -70,9 +76,46 @@ pub fn new_secret() -> [u8; SECRET_LEN] {
     crate::auth::random_bytes::<SECRET_LEN>()
 }
 
-fn tag_of(secret: &[u8], tenant: &str, signed: &[u8]) -> hmac::Tag {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut ctx = hmac::Context::with_key(&key);
+/// A segment secret made ready to sign and check grants with (the HMAC key's inner
+/// and outer pads computed once, not per grant).
+#[derive(Clone)]
+pub struct GrantKey {
+    secret: [u8; SECRET_LEN],
+    key: hmac::Key,
+}
+
+impl GrantKey {
+    pub fn new(secret: [u8; SECRET_LEN]) -> Self {
+        Self {
+            secret,
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+        }
+    }
+
+    /// The secret this key was made from.
+    pub fn secret(&self) -> &[u8; SECRET_LEN] {
+        &self.secret
+    }
+}
+
+impl std::fmt::Debug for GrantKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GrantKey(..)")
+    }
+}
+
+/// When a grant issued at `now` (Unix ms) for a window of `ttl` expires: `now + ttl`
+/// rounded down to a step of `ttl / 8` (at least 1 ms), so every grant issued within
+/// one step for the same allocation and tenant is the same bytes, and none lives
+/// longer than `ttl` (at least `ttl` minus one step).
+pub fn expiry_at(now: u64, ttl: Duration) -> u64 {
+    let ttl = ttl.as_millis() as u64;
+    let step = (ttl / 8).max(1);
+    now.saturating_add(ttl) / step * step
+}
+
+fn tag_of(key: &hmac::Key, tenant: &str, signed: &[u8]) -> hmac::Tag {
+    let mut ctx = hmac::Context::with_key(key);
     ctx.update(DOMAIN);
     ctx.update(&(tenant.len() as u16).to_le_bytes());
     ctx.update(tenant.as_bytes());
@@ -80,10 +123,56 @@ fn tag_of(secret: &[u8], tenant: &str, signed: &[u8]) -> hmac::Tag {
     ctx.sign()
 }
 
+/// Equality in time that depends only on the lengths.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && std::hint::black_box(a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y))) == 0
+}
+
+/// A wire grant's fields, borrowed from the bytes it was parsed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantView<'a> {
+    pub segment: &'a str,
+    pub addr: u64,
+    pub len: u64,
+    pub generation: u64,
+    pub expires_ms: u64,
+    /// The bytes the tag covers.
+    pub signed: &'a [u8],
+    pub tag: &'a [u8],
+}
+
+impl GrantView<'_> {
+    /// Checks the tag for `tenant` with the segment's `key` (in constant time) and the
+    /// expiry against `now` (Unix ms).
+    pub fn verify_at(&self, key: &GrantKey, tenant: &str, now: u64) -> Result<(), String> {
+        if !same_bytes(tag_of(&key.key, tenant, self.signed).as_ref(), self.tag) {
+            return Err("the grant's tag does not verify (forged, issued to another tenant, or signed with a secret this segment no longer has)".to_string());
+        }
+        if self
+            .expires_ms
+            .saturating_add(CLOCK_SKEW.as_millis() as u64)
+            < now
+        {
+            return Err(format!(
+                "the grant expired {} ms ago",
+                now - self.expires_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Grant {
     /// The wire grant for `tenant`, signed with the segment's `secret`. `None` for a
     /// segment name too long to carry.
     pub fn sign(&self, secret: &[u8], tenant: &str) -> Option<Vec<u8>> {
+        let secret: [u8; SECRET_LEN] = secret.try_into().ok()?;
+        self.sign_with(&GrantKey::new(secret), tenant)
+    }
+
+    /// [`Grant::sign`] with a prepared key.
+    pub fn sign_with(&self, key: &GrantKey, tenant: &str) -> Option<Vec<u8>> {
         if self.segment.len() > MAX_NAME_LEN {
             return None;
         }
@@ -95,7 +184,7 @@ impl Grant {
         b.extend_from_slice(&self.generation.to_le_bytes());
         b.extend_from_slice(&(self.segment.len() as u16).to_le_bytes());
         b.extend_from_slice(self.segment.as_bytes());
-        let tag = tag_of(secret, tenant, &b);
+        let tag = tag_of(&key.key, tenant, &b);
         b.extend_from_slice(tag.as_ref());
         Some(b)
     }
@@ -104,6 +193,19 @@ impl Grant {
     /// segment's secret up by the name first). Returns the grant, the signed bytes
     /// and the tag.
     pub fn parse(b: &[u8]) -> Result<(Grant, &[u8], &[u8]), String> {
+        let v = Self::view(b)?;
+        let g = Grant {
+            segment: v.segment.to_string(),
+            addr: v.addr,
+            len: v.len,
+            generation: v.generation,
+            expires_ms: v.expires_ms,
+        };
+        Ok((g, v.signed, v.tag))
+    }
+
+    /// [`Grant::parse`] without copying anything.
+    pub fn view(b: &[u8]) -> Result<GrantView<'_>, String> {
         if b.len() < HEAD_LEN + TAG_LEN || b.len() > MAX_GRANT_LEN {
             return Err(format!("grant of {} bytes", b.len()));
         }
@@ -120,20 +222,21 @@ impl Grant {
             return Err("grant length does not match its segment name".into());
         }
         let segment = std::str::from_utf8(&b[HEAD_LEN..HEAD_LEN + name_len])
-            .map_err(|_| "grant segment name is not UTF-8".to_string())?
-            .to_string();
-        let g = Grant {
-            segment,
-            addr: u64_at(9),
-            len: u64_at(17),
-            generation: u64_at(25),
-            expires_ms: u64_at(1),
-        };
-        if g.addr.checked_add(g.len).is_none() {
+            .map_err(|_| "grant segment name is not UTF-8".to_string())?;
+        let (addr, len) = (u64_at(9), u64_at(17));
+        if addr.checked_add(len).is_none() {
             return Err("grant range wraps".into());
         }
         let (signed, tag) = b.split_at(HEAD_LEN + name_len);
-        Ok((g, signed, tag))
+        Ok(GrantView {
+            segment,
+            addr,
+            len,
+            generation: u64_at(25),
+            expires_ms: u64_at(1),
+            signed,
+            tag,
+        })
     }
 
     /// Checks a wire grant's tag for `tenant` against the segment's `secret` (in
@@ -157,19 +260,19 @@ impl Grant {
         g: &Grant,
         now: u64,
     ) -> Result<(), String> {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-        let mut msg = Vec::with_capacity(DOMAIN.len() + 2 + tenant.len() + signed.len());
-        msg.extend_from_slice(DOMAIN);
-        msg.extend_from_slice(&(tenant.len() as u16).to_le_bytes());
-        msg.extend_from_slice(tenant.as_bytes());
-        msg.extend_from_slice(signed);
-        hmac::verify(&key, &msg, tag).map_err(|_| {
-            "the grant's tag does not verify (forged, issued to another tenant, or signed with a secret this segment no longer has)".to_string()
-        })?;
-        if g.expires_ms.saturating_add(CLOCK_SKEW.as_millis() as u64) < now {
-            return Err(format!("the grant expired {} ms ago", now - g.expires_ms));
+        let secret: [u8; SECRET_LEN] = secret
+            .try_into()
+            .map_err(|_| format!("a grant secret of {} bytes", secret.len()))?;
+        GrantView {
+            segment: &g.segment,
+            addr: g.addr,
+            len: g.len,
+            generation: g.generation,
+            expires_ms: g.expires_ms,
+            signed,
+            tag,
         }
-        Ok(())
+        .verify_at(&GrantKey::new(secret), tenant, now)
     }
 }
 
@@ -231,5 +334,37 @@ mod tests {
             ..grant()
         };
         assert!(long.sign(&secret, "a").is_none());
+    }
+
+    #[test]
+    fn expiries_step_down_so_one_allocation_gets_the_same_bytes_for_a_while() {
+        let ttl = Duration::from_secs(60);
+        let step = 7_500;
+        let t = 1_000_000_000_000u64;
+        for now in [t, t + 1, t + 4_999, t + 7_499] {
+            let e = expiry_at(now, ttl);
+            assert!(e <= now + 60_000 && e > now + 60_000 - step, "{now} -> {e}");
+            assert_eq!(e % step, 0);
+        }
+        // Grants issued within one step are the same bytes; the view agrees with
+        // the parsed grant and verifies with a prepared key.
+        let key = GrantKey::new(new_secret());
+        let at = |now| Grant {
+            expires_ms: expiry_at(now, ttl),
+            ..grant()
+        };
+        let base = t / step * step;
+        let a = at(base).sign_with(&key, "alpha").unwrap();
+        assert_eq!(a, at(base + step - 1).sign_with(&key, "alpha").unwrap());
+        assert_ne!(a, at(base + step).sign_with(&key, "alpha").unwrap());
+        let v = Grant::view(&a).unwrap();
+        assert_eq!(v.expires_ms, expiry_at(base, ttl));
+        assert!(v.verify_at(&key, "alpha", base).is_ok());
+        assert!(v.verify_at(&key, "beta", base).is_err());
+        assert!(v
+            .verify_at(&GrantKey::new(new_secret()), "alpha", base)
+            .is_err());
+        // A tiny window still expires.
+        assert_eq!(expiry_at(5, Duration::from_millis(3)), 8);
     }
 }

@@ -11,7 +11,7 @@
 //! The `cluster` tenant gets no grants: its connections are trusted with the whole
 //! memory. Without authentication nothing here runs.
 
-use mooncake_common::grant::{new_secret, now_ms, Grant, SECRET_LEN};
+use mooncake_common::grant::{expiry_at, new_secret, now_ms, Grant, GrantKey, SECRET_LEN};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use std::time::Duration;
 /// Segment name -> its current secret.
 #[derive(Default)]
 pub struct SegmentSecrets {
-    by_name: RwLock<HashMap<String, [u8; SECRET_LEN]>>,
+    by_name: RwLock<HashMap<String, GrantKey>>,
 }
 
 impl SegmentSecrets {
@@ -27,7 +27,9 @@ impl SegmentSecrets {
     /// stops working).
     pub fn draw(&self, name: &str) -> [u8; SECRET_LEN] {
         let s = new_secret();
-        self.by_name.write().insert(name.to_string(), s);
+        self.by_name
+            .write()
+            .insert(name.to_string(), GrantKey::new(s));
         s
     }
 
@@ -41,7 +43,8 @@ impl SegmentSecrets {
     }
 
     /// The wire grant for `tenant` to `[base + offset, +len)` of segment `name`, good
-    /// for `ttl` (`--grant_ttl_sec`); `None` when the segment has no secret (not
+    /// for `ttl` (`--grant_ttl_sec`, its expiry rounded down to a step of `ttl / 8`:
+    /// the same bytes for the same allocation for that long); `None` when the segment has no secret (not
     /// mounted since this master started).
     pub fn sign(
         &self,
@@ -52,15 +55,14 @@ impl SegmentSecrets {
         generation: u64,
         ttl: Duration,
     ) -> Option<Vec<u8>> {
-        let secret = *self.by_name.read().get(name)?;
-        Grant {
+        let grant = Grant {
             segment: name.to_string(),
             addr,
             len,
             generation,
-            expires_ms: now_ms() + ttl.as_millis() as u64,
-        }
-        .sign(&secret, tenant)
+            expires_ms: expiry_at(now_ms(), ttl),
+        };
+        grant.sign_with(self.by_name.read().get(name)?, tenant)
     }
 }
 
@@ -85,13 +87,22 @@ mod tests {
         let default = s.sign("alpha", "seg", 0x1000, 4096, 1, GRANT_TTL).unwrap();
         let t1 = now_ms();
         let ms = |d: Duration| d.as_millis() as u64;
-        // Good up to the window plus the stores' clock allowance, then expired.
-        assert!(check(&secret, &brief, t0 + ms(short) + ms(CLOCK_SKEW)).is_ok());
+        // Good up to the window (less at most one step of an eighth of it) plus the
+        // stores' clock allowance, then expired.
+        let step = ms(short) / 8;
+        assert!(check(&secret, &brief, t0 + ms(short) - step + ms(CLOCK_SKEW)).is_ok());
         let past = t1 + ms(short) + ms(CLOCK_SKEW) + 1;
         let e = check(&secret, &brief, past).unwrap_err();
         assert!(e.contains("expired"), "{e}");
         // The same moment is well inside the default window.
         assert!(check(&secret, &default, past).is_ok());
+        // Asked again within a step: the same bytes.
+        let again = s.sign("alpha", "seg", 0x1000, 4096, 1, GRANT_TTL).unwrap();
+        let (a, b) = (
+            Grant::parse(&default).unwrap().0,
+            Grant::parse(&again).unwrap().0,
+        );
+        assert!(a == b || a.expires_ms + ms(GRANT_TTL) / 8 == b.expires_ms);
         assert!(check(&secret, &default, t1 + ms(GRANT_TTL) + ms(CLOCK_SKEW) + 1).is_err());
         // A segment without a secret gets no grant.
         assert!(s.sign("alpha", "other", 0, 1, 1, short).is_none());

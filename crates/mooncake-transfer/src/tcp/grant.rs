@@ -13,16 +13,16 @@
 //! message.
 
 use mooncake_common::auth::CLUSTER_TENANT;
-use mooncake_common::grant::{now_ms, Grant, SECRET_LEN};
+use mooncake_common::grant::{now_ms, Grant, GrantKey, SECRET_LEN, TAG_LEN};
 use parking_lot::RwLock;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Segment name -> the secret the master drew for it at its last mount.
 #[derive(Default)]
 pub struct GrantKeys {
-    by_name: RwLock<HashMap<String, [u8; SECRET_LEN]>>,
+    by_name: RwLock<HashMap<String, GrantKey>>,
     /// Counts changes of secrets: a grant a connection checked under an older count
     /// is checked again (so a new secret ends old grants on open connections too).
     epoch: AtomicU64,
@@ -40,7 +40,9 @@ impl GrantKeys {
     pub fn set(&self, name: &str, secret: Option<[u8; SECRET_LEN]>) {
         let mut m = self.by_name.write();
         let changed = match secret {
-            Some(s) => m.insert(name.to_string(), s) != Some(s),
+            Some(s) => m
+                .insert(name.to_string(), GrantKey::new(s))
+                .is_none_or(|old| old.secret() != &s),
             None => m.remove(name).is_some(),
         };
         if changed {
@@ -52,8 +54,9 @@ impl GrantKeys {
         self.epoch.load(Ordering::Acquire)
     }
 
-    fn get(&self, name: &str) -> Option<[u8; SECRET_LEN]> {
-        self.by_name.read().get(name).copied()
+    /// Runs `f` with the key of segment `name`, if it has one.
+    fn with_key<T>(&self, name: &str, f: impl FnOnce(&GrantKey) -> T) -> Option<T> {
+        self.by_name.read().get(name).map(f)
     }
 }
 
@@ -63,17 +66,28 @@ impl GrantKeys {
 pub const KEPT: usize = 64;
 
 struct Granted {
-    wire: Vec<u8>,
+    wire: Box<[u8]>,
+    /// The first bytes of the tag (random per grant): most kept grants differ from
+    /// an arriving one there, before the whole bytes are compared.
+    tag_head: u64,
     addr: u64,
     end: u64,
     expires_ms: u64,
+}
+
+/// The first 8 bytes of a wire grant's tag (0 for bytes too short to be a grant).
+fn tag_head(wire: &[u8]) -> u64 {
+    wire.len()
+        .checked_sub(TAG_LEN)
+        .and_then(|i| wire.get(i..i + 8))
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
 }
 
 /// What one connection may address.
 pub(super) struct Scope {
     /// The tenant whose grants are checked; `None`: unrestricted.
     tenant: Option<Arc<str>>,
-    granted: Vec<Granted>,
+    granted: VecDeque<Granted>,
     /// The secrets' epoch the kept grants were checked under.
     epoch: u64,
     /// Why the last grant was refused (for the FORBIDDEN answer's log line).
@@ -85,7 +99,7 @@ impl Scope {
     pub fn open() -> Self {
         Self {
             tenant: None,
-            granted: Vec::new(),
+            granted: VecDeque::new(),
             epoch: 0,
             last_refusal: None,
         }
@@ -112,25 +126,30 @@ impl Scope {
         }
         self.sync(keys);
         let tenant = self.tenant.as_deref().unwrap_or_default();
-        if self.granted.iter().any(|g| g.wire == wire) {
+        let head = tag_head(wire);
+        if self
+            .granted
+            .iter()
+            .any(|g| g.tag_head == head && *g.wire == *wire)
+        {
             return;
         }
-        let checked = Grant::parse(wire).and_then(|(g, signed, tag)| {
-            let secret = keys.get(&g.segment).ok_or_else(|| {
-                format!(
+        let checked = Grant::view(wire).and_then(|g| {
+            keys.with_key(g.segment, |key| g.verify_at(key, tenant, now_ms()))
+                .unwrap_or_else(|| Err(format!(
                     "no grant secret for segment {:?} here (not mounted by this process, or the master restarted and it is not mounted again yet)",
                     g.segment
-                )
-            })?;
-            Grant::verify(&secret, tenant, signed, tag, &g).map(|()| g)
+                )))
+                .map(|()| g)
         });
         match checked {
             Ok(g) => {
                 if self.granted.len() == KEPT {
-                    self.granted.remove(0);
+                    self.granted.pop_front();
                 }
-                self.granted.push(Granted {
-                    wire: wire.to_vec(),
+                self.granted.push_back(Granted {
+                    wire: wire.into(),
+                    tag_head: head,
                     addr: g.addr,
                     end: g.addr + g.len,
                     expires_ms: g.expires_ms,
