@@ -242,9 +242,11 @@ fn run_tasks(inner: &Inner, tier: &DiskTier, tasks: &[TierTask]) -> Vec<TierTask
         .collect()
 }
 
-/// Reads the value of the record at `disk_offset` (checked as every read is) into
-/// our segment at `mem_offset`, which the master allocated for it.
-fn promote(inner: &Inner, tier: &DiskTier, t: &TierTask) -> i32 {
+/// Runs `f` with the address of the task's `[mem_offset, +size)` in our segment,
+/// once the task is checked (its record length, the range inside the segment),
+/// with the segment's memory locked (mapped) until `f` returns; `InvalidParams`
+/// otherwise.
+fn with_task_range(inner: &Inner, t: &TierTask, f: impl FnOnce(*mut u8) -> i32) -> i32 {
     let Some(seg) = inner.segment.as_ref() else {
         return ErrorCode::InvalidParams.code();
     };
@@ -262,66 +264,50 @@ fn promote(inner: &Inner, tier: &DiskTier, t: &TierTask) -> i32 {
     if !in_bounds {
         return ErrorCode::InvalidParams.code();
     }
-    // SAFETY: the range lies inside our mapped segment, which stays mapped while the
-    // lock is held; the master allocated it to this promotion and hands it to no
-    // reader before we answer.
-    let dst = unsafe {
-        std::slice::from_raw_parts_mut(
-            (m.addr() + t.mem_offset as usize) as *mut u8,
-            t.size as usize,
-        )
-    };
-    let value_offset = t.disk_offset + mooncake_tier::record::header_len(t.key.len(), t.size);
-    match tier.read(value_offset, dst) {
-        Ok(()) => {
-            mooncake_tier::TierMetrics::add(&tier.metrics().promotions, 1);
-            0
+    f((m.addr() + t.mem_offset as usize) as *mut u8)
+}
+
+/// Reads the value of the record at `disk_offset` (checked as every read is) into
+/// our segment at `mem_offset`, which the master allocated for it.
+fn promote(inner: &Inner, tier: &DiskTier, t: &TierTask) -> i32 {
+    with_task_range(inner, t, |at| {
+        // SAFETY: `with_task_range` checked the range inside our mapped segment,
+        // which stays mapped until we return; the master allocated it to this
+        // promotion and hands it to no reader before we answer.
+        let dst = unsafe { std::slice::from_raw_parts_mut(at, t.size as usize) };
+        let value_offset = t.disk_offset + mooncake_tier::record::header_len(t.key.len(), t.size);
+        match tier.read(value_offset, dst) {
+            Ok(()) => {
+                mooncake_tier::TierMetrics::add(&tier.metrics().promotions, 1);
+                0
+            }
+            Err(e) => {
+                tracing::warn!(key = %t.key, "SSD tier: promotion: {e}");
+                ErrorCode::InternalError.code()
+            }
         }
-        Err(e) => {
-            tracing::warn!(key = %t.key, "SSD tier: promotion: {e}");
-            ErrorCode::InternalError.code()
-        }
-    }
+    })
 }
 
 /// Writes the object at `mem_offset` of our segment as a record at `disk_offset`.
 fn persist(inner: &Inner, tier: &DiskTier, t: &TierTask) -> i32 {
-    let Some(seg) = inner.segment.as_ref() else {
-        return ErrorCode::InvalidParams.code();
-    };
-    if mooncake_tier::record_len(t.key.len(), t.size) != t.disk_len {
-        return ErrorCode::InvalidParams.code();
-    }
-    let mem = seg.memory.lock();
-    let Some(m) = mem.as_ref() else {
-        return ErrorCode::InvalidParams.code();
-    };
-    let in_bounds = t
-        .mem_offset
-        .checked_add(t.size)
-        .is_some_and(|end| end <= m.len() as u64);
-    if !in_bounds {
-        return ErrorCode::InvalidParams.code();
-    }
-    // SAFETY: the range lies inside our mapped segment, which stays mapped while the
-    // lock is held; the master keeps the replica allocated until we answer.
-    let value = unsafe {
-        std::slice::from_raw_parts(
-            (m.addr() + t.mem_offset as usize) as *const u8,
-            t.size as usize,
-        )
-    };
-    match tier.write(t.disk_offset, &t.key, t.task_id, value) {
-        Ok(_) => {
-            if t.demotion {
-                mooncake_tier::TierMetrics::add(&tier.metrics().demotions, 1);
+    with_task_range(inner, t, |at| {
+        // SAFETY: `with_task_range` checked the range inside our mapped segment,
+        // which stays mapped until we return; the master keeps the replica
+        // allocated until we answer.
+        let value = unsafe { std::slice::from_raw_parts(at.cast_const(), t.size as usize) };
+        match tier.write(t.disk_offset, &t.key, t.task_id, value) {
+            Ok(_) => {
+                if t.demotion {
+                    mooncake_tier::TierMetrics::add(&tier.metrics().demotions, 1);
+                }
+                0
             }
-            0
+            Err(e) => {
+                mooncake_tier::TierMetrics::add(&tier.metrics().write_failures, 1);
+                tracing::warn!(key = %t.key, "SSD tier: {e}");
+                ErrorCode::InternalError.code()
+            }
         }
-        Err(e) => {
-            mooncake_tier::TierMetrics::add(&tier.metrics().write_failures, 1);
-            tracing::warn!(key = %t.key, "SSD tier: {e}");
-            ErrorCode::InternalError.code()
-        }
-    }
+    })
 }
