@@ -1,9 +1,9 @@
 //! Existence checks, removal and introspection: control-plane only, no bytes move.
 
 use crate::client::Client;
-use crate::errors::{check_code, check_key, code_error};
+use crate::errors::{check_code, check_key, code_error, fail_at, wrong_count};
 use crate::key_batch::KeyBatch;
-use mooncake_common::{ErrorCode, MooncakeError, Result};
+use mooncake_common::Result;
 use mooncake_proto::{
     BatchCodeResponse, BatchKeyRequest, BatchRemoveRequest, GetStatsRequest, GetStatsResponse,
     KeyRequest, ListSegmentsRequest, RemoveAllRequest, RemoveByRegexRequest, RemoveRequest,
@@ -69,10 +69,7 @@ impl Client {
                     if r.codes.len() == sent {
                         Ok(r.codes)
                     } else {
-                        Err(MooncakeError::new(
-                            ErrorCode::InternalError,
-                            "batch_exist: wrong number of results",
-                        ))
+                        Err(wrong_count("batch_exist"))
                     }
                 })
         };
@@ -138,12 +135,7 @@ impl Client {
                 .collect(),
             Ok(_) => keys
                 .iter()
-                .map(|_| {
-                    Err(MooncakeError::new(
-                        ErrorCode::InternalError,
-                        "batch_remove: wrong number of results",
-                    ))
-                })
+                .map(|_| Err(wrong_count("batch_remove")))
                 .collect(),
             Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
         }
@@ -187,19 +179,8 @@ impl Client {
                         .map(|_| (res.replicas, res.size));
                 }
             }
-            Ok(_) => {
-                for i in ask {
-                    out[i] = Err(MooncakeError::new(
-                        ErrorCode::InternalError,
-                        "batch_get_replica_list: wrong number of results",
-                    ));
-                }
-            }
-            Err(e) => {
-                for i in ask {
-                    out[i] = Err(e.clone());
-                }
-            }
+            Ok(_) => fail_at(&mut out, ask, &wrong_count("batch_get_replica_list")),
+            Err(e) => fail_at(&mut out, ask, &e),
         }
         out
     }

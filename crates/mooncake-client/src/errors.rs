@@ -90,6 +90,27 @@ where
 
 const TRANSFER_FAILED: &str = "transfer failed: ";
 
+/// The error of a batch answer whose number of results does not match its request's
+/// (`call`: the master call).
+pub(crate) fn wrong_count(call: &str) -> MooncakeError {
+    MooncakeError::new(
+        ErrorCode::InternalError,
+        format!("{call}: wrong number of results"),
+    )
+}
+
+/// Fails the results at the positions `at` with `e` (the requests a batch call
+/// answered wrongly, or not at all).
+pub(crate) fn fail_at<T>(
+    out: &mut [Result<T>],
+    at: impl IntoIterator<Item = usize>,
+    e: &MooncakeError,
+) {
+    for i in at {
+        out[i] = Err(e.clone());
+    }
+}
+
 /// The error every call returns after `close()`.
 pub(crate) fn closed() -> MooncakeError {
     MooncakeError::new(ErrorCode::InvalidParams, "client is closed")

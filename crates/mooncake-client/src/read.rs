@@ -7,7 +7,7 @@
 //! next replica.
 
 use crate::client::Client;
-use crate::errors::{check_code, check_key, transfer_error};
+use crate::errors::{check_code, check_key, fail_at, transfer_error, wrong_count};
 use crate::io::{Job, Piece};
 use crate::locations::{same_allocation, Remembered};
 use crate::rpc::MasterRpc;
@@ -239,19 +239,8 @@ impl Client {
                     });
                 }
             }
-            Ok(_) => {
-                for i in ask {
-                    out[i] = Err(MooncakeError::new(
-                        ErrorCode::InternalError,
-                        "get_replica_list: wrong number of results",
-                    ));
-                }
-            }
-            Err(e) => {
-                for i in ask {
-                    out[i] = Err(e.clone());
-                }
-            }
+            Ok(_) => fail_at(&mut out, ask, &wrong_count("get_replica_list")),
+            Err(e) => fail_at(&mut out, ask, &e),
         }
         out
     }

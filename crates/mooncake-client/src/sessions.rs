@@ -10,7 +10,9 @@
 
 use crate::client::Client;
 use crate::config::ReplicateConfig;
-use crate::errors::{again_while_grants_refused, check_code, check_key, code_error};
+use crate::errors::{
+    again_while_grants_refused, check_code, check_key, code_error, fail_at, wrong_count,
+};
 use crate::io::{Job, Piece};
 use mooncake_common::{ErrorCode, MooncakeError, Result};
 use mooncake_proto::{BatchKeyRequest, BatchPutEndRequest, BatchPutStartRequest, Replica};
@@ -157,19 +159,8 @@ impl Client {
                     };
                 }
             }
-            Ok(_) => {
-                for i in ask {
-                    out[i] = Err(MooncakeError::new(
-                        ErrorCode::InternalError,
-                        "batch_put_start: wrong number of results",
-                    ));
-                }
-            }
-            Err(e) => {
-                for i in ask {
-                    out[i] = Err(e.clone());
-                }
-            }
+            Ok(_) => fail_at(&mut out, ask, &wrong_count("batch_put_start")),
+            Err(e) => fail_at(&mut out, ask, &e),
         }
         out
     }
@@ -266,12 +257,7 @@ impl Client {
                 .collect(),
             Ok(_) => tickets
                 .iter()
-                .map(|_| {
-                    Err(MooncakeError::new(
-                        ErrorCode::InternalError,
-                        "batch_put_end: wrong number of results",
-                    ))
-                })
+                .map(|_| Err(wrong_count("batch_put_end")))
                 .collect(),
             Err(e) => tickets.iter().map(|_| Err(e.clone())).collect(),
         }
@@ -331,19 +317,8 @@ impl Client {
                         });
                 }
             }
-            Ok(_) => {
-                for i in ask {
-                    out[i] = Err(MooncakeError::new(
-                        ErrorCode::InternalError,
-                        "batch_get_replica_list: wrong number of results",
-                    ));
-                }
-            }
-            Err(e) => {
-                for i in ask {
-                    out[i] = Err(e.clone());
-                }
-            }
+            Ok(_) => fail_at(&mut out, ask, &wrong_count("batch_get_replica_list")),
+            Err(e) => fail_at(&mut out, ask, &e),
         }
         out
     }

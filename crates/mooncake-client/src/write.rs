@@ -8,7 +8,7 @@
 
 use crate::client::Client;
 use crate::config::ReplicateConfig;
-use crate::errors::{again_while_grants_refused, check_key, code_error};
+use crate::errors::{again_while_grants_refused, check_key, code_error, wrong_count};
 use crate::io::{layout, Job};
 use crate::rpc::MasterRpc;
 use mooncake_common::{ErrorCode, MooncakeError, Result};
@@ -294,10 +294,7 @@ impl Client {
                 }
                 Ok(_) => {
                     for (pos, _) in end_pos {
-                        results[pos] = Err(MooncakeError::new(
-                            ErrorCode::InternalError,
-                            "put_end: wrong number of results",
-                        ));
+                        results[pos] = Err(wrong_count("put_end"));
                     }
                 }
                 Err(e) => {
