@@ -2,14 +2,13 @@
 //! (payloads straight from the caller's memory); the reader matches responses to
 //! requests by id and lands Read payloads straight in the caller's memory.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::conn::Shared;
 use super::frame::{crc, status, Header, Op, FLAG_CRC, HEADER_LEN};
-use super::grant::KEPT;
+use super::grant::SentGrants;
 use super::guarded::{CallerMem, MemAccess};
 use super::io::{read_header, write_frame, READ_BUF};
 use super::slice::Job;
@@ -27,19 +26,13 @@ pub(super) async fn writer<W: WireWrite>(
     seg: Arc<LocalSegment>,
 ) {
     let mut next_id = 1u64;
-    // The last distinct grants sent on this connection, as many as the listener keeps
-    // (`tcp::grant::KEPT`, oldest first): a grant among them is not sent again.
-    let mut sent: VecDeque<Arc<Vec<u8>>> = VecDeque::new();
+    let mut carried = SentGrants::default();
     while let Some(job) = rx.recv().await {
         let id = next_id;
         next_id += 1;
         // A grant this connection has not carried yet goes right before the request,
         // in the same write.
-        let grant = job
-            .grant
-            .as_ref()
-            .filter(|g| !sent.iter().any(|s| Arc::ptr_eq(s, g) || s == *g))
-            .cloned();
+        let grant = job.grant.as_ref().filter(|g| !carried.carried(g)).cloned();
         let (op, addr, len, local, ctl) =
             (job.op, job.remote_addr, job.len, job.local, job.ctl.clone());
         let result = match op {
@@ -117,10 +110,7 @@ pub(super) async fn writer<W: WireWrite>(
         // Only a grant that went out counts as carried (a request dropped before its
         // write, cancelled or on a closing connection, took its grant with it).
         if let Some(g) = grant {
-            if sent.len() == KEPT {
-                sent.pop_front();
-            }
-            sent.push_back(g);
+            carried.sent(g);
         }
     }
     // Fail whatever is still queued; the reader fails what is in flight.

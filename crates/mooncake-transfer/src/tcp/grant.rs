@@ -75,6 +75,33 @@ struct Granted {
     expires_ms: u64,
 }
 
+/// The grants an initiator's connection carried, as many as the listener keeps
+/// ([`KEPT`], oldest first): a grant among them is not sent again.
+#[derive(Default)]
+pub(super) struct SentGrants {
+    /// Each grant with the head of its tag, compared first (grants of one segment
+    /// share their first bytes, so comparing whole bytes would read into each).
+    kept: VecDeque<(u64, Arc<Vec<u8>>)>,
+}
+
+impl SentGrants {
+    /// Whether `g` went out on this connection among the last [`KEPT`] grants.
+    pub fn carried(&self, g: &Arc<Vec<u8>>) -> bool {
+        let head = tag_head(g);
+        self.kept
+            .iter()
+            .any(|(h, s)| *h == head && (Arc::ptr_eq(s, g) || s == g))
+    }
+
+    /// Records that `g` went out (only once it did).
+    pub fn sent(&mut self, g: Arc<Vec<u8>>) {
+        if self.kept.len() == KEPT {
+            self.kept.pop_front();
+        }
+        self.kept.push_back((tag_head(&g), g));
+    }
+}
+
 /// The first 8 bytes of a wire grant's tag (0 for bytes too short to be a grant).
 fn tag_head(wire: &[u8]) -> u64 {
     wire.len()
@@ -240,6 +267,26 @@ mod tests {
         let mut fresh = Scope::of("alpha".into());
         fresh.grant(&keys, &wire(&secret, "alpha", 0x1000, 4096));
         assert!(fresh.check(&keys, 0x1000, 16).is_err());
+    }
+
+    #[test]
+    fn a_connection_carries_each_of_its_last_grants_once() {
+        let secret = new_secret();
+        let g = |addr| Arc::new(wire(&secret, "alpha", addr, 4096));
+        let mut sent = SentGrants::default();
+        let first = g(0);
+        assert!(!sent.carried(&first));
+        sent.sent(first.clone());
+        // The same bytes in another buffer count as carried; another grant does not.
+        assert!(sent.carried(&Arc::new(first.to_vec())));
+        assert!(!sent.carried(&g(4096)));
+        // Once KEPT newer grants went out, the listener no longer holds the first.
+        let newer: Vec<_> = (1..=KEPT as u64).map(|i| g(i * 4096)).collect();
+        for n in &newer {
+            sent.sent(n.clone());
+        }
+        assert!(!sent.carried(&first));
+        assert!(newer.iter().all(|n| sent.carried(n)));
     }
 
     #[test]

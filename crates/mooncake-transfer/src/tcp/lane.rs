@@ -18,7 +18,6 @@
 //! decide differently.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -28,7 +27,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::frame::{crc, Header, Op, FLAG_CRC, HEADER_LEN};
-use super::grant::KEPT;
+use super::grant::SentGrants;
 use crate::errors::TransferError;
 use crate::local::LocalSegment;
 use crate::metrics::Metrics;
@@ -78,7 +77,7 @@ impl Drop for CallerMayBlock {
 pub struct Lane {
     stream: TcpStream,
     /// The grants this connection carried, as many as the listener keeps.
-    sent: VecDeque<Arc<Vec<u8>>>,
+    sent: SentGrants,
     next_id: u64,
 }
 
@@ -89,7 +88,7 @@ impl Lane {
         stream.set_write_timeout(Some(ANSWER_TIMEOUT))?;
         Ok(Self {
             stream,
-            sent: VecDeque::new(),
+            sent: SentGrants::default(),
             next_id: 1,
         })
     }
@@ -176,9 +175,7 @@ impl LaneOp {
     ) -> io::Result<LaneOp> {
         let id = lane.next_id;
         lane.next_id += 1;
-        let grant = grant
-            .filter(|g| !lane.sent.iter().any(|s| Arc::ptr_eq(s, g) || s == *g))
-            .cloned();
+        let grant = grant.filter(|g| !lane.sent.carried(g)).cloned();
         let mut head = Vec::with_capacity(2 * HEADER_LEN + grant.as_ref().map_or(0, |g| g.len()));
         if let Some(g) = &grant {
             head.extend_from_slice(&Header::new(Op::Grant, 0, 0, g.len() as u64).encode());
@@ -205,10 +202,7 @@ impl LaneOp {
             }
         }
         if let Some(g) = grant {
-            if lane.sent.len() == KEPT {
-                lane.sent.pop_front();
-            }
-            lane.sent.push_back(g);
+            lane.sent.sent(g);
         }
         Ok(LaneOp {
             lane: Some(lane),
