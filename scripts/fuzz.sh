@@ -4,7 +4,9 @@
 # transfer engine's headers and control payloads, metadata-server answers and segment
 # descriptors) and the text users hand us (flags, sizes, durations, addresses).
 # Not part of scripts/test.sh: libFuzzer needs the nightly toolchain and sanitizers,
-# and a useful run takes minutes. Findings land in fuzz/artifacts/<target>/.
+# and a useful run takes minutes. Findings land in fuzz/artifacts/<target>/. Each run
+# starts from the seed corpus in fuzz/seeds/<target>/ (small inputs that reach each
+# decoder's paths, from coverage-guided runs, minimized).
 #
 #   scripts/fuzz.sh                    # every target, 20 s each
 #   FUZZ_SECONDS=600 scripts/fuzz.sh master_frame
@@ -17,7 +19,12 @@ targets=("$@")
 failed=()
 for t in "${targets[@]}"; do
   echo "=== fuzz $t (${FUZZ_SECONDS:-20} s)"
-  if ! cargo +nightly fuzz run "$t" -- -max_total_time="${FUZZ_SECONDS:-20}" -rss_limit_mb=4096; then
+  # New inputs go to corpus/<target> (not kept in git); seeds/<target> is the seed
+  # corpus kept in the repository, read only.
+  mkdir -p "corpus/$t"
+  dirs=("corpus/$t")
+  [ -d "seeds/$t" ] && dirs+=("seeds/$t")
+  if ! cargo +nightly fuzz run "$t" "${dirs[@]}" -- -max_total_time="${FUZZ_SECONDS:-20}" -rss_limit_mb=4096; then
     failed+=("$t")
   fi
 done
