@@ -165,7 +165,7 @@ impl GrantView<'_> {
 
 impl Grant {
     /// The wire grant for `tenant`, signed with the segment's `secret`. `None` for a
-    /// segment name too long to carry.
+    /// segment name too long to carry, or a secret not [`SECRET_LEN`] bytes long.
     pub fn sign(&self, secret: &[u8], tenant: &str) -> Option<Vec<u8>> {
         let secret: [u8; SECRET_LEN] = secret.try_into().ok()?;
         self.sign_with(&GrantKey::new(secret), tenant)

@@ -88,9 +88,7 @@ impl SentGrants {
     /// Whether `g` went out on this connection among the last [`KEPT`] grants.
     pub fn carried(&self, g: &Arc<Vec<u8>>) -> bool {
         let head = tag_head(g);
-        self.kept
-            .iter()
-            .any(|(h, s)| *h == head && (Arc::ptr_eq(s, g) || s == g))
+        self.kept.iter().any(|(h, s)| *h == head && s == g)
     }
 
     /// Records that `g` went out (only once it did).
