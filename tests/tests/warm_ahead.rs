@@ -1,7 +1,8 @@
 //! A store's warm-ahead thread (`--warm_ahead` / `MOONCAKE_WARM_AHEAD`) faults its
-//! segment in ahead of the bytes peers wrote, and no further: measured as the pages
-//! its segment file holds. Puts over TCP that race with it read back byte for byte
-//! (faulting a page in never stores over what a put wrote).
+//! segment in ahead of the furthest byte peers wrote, and no further: measured as the
+//! pages its segment file holds. Puts over TCP that race with it read back byte for
+//! byte (faulting a page in never stores over what a put wrote); puts that reuse freed
+//! space do not move it on.
 
 use mooncake_client::ReplicateConfig;
 use mooncake_tests::{client, store_env, value_for, Master, Store};
@@ -65,7 +66,7 @@ fn store(m: &Master, dir: &Dir, warm: &str) -> Store {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_ahead_stays_a_window_ahead_of_the_writes() {
-    // Only this test runs in this process: the switch is read when a client starts.
+    // The switch is read when a client starts; every test here sets it the same way.
     std::env::set_var("MOONCAKE_DISABLE_SHM", "1");
     let m = Master::start(&[]);
     let (warm_dir, cold_dir) = (shm_dir("warm"), shm_dir("cold"));
@@ -118,5 +119,48 @@ async fn warm_ahead_stays_a_window_ahead_of_the_writes() {
     assert!(
         cold < got,
         "warm-ahead made no difference ({cold} vs {got} bytes)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_into_freed_space_do_not_move_the_window_on() {
+    std::env::set_var("MOONCAKE_DISABLE_SHM", "1");
+    let m = Master::start(&[]);
+    let dir = shm_dir("reuse");
+    let window = 32 * MIB;
+    let _s = store(&m, &dir, "32mb");
+    let c = client(&m).await;
+    let rc = ReplicateConfig::default();
+
+    // 160 MiB through the data port, never more than 4 MiB of it stored at once: the
+    // master places each put in space the previous ones freed.
+    let keys: Vec<String> = (0..4).map(|i| format!("reuse-{i}")).collect();
+    for round in 0..40 {
+        for k in &keys {
+            let v = value_for(&format!("{k}/{round}"), MIB as usize);
+            c.put(k, &v, &rc)
+                .await
+                .unwrap_or_else(|e| panic!("put {k} in round {round}: {e}"));
+        }
+        for k in &keys {
+            c.remove(k, false)
+                .await
+                .unwrap_or_else(|e| panic!("remove {k} in round {round}: {e}"));
+        }
+    }
+    let sent = c.transfer_metrics().bytes_written;
+    assert!(sent >= 160 * MIB, "the client sent {sent} bytes");
+    // Counting bytes sent would have faulted in 160 MiB + the window; the furthest
+    // write is a few MiB in.
+    let got = wait_held(&dir.0, window, Duration::from_secs(30));
+    assert!(
+        got >= window,
+        "the store holds {got} bytes, want its window {window}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let got = held(&dir.0);
+    assert!(
+        got <= 64 * MIB + window + 4 * MIB,
+        "the store holds {got} bytes after {sent} bytes into the same few MiB: the window moved on with reused space"
     );
 }

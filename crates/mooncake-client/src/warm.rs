@@ -1,5 +1,6 @@
 //! Warm-ahead: a background thread that faults in this process's segment a window
-//! ahead of the bytes peers have written into it, so a put lands in pages that exist.
+//! ahead of the furthest byte peers have written into it, so a put lands in pages
+//! that exist.
 //!
 //! Why: a page's first write costs far more than the write itself. The kernel
 //! allocates and zeroes the page inside the `recv` that copies the put's bytes; on the
@@ -9,17 +10,26 @@
 //! from a thread of our own moves that cost out of the put, into time the store is
 //! idle. Why only ahead of the writes: a segment faulted in whole would make an idle
 //! store hold its full size (`mooncake_segment::SegmentMemory`), so this thread keeps
-//! at most `window` bytes beyond what peers have written so far
-//! (`bytes_served_in`): a fresh segment is filled from its start by the master's
-//! allocator, so the next puts land there. Under churn (writes that reuse freed space)
-//! the count outruns the space really used and the whole segment ends up faulted in,
-//! at the pace of the writes.
+//! at most `window` bytes beyond the end of the furthest write peers have made
+//! (`TransferEngine::written_end`): a fresh segment is filled from its start by the
+//! master's allocator, so the next puts land there. Why the furthest write and not
+//! the bytes written: puts that reuse freed space (after removes, under eviction)
+//! land in pages that exist already, and counting their bytes would send the thread
+//! on through the rest of the segment, taking CPU from those very puts and holding
+//! memory nothing uses yet.
 //!
-//! Why at the lowest priority (nice 19): it must never take CPU from the puts it is
-//! preparing for; when every core is busy it waits, and a put simply faults its pages
-//! in itself as before. Why in small steps under the segment's lock: `close` takes the
-//! memory out under that lock, so a step never runs on unmapped memory, and a step is
-//! short (2 MiB) so `close` never waits long.
+//! Why at idle priority (`SCHED_IDLE`, nice 19 where that is refused): it must never
+//! take CPU from the puts it is preparing for. Nice 19 was not enough: the kernel's
+//! scheduler lets a running task finish its slice before a woken one of higher
+//! priority takes the core, so a store thread (or the master) woken for a put waited
+//! behind this one for milliseconds; measured with 1 MiB puts over TCP into a fresh
+//! store, one put in twenty took 1.5-8 ms instead of 0.5. A `SCHED_IDLE` task gives
+//! way at once. What it risks: a step preempted while it holds the address-space lock
+//! (read side) keeps a thread of this process that maps memory waiting until the step
+//! gets CPU again; the store's data path maps nothing while it serves puts (its buffers
+//! and threads exist before), so that is heap growth or a new thread, rarely. Why in small steps under the segment's lock: `close` takes the memory
+//! out under that lock, so a step never runs on unmapped memory, and a step is short
+//! (2 MiB) so `close` never waits long.
 
 use crate::client::{Client, Inner};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,7 +56,7 @@ impl Drop for WarmAhead {
     }
 }
 
-/// Where the populated prefix should end: `window` beyond the bytes written so far,
+/// Where the populated prefix should end: `window` beyond the furthest write so far,
 /// rounded up to a whole step, never beyond the segment.
 pub(crate) fn target(size: u64, written: u64, window: u64) -> u64 {
     let want = written.saturating_add(window);
@@ -54,12 +64,14 @@ pub(crate) fn target(size: u64, written: u64, window: u64) -> u64 {
 }
 
 impl Client {
-    /// Starts keeping this client's segment faulted in `window` bytes ahead of the
-    /// bytes peers have written into it (module docs). `None` without a segment, with a
+    /// Starts keeping this client's segment faulted in `window` bytes beyond the
+    /// furthest byte peers have written into it (module docs). `None` without a segment, with a
     /// zero window, or when no thread could be started (pages then fault in on first
     /// write, as without it).
     pub fn spawn_warm_ahead(&self, window: u64) -> Option<WarmAhead> {
-        let size = self.inner.segment.as_ref()?.desc.size;
+        let seg = self.inner.segment.as_ref()?;
+        let size = seg.desc.size;
+        let base = seg.memory.lock().as_ref()?.addr();
         if window == 0 || size == 0 {
             return None;
         }
@@ -69,11 +81,8 @@ impl Client {
         let thread = std::thread::Builder::new()
             .name("mooncake-warm".into())
             .spawn(move || {
-                // Safety: lowering this thread's own priority.
-                unsafe {
-                    libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
-                }
-                run(weak, &flag, size, window);
+                idle_priority();
+                run(weak, &flag, base, size, window);
             });
         match thread {
             Ok(t) => Some(WarmAhead {
@@ -88,7 +97,23 @@ impl Client {
     }
 }
 
-fn run(weak: Weak<Inner>, stop: &AtomicBool, size: u64, window: u64) {
+/// Puts the calling thread at the lowest priority there is (module docs).
+fn idle_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // Safety: changes the calling thread's own policy (0 = this thread); needs no
+    // privilege.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+        return;
+    }
+    let e = std::io::Error::last_os_error();
+    tracing::debug!(error = %e, "warm-ahead: no SCHED_IDLE; running at nice 19");
+    // Safety: lowering this thread's own priority.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
+    }
+}
+
+fn run(weak: Weak<Inner>, stop: &AtomicBool, base: usize, size: u64, window: u64) {
     let mut done = 0u64;
     let t = std::time::Instant::now();
     while !stop.load(Ordering::Acquire) {
@@ -99,7 +124,7 @@ fn run(weak: Weak<Inner>, stop: &AtomicBool, size: u64, window: u64) {
         let Some(seg) = inner.segment.as_ref() else {
             return;
         };
-        let written = inner.data.engine.metrics().bytes_served_in;
+        let written = inner.data.engine.written_end(base).unwrap_or(0) as u64;
         let goal = target(size, written, window);
         if done >= goal {
             drop(inner);

@@ -157,6 +157,13 @@ impl TransferEngine {
         self.seg.metrics.snapshot()
     }
 
+    /// How far peers have written through this engine's server into the registered
+    /// region that starts at `addr` (the end of the furthest write, from `addr`);
+    /// `None` when no region starts there. One-sided RDMA writes are not seen.
+    pub fn written_end(&self, addr: usize) -> Option<usize> {
+        self.seg.memory.written_end(addr)
+    }
+
     /// Allows peers to read/write `[addr, addr+len)`. O(log n), touches no page.
     ///
     /// # Safety

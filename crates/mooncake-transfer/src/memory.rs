@@ -11,6 +11,7 @@
 
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +22,35 @@ use crate::errors::TransferError;
 pub struct Region {
     pub addr: usize,
     pub len: usize,
+    /// How far into the region peers have written through this engine's server (the
+    /// end of the furthest write, from the region's start): what the owner's
+    /// warm-ahead thread keeps a window beyond. Writes that reuse space below it leave
+    /// it where it is.
+    written_end: AtomicUsize,
 }
 
 impl Region {
+    fn new(addr: usize, len: usize) -> Self {
+        Self {
+            addr,
+            len,
+            written_end: AtomicUsize::new(0),
+        }
+    }
+
+    /// Records a peer's write of `[addr, addr+len)`, which lies inside this region.
+    pub fn note_written(&self, addr: u64, len: u64) {
+        let end = (addr.saturating_add(len) as usize)
+            .saturating_sub(self.addr)
+            .min(self.len);
+        self.written_end.fetch_max(end, Ordering::Relaxed);
+    }
+
+    /// The end of the furthest write recorded so far, from the region's start.
+    pub fn written_end(&self) -> usize {
+        self.written_end.load(Ordering::Relaxed)
+    }
+
     pub fn end(&self) -> usize {
         self.addr + self.len
     }
@@ -66,7 +93,7 @@ impl MemoryRegistry {
                 ));
             }
         }
-        map.insert(addr, Arc::new(Region { addr, len }));
+        map.insert(addr, Arc::new(Region::new(addr, len)));
         Ok(())
     }
 
@@ -88,6 +115,12 @@ impl MemoryRegistry {
         let map = self.regions.read();
         let (_, r) = map.range(..=start).next_back()?;
         r.contains(addr, len).then(|| r.clone())
+    }
+
+    /// How far peers have written into the region that starts at `addr`
+    /// ([`Region::written_end`]); `None` when no region starts there.
+    pub fn written_end(&self, addr: usize) -> Option<usize> {
+        self.regions.read().get(&addr).map(|r| r.written_end())
     }
 
     /// `(addr, len)` of every region, by address.
@@ -117,6 +150,27 @@ mod tests {
         assert!(m.lookup(0x40ff, 1).is_some());
         assert!(m.lookup(u64::MAX, 2).is_none());
         assert_eq!(m.list(), vec![(0x1000, 0x1000), (0x4000, 0x100)]);
+    }
+
+    #[test]
+    fn the_furthest_write_is_kept_per_region() {
+        let m = MemoryRegistry::default();
+        m.register(0x1000, 0x1000).unwrap();
+        m.register(0x4000, 0x100).unwrap();
+        assert_eq!(m.written_end(0x1000), Some(0));
+        m.lookup(0x1800, 0x100).unwrap().note_written(0x1800, 0x100);
+        assert_eq!(m.written_end(0x1000), Some(0x900));
+        // A write below the mark (space reused) leaves it where it is.
+        m.lookup(0x1000, 0x10).unwrap().note_written(0x1000, 0x10);
+        assert_eq!(m.written_end(0x1000), Some(0x900));
+        m.lookup(0x1f00, 0x100).unwrap().note_written(0x1f00, 0x100);
+        assert_eq!(m.written_end(0x1000), Some(0x1000));
+        assert_eq!(
+            m.written_end(0x4000),
+            Some(0),
+            "another region's writes are its own"
+        );
+        assert_eq!(m.written_end(0x1800), None, "no region starts there");
     }
 
     #[test]

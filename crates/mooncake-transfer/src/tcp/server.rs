@@ -434,6 +434,7 @@ async fn serve_on<R: WireRead, W: WireWrite>(
                         status::OUT_OF_REGION
                     }
                     Some(region) => {
+                        region.note_written(h.addr, h.len);
                         drop(region);
                         let mem = RegionMem {
                             memory: &seg.memory,
