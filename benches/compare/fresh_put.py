@@ -6,6 +6,9 @@ registered buffer until ``--budget`` bytes are written or ``--seconds`` pass, th
 ``batch_get_into`` of those keys round-robin for ``--seconds``; the first batch read back
 is compared with what was written. One JSON line per phase on stdout (``gb_per_s``,
 ``p50_ms``, ``n``); the get is the reference point, as it reads pages that exist.
+With ``--single``, plain ``put`` / ``get`` of one ``--page``-sized object per call
+instead (what the load driver's 1 MiB put does), where one slow put in twenty shows
+in ``p99_ms`` and ``slow`` (calls over three times the median).
 Uses only the public API, so it runs against either implementation.
 """
 
@@ -28,6 +31,8 @@ def main():
     p.add_argument("--budget", type=int, default=1536 << 20)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--label", default="")
+    p.add_argument("--single", action="store_true",
+                   help="put/get one object of --page bytes per call")
     a = p.parse_args()
     s = MooncakeDistributedStore()
     rc = s.setup("127.0.0.1", a.metadata, 0, 64 << 20, "tcp", "", a.master)
@@ -44,9 +49,17 @@ def main():
 
     def emit(phase, lat, elapsed, nbytes, errors):
         lat = sorted(lat) or [0.0]
+        p50 = lat[len(lat) // 2]
         print(json.dumps({"label": a.label, "phase": phase, "n": len(lat), "errors": errors,
                           "gb_per_s": round(nbytes / elapsed / 1e9, 3),
-                          "p50_ms": round(lat[len(lat) // 2] * 1e3, 2)}), flush=True)
+                          "p50_ms": round(p50 * 1e3, 3),
+                          "p99_ms": round(lat[int(0.99 * (len(lat) - 1))] * 1e3, 3),
+                          "slow": sum(1 for x in lat if x > 3 * p50)}), flush=True)
+
+    if a.single:
+        single(a, s, emit)
+        s.close()
+        return
 
     written, lat, errors = [], [], 0
     t0 = time.perf_counter()
@@ -74,6 +87,29 @@ def main():
             errors += 1
     emit("batch_get_into", lat, time.perf_counter() - t0, len(lat) * nk * page, errors)
     s.close()
+
+
+def single(a, s, emit):
+    value = os.urandom(a.page)
+    written, lat, errors = [], [], 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < a.seconds and len(written) * a.page < a.budget:
+        key = f"fresh-{os.getpid()}-{len(written)}"
+        t = time.perf_counter()
+        rc = s.put(key, value)
+        lat.append(time.perf_counter() - t)
+        errors += rc != 0
+        written.append(key)
+    emit("put", lat, time.perf_counter() - t0, len(lat) * a.page, errors)
+    lat, errors = [], 0
+    t0 = time.perf_counter()
+    while written and time.perf_counter() - t0 < a.seconds and len(lat) < len(written):
+        key = written[len(lat)]
+        t = time.perf_counter()
+        v = s.get(key)
+        lat.append(time.perf_counter() - t)
+        errors += len(v) != a.page or (len(lat) == 1 and bytes(v) != value)
+    emit("get", lat, time.perf_counter() - t0, len(lat) * a.page, errors)
 
 
 if __name__ == "__main__":

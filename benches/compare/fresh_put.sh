@@ -19,16 +19,19 @@ ROUNDS=${ROUNDS:-3} WARM=${WARM:-"0 256mb"} IDLE=${IDLE:-2} SEGMENT=${SEGMENT:-4
 OUT=${OUT:-$ROOT/target/fresh_put/$(date +%Y%m%d-%H%M%S)}
 RPC=${RPC:-50351} META=${META:-18580} METRICS=${METRICS:-19503} PORT0=${PORT0:-18681}
 export MOONCAKE_DISABLE_SHM=1
-mkdir -p "$OUT/logs" "$OUT/shm"
+mkdir -p "$OUT/logs"
+# The segment files go in memory (tmpfs), as a store's do by default: a directory under
+# OUT is on a disk filesystem, where the kernel would write the segment back to disk.
+SHM=$(mktemp -d "${TMPDIR_SHM:-/dev/shm}/mc-fresh-put-XXXXXX")
 PIDS=()
 stop_all() {
   local i
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; done
   for i in "${PIDS[@]:-}"; do [ -n "$i" ] && wait "$i" 2>/dev/null || true; done
   PIDS=()
-  rm -f "$OUT"/shm/mooncake-seg-* "$OUT"/*.ready
+  rm -f "$SHM"/mooncake-seg-* "$OUT"/*.ready
 }
-trap stop_all EXIT
+trap 'stop_all; rm -rf "$SHM"' EXIT
 for ((r = 1; r <= ROUNDS; r++)); do
   for w in $WARM; do
     tag=$r-warm$w
@@ -40,7 +43,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
       MOONCAKE_MASTER=127.0.0.1:$RPC MOONCAKE_TE_META_DATA_SERVER=http://127.0.0.1:$META/metadata \
         MOONCAKE_GLOBAL_SEGMENT_SIZE=$SEGMENT MOONCAKE_LOCAL_BUFFER_SIZE=0 MOONCAKE_PROTOCOL=tcp \
         MOONCAKE_LOCAL_HOSTNAME=127.0.0.1 MOONCAKE_READY_FILE=$OUT/store$i.ready \
-        MOONCAKE_SHM_DIR=$OUT/shm MOONCAKE_WARM_AHEAD=$w \
+        MOONCAKE_SHM_DIR=$SHM MOONCAKE_WARM_AHEAD=$w \
         "$BIN/mooncake_store" --port $((PORT0 + i)) --http_host 127.0.0.1 >"$OUT/logs/$tag-store$i.log" 2>&1 &
       PIDS+=($!)
     done
