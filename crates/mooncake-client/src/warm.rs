@@ -161,4 +161,20 @@ mod tests {
         assert_eq!(target(1024 * mib, 900 * mib, 256 * mib), 1024 * mib);
         assert_eq!(target(1000, u64::MAX, u64::MAX), 1000);
     }
+
+    #[test]
+    fn the_thread_runs_at_idle_priority() {
+        let policy = std::thread::spawn(|| {
+            idle_priority();
+            // Safety: reads the calling thread's own policy.
+            unsafe { libc::sched_getscheduler(0) }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(policy, libc::SCHED_IDLE, "the warm-ahead thread's policy");
+        // Only that thread changed: this one keeps the normal policy.
+        // Safety: as above, for this thread.
+        let here = unsafe { libc::sched_getscheduler(0) };
+        assert_eq!(here, libc::SCHED_OTHER);
+    }
 }
