@@ -132,7 +132,15 @@ pub(crate) async fn serve_connection<G: Gate>(
                 return;
             }
         }
-        if let Err(status) = dispatch(&gate, &tenant, &buf, &mut out).await {
+        let (method, served) = match decode_method(&buf) {
+            Ok((m, msg)) => (
+                Some(m),
+                dispatch_method(&gate, &tenant, m, msg, &mut out).await,
+            ),
+            Err(status) => (None, Err(status)),
+        };
+        poll.answered(method);
+        if let Err(status) = served {
             out.clear();
             if let Err(e) = encode_status(&status, &mut out) {
                 tracing::warn!("framed rpc: cannot encode an answer: {e}");
@@ -171,6 +179,12 @@ async fn dispatch<G: Gate>(
     req: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), Status> {
+    let (method, msg) = decode_method(req)?;
+    dispatch_method(gate, t, method, msg, out).await
+}
+
+/// The method a request frame calls and its message's bytes.
+fn decode_method(req: &[u8]) -> Result<(Method, &[u8]), Status> {
     let r = frame::decode_request(req)
         .map_err(|e| Status::invalid_argument(format!("framed rpc: {e}")))?;
     let method = r
@@ -178,7 +192,17 @@ async fn dispatch<G: Gate>(
         .strip_prefix(PATH_PREFIX)
         .and_then(Method::from_name)
         .ok_or_else(|| Status::unimplemented(format!("framed rpc: no method {:?}", r.path)))?;
-    let msg = &req[r.message_at..];
+    Ok((method, &req[r.message_at..]))
+}
+
+/// Serves one decoded request into `out`; `Err` is the status to answer with instead.
+async fn dispatch_method<G: Gate>(
+    gate: &G,
+    t: &Tenant,
+    method: Method,
+    msg: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), Status> {
     use Method::*;
     match method {
         MountSegment => {
@@ -437,8 +461,13 @@ fn borrowed_keys(mut b: &[u8]) -> Result<Vec<&str>, &'static str> {
 ///
 /// When: only for the connection that alone sent the last requests (another
 /// connection's request in between means several clients keep the master busy, and
-/// polling would only take CPU from them), only if its last pause between our answer
-/// and its next request was short, and only one connection at a time. A pause
+/// polling would only take CPU from them), only if its last pause after an answer to
+/// the same method as the one just answered was short, and only one connection at a
+/// time. Why per method: what a client does next depends on what it was answered. A
+/// put's start is followed by the put's data (a 1 MiB put: a third of a millisecond
+/// before its end comes), its end by the caller's next call (microseconds); judged
+/// by the last pause alone, the long pause after every start turned polling off for
+/// the end's answer too, and each call of a large put waited for a wake-up. A pause
 /// measured while polling is short if it ended within the window; one measured
 /// without polling also holds the wake-up the poll is there to save, so it counts as
 /// short up to [`UNPOLLED_SLACK`] windows (else one slow moment would turn polling
@@ -447,7 +476,10 @@ pub(crate) struct NextPoll {
     window: Duration,
     shared: Arc<PollShared>,
     id: u64,
-    last_gap_short: bool,
+    /// Bit `m`: the last pause after answering method `m` was short.
+    short_after: u64,
+    /// The method of the request answered last (`None`: an undecodable request).
+    last: Option<Method>,
     polled: bool,
 }
 
@@ -470,16 +502,30 @@ impl NextPoll {
             window,
             id: shared.next_conn.fetch_add(1, Ordering::Relaxed) + 1,
             shared,
-            last_gap_short: false,
+            short_after: 0,
+            last: None,
             polled: false,
         }
+    }
+
+    fn bit(m: Method) -> u64 {
+        1u64 << (m as u32 % 64)
+    }
+
+    /// Records the method of the request just answered (the pause that follows is
+    /// counted for it).
+    pub(crate) fn answered(&mut self, method: Option<Method>) {
+        self.last = method;
     }
 
     /// Polls for up to the window if this connection qualifies (see the type).
     async fn wait(&mut self, stream: &TcpStream) {
         self.polled = false;
+        let short = self
+            .last
+            .is_some_and(|m| self.short_after & Self::bit(m) != 0);
         if self.window.is_zero()
-            || !self.last_gap_short
+            || !short
             || self.shared.last_conn.load(Ordering::Relaxed) != self.id
             || self.shared.polling.swap(true, Ordering::Acquire)
         {
@@ -507,7 +553,13 @@ impl NextPoll {
         } else {
             self.window * UNPOLLED_SLACK
         };
-        self.last_gap_short = gap < limit;
+        if let Some(m) = self.last {
+            if gap < limit {
+                self.short_after |= Self::bit(m);
+            } else {
+                self.short_after &= !Self::bit(m);
+            }
+        }
         self.shared.last_conn.store(self.id, Ordering::Relaxed);
     }
 }
@@ -543,6 +595,7 @@ mod tests {
 
         // A connection that has not yet shown a short pause does not poll.
         let mut p = NextPoll::new(long, shared.clone());
+        p.answered(Some(Method::Exist));
         let t = Instant::now();
         p.wait(&server).await;
         assert!(t.elapsed() < long / 4, "polled without a short pause");
@@ -574,9 +627,11 @@ mod tests {
         // Another connection's request ends the poll (several clients are active).
         let (server2, mut client2) = pair().await;
         let mut p2 = NextPoll::new(long, shared.clone());
+        p2.answered(Some(Method::Exist));
         let (server3, _client3) = pair().await;
         drain(&server3).await;
         let mut p3 = NextPoll::new(long, shared.clone());
+        p3.answered(Some(Method::Exist));
         p3.arrived(Duration::from_micros(10));
         let other = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -629,10 +684,62 @@ mod tests {
 
         // A zero window never polls.
         let mut z = NextPoll::new(Duration::ZERO, shared.clone());
+        z.answered(Some(Method::Exist));
         z.arrived(Duration::ZERO);
         let t = Instant::now();
         z.wait(&server2).await;
         assert!(t.elapsed() < long / 4);
+    }
+
+    /// Whether a connection polls depends on the pause after the same method's last
+    /// answer: after a put's start (the data follows, a long pause) it does not, after
+    /// its end (the caller's next call follows at once) it does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_method_is_judged_by_the_pause_after_its_own_answers() {
+        let long = Duration::from_secs(20);
+        let shared = Arc::new(PollShared::default());
+        let (server, mut client) = pair().await;
+        drain(&server).await;
+        let mut p = NextPoll::new(long, shared.clone());
+        // A put's cycle: start answered, a long pause (the data), end answered, a
+        // short pause (the next put's start).
+        p.answered(Some(Method::BatchPutStart));
+        p.arrived(long * 4);
+        p.answered(Some(Method::BatchPutEnd));
+        p.arrived(Duration::from_micros(10));
+        p.answered(Some(Method::BatchPutStart));
+
+        // Just answered a start: no poll.
+        let t = Instant::now();
+        p.wait(&server).await;
+        assert!(t.elapsed() < long / 4, "polled after a put's start");
+
+        // Just answered an end: polls until the next request comes.
+        p.arrived(long * 4);
+        p.answered(Some(Method::BatchPutEnd));
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            client.write_all(b"x").await.unwrap();
+            client
+        });
+        let t = Instant::now();
+        p.wait(&server).await;
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(40),
+            "did not poll after a put's end: {waited:?}"
+        );
+        assert!(waited < long / 4, "did not stop when data came: {waited:?}");
+        let _client = writer.await.unwrap();
+
+        // An undecodable request's answer never polls.
+        p.answered(None);
+        let t = Instant::now();
+        p.wait(&server).await;
+        assert!(
+            t.elapsed() < long / 4,
+            "polled after an undecodable request"
+        );
     }
 
     #[test]
