@@ -26,10 +26,12 @@
 //! store, one put in twenty took 1.5-8 ms instead of 0.5. A `SCHED_IDLE` task gives
 //! way at once. What it risks: a step preempted while it holds the address-space lock
 //! (read side) keeps a thread of this process that maps memory waiting until the step
-//! gets CPU again; the store's data path maps nothing while it serves puts (its buffers
-//! and threads exist before), so that is heap growth or a new thread, rarely. Why in small steps under the segment's lock: `close` takes the memory
-//! out under that lock, so a step never runs on unmapped memory, and a step is short
-//! (2 MiB) so `close` never waits long.
+//! gets CPU again; the store's data path maps nothing while it serves puts (its
+//! buffers and threads exist before), so that is heap growth or a new thread, rarely.
+//!
+//! Why in small steps under the segment's lock: `close` takes the memory out under
+//! that lock, so a step never runs on unmapped memory, and a step is short (2 MiB) so
+//! `close` never waits long.
 
 use crate::client::{Client, Inner};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,9 +67,9 @@ pub(crate) fn target(size: u64, written: u64, window: u64) -> u64 {
 
 impl Client {
     /// Starts keeping this client's segment faulted in `window` bytes beyond the
-    /// furthest byte peers have written into it (module docs). `None` without a segment, with a
-    /// zero window, or when no thread could be started (pages then fault in on first
-    /// write, as without it).
+    /// furthest byte peers have written into it (module docs). `None` without a
+    /// segment, with a zero window, or when no thread could be started (pages then
+    /// fault in on first write, as without it).
     pub fn spawn_warm_ahead(&self, window: u64) -> Option<WarmAhead> {
         let seg = self.inner.segment.as_ref()?;
         let size = seg.desc.size;
