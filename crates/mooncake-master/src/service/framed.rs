@@ -584,6 +584,24 @@ mod tests {
         assert!(matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
     }
 
+    /// Runs `p.wait` while the client sends one byte 50 ms in; returns how long the
+    /// wait took and the client.
+    async fn wait_for_late_byte(
+        p: &mut NextPoll,
+        server: &TcpStream,
+        mut client: TcpStream,
+    ) -> (Duration, TcpStream) {
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            client.write_all(b"x").await.unwrap();
+            client
+        });
+        let t = Instant::now();
+        p.wait(server).await;
+        let waited = t.elapsed();
+        (waited, writer.await.unwrap())
+    }
+
     /// The three ways a poll ends early, and the connections that never poll. The
     /// window is far longer than any step here, so an early end shows the cause.
     /// One test: the steps share one listener's "last connection" and "one poller".
@@ -591,7 +609,7 @@ mod tests {
     async fn polling_stops_for_data_for_other_clients_and_is_gated() {
         let long = Duration::from_secs(20);
         let shared = Arc::new(PollShared::default());
-        let (server, mut client) = pair().await;
+        let (server, client) = pair().await;
 
         // A connection that has not yet shown a short pause does not poll.
         let mut p = NextPoll::new(long, shared.clone());
@@ -605,27 +623,19 @@ mod tests {
         // As the server does after reading a request: readiness is cleared once a read
         // finds nothing (a new socket starts out "ready").
         drain(&server).await;
-        let writer = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            client.write_all(b"x").await.unwrap();
-            client
-        });
-        let t = Instant::now();
-        p.wait(&server).await;
-        let waited = t.elapsed();
+        let (waited, _client) = wait_for_late_byte(&mut p, &server, client).await;
         assert!(
             waited >= Duration::from_millis(40),
             "stopped before data came: {waited:?}"
         );
         assert!(waited < long / 4, "did not stop when data came: {waited:?}");
-        let _client = writer.await.unwrap();
         assert!(
             !shared.polling.load(Ordering::Relaxed),
             "the poller slot was not given back"
         );
 
         // Another connection's request ends the poll (several clients are active).
-        let (server2, mut client2) = pair().await;
+        let (server2, client2) = pair().await;
         let mut p2 = NextPoll::new(long, shared.clone());
         p2.answered(Some(Method::Exist));
         let (server3, _client3) = pair().await;
@@ -656,19 +666,11 @@ mod tests {
         let mut p2 = p2;
         drain(&server2).await;
         p2.arrived(long * 2);
-        let writer = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            client2.write_all(b"x").await.unwrap();
-            client2
-        });
-        let t = Instant::now();
-        p2.wait(&server2).await;
-        let waited = t.elapsed();
+        let (waited, _client2) = wait_for_late_byte(&mut p2, &server2, client2).await;
         assert!(
             waited >= Duration::from_millis(40),
             "did not poll: {waited:?}"
         );
-        let _client2 = writer.await.unwrap();
         assert_eq!(server2.try_read(&mut [0u8; 4]).unwrap(), 1);
         drain(&server2).await;
 
@@ -698,7 +700,7 @@ mod tests {
     async fn each_method_is_judged_by_the_pause_after_its_own_answers() {
         let long = Duration::from_secs(20);
         let shared = Arc::new(PollShared::default());
-        let (server, mut client) = pair().await;
+        let (server, client) = pair().await;
         drain(&server).await;
         let mut p = NextPoll::new(long, shared.clone());
         // A put's cycle: start answered, a long pause (the data), end answered, a
@@ -717,20 +719,12 @@ mod tests {
         // Just answered an end: polls until the next request comes.
         p.arrived(long * 4);
         p.answered(Some(Method::BatchPutEnd));
-        let writer = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            client.write_all(b"x").await.unwrap();
-            client
-        });
-        let t = Instant::now();
-        p.wait(&server).await;
-        let waited = t.elapsed();
+        let (waited, _client) = wait_for_late_byte(&mut p, &server, client).await;
         assert!(
             waited >= Duration::from_millis(40),
             "did not poll after a put's end: {waited:?}"
         );
         assert!(waited < long / 4, "did not stop when data came: {waited:?}");
-        let _client = writer.await.unwrap();
 
         // An undecodable request's answer never polls.
         p.answered(None);
