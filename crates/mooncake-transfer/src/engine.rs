@@ -232,10 +232,10 @@ impl TransferEngine {
         state.results()
     }
 
-    /// Sends a small request on a lane (`tcp::lane`) and returns it for the caller
-    /// to finish on this thread: only when this thread entered
-    /// [`crate::tcp::lane::CallerMayBlock`], the request is one valid slice of at most
-    /// [`crate::tcp::lane::MAX_LEN`] bytes to a peer reached over plaintext TCP, and
+    /// Sends a request on a lane (`tcp::lane`) and returns it for the caller to
+    /// finish on this thread: only when this thread entered
+    /// [`crate::tcp::lane::CallerMayBlock`], the request is valid and no longer than
+    /// one slice (`tcp.slice_size`) to a peer reached over plaintext TCP, and
     /// the lane could be opened and the request sent. `None`: use [`Self::transfer`].
     ///
     /// # Safety
@@ -246,9 +246,9 @@ impl TransferEngine {
         &self,
         req: &TransferRequest,
     ) -> Option<crate::tcp::lane::LaneOp> {
-        use crate::tcp::lane::{CallerMayBlock, LaneOp, MAX_LEN};
+        use crate::tcp::lane::{CallerMayBlock, LaneOp};
         if !CallerMayBlock::here()
-            || req.length > MAX_LEN
+            || req.length > self.cfg.tcp.slice_size
             || self.seg.tls.is_some()
             || req.target == self.segment_name()
             || batch::validate(req).is_err()

@@ -7,7 +7,7 @@ use common::{engine, engine_with, pattern, req};
 use mooncake_common::auth::{Credential, TokenSet};
 use mooncake_common::grant::{new_secret, now_ms, Grant};
 use mooncake_transfer::tcp::auth::{DataAuth, LocalVerifier};
-use mooncake_transfer::tcp::lane::{CallerMayBlock, MAX_LEN};
+use mooncake_transfer::tcp::lane::CallerMayBlock;
 use mooncake_transfer::{Opcode, TransferConfig, TransferEngine, TransferError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,13 +53,14 @@ async fn a_lane_writes_and_reads_the_bytes_and_is_kept_for_the_next_call() {
     assert_eq!(back, data);
     assert_eq!(idle_lanes(&me, &target), 1);
 
-    // The largest lane transfer, both ways.
-    let big = pattern(MAX_LEN, 2);
+    // The largest lane transfer (one slice), both ways.
+    let max = TransferConfig::new("127.0.0.1").tcp.slice_size;
+    let big = pattern(max, 2);
     let op = unsafe { me.lane_start(&req(Opcode::Write, &big, &target, base)) }
         .await
         .unwrap();
     unsafe { op.finish() }.unwrap();
-    let back = vec![0u8; MAX_LEN];
+    let back = vec![0u8; max];
     let op = unsafe { me.lane_start(&req(Opcode::Read, &back, &target, base)) }
         .await
         .unwrap();
@@ -80,11 +81,12 @@ async fn only_small_transfers_from_a_marked_thread_to_another_engine_take_lanes(
             .is_none()
     );
     let _mark = CallerMayBlock::enter();
-    let large = vec![0u8; MAX_LEN + 1];
+    let large = vec![0u8; TransferConfig::new("127.0.0.1").tcp.slice_size + 1];
     assert!(
         unsafe { me.lane_start(&req(Opcode::Read, &large, &target, base)) }
             .await
-            .is_none()
+            .is_none(),
+        "more than one slice goes on the pooled path"
     );
     // Its own segment: copied locally, never over a socket.
     let (_own, own_base) = region(&me, 1 << 16);
@@ -101,6 +103,31 @@ async fn only_small_transfers_from_a_marked_thread_to_another_engine_take_lanes(
     let mut nowhere = req(Opcode::Read, &small, &target, base);
     nowhere.target = "127.0.0.1:1".into();
     assert!(unsafe { me.lane_start(&nowhere) }.await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_lane_transfer_is_the_configured_slice() {
+    let target = engine().await;
+    let (mem, base) = region(&target, 1 << 20);
+    let slice = 256 << 10;
+    let me = engine_with(|c| c.tcp.slice_size = slice).await;
+    let _mark = CallerMayBlock::enter();
+    let one = pattern(slice, 3);
+    let op = unsafe { me.lane_start(&req(Opcode::Write, &one, &target, base)) }
+        .await
+        .expect("one slice takes a lane");
+    unsafe { op.finish() }.unwrap();
+    assert_eq!(&mem[..slice], &one[..]);
+    // One byte more is two slices: the pooled path stripes them.
+    let two = pattern(slice + 1, 4);
+    assert!(
+        unsafe { me.lane_start(&req(Opcode::Write, &two, &target, base)) }
+            .await
+            .is_none()
+    );
+    let r = unsafe { me.transfer(&[req(Opcode::Write, &two, &target, base)]) }.await;
+    assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+    assert_eq!(&mem[..slice + 1], &two[..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,9 +13,16 @@
 //! apart. One caller uses a lane at a time; idle lanes are kept per peer (at most
 //! [`IDLE_PER_PEER`]) and checked for a close by the peer before reuse. Anything
 //! unusual (no lane can be opened, the socket fails, TLS or RDMA is in use, the
-//! transfer is large) leaves the transfer to the pooled connections: lanes only
+//! transfer is more than one slice) leaves the transfer to the pooled connections: lanes only
 //! shorten the common path, they never decide an outcome the pooled path would
 //! decide differently.
+//!
+//! Why up to one slice (`tcp.slice_size`, 1 MiB by default): the pooled path sends a
+//! slice on one connection too, so a lane stripes nothing less, and the hand-offs it
+//! saves cost a large transfer as much as a small one. Measured on loopback, single
+//! 1 MiB puts and gets from Python gained ~20% over a 64 KiB limit, 256 KiB puts
+//! doubled (docs/benchmarks/cross-host.md, "Lanes up to one slice"). Larger transfers
+//! keep the pooled path, which spreads their slices over connections and NICs.
 
 use std::cell::Cell;
 use std::io::{self, IoSlice, Read, Write};
@@ -33,9 +40,6 @@ use crate::local::LocalSegment;
 use crate::metrics::Metrics;
 use crate::Opcode;
 
-/// Largest transfer a lane carries. Beyond it the copy, not the hand-off between
-/// threads, dominates, and the pooled path stripes over connections.
-pub const MAX_LEN: usize = 64 << 10;
 /// Idle lanes kept per peer (one per thread that reads or writes it concurrently).
 pub const IDLE_PER_PEER: usize = 8;
 /// How long a lane waits for its answer before it gives the transfer up (the pooled
