@@ -27,6 +27,18 @@ def test_get_with_a_warm_cache_never_returns_old_bytes(make_cluster, monkeypatch
         assert w.remove("k", True) == 0
         assert w.put("k", longer) == 0
         assert r.get("k") == longer
+        # One slice (1 MiB) goes out on a lane too: the same refusal of a replaced
+        # value at the same place.
+        big_old, big_new = os.urandom(1 << 20), os.urandom(1 << 20)
+        assert w.remove("k", True) == 0
+        assert w.put("k", big_old) == 0
+        for _ in range(2):
+            assert r.get("k") == big_old
+        stale = r.location_cache_stats()["stale"]
+        assert w.remove("k", True) == 0
+        assert w.put("k", big_new) == 0
+        assert r.get("k") == big_new
+        assert r.location_cache_stats()["stale"] == stale + 1, "the old place was read, refused"
     finally:
         w.close()
         r.close()
@@ -75,9 +87,9 @@ def test_location_cache_stats_count_hits_misses_and_stale_reads(make_cluster, mo
 
 
 def test_threads_sharing_small_tcp_transfers_each_get_their_own_bytes(make_cluster, monkeypatch):
-    # Every byte through the data port: small puts and gets go out on lanes the
-    # calling threads drive themselves, several threads at once on the same stores;
-    # a 64 KiB + 1 value takes the pooled connections in between.
+    # Every byte through the data port: puts and gets of up to one slice (1 MiB) go
+    # out on lanes the calling threads drive themselves, several threads at once on
+    # the same stores; a 1 MiB + 1 value takes the pooled connections in between.
     import threading
 
     monkeypatch.setenv("MOONCAKE_DISABLE_SHM", "1")
@@ -88,7 +100,12 @@ def test_threads_sharing_small_tcp_transfers_each_get_their_own_bytes(make_clust
     def worker(t):
         try:
             for i in range(150):
-                size = 65537 if i % 25 == 0 else 512 + 37 * i + t
+                if i % 25 == 0:
+                    size = (1 << 20) + 1
+                elif i % 25 == 12:
+                    size = (1 << 20) - t
+                else:
+                    size = 512 + 37 * i + t
                 v = os.urandom(size)
                 k = f"lanes/{t}/{i}"
                 assert s.put(k, v) == 0, k
