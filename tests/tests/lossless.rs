@@ -55,6 +55,20 @@ fn shm_dir(tag: &str) -> ShmDir {
     ShmDir(d)
 }
 
+/// Segment files in `dir` (each with its `.gen` record beside it, not counted).
+fn seg_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.starts_with("mooncake-seg-") && !n.ends_with(".gen")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 fn keys(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
@@ -112,6 +126,11 @@ async fn a_restarted_store_gets_its_objects_back() {
     let seg = (32u64 << 20) as f64;
     a.proc.signal(libc::SIGTERM);
     assert_eq!(a.proc.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(
+        seg_files(&da),
+        1,
+        "the segment file is kept for the restart"
+    );
     assert_eq!(
         m.metric("master_total_capacity_bytes"),
         Some(seg),
@@ -349,8 +368,26 @@ async fn a_drained_store_leaves_with_nothing_lost_and_reads_never_fail() {
     assert!(reads > 0);
     assert_eq!(failures, 0, "reads failed during the drain");
 
-    // The drained store leaves for good: every object is still there.
-    a.proc.kill9();
+    // The drained store leaves for good (SIGTERM, as a pod is stopped): the master
+    // holds nothing for it, so its segment leaves at once and its file, which holds
+    // the segment's memory, is removed. Every object is still there.
+    assert_eq!(
+        seg_files(&da),
+        1,
+        "the drained store's segment file, before it stops"
+    );
+    a.proc.signal(libc::SIGTERM);
+    assert_eq!(a.proc.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(
+        seg_files(&da),
+        0,
+        "a drained store leaves no segment file behind"
+    );
+    assert!(
+        !segments(&m).contains(&drained),
+        "the drained segment is not held for a restart: {:?}",
+        segments(&m)
+    );
     let _ = std::fs::remove_dir_all(&da);
     assert_eq!(read_back(&c, &ks, 120_000, Duration::ZERO).await, ks.len());
     let _ = std::fs::remove_dir_all(&db);

@@ -146,7 +146,13 @@ impl Master {
 
     /// The owner of `name` stops to be restarted with the same memory: the segment
     /// leaves placement and capacity at once and is held for the restart grace
-    /// (dropped at once without one). Returns how long it is held (0: dropped).
+    /// (dropped at once without one). Returns how long it is held (0: dropped, and
+    /// the owner need not keep its memory).
+    ///
+    /// A segment that was drained and holds nothing is dropped at once too: the drain
+    /// was the operator saying the store leaves for good, and there is nothing to
+    /// give back, so holding it would only keep its memory (the owner's segment file)
+    /// for a restart that brings nothing back.
     pub fn leave_for_restart(&self, client_id: &str, name: &str) -> Result<u64, ErrorCode> {
         let Some(seg) = self.segments.by_name(name) else {
             return Err(ErrorCode::SegmentNotFound);
@@ -155,6 +161,13 @@ impl Master {
             return Err(ErrorCode::IllegalClient);
         }
         self.liveness.remove_segment(client_id, name);
+        if seg.is_draining() && seg.used() == 0 {
+            if let Some(seg) = self.segments.remove(name) {
+                self.drop_segment(&seg);
+            }
+            tracing::info!(segment = %name, "drained segment's owner left: nothing to hold; segment unmounted");
+            return Ok(0);
+        }
         let dropped = self.hold_or_drop(&seg, true);
         let until = seg.held_until_ms();
         if until == 0 {
@@ -372,5 +385,42 @@ mod desc_tests {
         let e = check_segment_desc(&desc(0x1000, u64::MAX)).unwrap_err();
         assert!(e.contains("limit"), "{e}");
         assert_eq!(m.mount_segment("c", desc(0x1000_0000, 1 << 20)), Ok(()));
+    }
+
+    #[test]
+    fn only_a_drained_empty_segment_is_let_go_when_its_owner_leaves_to_restart() {
+        let m = Master::new(MasterConfig::default());
+        let mount = |name: &str, base: u64| {
+            let mut d = desc(base, 1 << 20);
+            d.name = name.into();
+            d.owner = name.into();
+            d.generation = format!("gen-{name}");
+            m.mount_segment(name, d).unwrap();
+            m.segments.by_name(name).unwrap()
+        };
+        let listed = |name: &str| m.segments().iter().any(|s| s.name == name);
+        // Drained and empty: nothing to hold, dropped at once.
+        mount("drained", 0x1000_0000).set_draining(true);
+        assert_eq!(m.leave_for_restart("drained", "drained"), Ok(0));
+        assert!(!listed("drained"));
+        // Not drained: held for the restart grace.
+        mount("plain", 0x2000_0000);
+        assert!(m.leave_for_restart("plain", "plain").unwrap() > 0);
+        assert!(listed("plain"));
+        // Drained but still holding a range (a drain that has not finished, or that
+        // left an object it could not place): held.
+        let busy = mount("busy", 0x3000_0000);
+        assert!(busy.allocate(4096).is_some());
+        busy.set_draining(true);
+        assert!(m.leave_for_restart("busy", "busy").unwrap() > 0);
+        assert!(listed("busy"));
+        // Someone else's segment: refused, nothing changes.
+        let other = mount("other", 0x4000_0000);
+        other.set_draining(true);
+        assert_eq!(
+            m.leave_for_restart("drained", "other"),
+            Err(ErrorCode::IllegalClient)
+        );
+        assert!(listed("other"));
     }
 }
