@@ -40,10 +40,38 @@ if [ $need_build = 1 ]; then
   cargo build $flag -p mooncake-master -p mooncake-store -p mooncake-cli
 fi
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
+# Four distinct free ports, picked below the kernel's ephemeral range: a port picked
+# inside it (bind to port 0) can be taken as the source port of any outgoing
+# connection on the machine before our process binds it, seconds later.
+free_ports() {
+  python3 - <<'PY'
+import random, socket
+try:
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    lo = 32768
+picked = []
+for _ in range(1000):
+    if len(picked) == 4:
+        break
+    p = random.randrange(10000, lo) if lo > 11000 else 0
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        p = s.getsockname()[1]
+        if p not in picked:
+            picked.append(p)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(*picked)
+PY
+}
 wait_port() { local i; for ((i=0;i<$2*10;i++)); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-RPC_PORT=${RPC_PORT:-$(free_port)}; METRICS_PORT=${METRICS_PORT:-$(free_port)}
-META_PORT=${META_PORT:-$(free_port)}; STORE_PORT=${STORE_PORT:-$(free_port)}
+read -r P1 P2 P3 P4 <<<"$(free_ports)"
+RPC_PORT=${RPC_PORT:-$P1}; METRICS_PORT=${METRICS_PORT:-$P2}
+META_PORT=${META_PORT:-$P3}; STORE_PORT=${STORE_PORT:-$P4}
 
 DIR=${MOONCAKE_CLUSTER_DIR:-$ROOT/target/local-cluster}
 mkdir -p "$DIR"
