@@ -18,8 +18,8 @@
 
 use mooncake_client::{Client, ReplicateConfig};
 use mooncake_tests::etcd::{
-    etcd_available, ha_client, ha_store_env, master_health, running, start_ha_master_on,
-    wait_one_leader, wait_standby_in_sync, EtcdCluster,
+    etcd_available, ha_client, ha_store_env, running, start_ha_master_on, wait_one_leader,
+    wait_standby_in_sync, EtcdCluster,
 };
 use mooncake_tests::{free_port, http, Master, Store};
 use std::collections::HashMap;
@@ -234,14 +234,17 @@ impl Cluster {
     fn step(&mut self, rng: &mut Rng, force_master: bool) {
         let both_masters = self.masters.iter().all(Option::is_some);
         if (force_master || rng.below(2) == 0) && both_masters {
-            // Mostly the leader (the kill that matters), sometimes the standby.
-            let leader =
-                (0..2).find(|&i| master_health(self.masters[i].as_ref().unwrap()) == Some(200));
-            let i = match leader {
-                Some(l) if force_master || rng.below(4) != 0 => l,
-                _ => rng.below(2) as usize,
+            // Mostly the leader (the kill that matters), sometimes the standby. Pick
+            // only once one of them leads: right after a leader's kill the standby waits
+            // out the dead leader's lease, and killing it then (as "not the leader") is
+            // two failures at once, the second taking the index's only live copy.
+            let leader = wait_one_leader(&running(&self.masters), Duration::from_secs(30));
+            let i = if force_master || rng.below(4) != 0 {
+                leader
+            } else {
+                rng.below(2) as usize
             };
-            let was_leader = Some(i) == leader;
+            let was_leader = i == leader;
             if was_leader {
                 // Kill a leader only once the standby holds its index (else this is
                 // two failures at once, and the index has no live copy).
