@@ -33,45 +33,10 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-/// A port that was free a moment ago.
-/// A loopback port nothing listens on, picked at random below the kernel's ephemeral
-/// range. Why not port 0: the kernel hands ports from that range out as the source
-/// ports of outgoing connections too, and a test binds the port it picked only later,
-/// in a process it starts, while other tests open connections; a port picked by
-/// binding port 0 was once taken that way in between (the store could not bind).
+/// A loopback port nothing listened on a moment ago, below the ephemeral range (see
+/// [`mooncake_common::ports`] for why not port 0).
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(32768);
-    if lo > 11_000 {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let mut x = (nanos
-            ^ (u64::from(std::process::id()) << 32)
-            ^ SEQ
-                .fetch_add(1, Ordering::Relaxed)
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15))
-            | 1;
-        for _ in 0..1000 {
-            // xorshift64
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let port = (10_000 + x % (lo - 10_000)) as u16;
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                return port;
-            }
-        }
-    }
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    mooncake_common::ports::free_loopback_port().expect("a free loopback port")
 }
 
 pub fn wait_port(port: u16, within: Duration) -> bool {

@@ -8,6 +8,7 @@
 //!   the store daemon and the client.
 //! - [`hostname`]: `host[:port]` handling for `local_hostname`.
 //! - [`auth`]: tokens, challenge-response proofs, tenants and their key namespaces.
+//! - [`ports`]: picking a loopback port for a process about to start.
 //! - [`types`]: the control plane's domain types (segment descriptors, replication).
 
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod duration;
 pub mod errors;
 pub mod grant;
 pub mod hostname;
+pub mod ports;
 pub mod size;
 pub mod types;
 

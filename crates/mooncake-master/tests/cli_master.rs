@@ -14,11 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_mooncake_master");
 
 /// A port that was free a moment ago.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    mooncake_common::ports::free_loopback_port().expect("a free loopback port")
 }
 
 /// A running master whose stderr lines arrive on a channel; killed on drop.

@@ -3,7 +3,7 @@
 //! and its admin port (`/metrics`).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,8 +25,7 @@ impl Drop for MasterProc {
 }
 
 fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+    mooncake_common::ports::free_loopback_port().map_err(|e| format!("no free port: {e}"))
 }
 
 impl MasterProc {

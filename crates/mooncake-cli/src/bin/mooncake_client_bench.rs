@@ -51,9 +51,7 @@ impl Drop for Cluster {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0))
-        .unwrap_or(0)
+    mooncake_common::ports::free_loopback_port().unwrap_or(0)
 }
 
 fn wait_port(port: u16) -> bool {

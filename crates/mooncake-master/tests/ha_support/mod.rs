@@ -53,11 +53,7 @@ pub fn etcd_available() -> bool {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    mooncake_common::ports::free_loopback_port().expect("a free loopback port")
 }
 
 pub fn addr(port: u16) -> SocketAddr {
