@@ -84,6 +84,11 @@ const TIER_COUNTERS: &[(&str, &str, TierField)] = &[
         |s| s.write_bytes,
     ),
     (
+        "tier_direct_writes_total",
+        "Records written around the page cache (O_DIRECT) while writeback lagged",
+        |s| s.direct_writes,
+    ),
+    (
         "tier_write_failures_total",
         "Records the SSD tier failed to write",
         |s| s.write_failures,

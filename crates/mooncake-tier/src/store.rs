@@ -105,6 +105,8 @@ pub struct DiskTier {
     /// where the file system refuses O_DIRECT (tmpfs): plain reads then.
     direct: Option<File>,
     index: Mutex<File>,
+    /// Held while record bytes are written (see `write_bytes`).
+    writing: Mutex<()>,
     capacity: u64,
     /// Records by start offset.
     records: RwLock<BTreeMap<u64, Arc<Record>>>,
@@ -169,6 +171,7 @@ impl DiskTier {
                     .open(&index_path)
                     .map_err(TierError::io("open", &index_path))?,
             ),
+            writing: Mutex::new(()),
             capacity: cfg.capacity,
             records: RwLock::new(BTreeMap::new()),
             value_bytes: AtomicU64::new(0),
@@ -242,9 +245,7 @@ impl DiskTier {
         self.remove_range(offset, total);
         self.allocate_ahead(offset, total);
         let head = h.encode();
-        self.data
-            .write_all_at(&head, offset)
-            .and_then(|_| self.data.write_all_at(value, offset + head.len() as u64))
+        self.write_bytes(offset, &head, value)
             .map_err(TierError::io("write", &self.data_path))?;
         let rec = Record {
             offset,
@@ -260,6 +261,34 @@ impl DiskTier {
         TierMetrics::add(&self.metrics.writes, 1);
         TierMetrics::add(&self.metrics.write_bytes, value.len() as u64);
         Ok(info)
+    }
+
+    /// Writes a record's header and value at `offset`: through the page cache, or
+    /// around it (O_DIRECT) while the kernel's writeback lags
+    /// ([`io::writeback_pressure`]) and the file system takes O_DIRECT.
+    fn write_bytes(&self, offset: u64, head: &[u8], value: &[u8]) -> std::io::Result<()> {
+        // One writer at a time: a direct write rewrites the bytes its first and last
+        // pages share with neighbouring records, and a write to those in between
+        // would be undone.
+        let _one = self.writing.lock();
+        if let Some(d) = self
+            .direct
+            .as_ref()
+            .filter(|_| io::writeback_pressure() || tests_force_direct())
+        {
+            match io::write_direct(d, &self.data, offset, &[head, value]) {
+                Ok(()) => {
+                    TierMetrics::add(&self.metrics.direct_writes, 1);
+                    return Ok(());
+                }
+                // Refused for this file after all: the page cache takes it.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.data
+            .write_all_at(head, offset)
+            .and_then(|_| self.data.write_all_at(value, offset + head.len() as u64))
     }
 
     /// Allocates the file's blocks up to [`PREALLOC_STEP`] past the end of a record
@@ -564,6 +593,22 @@ impl DiskTier {
             .map_err(TierError::io("open", &path))?;
         Ok(())
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: this thread's writes go around the page cache whatever the pressure.
+    pub(crate) static FORCE_DIRECT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn tests_force_direct() -> bool {
+    FORCE_DIRECT.with(|f| f.get())
+}
+
+#[cfg(not(test))]
+fn tests_force_direct() -> bool {
+    false
 }
 
 /// The tier's id: read from `tier.id`, or drawn and written there.
