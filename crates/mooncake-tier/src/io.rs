@@ -413,3 +413,21 @@ pub fn write_direct(
     }
     direct.write_all_at(b, start)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's figures parse (a parse that failed would leave writes in the page
+    /// cache however far writeback lags), and one look answers for its 10 ms.
+    #[test]
+    fn the_dirty_page_figures_are_read() {
+        assert!(dirty_over_half_background().is_some());
+        let first = writeback_pressure();
+        let at = std::time::Instant::now();
+        let again = writeback_pressure();
+        if at.elapsed() < PRESSURE_TTL {
+            assert_eq!(first, again);
+        }
+    }
+}
