@@ -271,7 +271,11 @@ impl DiskTier {
         // pages share with neighbouring records, and a write to those in between
         // would be undone.
         let _one = self.writing.lock();
-        if let Some(d) = self.direct.as_ref().filter(|_| go_direct()) {
+        // Whole pages: the last one may reach past the record, but never past the
+        // capacity (the file stays within it); a record there takes the page cache.
+        let end = offset + (head.len() + value.len()) as u64;
+        let within = end.div_ceil(io::ALIGN) * io::ALIGN <= self.capacity;
+        if let Some(d) = self.direct.as_ref().filter(|_| within && go_direct()) {
             match io::write_direct(d, &self.data, offset, &[head, value]) {
                 Ok(()) => {
                     TierMetrics::add(&self.metrics.direct_writes, 1);

@@ -470,3 +470,21 @@ fn a_direct_write_inside_one_page_at_the_end_of_the_file() {
     assert_eq!(t.read_value(r.value_offset, 10).unwrap(), v);
     assert_eq!(t.stats().checksum_failures, 0);
 }
+
+/// A record whose last page would reach past the capacity is written through the
+/// page cache even when direct writes are asked for: the file stays within it.
+#[test]
+fn a_direct_write_never_grows_the_file_past_the_capacity() {
+    let d = tempfile::tempdir().unwrap();
+    // Not a whole number of pages: the record's last page would end past it.
+    let cap = (1 << 20) + 100;
+    let t = DiskTier::open(&cfg(d.path(), cap)).unwrap();
+    let v = value(100, 6);
+    let len = record_len(1, 100);
+    FORCE_DIRECT.with(|f| f.set(true));
+    let r = t.write(cap - len, "k", 1, &v).unwrap();
+    FORCE_DIRECT.with(|f| f.set(false));
+    assert_eq!(t.stats().direct_writes, 0);
+    assert!(std::fs::metadata(d.path().join(DATA)).unwrap().len() <= cap);
+    assert_eq!(t.read_value(r.value_offset, 100).unwrap(), v);
+}
