@@ -16,7 +16,35 @@ LOG=$ROOT/target/containers; mkdir -p "$LOG"
 say() { echo "[containers] $*"; }
 skip() { if [ "${MOONCAKE_REQUIRE_CONTAINERS:-0}" = 1 ]; then say "FAIL: $*"; exit 1; fi; say "SKIPPED: $*"; exit 0; }
 fail() { say "FAIL: $*"; exit 1; }
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
+# N distinct loopback ports nothing listens on, below the kernel's ephemeral range: a
+# port picked by binding port 0 can be handed out as the source port of any outgoing
+# connection before the container binds it.
+free_ports() {
+  python3 - "$1" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+try:
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    lo = 32768
+picked = []
+for _ in range(1000):
+    if len(picked) == n:
+        break
+    p = random.randrange(10000, lo) if lo > 11000 else 0
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        p = s.getsockname()[1]
+        if p not in picked:
+            picked.append(p)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(" ".join(map(str, picked)))
+PY
+}
 wait_port() { local i; for ((i=0;i<$2*10;i++)); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 if ! command -v dockerd >/dev/null; then
@@ -38,18 +66,22 @@ say "building the image"
 timeout 1500 docker/build.sh >"$LOG/build.log" 2>&1 || fail "docker/build.sh: $(tail -3 "$LOG/build.log")"
 size=$(docker image inspect mooncake:local --format '{{.Size}}')
 
-rpc=$(free_port); meta=$(free_port); met=$(free_port)
+read -r rpc meta met sp1 sp2 sp3 <<<"$(free_ports 6)"
+[ -n "$sp3" ] || fail "could not find six free loopback ports"
+STORE_PORTS=("$sp1" "$sp2" "$sp3")
+# A container that exits at once leaves its reason in its log: show it.
+died() { fail "$1: $(docker logs "$2" 2>&1 | tail -3)"; }
 RUN() { docker run -d --label mooncake-test --network host "$@"; }
 # The manifest's master command, POD_IP -> 127.0.0.1 and its ports -> free ones.
 M=$(RUN -e POD_IP=127.0.0.1 -e MOONCAKE_HEALTH_URL=http://127.0.0.1:$met/health mooncake:local sh -c \
   "exec mooncake_master --rpc_address \$POD_IP --rpc_port $rpc --http_metadata_server_host \$POD_IP --http_metadata_server_port $meta --metrics_port $met --client_ttl=2") \
   || fail "master container did not start"
-wait_port "$rpc" 30 || fail "master container not listening"
+wait_port "$rpc" 30 || died "master container not listening" "$M"
 cap() { curl -s "http://127.0.0.1:$met/metrics" | awk '/^master_total_capacity_bytes/ {print int($2)}'; }
 
 S=(); t0=$(date +%s.%N)
 for i in 1 2 3; do
-  p=$(free_port)
+  p=${STORE_PORTS[$((i-1))]}
   S+=($(RUN -e POD_IP=127.0.0.1 -e MOONCAKE_MASTER=127.0.0.1:$rpc -e MOONCAKE_TE_META_DATA_SERVER=http://127.0.0.1:$meta/metadata \
     -e MOONCAKE_GLOBAL_SEGMENT_SIZE=128mb -e MOONCAKE_LOCAL_BUFFER_SIZE=4194304 -e MOONCAKE_PROTOCOL=tcp -e MOONCAKE_DEVICE= \
     -e MOONCAKE_LOCAL_HOSTNAME=127.0.0.1 -e MOONCAKE_HEALTH_URL=http://127.0.0.1:$p/health \

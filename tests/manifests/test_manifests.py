@@ -11,6 +11,7 @@ what SGLang's mooncake backend does with it: setup from MOONCAKE_* and the warm-
 """
 
 import os
+import random
 import re
 import signal
 import socket
@@ -33,7 +34,23 @@ MANIFESTS = [
 ]
 
 
-def free_port():
+def free_port() -> int:
+    """A loopback port nothing listens on, picked at random below the kernel's
+    ephemeral range: a port picked by binding port 0 can be handed out as the source
+    port of an outgoing connection before the process started on it binds it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        lo = 32768
+    for _ in range(1000 if lo > 11000 else 0):
+        p = random.randrange(10000, lo)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+                return p
+            except OSError:
+                continue
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

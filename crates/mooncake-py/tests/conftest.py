@@ -14,6 +14,7 @@ and torn down by PID.
 
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -36,6 +37,22 @@ LEASE_MS = 1500
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on, picked at random below the kernel's
+    ephemeral range: a port picked by binding port 0 can be handed out as the source
+    port of an outgoing connection before the process started on it binds it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        lo = 32768
+    for _ in range(1000 if lo > 11000 else 0):
+        p = random.randrange(10000, lo)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+                return p
+            except OSError:
+                continue
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
