@@ -130,10 +130,12 @@ impl Client {
             .set_read_source(Some(Arc::new(TierSource(tier.clone()))));
         *self.inner.tier.lock() = Some(tier.clone());
         let weak = Arc::downgrade(&self.inner);
+        let worker = Worker::start(weak.clone(), tier.clone())?;
         let t = tier.clone();
         tokio::spawn(async move {
             let mut rpc = SegmentTierClient::with_origin(ch, origin);
-            let mut done: Vec<TierTaskResult> = Vec::new();
+            // Results a failed call carried: they go again on the next.
+            let mut unsent: Vec<TierTaskResult> = Vec::new();
             let mut report = true;
             let mut warned = false;
             loop {
@@ -147,6 +149,18 @@ impl Client {
                 if !seg.mounted.load(Ordering::Acquire) {
                     drop(inner);
                     tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                let mut done = std::mem::take(&mut unsent);
+                done.append(&mut worker.results.lock());
+                let left = worker.pending();
+                if !report && (left > 1 || (left == 1 && done.is_empty())) {
+                    // Results go once the thread is down to its last task: the
+                    // call and its answer (the next tasks) travel while that one
+                    // is written, and a call carries several results, not one.
+                    unsent = done;
+                    drop(inner);
+                    worker.ready.notified().await;
                     continue;
                 }
                 let s = t.stats();
@@ -169,7 +183,7 @@ impl Client {
                     } else {
                         Vec::new()
                     },
-                    done: std::mem::take(&mut done),
+                    done,
                     counters: Some(TierCounters {
                         reads: s.reads,
                         read_bytes: s.read_bytes,
@@ -191,14 +205,8 @@ impl Client {
                         let r = r.into_inner();
                         warned = false;
                         report = r.report_needed;
-                        if !r.tasks.is_empty() {
-                            let Some(inner) = weak.upgrade() else { return };
-                            let t2 = t.clone();
-                            done = tokio::task::spawn_blocking(move || {
-                                run_tasks(&inner, &t2, &r.tasks)
-                            })
-                            .await
-                            .unwrap_or_default();
+                        for task in r.tasks {
+                            worker.give(task);
                         }
                     }
                     Err(e) => {
@@ -209,7 +217,7 @@ impl Client {
                             );
                             warned = true;
                         }
-                        done = sent;
+                        unsent = sent;
                         tokio::time::sleep(RETRY).await;
                     }
                 }
@@ -219,27 +227,90 @@ impl Client {
     }
 }
 
-/// Does the tasks in order (a discard and a later write of the same extent must not
-/// swap); one result per task.
-fn run_tasks(inner: &Inner, tier: &DiskTier, tasks: &[TierTask]) -> Vec<TierTaskResult> {
-    tasks
-        .iter()
-        .map(|t| {
-            let code = match TierTaskKind::try_from(t.kind) {
-                Ok(TierTaskKind::TierPersist) => persist(inner, tier, t),
-                Ok(TierTaskKind::TierPromote) => promote(inner, tier, t),
-                Ok(TierTaskKind::TierDiscard) => {
-                    tier.discard(t.disk_offset, t.disk_len);
-                    0
+/// The thread that does the master's tasks, one after another in the order given
+/// (a discard and a later write of the same extent must not swap), while the loop
+/// that asks for them goes on: results are reported while the last task given is
+/// still being done, not after a whole batch.
+///
+/// Why: a demotion's memory is freed, and the put waiting for it goes on, only
+/// once the master has the result. Reported by batch, the disk idled while the
+/// batch's results travelled and the next batch came back, and the puts waited for
+/// a whole batch's writes. A call for every result instead cost the two cores more
+/// than it saved (docs/benchmarks/tier.md, "Reported while writing").
+struct Worker {
+    tx: std::sync::mpsc::Sender<TierTask>,
+    results: Arc<parking_lot::Mutex<Vec<TierTaskResult>>>,
+    ready: Arc<tokio::sync::Notify>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Worker {
+    /// The thread ends once the loop (the sender) is gone and its tasks are done, or
+    /// when the client is.
+    fn start(weak: std::sync::Weak<Inner>, tier: Arc<DiskTier>) -> Result<Worker, String> {
+        let (tx, rx) = std::sync::mpsc::channel::<TierTask>();
+        let results = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let ready = Arc::new(tokio::sync::Notify::new());
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (r, n, p) = (results.clone(), ready.clone(), pending.clone());
+        std::thread::Builder::new()
+            .name("tier-tasks".into())
+            .spawn(move || {
+                while let Ok(task) = rx.recv() {
+                    let Some(inner) = weak.upgrade() else { return };
+                    // A task that panicked still gets its answer (an error), or
+                    // the loop would wait for it for ever.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_task(&inner, &tier, &task)
+                    }))
+                    .unwrap_or(TierTaskResult {
+                        task_id: task.task_id,
+                        code: ErrorCode::InternalError.code(),
+                    });
+                    drop(inner);
+                    r.lock().push(result);
+                    p.fetch_sub(1, Ordering::AcqRel);
+                    n.notify_one();
                 }
-                _ => ErrorCode::InvalidParams.code(),
-            };
-            TierTaskResult {
-                task_id: t.task_id,
-                code,
-            }
+            })
+            .map_err(|e| format!("SSD tier: cannot start its task thread: {e}"))?;
+        Ok(Worker {
+            tx,
+            results,
+            ready,
+            pending,
         })
-        .collect()
+    }
+
+    fn give(&self, task: TierTask) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(task).is_err() {
+            // The thread is gone (the client with it): nobody is left to answer.
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Tasks given and not done yet.
+    fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+}
+
+/// Does one task; its result.
+fn run_task(inner: &Inner, tier: &DiskTier, t: &TierTask) -> TierTaskResult {
+    let code = match TierTaskKind::try_from(t.kind) {
+        Ok(TierTaskKind::TierPersist) => persist(inner, tier, t),
+        Ok(TierTaskKind::TierPromote) => promote(inner, tier, t),
+        Ok(TierTaskKind::TierDiscard) => {
+            tier.discard(t.disk_offset, t.disk_len);
+            0
+        }
+        _ => ErrorCode::InvalidParams.code(),
+    };
+    TierTaskResult {
+        task_id: t.task_id,
+        code,
+    }
 }
 
 /// Runs `f` with the address of the task's `[mem_offset, +size)` in our segment,

@@ -362,24 +362,48 @@ fn dirty_over_half_background() -> Option<bool> {
     Some(dirty > threshold / 2)
 }
 
-/// Writes `parts` (laid end to end) at `offset` with O_DIRECT (`direct` opened with
-/// it), as whole pages: the bytes of the first and last page outside the range are
-/// read first through `buffered` (another record's, or zeros past the end of the
-/// file) and written back unchanged. The caller keeps other writers of the file out
-/// meanwhile (a write in between to those neighbouring bytes would be undone).
+/// The last page a direct write sent to the file: the next record placed after it
+/// shares it, and takes its bytes from here rather than from the disk.
+///
+/// Why: a direct write drops the page cache's copy of the pages it writes, so the
+/// read of the neighbour's bytes in a record's first page went to the device, a
+/// synchronous read for every record (the master places records one after
+/// another). Whoever holds it is the only writer of the file (its bytes are the
+/// file's only while nobody else writes).
+#[derive(Default)]
+pub struct LastPage {
+    at: Option<u64>,
+    bytes: Vec<u8>,
+}
+
+impl LastPage {
+    /// Something else wrote to the file: what is kept may be out of date.
+    pub fn forget(&mut self) {
+        self.at = None;
+    }
+}
+
+/// Writes `len` bytes at `offset` with O_DIRECT (`direct` opened with it), as whole
+/// pages: `fill` puts the bytes in place (it is given exactly `len` bytes of an
+/// aligned buffer); the bytes of the first and last page outside the range are
+/// read first, from `last` when it holds that page or else through `buffered`
+/// (another record's, or zeros past the end of the file), and written back
+/// unchanged. The caller keeps other writers of the file out meanwhile (a write in
+/// between to those neighbouring bytes would be undone).
 pub fn write_direct(
     direct: &File,
     buffered: &File,
+    last: &mut LastPage,
     offset: u64,
-    parts: &[&[u8]],
+    len: usize,
+    fill: impl FnOnce(&mut [u8]),
 ) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    if total == 0 {
+    if len == 0 {
         return Ok(());
     }
     let start = offset / ALIGN * ALIGN;
-    let span = direct_span(offset, total);
+    let span = direct_span(offset, len);
     let page = ALIGN as usize;
     let lead = (offset - start) as usize;
     let mut buf = AlignedBuf::take(span);
@@ -388,6 +412,10 @@ pub fn write_direct(
     // bytes: zeros where the file has none).
     let mut edge = |from: usize| -> std::io::Result<()> {
         let p = &mut b[from..from + page];
+        if last.at == Some(start + from as u64) {
+            p.copy_from_slice(&last.bytes);
+            return Ok(());
+        }
         p.fill(0);
         let mut done = 0;
         while done < page {
@@ -403,15 +431,16 @@ pub fn write_direct(
     if lead > 0 {
         edge(0)?;
     }
-    if !(lead + total).is_multiple_of(page) && (span > page || lead == 0) {
+    if !(lead + len).is_multiple_of(page) && (span > page || lead == 0) {
         edge(span - page)?;
     }
-    let mut at = lead;
-    for p in parts {
-        b[at..at + p.len()].copy_from_slice(p);
-        at += p.len();
-    }
-    direct.write_all_at(b, start)
+    fill(&mut b[lead..lead + len]);
+    last.at = None;
+    direct.write_all_at(b, start)?;
+    last.bytes.resize(page, 0);
+    last.bytes.copy_from_slice(&b[span - page..]);
+    last.at = Some(start + (span - page) as u64);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -106,7 +106,7 @@ pub struct DiskTier {
     direct: Option<File>,
     index: Mutex<File>,
     /// Held while record bytes are written (see `write_bytes`).
-    writing: Mutex<()>,
+    writing: Mutex<io::LastPage>,
     capacity: u64,
     /// Records by start offset.
     records: RwLock<BTreeMap<u64, Arc<Record>>>,
@@ -171,7 +171,7 @@ impl DiskTier {
                     .open(&index_path)
                     .map_err(TierError::io("open", &index_path))?,
             ),
-            writing: Mutex::new(()),
+            writing: Mutex::new(io::LastPage::default()),
             capacity: cfg.capacity,
             records: RwLock::new(BTreeMap::new()),
             value_bytes: AtomicU64::new(0),
@@ -229,8 +229,8 @@ impl DiskTier {
         generation: u64,
         value: &[u8],
     ) -> Result<RecordInfo, TierError> {
-        let h = Header::of(key, generation, value);
-        let total = h.len() + value.len() as u64;
+        let header_len = crate::record::header_len(key.len(), value.len() as u64);
+        let total = header_len + value.len() as u64;
         if offset
             .checked_add(total)
             .is_none_or(|end| end > self.capacity)
@@ -244,12 +244,12 @@ impl DiskTier {
         // The overlapped records are gone whatever happens next.
         self.remove_range(offset, total);
         self.allocate_ahead(offset, total);
-        let head = h.encode();
-        self.write_bytes(offset, &head, value)
+        let h = self
+            .write_bytes(offset, key, generation, value)
             .map_err(TierError::io("write", &self.data_path))?;
         let rec = Record {
             offset,
-            header_len: head.len() as u64,
+            header_len,
             key: key.to_string(),
             value_len: value.len() as u64,
             generation,
@@ -263,32 +263,68 @@ impl DiskTier {
         Ok(info)
     }
 
-    /// Writes a record's header and value at `offset`: through the page cache, or
-    /// around it (O_DIRECT) while the kernel's writeback lags
-    /// ([`io::writeback_pressure`]) and the file system takes O_DIRECT.
-    fn write_bytes(&self, offset: u64, head: &[u8], value: &[u8]) -> std::io::Result<()> {
+    /// Writes the record of `key` (its header, then `value`) at `offset`: through the
+    /// page cache, or around it (O_DIRECT) while the kernel's writeback lags
+    /// ([`io::writeback_pressure`]) and the file system takes O_DIRECT. Its header.
+    fn write_bytes(
+        &self,
+        offset: u64,
+        key: &str,
+        generation: u64,
+        value: &[u8],
+    ) -> std::io::Result<Header> {
         // One writer at a time: a direct write rewrites the bytes its first and last
         // pages share with neighbouring records, and a write to those in between
         // would be undone.
-        let _one = self.writing.lock();
+        let mut last = self.writing.lock();
+        let header_len = crate::record::header_len(key.len(), value.len() as u64) as usize;
+        let total = header_len + value.len();
         // Whole pages: the last one may reach past the record, but never past the
         // capacity (the file stays within it); a record there takes the page cache.
-        let end = offset + (head.len() + value.len()) as u64;
+        let end = offset + total as u64;
         let within = end.div_ceil(io::ALIGN) * io::ALIGN <= self.capacity;
         if let Some(d) = self.direct.as_ref().filter(|_| within && go_direct()) {
-            match io::write_direct(d, &self.data, offset, &[head, value]) {
+            let mut made = None;
+            // The value is copied into the aligned buffer a checksum block at a
+            // time and each block summed there, while it is in the CPU's cache: a
+            // demoted value left the cache long ago, and summing it where it lies
+            // read it from memory a second time.
+            let fill = |dst: &mut [u8]| {
+                let (head, body) = dst.split_at_mut(header_len);
+                let crcs = body
+                    .chunks_mut(BLOCK as usize)
+                    .zip(value.chunks(BLOCK as usize))
+                    .map(|(d, s)| {
+                        d.copy_from_slice(s);
+                        crc32c::crc32c(d)
+                    })
+                    .collect();
+                let h = Header {
+                    key: key.to_string(),
+                    value_len: value.len() as u64,
+                    generation,
+                    crcs,
+                };
+                head.copy_from_slice(&h.encode());
+                made = Some(h);
+            };
+            match io::write_direct(d, &self.data, &mut last, offset, total, fill) {
                 Ok(()) => {
                     TierMetrics::add(&self.metrics.direct_writes, 1);
-                    return Ok(());
+                    return Ok(made.expect("a direct write fills its record"));
                 }
                 // Refused for this file after all: the page cache takes it.
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
                 Err(e) => return Err(e),
             }
         }
+        last.forget();
+        let h = Header::of(key, generation, value);
+        let head = h.encode();
         self.data
-            .write_all_at(head, offset)
-            .and_then(|_| self.data.write_all_at(value, offset + head.len() as u64))
+            .write_all_at(&head, offset)
+            .and_then(|_| self.data.write_all_at(value, offset + head.len() as u64))?;
+        Ok(h)
     }
 
     /// Allocates the file's blocks up to [`PREALLOC_STEP`] past the end of a record
@@ -469,7 +505,10 @@ impl DiskTier {
     /// blocks back to the file system.
     pub fn discard(&self, offset: u64, len: u64) {
         if self.remove_range(offset, len) > 0 {
+            let mut last = self.writing.lock();
             punch_hole(&self.data, offset, len);
+            last.forget();
+            drop(last);
             if let Err(e) = self.append_index(offset, len | TOMBSTONE) {
                 tracing::warn!(
                     "SSD tier: {e}; a discarded record may be found again after a restart"

@@ -456,6 +456,40 @@ fn direct_writes_keep_the_bytes_they_share_pages_with() {
     assert_eq!(t.read_value(rc.value_offset, 3).unwrap(), c);
 }
 
+/// A direct write takes the bytes its first page shares with the record before from
+/// the page the previous direct write left, unless another write landed in that
+/// page since: a record written through the page cache between the two keeps its
+/// bytes.
+#[test]
+fn a_record_written_in_between_is_not_undone_by_the_next_direct_write() {
+    let d = tempfile::tempdir().unwrap();
+    let t = DiskTier::open(&cfg(d.path(), 8 << 20)).unwrap();
+    let direct = t.direct.is_some();
+    let (a, b, c, e) = (
+        value(6_000, 1),
+        value(700, 2),
+        value(9_000, 3),
+        value(2_000, 4),
+    );
+    FORCE_DIRECT.with(|f| f.set(true));
+    let ra = t.write(10, "a", 1, &a).unwrap();
+    // Right after `a`, inside its last page, through the page cache.
+    FORCE_DIRECT.with(|f| f.set(false));
+    let rb = t.write(ra.offset + ra.len, "b", 2, &b).unwrap();
+    FORCE_DIRECT.with(|f| f.set(true));
+    // Shares that page with `a` and `b`.
+    let rc = t.write(rb.offset + rb.len, "c", 3, &c).unwrap();
+    // Shares its first page with `c` only: taken from what `c`'s write left.
+    let re = t.write(rc.offset + rc.len, "e", 4, &e).unwrap();
+    FORCE_DIRECT.with(|f| f.set(false));
+    drop_cached(&t);
+    for (r, v) in [(&ra, &a), (&rb, &b), (&rc, &c), (&re, &e)] {
+        assert_eq!(&t.read_value(r.value_offset, v.len() as u64).unwrap(), v);
+    }
+    assert_eq!(t.stats().checksum_failures, 0);
+    assert_eq!(t.stats().direct_writes, if direct { 3 } else { 0 });
+}
+
 /// A direct write at the end of the file, inside one page: the file grows by whole
 /// pages of zeros past the record, and the record reads back.
 #[test]

@@ -895,7 +895,9 @@ impl Master {
         };
         self.tier_start_promotions(&owner);
         let mut tasks = take_tasks(&owner);
-        if tasks.is_empty() && !report_needed {
+        // A call that brings results is answered at once, tasks or none: its owner
+        // may still be doing others, whose results must not wait for a task to come.
+        if tasks.is_empty() && !report_needed && req.done.is_empty() {
             let _ = tokio::time::timeout(LONG_POLL, owner.wake.notified()).await;
             self.tier_start_promotions(&owner);
             tasks = take_tasks(&owner);

@@ -350,7 +350,9 @@ async fn a_disk_hit_is_promoted_on_the_owners_next_call_and_read_from_disk_meanw
         .unwrap()
         .tasks
         .is_empty());
-    // A failed copy gives the memory back and leaves the object on disk.
+    // A failed copy gives the memory back and leaves the object on disk. (Past the
+    // read guard of the memory hit above first.)
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(m.evict_bytes(u64::MAX).objects, 1);
     m.get_replica_list("k").unwrap();
     let p = m.tier_work(call(false, vec![])).await.unwrap().tasks[0].clone();
@@ -467,4 +469,36 @@ async fn a_tenants_disk_records_are_counted_apart_from_its_memory_charge() {
     m.remove(&k, true).unwrap();
     assert_eq!(figures(), (0, 0));
     assert_eq!(usage.view("beta").inflight, 0);
+}
+
+/// A call that brings results is answered at once even with no task to hand out (its
+/// owner may still be writing others, whose results must not wait for a task); one
+/// that brings nothing waits for work.
+#[tokio::test(start_paused = true)]
+async fn a_call_with_results_is_answered_at_once_and_one_without_waits_for_work() {
+    let m = master_with(MasterConfig {
+        enable_offload: true,
+        ..Default::default()
+    });
+    m.tier_work(call(true, vec![])).await.unwrap();
+    put(&m, "k");
+    let t = m.tier_work(call(false, vec![])).await.unwrap().tasks[0].clone();
+    // (Takes the wake-up the task's push left.)
+    assert!(m
+        .tier_work(call(false, vec![]))
+        .await
+        .unwrap()
+        .tasks
+        .is_empty());
+    let at = tokio::time::Instant::now();
+    let r = m.tier_work(call(false, ok(t.task_id))).await.unwrap();
+    assert!(r.tasks.is_empty());
+    assert_eq!(at.elapsed(), std::time::Duration::ZERO, "answered at once");
+    assert_eq!(stat(&m.tiers().stats.persisted), 1);
+    let r = m.tier_work(call(false, vec![])).await.unwrap();
+    assert!(r.tasks.is_empty());
+    assert!(
+        at.elapsed() >= std::time::Duration::from_millis(500),
+        "waited for work"
+    );
 }
