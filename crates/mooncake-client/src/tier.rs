@@ -227,10 +227,11 @@ impl Client {
     }
 }
 
-/// The thread that does the master's tasks, one after another in the order given
+/// The threads that do the master's tasks, one after another in the order given
 /// (a discard and a later write of the same extent must not swap), while the loop
 /// that asks for them goes on: results are reported while the last task given is
-/// still being done, not after a whole batch.
+/// still being done, not after a whole batch. One thread lays the next record out
+/// while the other writes (`Worker::start`).
 ///
 /// Why: a demotion's memory is freed, and the put waiting for it goes on, only
 /// once the master has the result. Reported by batch, the disk idled while the
@@ -244,36 +245,83 @@ struct Worker {
     pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// A task on its way from the thread that prepares to the one that writes.
+enum Step {
+    /// Done as given.
+    Run(TierTask),
+    /// A persist whose record is laid out for a direct write already.
+    Write(TierTask, mooncake_tier::PreparedRecord),
+    /// Refused when checked: its result.
+    Answer(TierTaskResult),
+}
+
+impl Step {
+    fn task_id(&self) -> u64 {
+        match self {
+            Step::Run(t) | Step::Write(t, _) => t.task_id,
+            Step::Answer(r) => r.task_id,
+        }
+    }
+}
+
+/// Records laid out ahead of the one being written (each holds its record's bytes).
+const PREPARED_AHEAD: usize = 1;
+
 impl Worker {
-    /// The thread ends once the loop (the sender) is gone and its tasks are done, or
-    /// when the client is.
+    /// Two threads: one lays each persist's record out for a direct write (the
+    /// copy of the value and its checksums, [`DiskTier::prepare`]) while the other
+    /// writes the one before. They end once the loop (the sender) is gone and its
+    /// tasks are done, or when the client is.
     fn start(weak: std::sync::Weak<Inner>, tier: Arc<DiskTier>) -> Result<Worker, String> {
         let (tx, rx) = std::sync::mpsc::channel::<TierTask>();
+        let (steps_tx, steps) = std::sync::mpsc::sync_channel::<Step>(PREPARED_AHEAD);
         let results = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let ready = Arc::new(tokio::sync::Notify::new());
         let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (w, t) = (weak.clone(), tier.clone());
+        std::thread::Builder::new()
+            .name("tier-prepare".into())
+            .spawn(move || {
+                while let Ok(task) = rx.recv() {
+                    let Some(inner) = w.upgrade() else { return };
+                    let id = task.task_id;
+                    let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        prepare(&inner, &t, task)
+                    }))
+                    .unwrap_or_else(|_| Step::Answer(failed(id)));
+                    drop(inner);
+                    if steps_tx.send(step).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| format!("SSD tier: cannot start its task threads: {e}"))?;
         let (r, n, p) = (results.clone(), ready.clone(), pending.clone());
         std::thread::Builder::new()
             .name("tier-tasks".into())
             .spawn(move || {
-                while let Ok(task) = rx.recv() {
+                while let Ok(step) = steps.recv() {
                     let Some(inner) = weak.upgrade() else { return };
+                    let id = step.task_id();
                     // A task that panicked still gets its answer (an error), or
                     // the loop would wait for it for ever.
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_task(&inner, &tier, &task)
-                    }))
-                    .unwrap_or(TierTaskResult {
-                        task_id: task.task_id,
-                        code: ErrorCode::InternalError.code(),
-                    });
+                    let result =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match step {
+                            Step::Run(task) => run_task(&inner, &tier, &task),
+                            Step::Write(task, record) => TierTaskResult {
+                                task_id: task.task_id,
+                                code: persisted(&tier, &task, tier.write_prepared(record)),
+                            },
+                            Step::Answer(r) => r,
+                        }))
+                        .unwrap_or_else(|_| failed(id));
                     drop(inner);
                     r.lock().push(result);
                     p.fetch_sub(1, Ordering::AcqRel);
                     n.notify_one();
                 }
             })
-            .map_err(|e| format!("SSD tier: cannot start its task thread: {e}"))?;
+            .map_err(|e| format!("SSD tier: cannot start its task threads: {e}"))?;
         Ok(Worker {
             tx,
             results,
@@ -367,18 +415,57 @@ fn persist(inner: &Inner, tier: &DiskTier, t: &TierTask) -> i32 {
         // which stays mapped until we return; the master keeps the replica
         // allocated until we answer.
         let value = unsafe { std::slice::from_raw_parts(at.cast_const(), t.size as usize) };
-        match tier.write(t.disk_offset, &t.key, t.task_id, value) {
-            Ok(_) => {
-                if t.demotion {
-                    mooncake_tier::TierMetrics::add(&tier.metrics().demotions, 1);
-                }
-                0
-            }
-            Err(e) => {
-                mooncake_tier::TierMetrics::add(&tier.metrics().write_failures, 1);
-                tracing::warn!(key = %t.key, "SSD tier: {e}");
-                ErrorCode::InternalError.code()
-            }
-        }
+        persisted(tier, t, tier.write(t.disk_offset, &t.key, t.task_id, value))
     })
+}
+
+/// A persist task's step for the writing thread: its record laid out for a direct
+/// write when records go around the page cache now, else the task as given.
+fn prepare(inner: &Inner, tier: &DiskTier, t: TierTask) -> Step {
+    if TierTaskKind::try_from(t.kind) != Ok(TierTaskKind::TierPersist) {
+        return Step::Run(t);
+    }
+    let mut record = None;
+    let code = with_task_range(inner, &t, |at| {
+        // SAFETY: as in `persist`; the bytes are copied out before we return.
+        let value = unsafe { std::slice::from_raw_parts(at.cast_const(), t.size as usize) };
+        record = tier.prepare(t.disk_offset, &t.key, t.task_id, value);
+        0
+    });
+    match (code, record) {
+        (0, Some(r)) => Step::Write(t, r),
+        (0, None) => Step::Run(t),
+        (code, _) => Step::Answer(TierTaskResult {
+            task_id: t.task_id,
+            code,
+        }),
+    }
+}
+
+/// A persist's result code, counted.
+fn persisted(
+    tier: &DiskTier,
+    t: &TierTask,
+    r: Result<mooncake_tier::RecordInfo, mooncake_tier::TierError>,
+) -> i32 {
+    match r {
+        Ok(_) => {
+            if t.demotion {
+                mooncake_tier::TierMetrics::add(&tier.metrics().demotions, 1);
+            }
+            0
+        }
+        Err(e) => {
+            mooncake_tier::TierMetrics::add(&tier.metrics().write_failures, 1);
+            tracing::warn!(key = %t.key, "SSD tier: {e}");
+            ErrorCode::InternalError.code()
+        }
+    }
+}
+
+fn failed(task_id: u64) -> TierTaskResult {
+    TierTaskResult {
+        task_id,
+        code: ErrorCode::InternalError.code(),
+    }
 }

@@ -383,58 +383,87 @@ impl LastPage {
     }
 }
 
-/// Writes `len` bytes at `offset` with O_DIRECT (`direct` opened with it), as whole
-/// pages: `fill` puts the bytes in place (it is given exactly `len` bytes of an
-/// aligned buffer); the bytes of the first and last page outside the range are
-/// read first, from `last` when it holds that page or else through `buffered`
-/// (another record's, or zeros past the end of the file), and written back
-/// unchanged. The caller keeps other writers of the file out meanwhile (a write in
-/// between to those neighbouring bytes would be undone).
+/// A record's bytes laid out in an aligned buffer for one O_DIRECT write of its whole
+/// pages: made ahead of its turn ([`DirectWrite::new`]), written in it
+/// ([`write_direct`]), where the neighbours' bytes around it are filled in.
+pub struct DirectWrite {
+    buf: AlignedBuf,
+    offset: u64,
+    len: usize,
+}
+
+impl DirectWrite {
+    /// `fill` puts the `len` bytes to write at `offset` in place (it is given exactly
+    /// `len` bytes of the aligned buffer).
+    pub fn new(offset: u64, len: usize, fill: impl FnOnce(&mut [u8])) -> DirectWrite {
+        let span = direct_span(offset, len.max(1));
+        let lead = (offset % ALIGN) as usize;
+        let mut buf = AlignedBuf::take(span);
+        fill(&mut buf.as_mut_slice(span)[lead..lead + len]);
+        DirectWrite { buf, offset, len }
+    }
+
+    /// The bytes to write (for a write through the page cache instead).
+    pub fn bytes(&self) -> &[u8] {
+        let lead = (self.offset % ALIGN) as usize;
+        &self.buf.as_slice(lead + self.len)[lead..]
+    }
+}
+
+/// Writes `w` with O_DIRECT (`direct` opened with it), as whole pages: the bytes of
+/// the first and last page outside the record are read first, from `last` when it
+/// holds that page or else through `buffered` (another record's, or zeros past the
+/// end of the file), and written back unchanged. The caller keeps other writers of
+/// the file out meanwhile (a write in between to those neighbouring bytes would be
+/// undone).
 pub fn write_direct(
     direct: &File,
     buffered: &File,
     last: &mut LastPage,
-    offset: u64,
-    len: usize,
-    fill: impl FnOnce(&mut [u8]),
+    w: &mut DirectWrite,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    if len == 0 {
+    if w.len == 0 {
         return Ok(());
     }
+    let (offset, len) = (w.offset, w.len);
     let start = offset / ALIGN * ALIGN;
     let span = direct_span(offset, len);
     let page = ALIGN as usize;
     let lead = (offset - start) as usize;
-    let mut buf = AlignedBuf::take(span);
-    let b = buf.as_mut_slice(span);
+    let b = w.buf.as_mut_slice(span);
     // The neighbours' bytes in the first and last page (a pooled buffer holds old
     // bytes: zeros where the file has none).
-    let mut edge = |from: usize| -> std::io::Result<()> {
+    let mut edge = |from: usize, keep: std::ops::Range<usize>| -> std::io::Result<()> {
         let p = &mut b[from..from + page];
+        let mut got = [0u8; ALIGN as usize];
         if last.at == Some(start + from as u64) {
-            p.copy_from_slice(&last.bytes);
-            return Ok(());
-        }
-        p.fill(0);
-        let mut done = 0;
-        while done < page {
-            match buffered.read_at(&mut p[done..], start + (from + done) as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            got.copy_from_slice(&last.bytes);
+        } else {
+            let mut done = 0;
+            while done < page {
+                match buffered.read_at(&mut got[done..], start + (from + done) as u64) {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
+        // Only the bytes outside the record: the record's own are in place.
+        let lo = keep.start.clamp(from, from + page) - from;
+        let hi = keep.end.clamp(from, from + page) - from;
+        p[..lo].copy_from_slice(&got[..lo]);
+        p[hi..].copy_from_slice(&got[hi..]);
         Ok(())
     };
+    let record = lead..lead + len;
     if lead > 0 {
-        edge(0)?;
+        edge(0, record.clone())?;
     }
     if !(lead + len).is_multiple_of(page) && (span > page || lead == 0) {
-        edge(span - page)?;
+        edge(span - page, record)?;
     }
-    fill(&mut b[lead..lead + len]);
     last.at = None;
     direct.write_all_at(b, start)?;
     last.bytes.resize(page, 0);

@@ -27,4 +27,4 @@ pub use config::TierConfig;
 pub use errors::TierError;
 pub use metrics::{TierMetrics, TierStats};
 pub use record::{record_len, BLOCK};
-pub use store::{DiskTier, RecordInfo, TierBytes};
+pub use store::{DiskTier, PreparedRecord, RecordInfo, TierBytes};

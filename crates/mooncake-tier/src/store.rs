@@ -120,6 +120,13 @@ pub struct DiskTier {
     metrics: TierMetrics,
 }
 
+/// A record laid out for a direct write ([`DiskTier::prepare`]).
+pub struct PreparedRecord {
+    offset: u64,
+    header: Header,
+    w: io::DirectWrite,
+}
+
 impl DiskTier {
     /// Opens (or creates) the tier in `cfg.dir`, finding the records a previous run left.
     pub fn open(cfg: &TierConfig) -> Result<DiskTier, TierError> {
@@ -241,90 +248,123 @@ impl DiskTier {
                 capacity: self.capacity,
             });
         }
+        if let Some(p) = self.prepare(offset, key, generation, value) {
+            return self.write_prepared(p);
+        }
         // The overlapped records are gone whatever happens next.
         self.remove_range(offset, total);
         self.allocate_ahead(offset, total);
-        let h = self
-            .write_bytes(offset, key, generation, value)
-            .map_err(TierError::io("write", &self.data_path))?;
-        let rec = Record {
-            offset,
-            header_len,
-            key: key.to_string(),
-            value_len: value.len() as u64,
-            generation,
-            crcs: h.crcs,
-        };
-        let info = rec.info();
-        self.append_index(offset, total)?;
-        self.insert(rec);
-        TierMetrics::add(&self.metrics.writes, 1);
-        TierMetrics::add(&self.metrics.write_bytes, value.len() as u64);
-        Ok(info)
+        let h = Header::of(key, generation, value);
+        {
+            let mut last = self.writing.lock();
+            last.forget();
+            let head = h.encode();
+            self.data
+                .write_all_at(&head, offset)
+                .and_then(|_| self.data.write_all_at(value, offset + header_len))
+                .map_err(TierError::io("write", &self.data_path))?;
+        }
+        self.written(offset, header_len, h)
     }
 
-    /// Writes the record of `key` (its header, then `value`) at `offset`: through the
-    /// page cache, or around it (O_DIRECT) while the kernel's writeback lags
-    /// ([`io::writeback_pressure`]) and the file system takes O_DIRECT. Its header.
-    fn write_bytes(
+    /// The record of `key` made ready for a direct write, when records are written
+    /// around the page cache now (while the kernel's writeback lags,
+    /// [`io::writeback_pressure`], and the file system takes O_DIRECT) and it fits
+    /// with its whole pages; `None` otherwise (write it with [`DiskTier::write`]).
+    /// Made ahead of its turn, by another thread, so that the copy of the value and
+    /// its checksums overlap the device's write of the record before it.
+    pub fn prepare(
         &self,
         offset: u64,
         key: &str,
         generation: u64,
         value: &[u8],
-    ) -> std::io::Result<Header> {
-        // One writer at a time: a direct write rewrites the bytes its first and last
-        // pages share with neighbouring records, and a write to those in between
-        // would be undone.
-        let mut last = self.writing.lock();
+    ) -> Option<PreparedRecord> {
         let header_len = crate::record::header_len(key.len(), value.len() as u64) as usize;
         let total = header_len + value.len();
         // Whole pages: the last one may reach past the record, but never past the
         // capacity (the file stays within it); a record there takes the page cache.
-        let end = offset + total as u64;
+        let end = offset.checked_add(total as u64)?;
         let within = end.div_ceil(io::ALIGN) * io::ALIGN <= self.capacity;
-        if let Some(d) = self.direct.as_ref().filter(|_| within && go_direct()) {
-            let mut made = None;
-            // The value is copied into the aligned buffer a checksum block at a
-            // time and each block summed there, while it is in the CPU's cache: a
-            // demoted value left the cache long ago, and summing it where it lies
-            // read it from memory a second time.
-            let fill = |dst: &mut [u8]| {
-                let (head, body) = dst.split_at_mut(header_len);
-                let crcs = body
-                    .chunks_mut(BLOCK as usize)
-                    .zip(value.chunks(BLOCK as usize))
-                    .map(|(d, s)| {
-                        d.copy_from_slice(s);
-                        crc32c::crc32c(d)
-                    })
-                    .collect();
-                let h = Header {
-                    key: key.to_string(),
-                    value_len: value.len() as u64,
-                    generation,
-                    crcs,
-                };
-                head.copy_from_slice(&h.encode());
-                made = Some(h);
+        if self.direct.is_none() || !within || !go_direct() {
+            return None;
+        }
+        let mut header = None;
+        // The value is copied a checksum block at a time and each block summed
+        // there, while it is in the CPU's cache: a demoted value left the cache long
+        // ago, and summing it where it lies read it from memory a second time.
+        let w = io::DirectWrite::new(offset, total, |dst| {
+            let (head, body) = dst.split_at_mut(header_len);
+            let crcs = body
+                .chunks_mut(BLOCK as usize)
+                .zip(value.chunks(BLOCK as usize))
+                .map(|(d, s)| {
+                    d.copy_from_slice(s);
+                    crc32c::crc32c(d)
+                })
+                .collect();
+            let h = Header {
+                key: key.to_string(),
+                value_len: value.len() as u64,
+                generation,
+                crcs,
             };
-            match io::write_direct(d, &self.data, &mut last, offset, total, fill) {
-                Ok(()) => {
-                    TierMetrics::add(&self.metrics.direct_writes, 1);
-                    return Ok(made.expect("a direct write fills its record"));
-                }
+            head.copy_from_slice(&h.encode());
+            header = Some(h);
+        });
+        Some(PreparedRecord {
+            offset,
+            header: header.expect("the record was laid out"),
+            w,
+        })
+    }
+
+    /// Writes a record made by [`DiskTier::prepare`] (replacing any record it
+    /// overlaps), with O_DIRECT, or through the page cache where the file refuses it.
+    pub fn write_prepared(&self, mut p: PreparedRecord) -> Result<RecordInfo, TierError> {
+        let header_len = p.header.len();
+        let total = header_len + p.header.value_len;
+        self.remove_range(p.offset, total);
+        self.allocate_ahead(p.offset, total);
+        {
+            // One writer at a time: a direct write rewrites the bytes its first and
+            // last pages share with neighbouring records, and a write to those in
+            // between would be undone.
+            let mut last = self.writing.lock();
+            let direct = self.direct.as_ref().expect("prepared for a direct write");
+            match io::write_direct(direct, &self.data, &mut last, &mut p.w) {
+                Ok(()) => TierMetrics::add(&self.metrics.direct_writes, 1),
                 // Refused for this file after all: the page cache takes it.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                Err(e) => return Err(e),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    last.forget();
+                    self.data
+                        .write_all_at(p.w.bytes(), p.offset)
+                        .map_err(TierError::io("write", &self.data_path))?;
+                }
+                Err(e) => return Err(TierError::io("write", &self.data_path)(e)),
             }
         }
-        last.forget();
-        let h = Header::of(key, generation, value);
-        let head = h.encode();
-        self.data
-            .write_all_at(&head, offset)
-            .and_then(|_| self.data.write_all_at(value, offset + head.len() as u64))?;
-        Ok(h)
+        self.written(p.offset, header_len, p.header)
+    }
+
+    /// Records a record written at `offset`: in the index file, in the map, in the
+    /// metrics.
+    fn written(&self, offset: u64, header_len: u64, h: Header) -> Result<RecordInfo, TierError> {
+        let rec = Record {
+            offset,
+            header_len,
+            key: h.key,
+            value_len: h.value_len,
+            generation: h.generation,
+            crcs: h.crcs,
+        };
+        let info = rec.info();
+        self.append_index(offset, header_len + rec.value_len)?;
+        let value_len = rec.value_len;
+        self.insert(rec);
+        TierMetrics::add(&self.metrics.writes, 1);
+        TierMetrics::add(&self.metrics.write_bytes, value_len);
+        Ok(info)
     }
 
     /// Allocates the file's blocks up to [`PREALLOC_STEP`] past the end of a record

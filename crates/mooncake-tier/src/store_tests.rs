@@ -490,6 +490,37 @@ fn a_record_written_in_between_is_not_undone_by_the_next_direct_write() {
     assert_eq!(t.stats().direct_writes, if direct { 3 } else { 0 });
 }
 
+/// A record laid out ahead of its turn takes its neighbours' bytes when it is
+/// written, not when it was laid out: a record written in between into the page
+/// they share keeps its bytes.
+#[test]
+fn a_record_prepared_ahead_keeps_what_was_written_beside_it_meanwhile() {
+    let d = tempfile::tempdir().unwrap();
+    let t = DiskTier::open(&cfg(d.path(), 8 << 20)).unwrap();
+    if t.direct.is_none() {
+        return; // (tmpfs: nothing is written around the page cache)
+    }
+    let (a, x, b) = (value(6_000, 1), value(700, 2), value(9_000, 3));
+    let ra_len = crate::record_len(1, 6_000);
+    let rx_len = crate::record_len(1, 700);
+    let (at_a, at_x) = (10, 10 + ra_len);
+    let at_b = at_x + rx_len;
+    FORCE_DIRECT.with(|f| f.set(true));
+    let pb = t.prepare(at_b, "b", 3, &b).expect("laid out");
+    let ra = t.write(at_a, "a", 1, &a).unwrap();
+    FORCE_DIRECT.with(|f| f.set(false));
+    let rx = t.write(at_x, "x", 2, &x).unwrap();
+    let rb = t.write_prepared(pb).unwrap();
+    drop_cached(&t);
+    for (r, v) in [(&ra, &a), (&rx, &x), (&rb, &b)] {
+        assert_eq!(&t.read_value(r.value_offset, v.len() as u64).unwrap(), v);
+    }
+    assert_eq!(t.stats().direct_writes, 2);
+    assert_eq!(t.stats().checksum_failures, 0);
+    // Without direct writes asked for, nothing is laid out.
+    assert!(t.prepare(at_b + rb.len, "c", 4, &b).is_none());
+}
+
 /// A direct write at the end of the file, inside one page: the file grows by whole
 /// pages of zeros past the record, and the record reads back.
 #[test]
