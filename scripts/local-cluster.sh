@@ -40,36 +40,9 @@ if [ $need_build = 1 ]; then
   cargo build $flag -p mooncake-master -p mooncake-store -p mooncake-cli
 fi
 
-# Four distinct free ports, picked below the kernel's ephemeral range: a port picked
-# inside it (bind to port 0) can be taken as the source port of any outgoing
-# connection on the machine before our process binds it, seconds later.
-free_ports() {
-  python3 - <<'PY'
-import random, socket
-try:
-    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-except (OSError, ValueError, IndexError):
-    lo = 32768
-picked = []
-for _ in range(1000):
-    if len(picked) == 4:
-        break
-    p = random.randrange(10000, lo) if lo > 11000 else 0
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        p = s.getsockname()[1]
-        if p not in picked:
-            picked.append(p)
-    except OSError:
-        pass
-    finally:
-        s.close()
-print(*picked)
-PY
-}
 wait_port() { local i; for ((i=0;i<$2*10;i++)); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-read -r P1 P2 P3 P4 <<<"$(free_ports)"
+# (Below the kernel's ephemeral range: see the script.)
+read -r P1 P2 P3 P4 <<<"$(python3 "$ROOT/scripts/free_ports.py" 4)"
 RPC_PORT=${RPC_PORT:-$P1}; METRICS_PORT=${METRICS_PORT:-$P2}
 META_PORT=${META_PORT:-$P3}; STORE_PORT=${STORE_PORT:-$P4}
 

@@ -16,35 +16,6 @@ LOG=$ROOT/target/containers; mkdir -p "$LOG"
 say() { echo "[containers] $*"; }
 skip() { if [ "${MOONCAKE_REQUIRE_CONTAINERS:-0}" = 1 ]; then say "FAIL: $*"; exit 1; fi; say "SKIPPED: $*"; exit 0; }
 fail() { say "FAIL: $*"; exit 1; }
-# N distinct loopback ports nothing listens on, below the kernel's ephemeral range: a
-# port picked by binding port 0 can be handed out as the source port of any outgoing
-# connection before the container binds it.
-free_ports() {
-  python3 - "$1" <<'PY'
-import random, socket, sys
-n = int(sys.argv[1])
-try:
-    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-except (OSError, ValueError, IndexError):
-    lo = 32768
-picked = []
-for _ in range(1000):
-    if len(picked) == n:
-        break
-    p = random.randrange(10000, lo) if lo > 11000 else 0
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        p = s.getsockname()[1]
-        if p not in picked:
-            picked.append(p)
-    except OSError:
-        pass
-    finally:
-        s.close()
-print(" ".join(map(str, picked)))
-PY
-}
 wait_port() { local i; for ((i=0;i<$2*10;i++)); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 if ! command -v dockerd >/dev/null; then
@@ -66,7 +37,8 @@ say "building the image"
 timeout 1500 docker/build.sh >"$LOG/build.log" 2>&1 || fail "docker/build.sh: $(tail -3 "$LOG/build.log")"
 size=$(docker image inspect mooncake:local --format '{{.Size}}')
 
-read -r rpc meta met sp1 sp2 sp3 <<<"$(free_ports 6)"
+# (Below the kernel's ephemeral range: see the script.)
+read -r rpc meta met sp1 sp2 sp3 <<<"$(python3 "$ROOT/scripts/free_ports.py" 6)"
 [ -n "$sp3" ] || fail "could not find six free loopback ports"
 STORE_PORTS=("$sp1" "$sp2" "$sp3")
 # A container that exits at once leaves its reason in its log: show it.

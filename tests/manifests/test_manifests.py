@@ -11,10 +11,8 @@ what SGLang's mooncake backend does with it: setup from MOONCAKE_* and the warm-
 """
 
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +23,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+from free_ports import free_port, free_ports  # noqa: E402
 BIN_DIR = Path(os.environ.get("MOONCAKE_BIN_DIR", ROOT / "target" / "release"))
 SEGMENT = "64mb"
 SEGMENT_BYTES = 64 << 20
@@ -32,28 +32,6 @@ MANIFESTS = [
     ("docker/rbg/mooncake-rbg.yaml", "s-sglang-demo-mooncake-master"),
     ("docker/k8s/mooncake.yaml", "mooncake-master"),
 ]
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on, picked at random below the kernel's
-    ephemeral range: a port picked by binding port 0 can be handed out as the source
-    port of an outgoing connection before the process started on it binds it."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            lo = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        lo = 32768
-    for _ in range(1000 if lo > 11000 else 0):
-        p = random.randrange(10000, lo)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p))
-                return p
-            except OSError:
-                continue
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def containers(path):
@@ -101,7 +79,7 @@ def container_env(spec):
 class Cluster:
     def __init__(self, service):
         self.service = service
-        self.master_ports = {50051: free_port(), 8080: free_port(), 9003: free_port()}
+        self.master_ports = dict(zip((50051, 8080, 9003), free_ports(3)))
         self.procs = []
 
     def map_service(self, value):

@@ -14,7 +14,6 @@ and torn down by PID.
 
 import json
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -30,32 +29,12 @@ from typing import List, Optional
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "scripts"))
+from free_ports import free_port, free_ports  # noqa: E402
 BIN_DIR = Path(os.environ.get("MOONCAKE_BIN_DIR", REPO / "target" / "release")).resolve()
 # The master's lease in these tests: long enough that a remove right after a get is
 # refused, short enough that tests waiting for it to run out stay quick.
 LEASE_MS = 1500
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on, picked at random below the kernel's
-    ephemeral range: a port picked by binding port 0 can be handed out as the source
-    port of an outgoing connection before the process started on it binds it."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            lo = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        lo = 32768
-    for _ in range(1000 if lo > 11000 else 0):
-        p = random.randrange(10000, lo)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p))
-                return p
-            except OSError:
-                continue
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def binary(name: str) -> str:
@@ -132,7 +111,7 @@ class Cluster:
 def start_cluster(workdir: Path, stores: int = 2, segment: str = "256mb",
                   master_args=(), via_service_first: bool = True) -> Cluster:
     workdir.mkdir(parents=True, exist_ok=True)
-    rpc, metrics, meta = free_port(), free_port(), free_port()
+    rpc, metrics, meta = free_ports(3)
     log = workdir / "master.log"
     args = [
         binary("mooncake_master"),
