@@ -14,15 +14,43 @@ pub const ENV_PATH: &str = "MOONCAKE_OFFLOAD_FILE_STORAGE_PATH";
 pub const ENV_LIMIT: &str = "MOONCAKE_OFFLOAD_TOTAL_SIZE_LIMIT_BYTES";
 /// SGLang's switch; `false` turns a configured tier off, `true` requires a path.
 pub const ENV_ENABLE: &str = "MOONCAKE_ENABLE_SSD_OFFLOAD";
+/// When records are written around the page cache (O_DIRECT): `auto` (while the
+/// kernel's writeback lags, the default), `always` or `never`.
+pub const ENV_DIRECT: &str = "MOONCAKE_TIER_DIRECT_WRITES";
 /// The reference's default capacity: 2 TB.
 pub const DEFAULT_CAPACITY: u64 = 2 << 40;
 /// The smallest usable capacity: one checksum block.
 pub const MIN_CAPACITY: u64 = BLOCK;
 
+/// When records are written with O_DIRECT (where the file system takes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DirectWrites {
+    /// While the machine's dirty and under-writeback pages exceed half the
+    /// background writeback threshold (`io::writeback_pressure`).
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl DirectWrites {
+    pub fn parse(v: &str) -> Result<DirectWrites, TierError> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(DirectWrites::Auto),
+            "always" => Ok(DirectWrites::Always),
+            "never" => Ok(DirectWrites::Never),
+            other => Err(TierError::Config(format!(
+                "{ENV_DIRECT}={other:?} is not one of auto, always, never"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TierConfig {
     pub dir: PathBuf,
     pub capacity: u64,
+    pub direct_writes: DirectWrites,
 }
 
 impl TierConfig {
@@ -68,9 +96,14 @@ impl TierConfig {
                 "{ENV_LIMIT}={capacity} is below one block ({MIN_CAPACITY} bytes)"
             )));
         }
+        let direct_writes = match std::env::var(ENV_DIRECT) {
+            Ok(v) if !v.trim().is_empty() => DirectWrites::parse(&v)?,
+            _ => DirectWrites::Auto,
+        };
         Ok(Some(TierConfig {
             dir: PathBuf::from(path),
             capacity,
+            direct_writes,
         }))
     }
 }
@@ -98,6 +131,18 @@ mod tests {
             TierConfig::from_values(s("/d"), None, s("0")).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn direct_write_modes_parse_and_a_bad_one_is_named() {
+        assert_eq!(DirectWrites::parse("auto").unwrap(), DirectWrites::Auto);
+        assert_eq!(
+            DirectWrites::parse(" Always").unwrap(),
+            DirectWrites::Always
+        );
+        assert_eq!(DirectWrites::parse("never").unwrap(), DirectWrites::Never);
+        let e = DirectWrites::parse("sometimes").unwrap_err().to_string();
+        assert!(e.contains(ENV_DIRECT) && e.contains("sometimes"), "{e}");
     }
 
     #[test]

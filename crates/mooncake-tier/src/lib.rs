@@ -23,7 +23,7 @@ pub mod store;
 /// every user-space address, so a tier read is never mistaken for a memory read.
 pub const DISK_BASE: u64 = 1 << 56;
 
-pub use config::TierConfig;
+pub use config::{DirectWrites, TierConfig};
 pub use errors::TierError;
 pub use metrics::{TierMetrics, TierStats};
 pub use record::{record_len, BLOCK};

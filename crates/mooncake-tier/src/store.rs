@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::config::TierConfig;
+use crate::config::{DirectWrites, TierConfig};
 use crate::errors::TierError;
 use crate::io;
 use crate::metrics::{TierMetrics, TierStats};
@@ -108,6 +108,8 @@ pub struct DiskTier {
     /// Held while record bytes are written (see `write_bytes`).
     writing: Mutex<io::LastPage>,
     capacity: u64,
+    /// When records go around the page cache (`MOONCAKE_TIER_DIRECT_WRITES`).
+    direct_writes: DirectWrites,
     /// Records by start offset.
     records: RwLock<BTreeMap<u64, Arc<Record>>>,
     /// The value bytes of `records`, changed under its write lock with every record
@@ -180,6 +182,7 @@ impl DiskTier {
             ),
             writing: Mutex::new(io::LastPage::default()),
             capacity: cfg.capacity,
+            direct_writes: cfg.direct_writes,
             records: RwLock::new(BTreeMap::new()),
             value_bytes: AtomicU64::new(0),
             allocated_to: AtomicU64::new(length),
@@ -286,7 +289,7 @@ impl DiskTier {
         // capacity (the file stays within it); a record there takes the page cache.
         let end = offset.checked_add(total as u64)?;
         let within = end.div_ceil(io::ALIGN) * io::ALIGN <= self.capacity;
-        if self.direct.is_none() || !within || !go_direct() {
+        if self.direct.is_none() || !within || !go_direct(self.direct_writes) {
             return None;
         }
         let mut header = None;
@@ -685,17 +688,18 @@ thread_local! {
     pub(crate) static FORCE_DIRECT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Whether a record is written around the page cache now. In unit tests only when
-/// the test asks: their expectations of what the page cache holds must not depend on
-/// how much other work on the machine left dirty.
-#[cfg(test)]
-fn go_direct() -> bool {
-    FORCE_DIRECT.with(|f| f.get())
-}
-
-#[cfg(not(test))]
-fn go_direct() -> bool {
-    io::writeback_pressure()
+/// Whether a record is written around the page cache now, as `mode` says. `auto`
+/// in unit tests only when the test asks: their expectations of what the page cache
+/// holds must not depend on how much other work on the machine left dirty.
+fn go_direct(mode: DirectWrites) -> bool {
+    match mode {
+        DirectWrites::Always => true,
+        DirectWrites::Never => false,
+        #[cfg(test)]
+        DirectWrites::Auto => FORCE_DIRECT.with(|f| f.get()),
+        #[cfg(not(test))]
+        DirectWrites::Auto => io::writeback_pressure(),
+    }
 }
 
 /// The tier's id: read from `tier.id`, or drawn and written there.

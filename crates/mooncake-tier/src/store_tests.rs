@@ -5,6 +5,7 @@ fn cfg(dir: &Path, capacity: u64) -> TierConfig {
     TierConfig {
         dir: dir.to_path_buf(),
         capacity,
+        direct_writes: Default::default(),
     }
 }
 
