@@ -151,9 +151,12 @@ impl Client {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
+                // Counted first: a task no longer counted has its result in
+                // `results` already (pushed before the count goes down), so none
+                // is left behind for a call that would then wait for work.
+                let left = worker.pending();
                 let mut done = std::mem::take(&mut unsent);
                 done.append(&mut worker.results.lock());
-                let left = worker.pending();
                 if !report && (left > 1 || (left == 1 && done.is_empty())) {
                     // Results go once the thread is down to its last task: the
                     // call and its answer (the next tasks) travel while that one
