@@ -52,6 +52,26 @@ impl Header {
         }
     }
 
+    /// The header of `value` under `key`, copying `value` into `dst` (as long as it)
+    /// a block at a time and summing each block from the copy, while it is in the
+    /// CPU's cache: one read of a value that left the cache, not two.
+    pub fn of_copied(key: &str, generation: u64, value: &[u8], dst: &mut [u8]) -> Header {
+        let crcs = dst
+            .chunks_mut(BLOCK as usize)
+            .zip(value.chunks(BLOCK as usize))
+            .map(|(d, s)| {
+                d.copy_from_slice(s);
+                crc32c::crc32c(d)
+            })
+            .collect();
+        Header {
+            key: key.to_string(),
+            value_len: value.len() as u64,
+            generation,
+            crcs,
+        }
+    }
+
     pub fn len(&self) -> u64 {
         header_len(self.key.len(), self.value_len)
     }
@@ -158,6 +178,17 @@ mod tests {
             record_len(3, v.len() as u64),
             b.len() as u64 + v.len() as u64
         );
+    }
+
+    #[test]
+    fn a_header_made_while_copying_is_the_plain_one_and_the_copy_is_whole() {
+        let v: Vec<u8> = (0..BLOCK * 2 + 5).map(|i| (i * 31 % 251) as u8).collect();
+        let mut dst = vec![0u8; v.len()];
+        assert_eq!(
+            Header::of_copied("k", 4, &v, &mut dst),
+            Header::of("k", 4, &v)
+        );
+        assert_eq!(dst, v);
     }
 
     #[test]

@@ -105,7 +105,8 @@ pub struct DiskTier {
     /// where the file system refuses O_DIRECT (tmpfs): plain reads then.
     direct: Option<File>,
     index: Mutex<File>,
-    /// Held while record bytes are written (see `write_bytes`).
+    /// Held while record bytes are written (see `write_prepared`), with the page
+    /// the last direct write ended in.
     writing: Mutex<io::LastPage>,
     capacity: u64,
     /// When records go around the page cache (`MOONCAKE_TIER_DIRECT_WRITES`).
@@ -293,25 +294,10 @@ impl DiskTier {
             return None;
         }
         let mut header = None;
-        // The value is copied a checksum block at a time and each block summed
-        // there, while it is in the CPU's cache: a demoted value left the cache long
-        // ago, and summing it where it lies read it from memory a second time.
+        // (A demoted value left the CPU's cache long ago: summed as it is copied.)
         let w = io::DirectWrite::new(offset, total, |dst| {
             let (head, body) = dst.split_at_mut(header_len);
-            let crcs = body
-                .chunks_mut(BLOCK as usize)
-                .zip(value.chunks(BLOCK as usize))
-                .map(|(d, s)| {
-                    d.copy_from_slice(s);
-                    crc32c::crc32c(d)
-                })
-                .collect();
-            let h = Header {
-                key: key.to_string(),
-                value_len: value.len() as u64,
-                generation,
-                crcs,
-            };
+            let h = Header::of_copied(key, generation, value, body);
             head.copy_from_slice(&h.encode());
             header = Some(h);
         });
