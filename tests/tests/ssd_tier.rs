@@ -891,3 +891,85 @@ async fn direct_writes_keep_every_demoted_object_across_a_kill() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With HA masters (`MOONCAKE_MASTER=etcd://...`) the store's tier follows the leader:
+/// its records are learnt by the leader, and after a kill -9 of that leader by the one
+/// that takes over (the standby's replicated state holds the memory replicas, the
+/// owner reports what its tier holds), so objects that live only on SSD read back;
+/// puts beyond DRAM go on to the tier under the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tier_follows_the_ha_leader_through_a_kill_9() {
+    use mooncake_tests::etcd::{
+        etcd_available, ha_client, ha_store_env, master_health, start_ha_master, wait_one_leader,
+        wait_standby_in_sync, EtcdCluster,
+    };
+    if !etcd_available() {
+        return;
+    }
+    let etcd = EtcdCluster::start(1, "ha-tier");
+    let ep = etcd.endpoints();
+    let flags = ["--enable_offload=true", "--client_ttl=2"];
+    let mut ms = vec![
+        start_ha_master(free_port(), &ep, &flags),
+        start_ha_master(free_port(), &ep, &flags),
+    ];
+    let l = wait_one_leader(&[Some(&ms[0]), Some(&ms[1])], Duration::from_secs(20));
+    assert!(
+        wait_standby_in_sync(&ms[l], Duration::from_secs(30)),
+        "the standby never got in sync"
+    );
+    let dir = scratch("ha");
+    let mut env = ha_store_env(&ep, "16mb");
+    env.push((
+        "MOONCAKE_SHM_DIR".into(),
+        dir.join("shm").display().to_string(),
+    ));
+    env.push((
+        "MOONCAKE_OFFLOAD_FILE_STORAGE_PATH".into(),
+        dir.join("ssd").display().to_string(),
+    ));
+    env.push((
+        "MOONCAKE_OFFLOAD_TOTAL_SIZE_LIMIT_BYTES".into(),
+        "256mb".into(),
+    ));
+    let _store = start_store(&ms[l], &env, free_port(), "");
+    let c = ha_client(&ep).await;
+    let ks = keys("h", 40);
+    put_all(&c, &ks).await;
+    assert_eq!(read_all(&c, &ks, Duration::from_secs(10)).await, 40);
+    let first = query(&ms[l], "h-0");
+    assert!(
+        first.contains(r#""medium":"disk""#) && !first.contains(r#""medium":"memory""#),
+        "h-0 should live only on SSD after 40 MiB went into 16 MiB: {first}"
+    );
+
+    ms[l].proc.kill9();
+    let n = 1 - l;
+    let t0 = Instant::now();
+    while master_health(&ms[n]) != Some(200) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no new leader");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        read_all(&c, &ks, Duration::from_secs(30)).await,
+        40,
+        "objects on SSD read back under the new leader"
+    );
+    assert!(
+        query(&ms[n], "h-0").contains(r#""medium":"disk""#),
+        "the new leader knows h-0's disk replica: {}",
+        query(&ms[n], "h-0")
+    );
+    let more = keys("h2", 24);
+    put_all(&c, &more).await;
+    assert_eq!(read_all(&c, &more, Duration::from_secs(10)).await, 24);
+    assert!(
+        query(&ms[n], "h2-0").contains(r#""medium":"disk""#),
+        "puts under the new leader reach the tier: {}",
+        query(&ms[n], "h2-0")
+    );
+    let _ = c.close().await;
+    ms.clear();
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&dir);
+}

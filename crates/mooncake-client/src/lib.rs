@@ -44,6 +44,7 @@ mod io;
 pub mod key_batch;
 mod locations;
 mod mount;
+mod owner_link;
 mod put;
 mod read;
 mod restart;

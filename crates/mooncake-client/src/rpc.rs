@@ -113,6 +113,23 @@ impl MasterRpc {
         &self.addr
     }
 
+    /// The master address calls go to now: the fixed one, or the HA leader etcd names
+    /// (`RPC_FAIL` while none is known).
+    pub async fn current_addr(&self) -> Result<String> {
+        match &self.target {
+            Target::Fixed(_) => Ok(self.addr.to_string()),
+            Target::Leader(l, _) => l.current().await.map(|(a, _)| a),
+        }
+    }
+
+    /// A call made elsewhere to [`Self::current_addr`] failed: under HA the leader is
+    /// looked up again at once.
+    pub fn nudge(&self) {
+        if let Target::Leader(l, _) = &self.target {
+            l.nudge();
+        }
+    }
+
     /// This handle with its calls made in [`CallMode::Async`], sharing its
     /// connections: for tasks on runtime workers and for futures that overlap calls.
     pub fn asynchronous(&self) -> Self {

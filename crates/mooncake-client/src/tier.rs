@@ -109,11 +109,18 @@ impl Client {
         if self.inner.segment.is_none() {
             return Err("an SSD tier needs a segment (this client contributes no memory)".into());
         }
-        let (ch, origin) = crate::auth::master_service_channel(
-            master_addr,
+        // The tier's calls go where this client's go (under HA, to the leader).
+        let rpc = if master_addr.trim() == self.inner.rpc.addr() {
+            self.inner.rpc.clone()
+        } else {
+            crate::rpc::MasterRpc::new(master_addr, Duration::from_secs(30), &self.inner.tuning)
+                .map_err(|e| format!("SSD tier: {}", e.message))?
+        };
+        let mut link = crate::owner_link::OwnerLink::new(
+            rpc,
+            self.inner.tuning.client_auth(),
             Duration::from_secs(2),
             Duration::from_secs(30),
-            self.inner.tuning.client_auth(),
         )
         .map_err(|e| format!("SSD tier: {e}"))?;
         let tier = Arc::new(DiskTier::open(cfg).map_err(|e| e.to_string())?);
@@ -133,7 +140,6 @@ impl Client {
         let worker = Worker::start(weak.clone(), tier.clone())?;
         let t = tier.clone();
         tokio::spawn(async move {
-            let mut rpc = SegmentTierClient::with_origin(ch, origin);
             // Results a failed call carried: they go again on the next.
             let mut unsent: Vec<TierTaskResult> = Vec::new();
             let mut report = true;
@@ -166,6 +172,25 @@ impl Client {
                     worker.ready.notified().await;
                     continue;
                 }
+                // The master to call (under HA the leader may have changed: the
+                // one that took over knows nothing of this tier until it reports).
+                let link_now = match link.link().await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!("SSD tier: no master to call: {e}");
+                            warned = true;
+                        }
+                        unsent = done;
+                        drop(inner);
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
+                };
+                if link_now.moved {
+                    report = true;
+                }
+                let mut rpc = SegmentTierClient::with_origin(link_now.channel, link_now.origin);
                 let s = t.stats();
                 let req = TierWorkRequest {
                     client_id: inner.client_id.clone(),
@@ -221,6 +246,7 @@ impl Client {
                             warned = true;
                         }
                         unsent = sent;
+                        link.failed();
                         tokio::time::sleep(RETRY).await;
                     }
                 }

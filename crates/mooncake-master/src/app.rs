@@ -212,11 +212,15 @@ pub async fn start(mut cfg: MasterConfig) -> Result<Running, AppError> {
         None => {
             let (m, tuning) = (master.clone(), master.config().tuning.clone());
             // The owners of drained segments ask for their copies on the same port.
-            let extra = drains.clone().map(crate::drain::service::extra);
+            let mut extras: Vec<_> = drains
+                .iter()
+                .cloned()
+                .map(crate::drain::service::extra)
+                .collect();
             // And the SSD tiers' owners ask for their tasks there too.
-            let extra = Some(crate::tier::service::extra(master.clone(), extra));
+            extras.push(crate::tier::service::extra(master.clone()));
             tasks.spawn(async move {
-                let r = crate::service::serve(m, extra, rpc, tuning, sig).await;
+                let r = crate::service::serve(m, extras, rpc, tuning, sig).await;
                 ("rpc service", r.map_err(|e| e.to_string()))
             });
         }

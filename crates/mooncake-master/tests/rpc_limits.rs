@@ -169,7 +169,7 @@ async fn a_tuning_no_connection_could_use_is_refused_by_name() {
         max_connections: 0,
         ..Default::default()
     };
-    let e = mooncake_master::service::serve(m, None, listener, tuning, async {})
+    let e = mooncake_master::service::serve(m, Vec::new(), listener, tuning, async {})
         .await
         .unwrap_err();
     assert!(e.to_string().contains("max_connections"), "{e}");

@@ -9,13 +9,16 @@
 //! changed (docs/ha.md). With no standby in sync the answer leaves at once.
 //!
 //! `Follow` (standbys streaming the leader's log) is served on the same port behind
-//! the same fence ([`follow_service`]).
+//! the same fence ([`follow_service`]), and so is the SSD tiers' `SegmentTier.Work`
+//! ([`tier_service`]).
 
 use super::replication::leader::FOLLOW_PREFIX;
 use super::replication::log::SYNC_BOUND;
 use super::state::HaState;
 use crate::api::{Gate, Pass, Refused};
 use crate::service::{self, refusal, Extra};
+use crate::tier::service::{TierService, TIER_PREFIX};
+use mooncake_proto::segment_tier_server::SegmentTierServer;
 use std::future::Future;
 use std::sync::Arc;
 use tonic::codegen::Service;
@@ -82,13 +85,42 @@ pub fn follow_service(state: Arc<HaState>) -> Extra {
     }
 }
 
-/// Serves the control plane and `Follow` on `listener` until `shutdown` resolves.
+/// The SSD tiers' `SegmentTier.Work`, served by the serving term's master and fenced
+/// like every call. What a term's master knows of the tiers is not replicated: a
+/// term starts knowing no tier, and each owner's next call is answered "report" and
+/// brings every record its tier holds (`Master::tier_work`), so objects that live
+/// only on SSD are readable again once their owner has called the new leader (its
+/// loop calls at least every few seconds). Tasks an earlier term handed out and
+/// whose results reach this one are unknown to it and ignored; their records are
+/// in the owner's report.
+pub fn tier_service(state: Arc<HaState>) -> Extra {
+    Extra {
+        prefix: TIER_PREFIX,
+        call: Arc::new(move |req| {
+            let state = state.clone();
+            Box::pin(async move {
+                let Some(term) = state.serving() else {
+                    return Ok(refusal(refused(&state)).into_http());
+                };
+                let mut svc = SegmentTierServer::new(TierService::new(term.master.clone()));
+                let resp = svc.call(req).await?;
+                if !state.fence.holds(term.number) {
+                    return Ok(refusal(refused(&state)).into_http());
+                }
+                Ok(resp)
+            })
+        }),
+    }
+}
+
+/// Serves the control plane, `Follow` and the tiers' work on `listener` until
+/// `shutdown` resolves.
 pub async fn serve(
     state: Arc<HaState>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let tuning = state.config().tuning.clone();
-    let follow = follow_service(state.clone());
-    service::serve(state, Some(follow), listener, tuning, shutdown).await
+    let extras = vec![follow_service(state.clone()), tier_service(state.clone())];
+    service::serve(state, extras, listener, tuning, shutdown).await
 }

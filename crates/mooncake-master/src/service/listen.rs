@@ -45,8 +45,8 @@ use tonic::codegen::Service;
 
 type BoxAnswer = Pin<Box<dyn Future<Output = Result<hyper::Response<Body>, Infallible>> + Send>>;
 
-/// Another gRPC service on the same port (HA: the standbys' `Follow`), chosen by the
-/// prefix of the request's path.
+/// Another gRPC service on the same port (the owners' drain and tier work, HA's
+/// `Follow`), chosen by the prefix of the request's path.
 #[derive(Clone)]
 pub struct Extra {
     pub prefix: &'static str,
@@ -85,7 +85,7 @@ async fn open(stream: TcpStream, tls: Option<&Acceptor>) -> std::io::Result<(Str
 /// connection finish its in-flight call (HTTP/2 GOAWAY) and returns.
 pub async fn serve<G: Gate>(
     gate: G,
-    extra: Option<Extra>,
+    extras: Vec<Extra>,
     listener: tokio::net::TcpListener,
     tuning: MasterTuning,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -94,6 +94,7 @@ pub async fn serve<G: Gate>(
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e));
     }
     let tuning = Arc::new(tuning);
+    let extras: Arc<[Extra]> = extras.into();
     let svc = grpc::server(gate.clone());
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -128,7 +129,7 @@ pub async fn serve<G: Gate>(
                     let _ = stream.set_nodelay(true);
                     let conn_auth = Arc::new(ConnAuth::default());
                     let auth_svc = auth::grpc_service(conn_auth.clone(), tuning.auth.clone(), Some(peer));
-                    let (gate, svc, extra) = (gate.clone(), svc.clone(), extra.clone());
+                    let (gate, svc, extras) = (gate.clone(), svc.clone(), extras.clone());
                     let (builder, tuning, poll) = (builder.clone(), tuning.clone(), poll.clone());
                     let mut stopping = stopping.clone();
                     conns.spawn(async move {
@@ -154,7 +155,7 @@ pub async fn serve<G: Gate>(
                             let Some(tenant) = conn_auth.tenant(&rpc_auth) else {
                                 return Box::pin(async { Ok(auth::unauthenticated().into_http()) });
                             };
-                            if let Some(x) = extra.as_ref().filter(|x| req.uri().path().starts_with(x.prefix)) {
+                            if let Some(x) = extras.iter().find(|x| req.uri().path().starts_with(x.prefix)) {
                                 return (x.call)(req.map(Body::new));
                             }
                             req.extensions_mut().insert(tenant);

@@ -265,9 +265,18 @@ pub struct TierView {
 
 impl Tiers {
     /// Tiers whose records are counted in `usage` (the index's tenant figures).
+    ///
+    /// Task ids start from the wall clock in nanoseconds and grow by one per task,
+    /// far slower than the clock, so a later master (a restarted one, an HA term that
+    /// took over) hands out ids above every id an earlier one did: a result an owner
+    /// still brings from a task of the earlier master never settles a task of this one.
     pub fn with_usage(usage: Arc<TenantUsage>) -> Self {
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         Tiers {
             entries: Mutex::new(DiskEntries::with_usage(usage)),
+            next_task: AtomicU64::new(now_ns),
             ..Default::default()
         }
     }

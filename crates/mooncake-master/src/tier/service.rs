@@ -1,4 +1,4 @@
-//! `SegmentTier.Work` on the rpc port (beside `SegmentOwner`, behind one prefix).
+//! `SegmentTier.Work` on the rpc port (beside `SegmentOwner`).
 
 use crate::master::Master;
 use crate::service::Extra;
@@ -10,8 +10,6 @@ use tonic::{Request, Response, Status};
 
 /// The path prefix of the tier's calls.
 pub const TIER_PREFIX: &str = "/mooncake.v1.SegmentTier/";
-/// A prefix both owner services share.
-const SEGMENT_PREFIX: &str = "/mooncake.v1.Segment";
 
 #[derive(Clone)]
 pub struct TierService {
@@ -32,28 +30,20 @@ impl SegmentTier for TierService {
     }
 }
 
-/// The tier's service, and `other` (the drain service) if any, as the rpc port's
-/// extra service.
-pub fn extra(master: Arc<Master>, other: Option<Extra>) -> Extra {
+impl TierService {
+    pub fn new(master: Arc<Master>) -> Self {
+        Self { master }
+    }
+}
+
+/// The tier's service as the rpc port's extra service.
+pub fn extra(master: Arc<Master>) -> Extra {
     let svc = SegmentTierServer::new(TierService { master });
-    let tier = Extra {
+    Extra {
         prefix: TIER_PREFIX,
         call: Arc::new(move |req| {
             let mut svc = svc.clone();
             Box::pin(async move { svc.call(req).await })
         }),
-    };
-    match other {
-        None => tier,
-        Some(other) => Extra {
-            prefix: SEGMENT_PREFIX,
-            call: Arc::new(move |req| {
-                if req.uri().path().starts_with(TIER_PREFIX) {
-                    (tier.call)(req)
-                } else {
-                    (other.call)(req)
-                }
-            }),
-        },
     }
 }

@@ -43,7 +43,7 @@ pub async fn start(cfg: MasterConfig) -> Running {
     let m = master.clone();
     let tuning = master.config().tuning.clone();
     let server = tokio::spawn(async move {
-        service::serve(m, None, listener, tuning, async {
+        service::serve(m, Vec::new(), listener, tuning, async {
             let _ = rx.await;
         })
         .await

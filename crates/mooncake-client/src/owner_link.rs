@@ -1,0 +1,86 @@
+//! The channel a segment owner's background loop (its SSD tier's work) calls the
+//! master's owner services on. With a fixed master address that is one channel for
+//! the process's life. With an `etcd://` address (HA) it is a channel to the leader
+//! etcd names now, learnt through the client's own leader follower (`discovery`), and
+//! made again when the leader changes: the loop's next call reaches the master that
+//! took over, which learns the owner's state from that call.
+
+use crate::auth::{master_service_channel, ClientAuth};
+use crate::rpc::MasterRpc;
+use crate::transport::DirectChannel;
+use std::time::Duration;
+use tonic::codegen::http::Uri;
+
+pub(crate) struct OwnerLink {
+    rpc: MasterRpc,
+    auth: Option<ClientAuth>,
+    connect_timeout: Duration,
+    timeout: Duration,
+    /// The master the last channel reaches, and that channel.
+    current: Option<(String, DirectChannel, Uri)>,
+    /// Whether a channel was handed out yet.
+    handed_out: bool,
+}
+
+/// A channel for the next call, and whether it reaches another master than the
+/// previous one did (the first channel does).
+pub(crate) struct Link {
+    pub channel: DirectChannel,
+    pub origin: Uri,
+    pub moved: bool,
+}
+
+impl OwnerLink {
+    /// Calls go where `rpc`'s calls go. A fixed address that cannot be used is an
+    /// error now, naming it; an HA leader is looked up at each call.
+    pub fn new(
+        rpc: MasterRpc,
+        auth: Option<ClientAuth>,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let mut link = OwnerLink {
+            rpc,
+            auth,
+            connect_timeout,
+            timeout,
+            current: None,
+            handed_out: false,
+        };
+        if crate::discovery::parse_etcd_address(link.rpc.addr()).is_none() {
+            let addr = link.rpc.addr().to_string();
+            link.make(&addr)?;
+        }
+        Ok(link)
+    }
+
+    fn make(&mut self, addr: &str) -> Result<(), String> {
+        let (ch, origin) =
+            master_service_channel(addr, self.connect_timeout, self.timeout, self.auth.clone())?;
+        self.current = Some((addr.to_string(), ch, origin));
+        Ok(())
+    }
+
+    /// The channel to the master to call now (under HA, the leader etcd names).
+    pub async fn link(&mut self) -> Result<Link, String> {
+        let addr = self.rpc.current_addr().await.map_err(|e| e.message)?;
+        let other = !matches!(&self.current, Some((a, _, _)) if *a == addr);
+        if other {
+            self.make(&addr)?;
+        }
+        let first = !std::mem::replace(&mut self.handed_out, true);
+        let Some((_, channel, origin)) = self.current.as_ref() else {
+            return Err(format!("no channel to the master at {addr}"));
+        };
+        Ok(Link {
+            channel: channel.clone(),
+            origin: origin.clone(),
+            moved: other || first,
+        })
+    }
+
+    /// A call on the last channel failed: under HA, look the leader up again now.
+    pub fn failed(&self) {
+        self.rpc.nudge();
+    }
+}
