@@ -22,20 +22,26 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 impl Client {
     /// Starts serving drains of this client's segment, asking the master at
-    /// `master_addr` (`host:port`; an `etcd://` address is not followed). Ends with
-    /// the client. `None` without a segment or with an unusable address.
+    /// `master_addr` (`host:port`, or under HA an `etcd://` address: the leader it
+    /// names now). Ends with the client. `None` without a segment or with an unusable
+    /// address.
     pub fn spawn_drain_worker(&self, master_addr: &str) -> Option<tokio::task::JoinHandle<()>> {
         self.inner.segment.as_ref()?;
-        let (ch, origin) = crate::auth::master_service_channel(
-            master_addr,
+        let rpc = if master_addr.trim() == self.inner.rpc.addr() {
+            self.inner.rpc.clone()
+        } else {
+            crate::rpc::MasterRpc::new(master_addr, Duration::from_secs(30), &self.inner.tuning)
+                .ok()?
+        };
+        let mut link = crate::owner_link::OwnerLink::new(
+            rpc,
+            self.inner.tuning.client_auth(),
             Duration::from_secs(2),
             Duration::from_secs(30),
-            self.inner.tuning.client_auth(),
         )
         .ok()?;
         let weak = Arc::downgrade(&self.inner);
         Some(tokio::spawn(async move {
-            let mut rpc = SegmentOwnerClient::with_origin(ch, origin);
             let mut done: Vec<DrainCopyResult> = Vec::new();
             loop {
                 let Some(inner) = weak.upgrade() else { return };
@@ -50,6 +56,19 @@ impl Client {
                     tokio::time::sleep(IDLE_POLL).await;
                     continue;
                 }
+                let l = match link.link().await {
+                    Ok(l) => l,
+                    Err(_) => {
+                        drop(inner);
+                        tokio::time::sleep(IDLE_POLL).await;
+                        continue;
+                    }
+                };
+                if l.moved {
+                    // Copies made for another master's job mean nothing to this one.
+                    done.clear();
+                }
+                let mut rpc = SegmentOwnerClient::with_origin(l.channel, l.origin);
                 let req = DrainWorkRequest {
                     client_id: inner.client_id.clone(),
                     segment_name: seg.desc.name.clone(),
@@ -76,6 +95,7 @@ impl Client {
                     }
                     Err(_) => {
                         done = sent; // report them again
+                        link.failed();
                         Some(IDLE_POLL)
                     }
                 };

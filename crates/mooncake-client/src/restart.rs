@@ -78,7 +78,15 @@ impl Client {
             let mut held = None;
             if seg.mounted.load(Ordering::Acquire) {
                 let auth = self.inner.tuning.client_auth();
-                held = tell_master(master_addr, &self.inner.client_id, &seg.desc.name, auth).await;
+                // Under HA (an `etcd://` address) the leader is the one told.
+                let addr = if master_addr.trim() == self.inner.rpc.addr() {
+                    self.inner.rpc.current_addr().await.ok()
+                } else {
+                    Some(master_addr.to_string())
+                };
+                if let Some(addr) = addr {
+                    held = tell_master(&addr, &self.inner.client_id, &seg.desc.name, auth).await;
+                }
             }
             seg.mounted.store(false, Ordering::Release);
             let mem = seg.memory.lock().take();

@@ -35,14 +35,17 @@ pub struct TaskInfo {
 pub type TaskResult<T> = std::result::Result<T, i32>;
 
 impl Client {
-    fn task_rpc(&self) -> TaskResult<SegmentOwnerClient<DirectChannel>> {
-        let addr = self.inner.rpc.addr().trim();
-        if addr.contains("://") {
-            // An HA master address: the leader's drain machinery is not replicated.
-            return Err(ErrorCode::UnavailableInCurrentMode.code());
-        }
+    /// The task calls' channel: to the master, or under HA to the leader now (a task
+    /// lives in the term that created it: after a takeover its id is unknown).
+    async fn task_rpc(&self) -> TaskResult<SegmentOwnerClient<DirectChannel>> {
+        let addr = self
+            .inner
+            .rpc
+            .current_addr()
+            .await
+            .map_err(|e| e.code.code())?;
         let (ch, origin) = crate::auth::master_service_channel(
-            addr,
+            &addr,
             Duration::from_secs(2),
             Duration::from_secs(10),
             self.inner.tuning.client_auth(),
@@ -59,7 +62,8 @@ impl Client {
             targets: targets.to_vec(),
         };
         let r = self
-            .task_rpc()?
+            .task_rpc()
+            .await?
             .create_copy_task(req)
             .await
             .map_err(status_code)?
@@ -80,7 +84,8 @@ impl Client {
             target: target.to_string(),
         };
         let r = self
-            .task_rpc()?
+            .task_rpc()
+            .await?
             .create_move_task(req)
             .await
             .map_err(status_code)?
@@ -97,7 +102,8 @@ impl Client {
             }),
         };
         let r = self
-            .task_rpc()?
+            .task_rpc()
+            .await?
             .query_task(req)
             .await
             .map_err(status_code)?

@@ -160,7 +160,7 @@ pub async fn start(mut cfg: MasterConfig) -> Result<Running, AppError> {
         }
     };
 
-    // Drain jobs (not under HA yet: a takeover would not know them).
+    // Drain jobs (under HA each term has its own: `ha::state::Term`).
     let drains = ha
         .is_none()
         .then(|| crate::drain::Drains::new(master.clone()));
@@ -237,8 +237,19 @@ pub async fn start(mut cfg: MasterConfig) -> Result<Running, AppError> {
         None => admin::AdminState::new(master.clone(), metrics, advertised.clone()),
     };
     let mut app = admin::router(admin_state.clone()).merge(http::quota::router(admin_state));
-    if let Some(d) = &drains {
-        app = app.merge(http::drain::router(d.clone()));
+    let drain_source: Option<http::drain::DrainSource> = match (&drains, &ha) {
+        (Some(d), _) => {
+            let d = d.clone();
+            Some(Arc::new(move || Some(d.clone())))
+        }
+        (None, Some(h)) => {
+            let h = h.clone();
+            Some(Arc::new(move || h.serving().map(|t| t.drains.clone())))
+        }
+        (None, None) => None,
+    };
+    if let Some(source) = drain_source {
+        app = app.merge(http::drain::router(source));
     }
     let app = admin::protect(app, auth.as_ref());
     if let Some(a) = &auth {

@@ -21,6 +21,12 @@ pub struct OwnerService {
     drains: Arc<Drains>,
 }
 
+impl OwnerService {
+    pub fn new(drains: Arc<Drains>) -> Self {
+        Self { drains }
+    }
+}
+
 #[tonic::async_trait]
 impl SegmentOwner for OwnerService {
     async fn leave_for_restart(

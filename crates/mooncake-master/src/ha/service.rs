@@ -9,15 +9,17 @@
 //! changed (docs/ha.md). With no standby in sync the answer leaves at once.
 //!
 //! `Follow` (standbys streaming the leader's log) is served on the same port behind
-//! the same fence ([`follow_service`]), and so is the SSD tiers' `SegmentTier.Work`
-//! ([`tier_service`]).
+//! the same fence ([`follow_service`]), and so are the owners' `SegmentOwner`
+//! ([`owner_service`]) and the SSD tiers' `SegmentTier.Work` ([`tier_service`]).
 
 use super::replication::leader::FOLLOW_PREFIX;
 use super::replication::log::SYNC_BOUND;
 use super::state::HaState;
 use crate::api::{Gate, Pass, Refused};
+use crate::drain::service::{OwnerService, OWNER_PREFIX};
 use crate::service::{self, refusal, Extra};
 use crate::tier::service::{TierService, TIER_PREFIX};
+use mooncake_proto::segment_owner_server::SegmentOwnerServer;
 use mooncake_proto::segment_tier_server::SegmentTierServer;
 use std::future::Future;
 use std::sync::Arc;
@@ -113,14 +115,40 @@ pub fn tier_service(state: Arc<HaState>) -> Extra {
     }
 }
 
-/// Serves the control plane, `Follow` and the tiers' work on `listener` until
-/// `shutdown` resolves.
+/// `SegmentOwner` (an owner leaving to restart, drain work, copy and move tasks),
+/// served with the serving term's master and drain jobs, fenced like every call.
+pub fn owner_service(state: Arc<HaState>) -> Extra {
+    Extra {
+        prefix: OWNER_PREFIX,
+        call: Arc::new(move |req| {
+            let state = state.clone();
+            Box::pin(async move {
+                let Some(term) = state.serving() else {
+                    return Ok(refusal(refused(&state)).into_http());
+                };
+                let mut svc = SegmentOwnerServer::new(OwnerService::new(term.drains.clone()));
+                let resp = svc.call(req).await?;
+                if !state.fence.holds(term.number) {
+                    return Ok(refusal(refused(&state)).into_http());
+                }
+                Ok(resp)
+            })
+        }),
+    }
+}
+
+/// Serves the control plane, `Follow`, the owners' calls and the tiers' work on
+/// `listener` until `shutdown` resolves.
 pub async fn serve(
     state: Arc<HaState>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let tuning = state.config().tuning.clone();
-    let extras = vec![follow_service(state.clone()), tier_service(state.clone())];
+    let extras = vec![
+        follow_service(state.clone()),
+        owner_service(state.clone()),
+        tier_service(state.clone()),
+    ];
     service::serve(state, extras, listener, tuning, shutdown).await
 }

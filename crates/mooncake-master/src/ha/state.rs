@@ -25,6 +25,9 @@ pub struct Term {
     pub master: Arc<Master>,
     /// `Follow` for standbys (streams this term's replication log).
     pub replication: FollowServer,
+    /// This term's drain jobs and copy/move tasks. Not replicated: a job does not
+    /// outlive its term (the moves it made are in the index, which is).
+    pub drains: Arc<crate::drain::Drains>,
     _workers: WorkerHandles,
     reporter: Option<JoinHandle<()>>,
 }
@@ -106,9 +109,11 @@ impl HaState {
         let fence = self.fence.clone();
         let replication =
             ReplicationService::new(master.clone(), Arc::new(move || fence.holds(number))).server();
+        let drains = crate::drain::Drains::new(master.clone());
         *self.term.write() = Some(Arc::new(Term {
             number,
             replication,
+            drains,
             master,
             _workers: workers,
             reporter,

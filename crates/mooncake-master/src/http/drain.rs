@@ -9,7 +9,9 @@
 //! - `POST /api/v1/drain_jobs/cancel?job_id=<id>`.
 //!
 //! Errors are `{"success": false, "error": "..."}` with 400 (bad request), 404
-//! (unknown job) or 409 (another drain running, nothing else to hold the objects).
+//! (unknown job), 409 (another drain running, nothing else to hold the objects) or,
+//! under HA, 503 from a master that is not the leader (jobs live in the leader's
+//! term).
 
 use super::json;
 use crate::drain::{DrainRequest, Drains};
@@ -22,13 +24,25 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+/// Where the routes find the drain jobs: the master's, or under HA the serving
+/// term's (`None` while this master does not lead).
+pub type DrainSource = Arc<dyn Fn() -> Option<Arc<Drains>> + Send + Sync>;
+
 /// The drain routes, to merge into the admin app.
-pub fn router(drains: Arc<Drains>) -> Router {
+pub fn router(drains: DrainSource) -> Router {
     Router::new()
         .route("/api/v1/drain_jobs", post(create).get(list))
         .route("/api/v1/drain_jobs/query", get(query))
         .route("/api/v1/drain_jobs/cancel", post(cancel))
         .with_state(drains)
+}
+
+/// The answer of a master that does not lead.
+fn not_leader() -> Response {
+    fail(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this master is not the leader: drain jobs run on the leader (see /health on each master)",
+    )
 }
 
 #[derive(Deserialize)]
@@ -60,7 +74,10 @@ fn fail(status: StatusCode, error: impl Into<String>) -> Response {
     )
 }
 
-async fn create(State(d): State<Arc<Drains>>, body: Bytes) -> Response {
+async fn create(State(source): State<DrainSource>, body: Bytes) -> Response {
+    let Some(d) = source() else {
+        return not_leader();
+    };
     let b: Body = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -90,11 +107,17 @@ async fn create(State(d): State<Arc<Drains>>, body: Bytes) -> Response {
     }
 }
 
-async fn list(State(d): State<Arc<Drains>>) -> Response {
-    json(StatusCode::OK, &d.list())
+async fn list(State(source): State<DrainSource>) -> Response {
+    match source() {
+        Some(d) => json(StatusCode::OK, &d.list()),
+        None => not_leader(),
+    }
 }
 
-async fn query(State(d): State<Arc<Drains>>, Query(p): Query<JobParam>) -> Response {
+async fn query(State(source): State<DrainSource>, Query(p): Query<JobParam>) -> Response {
+    let Some(d) = source() else {
+        return not_leader();
+    };
     let Some(id) = p.job_id else {
         return fail(StatusCode::BAD_REQUEST, "missing job_id");
     };
@@ -104,7 +127,10 @@ async fn query(State(d): State<Arc<Drains>>, Query(p): Query<JobParam>) -> Respo
     }
 }
 
-async fn cancel(State(d): State<Arc<Drains>>, Query(p): Query<JobParam>) -> Response {
+async fn cancel(State(source): State<DrainSource>, Query(p): Query<JobParam>) -> Response {
+    let Some(d) = source() else {
+        return not_leader();
+    };
     let Some(id) = p.job_id else {
         return fail(StatusCode::BAD_REQUEST, "missing job_id");
     };
