@@ -69,3 +69,98 @@ async fn a_remembered_location_is_read_with_one_rdma_read_of_its_range() {
         "the store's CPU served nothing: the read was one-sided"
     );
 }
+
+/// Bytes at addresses beyond the registered memory, as an SSD tier serves them.
+struct Disk {
+    base: u64,
+    bytes: Vec<u8>,
+}
+
+impl mooncake_transfer::ReadSource for Disk {
+    fn covers(&self, addr: u64, len: u64) -> bool {
+        addr >= self.base && addr + len <= self.base + self.bytes.len() as u64
+    }
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), String> {
+        let at = (addr - self.base) as usize;
+        buf.copy_from_slice(&self.bytes[at..at + buf.len()]);
+        Ok(())
+    }
+}
+
+/// A range the peer did not register for RDMA (an SSD tier's record, served by the
+/// owner's CPU from its read source) is read over TCP by an RDMA reader: no READ work
+/// request names it (one would fail: the NIC holds no key for it), and the bytes
+/// come back; registered memory of the same peer still goes over RDMA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_the_peer_did_not_register_is_read_over_tcp() {
+    let fabric = FakeFabric::default();
+    let start = |v: Arc<FakeVerbs>| {
+        let t = RdmaTransport::new(v, &["fake0".to_string()], 64 << 10).unwrap();
+        TransferEngine::start_with_rdma(
+            TransferConfig::new("127.0.0.1"),
+            Arc::new(RdmaEngine::new(t)),
+        )
+    };
+    let store = start(Arc::new(FakeVerbs::new(&fabric, &["fake0"])))
+        .await
+        .unwrap();
+    let client_verbs = Arc::new(FakeVerbs::new(&fabric, &["fake0"]));
+    let client = start(client_verbs.clone()).await.unwrap();
+
+    let mut segment = pattern(1 << 20, 5);
+    let base = segment.as_mut_ptr() as u64;
+    unsafe { store.register_memory(base as usize, segment.len()) }.unwrap();
+    let disk_base = 1u64 << 56;
+    let record = pattern(256 << 10, 9);
+    store.set_read_source(Some(Arc::new(Disk {
+        base: disk_base,
+        bytes: record.clone(),
+    })));
+
+    let read = |remote: u64, len: usize| {
+        let (client, store) = (&client, &store);
+        async move {
+            let mut dest = vec![0u8; len];
+            unsafe { client.register_memory(dest.as_mut_ptr() as usize, len) }.unwrap();
+            let req = TransferRequest {
+                opcode: Opcode::Read,
+                local_addr: dest.as_mut_ptr() as usize,
+                length: len,
+                target: store.segment_name().into(),
+                target_endpoint: None,
+                remote_addr: remote,
+                grant: None,
+            };
+            let res = unsafe { client.transfer(&[req]).await };
+            client.unregister_memory(dest.as_ptr() as usize).unwrap();
+            res[0].clone().map(|_| dest)
+        }
+    };
+    let at = 4096usize;
+    match read(disk_base + at as u64, 64 << 10).await {
+        Ok(got) => assert!(got == record[at..at + (64 << 10)], "the record's bytes"),
+        Err(e) => panic!("a read of the unregistered range failed: {e:?}"),
+    }
+    assert!(
+        client_verbs
+            .posted()
+            .iter()
+            .all(|wr| wr.remote_addr < disk_base),
+        "no work request names the unregistered range"
+    );
+    assert_eq!(
+        store.metrics().bytes_served_out,
+        64 << 10,
+        "served over TCP"
+    );
+
+    let got = read(base + 8192, 4096).await.expect("registered range");
+    assert_eq!(got, segment[8192..8192 + 4096]);
+    assert!(
+        client_verbs
+            .posted()
+            .iter()
+            .any(|wr| wr.op == WrOp::Read && wr.remote_addr == base + 8192),
+        "registered memory still goes over RDMA"
+    );
+}

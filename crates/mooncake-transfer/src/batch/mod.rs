@@ -275,9 +275,11 @@ async fn dispatch(
     }
 }
 
-/// The RDMA path for a slice: both engines speak RDMA and the local range is
-/// registered (RDMA NICs only reach registered memory); otherwise the slice goes over
-/// TCP, which every engine's listener also serves.
+/// The RDMA path for a slice: both engines speak RDMA and both ranges are registered
+/// (RDMA NICs only reach registered memory); otherwise the slice goes over TCP, which
+/// every engine's listener also serves. A remote range outside the peer's registered
+/// memory is an SSD tier's record (served by the owner's CPU from its read source):
+/// no NIC holds a key for it.
 #[cfg(feature = "rdma")]
 fn rdma_route(
     eng: &TransferEngine,
@@ -285,9 +287,17 @@ fn rdma_route(
     s: &SliceSpec,
 ) -> Option<Arc<dyn crate::rdma::RdmaPath>> {
     let r = eng.rdma.as_ref()?;
+    let len = s.len as u64;
+    let remote_registered = peer.desc.buffers.iter().any(|b| {
+        s.remote >= b.addr
+            && s.remote
+                .checked_add(len)
+                .is_some_and(|end| end <= b.addr + b.length)
+    });
     (peer.desc.protocol == "rdma"
         && !peer.desc.endpoints.is_empty()
-        && r.covers_local(s.local as u64, s.len as u64))
+        && remote_registered
+        && r.covers_local(s.local as u64, len))
     .then(|| r.clone())
 }
 
