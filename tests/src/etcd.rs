@@ -312,6 +312,16 @@ pub fn master_health(m: &Master) -> Option<u16> {
         .map(|r| r.0)
 }
 
+/// Polls until `m` answers as the leader (the standby that takes over after a kill);
+/// panics after `within`.
+pub fn wait_leading(m: &Master, within: Duration) {
+    let t0 = Instant::now();
+    while master_health(m) != Some(200) {
+        assert!(t0.elapsed() < within, "no new leader within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The masters that run (None = killed), as `wait_one_leader` takes them.
 pub fn running(ms: &[Option<Master>]) -> Vec<Option<&Master>> {
     ms.iter().map(Option::as_ref).collect()

@@ -1,4 +1,4 @@
-//! An HA pair whose admin ports are guarded (a token, or HTTPS): one etcd member and
+//! An HA pair (admin ports open, or guarded by a token or HTTPS): one etcd member and
 //! two `mooncake_master --enable_ha` given the same extra flags, the leader found and
 //! its standby in sync before the test goes on. The tests of HA with authentication,
 //! TLS and tenant quotas start from here.
@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 /// How a test reaches the masters' admin ports.
 #[derive(Debug, Clone)]
 pub enum Admin {
+    /// Plain HTTP, no authentication.
+    Open,
     /// Plain HTTP with `Authorization: Bearer <token>`.
     Bearer(String),
     /// HTTPS (`curl --cacert`) trusting this certificate.
@@ -29,9 +31,13 @@ impl Admin {
         body: &str,
     ) -> Option<(u16, String)> {
         match self {
-            Admin::Bearer(token) => {
+            Admin::Open | Admin::Bearer(_) => {
+                let token = match self {
+                    Admin::Bearer(t) => Some(t.as_str()),
+                    _ => None,
+                };
                 let (status, body) =
-                    http_bearer(method, port, path, Some(token), body.as_bytes()).ok()?;
+                    http_bearer(method, port, path, token, body.as_bytes()).ok()?;
                 Some((status, String::from_utf8_lossy(&body).into_owned()))
             }
             Admin::Tls(cert) => {

@@ -386,6 +386,18 @@ impl Store {
     }
 }
 
+/// The segment names the master's `/get_all_segments` lists.
+pub fn segments(m: &Master) -> Vec<String> {
+    let body = http("GET", m.metrics_port, "/get_all_segments", b"")
+        .map(|r| r.1)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// One HTTP/1.1 request to 127.0.0.1:`port`; returns status and body.
 pub fn http(method: &str, port: u16, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
     http_with_headers(method, port, path, &[], body)

@@ -8,9 +8,10 @@
 use mooncake_client::{Client, ClientConfig};
 use mooncake_tests::etcd::{
     etcd_available, ha_master_flags, ha_node, ha_store_env, master_health, put_until_ok,
-    wait_one_leader, wait_standby_in_sync, EtcdCluster,
+    wait_leading, wait_one_leader, wait_standby_in_sync, EtcdCluster,
 };
-use mooncake_tests::{free_port, http, value_for, Master, Store};
+use mooncake_tests::ha::{Admin, HaPair};
+use mooncake_tests::{free_port, http, segments, value_for, Master, Store};
 use std::time::{Duration, Instant};
 
 const LEN: usize = 10_000;
@@ -60,15 +61,6 @@ fn admin_post(m: &Master, path: &str, body: &str) -> (u16, serde_json::Value) {
     (code, serde_json::from_slice(&b).unwrap_or_default())
 }
 
-fn all_segments(m: &Master) -> Vec<String> {
-    let (_, body) = http("GET", m.metrics_port, "/get_all_segments", b"").unwrap();
-    String::from_utf8_lossy(&body)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect()
-}
-
 /// Drains under HA: the job runs on the leader (a standby answers 503), the drained
 /// store copies its objects out through the leader it found in etcd, leaves telling
 /// that leader (its segment file goes: nothing is held for it), and the moves were
@@ -79,19 +71,9 @@ async fn a_store_drains_under_ha_and_its_moves_survive_a_kill_9() {
     if !etcd_available() {
         return;
     }
-    let etcd = EtcdCluster::start(1, "ha-drain");
-    let ep = etcd.endpoints();
-    let flags = ha_master_flags(&ep, &["--client_ttl=2"]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut ms = vec![
-        Master::start_on(free_port(), &flags),
-        Master::start_on(free_port(), &flags),
-    ];
-    let l = wait_one_leader(&[Some(&ms[0]), Some(&ms[1])], Duration::from_secs(20));
-    assert!(
-        wait_standby_in_sync(&ms[l], Duration::from_secs(30)),
-        "the standby never got in sync"
-    );
+    let mut pair = HaPair::start("ha-drain", &["--client_ttl=2"], Admin::Open);
+    let (ep, l) = (pair.endpoints.clone(), pair.leader);
+    let ms = &mut pair.masters;
     let shm = std::env::temp_dir().join(format!("mc-ha-drain-{}", std::process::id()));
     let (da, db) = (shm.join("a"), shm.join("b"));
     std::fs::create_dir_all(&da).unwrap();
@@ -102,13 +84,13 @@ async fn a_store_drains_under_ha_and_its_moves_survive_a_kill_9() {
         Store::start(&env)
     };
     let mut a = store(&da);
-    let drained = all_segments(&ms[l])
+    let drained = segments(&ms[l])
         .into_iter()
         .next()
         .expect("the first store's segment");
     let _b = store(&db);
     let t0 = Instant::now();
-    while all_segments(&ms[l]).len() < 2 {
+    while segments(&ms[l]).len() < 2 {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "second store never mounted"
@@ -154,17 +136,12 @@ async fn a_store_drains_under_ha_and_its_moves_survive_a_kill_9() {
     let files = std::fs::read_dir(&da).unwrap().count();
     assert_eq!(files, 0, "a drained store leaves no segment file behind");
     assert!(
-        !all_segments(&ms[l]).contains(&drained),
+        !segments(&ms[l]).contains(&drained),
         "the drained segment is not held for a restart"
     );
 
     ms[l].proc.kill9();
-    let n = 1 - l;
-    let t0 = Instant::now();
-    while master_health(&ms[n]) != Some(200) {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no new leader");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_leading(&ms[1 - l], Duration::from_secs(30));
     for k in &ks {
         let t0 = Instant::now();
         loop {
@@ -181,7 +158,6 @@ async fn a_store_drains_under_ha_and_its_moves_survive_a_kill_9() {
         }
     }
     let _ = c.close().await;
-    ms.clear();
-    drop(etcd);
+    drop(pair);
     let _ = std::fs::remove_dir_all(&shm);
 }

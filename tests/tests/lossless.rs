@@ -7,7 +7,7 @@
 //! compared byte for byte.
 
 use mooncake_client::{Client, ReplicateConfig};
-use mooncake_tests::{bin, client, free_port, http, store_env, value_for, Master, Store};
+use mooncake_tests::{bin, client, free_port, http, segments, store_env, value_for, Master, Store};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -98,15 +98,6 @@ async fn read_back(c: &Client, keys: &[String], len: usize, within: Duration) ->
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-}
-
-fn segments(m: &Master) -> Vec<String> {
-    let (_, body) = http("GET", m.metrics_port, "/get_all_segments", b"").unwrap();
-    String::from_utf8_lossy(&body)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

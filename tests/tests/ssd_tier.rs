@@ -24,7 +24,11 @@ fn scratch(tag: &str) -> PathBuf {
 }
 
 fn tier_env(m: &Master, dir: &Path, dram: &str, ssd: &str) -> Vec<(String, String)> {
-    let mut env = store_env(m, dram);
+    with_tier(store_env(m, dram), dir, ssd)
+}
+
+/// `env` with a tier (and the segment's files) in `dir`.
+fn with_tier(mut env: Vec<(String, String)>, dir: &Path, ssd: &str) -> Vec<(String, String)> {
     env.push((
         "MOONCAKE_SHM_DIR".into(),
         dir.join("shm").display().to_string(),
@@ -899,39 +903,17 @@ async fn direct_writes_keep_every_demoted_object_across_a_kill() {
 /// puts beyond DRAM go on to the tier under the new leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tier_follows_the_ha_leader_through_a_kill_9() {
-    use mooncake_tests::etcd::{
-        etcd_available, ha_client, ha_store_env, master_health, start_ha_master, wait_one_leader,
-        wait_standby_in_sync, EtcdCluster,
-    };
+    use mooncake_tests::etcd::{etcd_available, ha_client, ha_store_env, wait_leading};
+    use mooncake_tests::ha::{Admin, HaPair};
     if !etcd_available() {
         return;
     }
-    let etcd = EtcdCluster::start(1, "ha-tier");
-    let ep = etcd.endpoints();
     let flags = ["--enable_offload=true", "--client_ttl=2"];
-    let mut ms = vec![
-        start_ha_master(free_port(), &ep, &flags),
-        start_ha_master(free_port(), &ep, &flags),
-    ];
-    let l = wait_one_leader(&[Some(&ms[0]), Some(&ms[1])], Duration::from_secs(20));
-    assert!(
-        wait_standby_in_sync(&ms[l], Duration::from_secs(30)),
-        "the standby never got in sync"
-    );
+    let mut pair = HaPair::start("ha-tier", &flags, Admin::Open);
+    let (ep, l) = (pair.endpoints.clone(), pair.leader);
+    let ms = &mut pair.masters;
     let dir = scratch("ha");
-    let mut env = ha_store_env(&ep, "16mb");
-    env.push((
-        "MOONCAKE_SHM_DIR".into(),
-        dir.join("shm").display().to_string(),
-    ));
-    env.push((
-        "MOONCAKE_OFFLOAD_FILE_STORAGE_PATH".into(),
-        dir.join("ssd").display().to_string(),
-    ));
-    env.push((
-        "MOONCAKE_OFFLOAD_TOTAL_SIZE_LIMIT_BYTES".into(),
-        "256mb".into(),
-    ));
+    let env = with_tier(ha_store_env(&ep, "16mb"), &dir, "256mb");
     let _store = start_store(&ms[l], &env, free_port(), "");
     let c = ha_client(&ep).await;
     let ks = keys("h", 40);
@@ -945,11 +927,7 @@ async fn the_tier_follows_the_ha_leader_through_a_kill_9() {
 
     ms[l].proc.kill9();
     let n = 1 - l;
-    let t0 = Instant::now();
-    while master_health(&ms[n]) != Some(200) {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no new leader");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_leading(&ms[n], Duration::from_secs(30));
     assert_eq!(
         read_all(&c, &ks, Duration::from_secs(30)).await,
         40,
@@ -969,7 +947,6 @@ async fn the_tier_follows_the_ha_leader_through_a_kill_9() {
         query(&ms[n], "h2-0")
     );
     let _ = c.close().await;
-    ms.clear();
-    drop(etcd);
+    drop(pair);
     let _ = std::fs::remove_dir_all(&dir);
 }

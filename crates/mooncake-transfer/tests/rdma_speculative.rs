@@ -14,16 +14,19 @@ use mooncake_transfer::rdma::RdmaEngine;
 use mooncake_transfer::{Opcode, TransferConfig, TransferEngine, TransferRequest};
 use std::sync::Arc;
 
+/// An engine on loopback whose RDMA goes through `verbs` (one fake NIC).
+async fn start(v: Arc<FakeVerbs>) -> Result<Arc<TransferEngine>, mooncake_transfer::TransferError> {
+    let t = RdmaTransport::new(v, &["fake0".to_string()], 64 << 10).unwrap();
+    TransferEngine::start_with_rdma(
+        TransferConfig::new("127.0.0.1"),
+        Arc::new(RdmaEngine::new(t)),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remembered_location_is_read_with_one_rdma_read_of_its_range() {
     let fabric = FakeFabric::default();
-    let start = |v: Arc<FakeVerbs>| {
-        let t = RdmaTransport::new(v, &["fake0".to_string()], 64 << 10).unwrap();
-        TransferEngine::start_with_rdma(
-            TransferConfig::new("127.0.0.1"),
-            Arc::new(RdmaEngine::new(t)),
-        )
-    };
     let store_verbs = Arc::new(FakeVerbs::new(&fabric, &["fake0"]));
     let client_verbs = Arc::new(FakeVerbs::new(&fabric, &["fake0"]));
     let store = start(store_verbs).await.unwrap();
@@ -94,13 +97,6 @@ impl mooncake_transfer::ReadSource for Disk {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_range_the_peer_did_not_register_is_read_over_tcp() {
     let fabric = FakeFabric::default();
-    let start = |v: Arc<FakeVerbs>| {
-        let t = RdmaTransport::new(v, &["fake0".to_string()], 64 << 10).unwrap();
-        TransferEngine::start_with_rdma(
-            TransferConfig::new("127.0.0.1"),
-            Arc::new(RdmaEngine::new(t)),
-        )
-    };
     let store = start(Arc::new(FakeVerbs::new(&fabric, &["fake0"])))
         .await
         .unwrap();
@@ -148,6 +144,11 @@ async fn a_range_the_peer_did_not_register_is_read_over_tcp() {
             .all(|wr| wr.remote_addr < disk_base),
         "no work request names the unregistered range"
     );
+    // Counted once the answer is written, which may be just after the client has it.
+    let t0 = std::time::Instant::now();
+    while store.metrics().bytes_served_out < 64 << 10 && t0.elapsed().as_secs() < 5 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     assert_eq!(
         store.metrics().bytes_served_out,
         64 << 10,

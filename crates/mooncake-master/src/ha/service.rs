@@ -14,15 +14,17 @@
 
 use super::replication::leader::FOLLOW_PREFIX;
 use super::replication::log::SYNC_BOUND;
-use super::state::HaState;
+use super::state::{HaState, Term};
 use crate::api::{Gate, Pass, Refused};
 use crate::drain::service::{OwnerService, OWNER_PREFIX};
 use crate::service::{self, refusal, Extra};
 use crate::tier::service::{TierService, TIER_PREFIX};
 use mooncake_proto::segment_owner_server::SegmentOwnerServer;
 use mooncake_proto::segment_tier_server::SegmentTierServer;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use tonic::body::Body;
 use tonic::codegen::Service;
 
 fn refused(state: &HaState) -> Refused {
@@ -66,18 +68,25 @@ impl Gate for Arc<HaState> {
     }
 }
 
-/// The standbys' `Follow` service of the serving term, fenced like every call.
-pub fn follow_service(state: Arc<HaState>) -> Extra {
+/// A service of the serving term on the rpc port, fenced like every call: refused
+/// while no term serves, and its answer withheld when the term ended meanwhile.
+/// `make` builds the service from the term that takes the call.
+fn fenced<S>(state: Arc<HaState>, prefix: &'static str, make: fn(&Term) -> S) -> Extra
+where
+    S: Service<hyper::Request<Body>, Response = hyper::Response<Body>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send,
+{
     Extra {
-        prefix: FOLLOW_PREFIX,
+        prefix,
         call: Arc::new(move |req| {
             let state = state.clone();
             Box::pin(async move {
                 let Some(term) = state.serving() else {
                     return Ok(refusal(refused(&state)).into_http());
                 };
-                let mut svc = term.replication.clone();
-                let resp = svc.call(req).await?;
+                let resp = make(&term).call(req).await?;
                 if !state.fence.holds(term.number) {
                     return Ok(refusal(refused(&state)).into_http());
                 }
@@ -87,54 +96,30 @@ pub fn follow_service(state: Arc<HaState>) -> Extra {
     }
 }
 
-/// The SSD tiers' `SegmentTier.Work`, served by the serving term's master and fenced
-/// like every call. What a term's master knows of the tiers is not replicated: a
-/// term starts knowing no tier, and each owner's next call is answered "report" and
-/// brings every record its tier holds (`Master::tier_work`), so objects that live
-/// only on SSD are readable again once their owner has called the new leader (its
-/// loop calls at least every few seconds). Tasks an earlier term handed out and
-/// whose results reach this one are unknown to it and ignored; their records are
-/// in the owner's report.
+/// The standbys' `Follow` service of the serving term.
+pub fn follow_service(state: Arc<HaState>) -> Extra {
+    fenced(state, FOLLOW_PREFIX, |t| t.replication.clone())
+}
+
+/// The SSD tiers' `SegmentTier.Work`, served by the serving term's master. What a
+/// term's master knows of the tiers is not replicated: a term starts knowing no
+/// tier, and each owner's next call is answered "report" and brings every record its
+/// tier holds (`Master::tier_work`), so objects that live only on SSD are readable
+/// again once their owner has called the new leader (its loop calls at least every
+/// few seconds). Tasks an earlier term handed out and whose results reach this one
+/// are unknown to it and ignored; their records are in the owner's report.
 pub fn tier_service(state: Arc<HaState>) -> Extra {
-    Extra {
-        prefix: TIER_PREFIX,
-        call: Arc::new(move |req| {
-            let state = state.clone();
-            Box::pin(async move {
-                let Some(term) = state.serving() else {
-                    return Ok(refusal(refused(&state)).into_http());
-                };
-                let mut svc = SegmentTierServer::new(TierService::new(term.master.clone()));
-                let resp = svc.call(req).await?;
-                if !state.fence.holds(term.number) {
-                    return Ok(refusal(refused(&state)).into_http());
-                }
-                Ok(resp)
-            })
-        }),
-    }
+    fenced(state, TIER_PREFIX, |t| {
+        SegmentTierServer::new(TierService::new(t.master.clone()))
+    })
 }
 
 /// `SegmentOwner` (an owner leaving to restart, drain work, copy and move tasks),
-/// served with the serving term's master and drain jobs, fenced like every call.
+/// served with the serving term's master and drain jobs.
 pub fn owner_service(state: Arc<HaState>) -> Extra {
-    Extra {
-        prefix: OWNER_PREFIX,
-        call: Arc::new(move |req| {
-            let state = state.clone();
-            Box::pin(async move {
-                let Some(term) = state.serving() else {
-                    return Ok(refusal(refused(&state)).into_http());
-                };
-                let mut svc = SegmentOwnerServer::new(OwnerService::new(term.drains.clone()));
-                let resp = svc.call(req).await?;
-                if !state.fence.holds(term.number) {
-                    return Ok(refusal(refused(&state)).into_http());
-                }
-                Ok(resp)
-            })
-        }),
-    }
+    fenced(state, OWNER_PREFIX, |t| {
+        SegmentOwnerServer::new(OwnerService::new(t.drains.clone()))
+    })
 }
 
 /// Serves the control plane, `Follow`, the owners' calls and the tiers' work on
