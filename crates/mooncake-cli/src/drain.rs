@@ -73,6 +73,12 @@ pub fn admin_addr(admin: Option<&str>, master: Option<&str>) -> Result<String, M
     let m = master
         .filter(|m| !m.trim().is_empty())
         .ok_or_else(|| err("no admin address: pass --admin HOST:PORT (or --master HOST:PORT)"))?;
+    if m.trim().starts_with("etcd://") {
+        // Under HA the job runs on the leader, whose admin port etcd does not name.
+        return Err(err(
+            "with an etcd:// master, pass --admin HOST:PORT: the leader's admin port (its --metrics_port; a standby answers 503)",
+        ));
+    }
     let host = m.trim().rsplit_once(':').map_or(m.trim(), |(h, _)| h);
     Ok(format!("{host}:9003"))
 }
@@ -144,5 +150,7 @@ mod tests {
         );
         assert_eq!(super::admin_addr(Some("h:1"), Some("x:2")).unwrap(), "h:1");
         assert!(super::admin_addr(None, None).is_err());
+        let e = super::admin_addr(None, Some("etcd://h1:2379;h2:2379")).unwrap_err();
+        assert!(e.message.contains("--admin"), "{e}");
     }
 }
