@@ -925,13 +925,19 @@ async fn the_tier_follows_the_ha_leader_through_a_kill_9() {
         "h-0 should live only on SSD after 40 MiB went into 16 MiB: {first}"
     );
 
+    let killed = Instant::now();
     ms[l].proc.kill9();
     let n = 1 - l;
     wait_leading(&ms[n], Duration::from_secs(30));
+    let leading = killed.elapsed();
     assert_eq!(
         read_all(&c, &ks, Duration::from_secs(30)).await,
         40,
         "objects on SSD read back under the new leader"
+    );
+    eprintln!(
+        "kill -9 of the leader -> new leader {leading:?}, every object read back {:?}",
+        killed.elapsed()
     );
     assert!(
         query(&ms[n], "h-0").contains(r#""medium":"disk""#),
