@@ -3,7 +3,8 @@
 //! kill -9 of the leader they follow the standby that takes over (the store re-mounts
 //! its segment there) and puts/gets work again, and what was written before the kill
 //! still reads back (the standby followed the leader's replication log, docs/ha.md).
-//! A drain runs on the leader, and what it moved reads back after the next takeover.
+//! A drain runs on the leader, and what it moved reads back after the next takeover;
+//! a store restarted under HA tells the leader and gets its objects back.
 
 use mooncake_client::{Client, ClientConfig};
 use mooncake_tests::etcd::{
@@ -54,6 +55,26 @@ async fn store_and_client_follow_the_leader_through_a_kill_9() {
     let _ = c.close().await;
     ms.clear();
     drop(etcd);
+}
+
+/// Reads every key until it comes back byte-identical (the client may be between
+/// leaders, the store between runs): 20 s each at most.
+async fn read_each(c: &Client, ks: &[String], len: usize) {
+    for k in ks {
+        let t0 = Instant::now();
+        loop {
+            match c.get(k).await {
+                Ok(v) => {
+                    assert!(v == value_for(k, len), "{k}: wrong bytes");
+                    break;
+                }
+                Err(e) => {
+                    assert!(t0.elapsed() < Duration::from_secs(20), "{k}: {e}");
+                    tokio::time::sleep(PAUSE).await;
+                }
+            }
+        }
+    }
 }
 
 fn admin_post(m: &Master, path: &str, body: &str) -> (u16, serde_json::Value) {
@@ -142,22 +163,53 @@ async fn a_store_drains_under_ha_and_its_moves_survive_a_kill_9() {
 
     ms[l].proc.kill9();
     wait_leading(&ms[1 - l], Duration::from_secs(30));
-    for k in &ks {
-        let t0 = Instant::now();
-        loop {
-            match c.get(k).await {
-                Ok(v) => {
-                    assert!(v == value_for(k, 120_000), "{k}: wrong bytes");
-                    break;
-                }
-                Err(e) => {
-                    assert!(t0.elapsed() < Duration::from_secs(20), "{k}: {e}");
-                    tokio::time::sleep(PAUSE).await;
-                }
-            }
-        }
-    }
+    read_each(&c, &ks, 120_000).await;
     let _ = c.close().await;
     drop(pair);
     let _ = std::fs::remove_dir_all(&shm);
+}
+
+/// A store restarted under HA (SIGTERM, then started again with the same identity and
+/// segment directory) tells the leader it leaves to restart, so its segment leaves
+/// capacity at once and its objects are held, and they read back byte-identical once
+/// it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_restarted_under_ha_gets_its_objects_back() {
+    if !etcd_available() {
+        return;
+    }
+    let pair = HaPair::start("ha-restart", &["--client_ttl=2"], Admin::Open);
+    let (ep, leader) = (pair.endpoints.clone(), &pair.masters[pair.leader]);
+    let dir = std::env::temp_dir().join(format!("mc-ha-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut env = ha_store_env(&ep, "32mb");
+    env.push(("MOONCAKE_SHM_DIR".into(), dir.display().to_string()));
+    let port = free_port();
+    let mut a = Store::start_on(port, &env);
+    let c = Client::connect(ClientConfig::new(ha_node(&format!("etcd://{ep}"))))
+        .await
+        .expect("client connects through etcd");
+    let ks: Vec<String> = (0..20).map(|i| format!("hr-{i}")).collect();
+    for k in &ks {
+        put_until_ok(&c, k, 100_000, Duration::from_secs(20), PAUSE).await;
+    }
+
+    a.proc.signal(libc::SIGTERM);
+    assert_eq!(a.proc.wait_exit(Duration::from_secs(10)), Some(0));
+    let kept = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".gen"))
+        .count();
+    assert_eq!(kept, 1, "the segment file is kept for the restart");
+    assert_eq!(
+        leader.metric("master_total_capacity_bytes"),
+        Some(0.0),
+        "the leader was told: the segment left capacity at once"
+    );
+    let _a = Store::start_on(port, &env);
+    read_each(&c, &ks, 100_000).await;
+    let _ = c.close().await;
+    drop(pair);
+    let _ = std::fs::remove_dir_all(&dir);
 }
