@@ -75,7 +75,19 @@ impl Client {
                     done: std::mem::take(&mut done),
                 };
                 let sent = req.done.clone();
-                let pause = match rpc.drain_work(req).await {
+                let at = l.addr;
+                let answer = tokio::select! {
+                    r = rpc.drain_work(req) => Some(r),
+                    _ = link.moved_from(&at) => None,
+                };
+                let Some(answer) = answer else {
+                    // Given up at a master etcd no longer names (module docs of
+                    // `owner_link`): the copies go again to the new leader's job.
+                    done = sent;
+                    drop(inner);
+                    continue;
+                };
+                let pause = match answer {
                     Ok(r) => {
                         let r = r.into_inner();
                         if r.copies.is_empty() {
@@ -101,7 +113,11 @@ impl Client {
                 };
                 drop(inner);
                 if let Some(p) = pause {
-                    tokio::time::sleep(p).await;
+                    // Sooner when etcd names a new leader meanwhile.
+                    tokio::select! {
+                        _ = tokio::time::sleep(p) => {}
+                        _ = link.moved_from(&at) => {}
+                    }
                 }
             }
         }))

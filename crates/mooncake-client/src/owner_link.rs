@@ -28,7 +28,12 @@ pub(crate) struct Link {
     pub channel: DirectChannel,
     pub origin: Uri,
     pub moved: bool,
+    /// The master the channel reaches.
+    pub addr: String,
 }
+
+/// How often a call in flight under HA looks whether etcd names another leader.
+const LEADER_CHECK: Duration = Duration::from_millis(100);
 
 impl OwnerLink {
     /// Calls go where `rpc`'s calls go. A fixed address that cannot be used is an
@@ -76,7 +81,25 @@ impl OwnerLink {
             channel: channel.clone(),
             origin: origin.clone(),
             moved: other || first,
+            addr,
         })
+    }
+
+    /// Resolves once calls should go to another master than `addr`: under HA, when
+    /// etcd names another leader. A call in flight at a leader that stopped (a hung
+    /// host, a partition) answers nothing and closes nothing, so the loop races its
+    /// call against this and gives the call up at once instead of waiting for its
+    /// timeout. Never resolves with a fixed address.
+    pub async fn moved_from(&self, addr: &str) {
+        if crate::discovery::parse_etcd_address(self.rpc.addr()).is_none() {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(LEADER_CHECK).await;
+            if matches!(self.rpc.current_addr().await, Ok(a) if a != addr) {
+                return;
+            }
+        }
     }
 
     /// A call on the last channel failed: under HA, look the leader up again now.

@@ -228,7 +228,18 @@ impl Client {
                 };
                 drop(inner);
                 let sent = req.done.clone();
-                match rpc.work(req).await {
+                let at = link_now.addr;
+                let answer = tokio::select! {
+                    r = rpc.work(req) => Some(r),
+                    _ = link.moved_from(&at) => None,
+                };
+                let Some(answer) = answer else {
+                    // Given up at a master etcd no longer names: the results go
+                    // again, to the leader that took over (which reports at once).
+                    unsent = sent;
+                    continue;
+                };
+                match answer {
                     Ok(r) => {
                         let r = r.into_inner();
                         warned = false;
@@ -247,7 +258,11 @@ impl Client {
                         }
                         unsent = sent;
                         link.failed();
-                        tokio::time::sleep(RETRY).await;
+                        // Sooner when etcd names a new leader meanwhile.
+                        tokio::select! {
+                            _ = tokio::time::sleep(RETRY) => {}
+                            _ = link.moved_from(&at) => {}
+                        }
                     }
                 }
             }
