@@ -76,11 +76,7 @@ impl Client {
                 };
                 let sent = req.done.clone();
                 let at = l.addr;
-                let answer = tokio::select! {
-                    r = rpc.drain_work(req) => Some(r),
-                    _ = link.moved_from(&at) => None,
-                };
-                let Some(answer) = answer else {
+                let Some(answer) = link.answer(&at, rpc.drain_work(req)).await else {
                     // Given up at a master etcd no longer names (module docs of
                     // `owner_link`): the copies go again to the new leader's job.
                     done = sent;
@@ -113,11 +109,7 @@ impl Client {
                 };
                 drop(inner);
                 if let Some(p) = pause {
-                    // Sooner when etcd names a new leader meanwhile.
-                    tokio::select! {
-                        _ = tokio::time::sleep(p) => {}
-                        _ = link.moved_from(&at) => {}
-                    }
+                    link.pause(&at, p).await;
                 }
             }
         }))

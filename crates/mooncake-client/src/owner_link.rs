@@ -85,6 +85,24 @@ impl OwnerLink {
         })
     }
 
+    /// `call`'s answer, or `None` when etcd names another leader than `addr` first
+    /// ([`Self::moved_from`]): the call is then given up.
+    pub async fn answer<T>(
+        &self,
+        addr: &str,
+        call: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        tokio::select! {
+            r = call => Some(r),
+            _ = self.moved_from(addr) => None,
+        }
+    }
+
+    /// Sleeps `d`, less when etcd names another leader than `addr` meanwhile.
+    pub async fn pause(&self, addr: &str, d: Duration) {
+        let _ = self.answer(addr, tokio::time::sleep(d)).await;
+    }
+
     /// Resolves once calls should go to another master than `addr`: under HA, when
     /// etcd names another leader. A call in flight at a leader that stopped (a hung
     /// host, a partition) answers nothing and closes nothing, so the loop races its

@@ -229,11 +229,7 @@ impl Client {
                 drop(inner);
                 let sent = req.done.clone();
                 let at = link_now.addr;
-                let answer = tokio::select! {
-                    r = rpc.work(req) => Some(r),
-                    _ = link.moved_from(&at) => None,
-                };
-                let Some(answer) = answer else {
+                let Some(answer) = link.answer(&at, rpc.work(req)).await else {
                     // Given up at a master etcd no longer names: the results go
                     // again, to the leader that took over (which reports at once).
                     unsent = sent;
@@ -258,11 +254,7 @@ impl Client {
                         }
                         unsent = sent;
                         link.failed();
-                        // Sooner when etcd names a new leader meanwhile.
-                        tokio::select! {
-                            _ = tokio::time::sleep(RETRY) => {}
-                            _ = link.moved_from(&at) => {}
-                        }
+                        link.pause(&at, RETRY).await;
                     }
                 }
             }
