@@ -27,19 +27,7 @@ impl Client {
     /// address.
     pub fn spawn_drain_worker(&self, master_addr: &str) -> Option<tokio::task::JoinHandle<()>> {
         self.inner.segment.as_ref()?;
-        let rpc = if master_addr.trim() == self.inner.rpc.addr() {
-            self.inner.rpc.clone()
-        } else {
-            crate::rpc::MasterRpc::new(master_addr, Duration::from_secs(30), &self.inner.tuning)
-                .ok()?
-        };
-        let mut link = crate::owner_link::OwnerLink::new(
-            rpc,
-            self.inner.tuning.client_auth(),
-            Duration::from_secs(2),
-            Duration::from_secs(30),
-        )
-        .ok()?;
+        let mut link = self.owner_link(master_addr).ok()?;
         let weak = Arc::downgrade(&self.inner);
         Some(tokio::spawn(async move {
             let mut done: Vec<DrainCopyResult> = Vec::new();

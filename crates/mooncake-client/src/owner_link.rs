@@ -6,6 +6,7 @@
 //! took over, which learns the owner's state from that call.
 
 use crate::auth::{master_service_channel, ClientAuth};
+use crate::client::Client;
 use crate::rpc::MasterRpc;
 use crate::transport::DirectChannel;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use tonic::codegen::http::Uri;
 
 pub(crate) struct OwnerLink {
     rpc: MasterRpc,
+    /// An `etcd://` address: calls follow the leader.
+    ha: bool,
     auth: Option<ClientAuth>,
     connect_timeout: Duration,
     timeout: Duration,
@@ -44,15 +47,17 @@ impl OwnerLink {
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<Self, String> {
+        let ha = crate::discovery::parse_etcd_address(rpc.addr()).is_some();
         let mut link = OwnerLink {
             rpc,
+            ha,
             auth,
             connect_timeout,
             timeout,
             current: None,
             handed_out: false,
         };
-        if crate::discovery::parse_etcd_address(link.rpc.addr()).is_none() {
+        if !ha {
             let addr = link.rpc.addr().to_string();
             link.make(&addr)?;
         }
@@ -109,7 +114,7 @@ impl OwnerLink {
     /// call against this and gives the call up at once instead of waiting for its
     /// timeout. Never resolves with a fixed address.
     pub async fn moved_from(&self, addr: &str) {
-        if crate::discovery::parse_etcd_address(self.rpc.addr()).is_none() {
+        if !self.ha {
             return std::future::pending().await;
         }
         loop {
@@ -123,5 +128,25 @@ impl OwnerLink {
     /// A call on the last channel failed: under HA, look the leader up again now.
     pub fn failed(&self) {
         self.rpc.nudge();
+    }
+}
+
+impl Client {
+    /// The link an owner's loop calls the master at `master_addr` on: this client's
+    /// own connection when that is its master (so under HA the same leader follower),
+    /// a new one otherwise.
+    pub(crate) fn owner_link(&self, master_addr: &str) -> Result<OwnerLink, String> {
+        let rpc = if master_addr.trim() == self.inner.rpc.addr() {
+            self.inner.rpc.clone()
+        } else {
+            MasterRpc::new(master_addr, Duration::from_secs(30), &self.inner.tuning)
+                .map_err(|e| e.message)?
+        };
+        OwnerLink::new(
+            rpc,
+            self.inner.tuning.client_auth(),
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
     }
 }

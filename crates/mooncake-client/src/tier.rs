@@ -110,19 +110,9 @@ impl Client {
             return Err("an SSD tier needs a segment (this client contributes no memory)".into());
         }
         // The tier's calls go where this client's go (under HA, to the leader).
-        let rpc = if master_addr.trim() == self.inner.rpc.addr() {
-            self.inner.rpc.clone()
-        } else {
-            crate::rpc::MasterRpc::new(master_addr, Duration::from_secs(30), &self.inner.tuning)
-                .map_err(|e| format!("SSD tier: {}", e.message))?
-        };
-        let mut link = crate::owner_link::OwnerLink::new(
-            rpc,
-            self.inner.tuning.client_auth(),
-            Duration::from_secs(2),
-            Duration::from_secs(30),
-        )
-        .map_err(|e| format!("SSD tier: {e}"))?;
+        let mut link = self
+            .owner_link(master_addr)
+            .map_err(|e| format!("SSD tier: {e}"))?;
         let tier = Arc::new(DiskTier::open(cfg).map_err(|e| e.to_string())?);
         let found = tier.records().len();
         tracing::info!(
